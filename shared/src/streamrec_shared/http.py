@@ -1,0 +1,350 @@
+"""FastAPI pieces every HTTP service uses: error format, probes, metrics, auth, limits.
+
+Errors are always ``{"error": {"code", "message", "details"}}``; validation errors list each
+invalid item by location (``events[3].timestamp``) with the reason. Routes raise domain errors
+from ``streamrec_shared.errors`` and hold no try/except.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from streamrec_shared import metrics
+from streamrec_shared.errors import (
+    Forbidden,
+    RateLimited,
+    RetryableError,
+    StreamrecError,
+    Unauthorized,
+)
+from streamrec_shared.settings import ApiKey, AuthSettings, HttpSettings, Scope as KeyScope
+
+logger = logging.getLogger(__name__)
+
+ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details}}
+
+
+def _loc(loc: Sequence[int | str]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def describe_validation(errors: Sequence[Any], *, strip: int = 0) -> list[dict[str, Any]]:
+    """Turn pydantic error dicts into ``[{"loc", "index", "field", "reason"}]`` entries.
+
+    ``strip`` drops leading location parts (e.g. FastAPI's ``body``). ``index`` is the batch
+    index when the location goes through a list, ``field`` the last named part.
+    """
+    out: list[dict[str, Any]] = []
+    for err in errors:
+        loc = list(err.get("loc", ()))[strip:]
+        # tagged unions and function validators add noise parts; keep the user-facing ones
+        loc = [p for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function")))]
+        index = next((p for p in loc if isinstance(p, int)), None)
+        names = [p for p in loc if isinstance(p, str)]
+        reason = str(err.get("msg", "invalid"))
+        if reason.startswith("Value error, "):
+            reason = reason[len("Value error, ") :]
+        field_name = names[-1] if names else None
+        if field_name is None and ":" in reason:
+            # model-level rules name their field as "field: reason"
+            field_name, reason = (s.strip() for s in reason.split(":", 1))
+        out.append(
+            {
+                "loc": _loc(loc) or "body",
+                "index": index,
+                "field": field_name,
+                "reason": reason,
+                "type": err.get("type"),
+            }
+        )
+    return out
+
+
+def _summary(details: list[dict[str, Any]]) -> str:
+    parts = [f"{d['loc']}: {d['reason']}" for d in details[:5]]
+    more = f" (+{len(details) - 5} more)" if len(details) > 5 else ""
+    return "invalid request: " + "; ".join(parts) + more
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map domain errors and validation errors to the JSON error format; never a stack trace."""
+
+    async def on_domain(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StreamrecError)
+        headers: dict[str, str] = {}
+        if isinstance(exc, RetryableError | RateLimited):
+            headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+        return JSONResponse(
+            error_body(exc.code, exc.message, exc.details), exc.status, headers=headers
+        )
+
+    async def on_request_validation(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        details = describe_validation(exc.errors(), strip=0)
+        for d in details:  # "body.events[2].user_id" -> "events[2].user_id"
+            for prefix in ("body.", "query.", "path.", "header."):
+                if d["loc"].startswith(prefix):
+                    d["loc"] = d["loc"][len(prefix) :]
+        return JSONResponse(error_body("invalid_request", _summary(details), details), 422)
+
+    async def on_pydantic(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ValidationError)
+        details = describe_validation(exc.errors())  # type: ignore[arg-type]
+        return JSONResponse(error_body("invalid_request", _summary(details), details), 422)
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+        return JSONResponse(
+            error_body(codes.get(exc.status_code, "http_error"), str(exc.detail)),
+            exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse(error_body("internal", "internal error"), 500)
+
+    app.add_exception_handler(StreamrecError, on_domain)
+    app.add_exception_handler(RequestValidationError, on_request_validation)
+    app.add_exception_handler(ValidationError, on_pydantic)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_unexpected)
+
+
+class BodyLimitMiddleware:
+    """Answer 413 when a request body exceeds ``limit`` bytes (declared or streamed)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._reject(send)
+            return
+        seen = 0
+        too_large = False
+
+        async def limited() -> Message:
+            nonlocal seen, too_large
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    too_large = True
+                    raise _BodyTooLarge
+            return message
+
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited, tracking_send)
+        except _BodyTooLarge:
+            if not started:
+                await self._reject(send)
+        if too_large and not started:
+            return
+
+    async def _reject(self, send: Send) -> None:
+        metrics.INGEST_EVENTS_REJECTED.labels("too_large").inc(0)
+        response = JSONResponse(
+            error_body(
+                "payload_too_large",
+                f"body: request body exceeds {self.limit} bytes",
+                {"field": "body", "limit_bytes": self.limit},
+            ),
+            413,
+        )
+        await response({"type": "http"}, _empty_receive, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _empty_receive() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+class MetricsMiddleware:
+    """Count requests and time them per route template (not per raw path)."""
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            route = _route_template(scope)
+            method = scope.get("method", "GET")
+            metrics.HTTP_REQUESTS.labels(self.service, route, method, str(status)).inc()
+            metrics.HTTP_REQUEST_DURATION.labels(self.service, route, method).observe(
+                time.perf_counter() - start
+            )
+
+
+def _route_template(scope: Scope) -> str:
+    app = scope.get("app")
+    router = getattr(app, "router", None)
+    for route in getattr(router, "routes", []):
+        match, _ = route.matches(scope)
+        if match == Match.FULL:
+            return str(getattr(route, "path", "unknown"))
+    return "unmatched"
+
+
+def install_common(
+    app: FastAPI,
+    *,
+    service: str,
+    http: HttpSettings,
+    readiness: ReadinessCheck,
+) -> None:
+    """Error handlers, CORS, body limit, request metrics, /healthz, /readyz, /metrics."""
+    install_error_handlers(app)
+    if http.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=http.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
+            allow_headers=["Content-Type", "X-API-Key"],
+            max_age=600,
+        )
+    app.add_middleware(BodyLimitMiddleware, limit=http.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, service=service)
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        """The process is alive."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"])
+    async def readyz() -> Response:
+        """Dependencies usable: 200 when all checks pass, else 503 with the failing ones."""
+        checks = await readiness()
+        for dep, ok in checks.items():
+            metrics.DEPENDENCY_UP.labels(service, dep).set(1 if ok else 0)
+        ready = all(checks.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not_ready", "checks": checks},
+            200 if ready else 503,
+        )
+
+    @app.get("/metrics", tags=["ops"], include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+@dataclass
+class KeyRing:
+    """API keys with scopes and a per-key token-bucket rate limit (per process)."""
+
+    settings: AuthSettings
+    buckets: dict[str, _Bucket] = field(default_factory=dict)
+
+    @property
+    def open(self) -> bool:
+        return not self.settings.api_keys
+
+    def authorize(self, presented: str | None, scope: KeyScope) -> ApiKey | None:
+        if self.open:
+            return None
+        if not presented:
+            raise Unauthorized(
+                "X-API-Key: header missing", details={"field": "X-API-Key", "scope": scope}
+            )
+        key = self.settings.find(presented)
+        if key is None:
+            raise Unauthorized("X-API-Key: unknown key", details={"field": "X-API-Key"})
+        if scope not in key.scopes and "admin" not in key.scopes:
+            raise Forbidden(
+                f"X-API-Key: key '{key.name}' lacks scope '{scope}'",
+                details={"field": "X-API-Key", "required_scope": scope, "scopes": key.scopes},
+            )
+        self._take(key, 1.0)
+        return key
+
+    def _take(self, key: ApiKey, cost: float) -> None:
+        now = time.monotonic()
+        bucket = self.buckets.get(key.name)
+        if bucket is None:
+            bucket = self.buckets[key.name] = _Bucket(key.burst, now)
+        bucket.tokens = min(key.burst, bucket.tokens + (now - bucket.updated) * key.rate_per_s)
+        bucket.updated = now
+        if bucket.tokens < cost:
+            wait = (cost - bucket.tokens) / key.rate_per_s
+            raise RateLimited(
+                f"X-API-Key: rate limit of {key.rate_per_s:g} requests/s exceeded",
+                retry_after=wait,
+                details={"field": "X-API-Key", "rate_per_s": key.rate_per_s},
+            )
+        bucket.tokens -= cost
+
+
+def require_scope(scope: KeyScope) -> Any:
+    """A dependency that checks ``X-API-Key`` against ``app.state.keyring`` for ``scope``."""
+
+    async def check(request: Request) -> ApiKey | None:
+        ring: KeyRing = request.app.state.keyring
+        return ring.authorize(request.headers.get("x-api-key"), scope)
+
+    return Depends(check)
+
+
+AdminKey = Annotated[ApiKey | None, require_scope("admin")]

@@ -1,0 +1,93 @@
+"""Kafka clients (aiokafka) built from settings, and topic creation."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from streamrec_shared.settings import KafkaSettings
+from streamrec_shared.topics import TopicSpec
+
+logger = logging.getLogger(__name__)
+
+
+def producer(settings: KafkaSettings, *, linger_ms: int = 2) -> AIOKafkaProducer:
+    """acks=all producer; idempotent when the broker supports it (setting)."""
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=settings.client_id,
+        acks="all" if settings.acks == "all" else int(settings.acks),
+        enable_idempotence=settings.enable_idempotence,
+        request_timeout_ms=settings.request_timeout_ms,
+        linger_ms=linger_ms,
+        max_batch_size=1024 * 1024,
+    )
+
+
+def consumer(
+    settings: KafkaSettings,
+    *topics: str,
+    group_id: str | None,
+    auto_offset_reset: str = "earliest",
+    max_poll_records: int = 1000,
+) -> AIOKafkaConsumer:
+    """Consumer with auto-commit off: callers commit after their effects are durable."""
+    return AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=settings.client_id,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset=auto_offset_reset,
+        session_timeout_ms=settings.session_timeout_ms,
+        heartbeat_interval_ms=settings.heartbeat_interval_ms,
+        rebalance_timeout_ms=settings.rebalance_timeout_ms,
+        max_poll_records=max_poll_records,
+        isolation_level="read_uncommitted",
+    )
+
+
+async def ensure_topics(
+    settings: KafkaSettings, specs: Iterable[TopicSpec], *, attempts: int = 30
+) -> None:
+    """Create the topics that are missing; retries while the broker is starting."""
+    specs = list(specs)
+    for attempt in range(attempts):
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=settings.bootstrap_servers, client_id=settings.client_id
+        )
+        try:
+            await admin.start()
+            existing = set(await admin.list_topics())
+            missing = [s for s in specs if s.name not in existing]
+            if missing:
+                new = [
+                    NewTopic(
+                        name=s.name,
+                        num_partitions=s.partitions,
+                        replication_factor=settings.replication_factor,
+                        topic_configs={
+                            **({"cleanup.policy": "compact"} if s.compacted else {}),
+                            **s.config,
+                        },
+                    )
+                    for s in missing
+                ]
+                try:
+                    await admin.create_topics(new)
+                except TopicAlreadyExistsError:
+                    pass
+                logger.info("created topics %s", [s.name for s in missing])
+            return
+        except (KafkaError, OSError) as exc:
+            if attempt == attempts - 1:
+                raise
+            logger.info("broker not ready for topic creation (%s); retrying", exc)
+            await asyncio.sleep(min(0.2 * (attempt + 1), 2.0))
+        finally:
+            await admin.close()

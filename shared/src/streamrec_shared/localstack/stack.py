@@ -1,0 +1,223 @@
+"""Bring the whole local stack up and down; describe it in ``<state dir>/stack.json``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from streamrec_shared import topics
+from streamrec_shared.localstack import infra
+from streamrec_shared.localstack.processes import (
+    Proc,
+    free_port,
+    port_open,
+    spawn,
+    stop,
+    tail,
+    wait_until,
+)
+from streamrec_shared.settings import KafkaSettings, PostgresSettings, hash_key
+
+logger = logging.getLogger(__name__)
+
+SERVICES = {
+    # name: (python module, default port)
+    "ingest": ("streamrec_ingest.main", 8000),
+    "recommender": ("streamrec_recommender.main", 8001),
+    "trainer": ("streamrec_trainer.main", 8002),
+    "stream-processor": ("streamrec_stream_processor.main", 8003),
+}
+INFRA_PORTS = {"broker": 9092, "redis": 6379, "postgres": 5432}
+# Tansu completes a group join after about half the rebalance timeout: keep them short locally.
+LOCAL_KAFKA_TIMING = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000,
+                      "rebalance_timeout_ms": 3000}  # fmt: skip
+
+
+@dataclass
+class StackDescription:
+    """What ``stack.json`` holds: how to reach every part of a running stack."""
+
+    state_dir: str
+    urls: dict[str, str]
+    kafka_bootstrap: str
+    redis_url: str
+    postgres_dsn: str
+    artifacts_uri: str
+    api_keys: dict[str, str]
+    processes: list[dict[str, Any]] = field(default_factory=list)
+    started_at: float = field(default_factory=time.time)
+
+    @property
+    def procs(self) -> list[Proc]:
+        return [Proc(**p) for p in self.processes]
+
+    def save(self) -> Path:
+        path = Path(self.state_dir) / "stack.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2))
+        tmp.chmod(0o600)
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, state_dir: Path) -> StackDescription:
+        return cls(**json.loads((state_dir / "stack.json").read_text()))
+
+    def env(self) -> dict[str, str]:
+        """Environment for a service process of this stack."""
+        keys = [
+            {"name": "admin", "sha256": hash_key(self.api_keys["admin"]),
+             "scopes": ["admin", "events:write", "catalog:write"],
+             "rate_per_s": 100000, "burst": 200000},
+            {"name": "writer", "sha256": hash_key(self.api_keys["writer"]),
+             "scopes": ["events:write", "catalog:write"], "rate_per_s": 100000, "burst": 200000},
+            {"name": "reader", "sha256": hash_key(self.api_keys["reader"]),
+             "scopes": [], "rate_per_s": 100000, "burst": 200000},
+        ]  # fmt: skip
+        env = {
+            "STREAMREC_KAFKA__BOOTSTRAP_SERVERS": self.kafka_bootstrap,
+            "STREAMREC_KAFKA__ENABLE_IDEMPOTENCE": "false",
+            "STREAMREC_REDIS__URL": self.redis_url,
+            "STREAMREC_POSTGRES__DSN": self.postgres_dsn,
+            "STREAMREC_ARTIFACTS__URI": self.artifacts_uri,
+            "STREAMREC_AUTH__API_KEYS": json.dumps(keys),
+            "STREAMREC_LOG__LEVEL": os.environ.get("STREAMREC_LOG__LEVEL", "INFO"),
+            "OPENBLAS_NUM_THREADS": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+        for k, v in LOCAL_KAFKA_TIMING.items():
+            env[f"STREAMREC_KAFKA__{k.upper()}"] = str(v)
+        return env
+
+
+def _port(preferred: int, fixed: bool) -> int:
+    return preferred if fixed and not port_open(preferred) else free_port()
+
+
+class LocalStack:
+    """Owns the processes of one stack under ``state_dir``.
+
+    ``fixed_ports`` uses the default ports where free (``make up``); tests use free ports.
+    """
+
+    def __init__(self, state_dir: Path, *, fixed_ports: bool = False) -> None:
+        self.state_dir = state_dir.resolve()
+        self.log_dir = self.state_dir / "logs"
+        self.fixed_ports = fixed_ports
+        self.desc: StackDescription | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def start(self, *, services: tuple[str, ...] = tuple(SERVICES)) -> StackDescription:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(exist_ok=True)
+        if (self.state_dir / "stack.json").exists():
+            raise RuntimeError(
+                f"a stack description exists in {self.state_dir}; run 'make down' first"
+            )
+        ports = {n: _port(p, self.fixed_ports) for n, p in INFRA_PORTS.items()}
+        svc_ports = {n: _port(p, self.fixed_ports) for n, (_, p) in SERVICES.items()}
+        desc = self.desc = StackDescription(
+            state_dir=str(self.state_dir),
+            urls={n: f"http://127.0.0.1:{p}" for n, p in svc_ports.items()},
+            kafka_bootstrap=f"127.0.0.1:{ports['broker']}",
+            redis_url=f"redis://127.0.0.1:{ports['redis']}/0",
+            postgres_dsn=f"postgresql://streamrec@127.0.0.1:{ports['postgres']}/streamrec",
+            artifacts_uri=(self.state_dir / "artifacts").as_uri(),
+            api_keys={n: secrets.token_urlsafe(24) for n in ("admin", "writer", "reader")},
+        )
+        desc.save()
+        try:
+            self._record(infra.start_broker(ports["broker"], self.log_dir))
+            self._record(
+                infra.start_redis(ports["redis"], self.state_dir / "redis", self.log_dir)
+            )
+            self._record(
+                infra.start_postgres(ports["postgres"], self.state_dir / "pg", self.log_dir)
+            )
+            asyncio.run(self._prepare())
+            for name in services:
+                self.start_service(name)
+            self.wait_healthy(services)
+        except BaseException:
+            self.stop()
+            raise
+        return desc
+
+    async def _prepare(self) -> None:
+        """Create topics and apply migrations before the services race to do the same."""
+        from streamrec_shared import postgres
+        from streamrec_shared.kafka import ensure_topics
+
+        assert self.desc is not None
+        kafka = KafkaSettings(bootstrap_servers=self.desc.kafka_bootstrap)
+        await ensure_topics(kafka, topics.topic_specs(kafka.events_partitions))
+        pool = await postgres.create_pool(
+            PostgresSettings(dsn=self.desc.postgres_dsn, min_size=1, max_size=2)  # type: ignore[arg-type]
+        )
+        await pool.close()
+
+    def start_service(self, name: str, *, extra_env: dict[str, str] | None = None) -> Proc:
+        assert self.desc is not None
+        module, _ = SERVICES[name]
+        port = self.desc.urls[name].rsplit(":", 1)[1]
+        env = {**os.environ, **self.desc.env(), "STREAMREC_HTTP__PORT": port, **(extra_env or {})}
+        proc = spawn(name, [sys.executable, "-m", module], log_dir=self.log_dir, env=env)
+        self._record(proc)
+        return proc
+
+    def _record(self, proc: Proc) -> None:
+        assert self.desc is not None
+        self.desc.processes = [p for p in self.desc.processes if p["name"] != proc.name]
+        self.desc.processes.append(asdict(proc))
+        self.desc.save()
+
+    def proc(self, name: str) -> Proc:
+        assert self.desc is not None
+        return next(p for p in self.desc.procs if p.name == name)
+
+    def stop_process(self, name: str) -> None:
+        stop(self.proc(name))
+
+    def wait_healthy(self, services: tuple[str, ...], timeout: float = 120.0) -> None:
+        for name in services:
+            self.wait_ready(name, path="/healthz", timeout=timeout)
+
+    def wait_ready(self, name: str, *, path: str = "/readyz", timeout: float = 120.0) -> None:
+        assert self.desc is not None
+        proc = self.proc(name)
+        url = self.desc.urls[name] + path
+
+        def ok() -> bool:
+            if not proc.alive():
+                raise RuntimeError(f"{name} exited during start:\n{tail(proc.log, 60)}")
+            try:
+                return httpx.get(url, timeout=1.0).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(ok, timeout=timeout, what=f"{name} {path}", interval=0.2)
+
+    def stop(self) -> None:
+        """Stop every process this stack started (services first), remove stack.json."""
+        desc = self.desc
+        if desc is None and (self.state_dir / "stack.json").exists():
+            desc = self.desc = StackDescription.load(self.state_dir)
+        if desc is None:
+            return
+        order = {name: i for i, name in enumerate([*SERVICES, "broker", "redis", "postgres"])}
+        for proc in sorted(desc.procs, key=lambda p: order.get(p.name, 0)):
+            # Postgres: SIGINT is its fast shutdown (SIGTERM waits for clients to leave).
+            stop(proc, sig=signal.SIGINT if proc.name == "postgres" else signal.SIGTERM)
+        (self.state_dir / "stack.json").unlink(missing_ok=True)
+        self.desc = None

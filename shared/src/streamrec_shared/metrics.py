@@ -1,0 +1,174 @@
+"""Prometheus metric definitions, one place for every service.
+
+Names follow ``streamrec_<service>_<what>_<unit>``. Each service imports the metrics it
+updates from here, so dashboards, alerts and tests can check names against one module.
+All metrics live in the default registry, served by each service's ``GET /metrics``.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+FRESHNESS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0)
+TRAIN_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 240.0, 600.0, 1800.0)
+
+# --- every HTTP service ---------------------------------------------------------------------
+HTTP_REQUESTS = Counter(
+    "streamrec_http_requests_total",
+    "HTTP requests served, by service, route template, method and status code.",
+    ["service", "route", "method", "status"],
+)
+HTTP_REQUEST_DURATION = Histogram(
+    "streamrec_http_request_duration_seconds",
+    "HTTP request latency by service and route template.",
+    ["service", "route", "method"],
+    buckets=LATENCY_BUCKETS,
+)
+DEPENDENCY_UP = Gauge(
+    "streamrec_dependency_up",
+    "1 when the service's last check of a dependency (kafka, redis, postgres, model) succeeded.",
+    ["service", "dependency"],
+)
+
+# --- ingest ---------------------------------------------------------------------------------
+INGEST_EVENTS_ACCEPTED = Counter(
+    "streamrec_ingest_events_accepted_total",
+    "Events acknowledged by the broker and answered 202, by event type.",
+    ["event_type"],
+)
+INGEST_EVENTS_REJECTED = Counter(
+    "streamrec_ingest_events_rejected_total",
+    "Events refused, by reason (invalid, unavailable, unauthorized, rate_limited, too_large).",
+    ["reason"],
+)
+INGEST_PUBLISH_DURATION = Histogram(
+    "streamrec_ingest_publish_duration_seconds",
+    "Time from handing a request's records to the producer until the broker acknowledged all.",
+    ["topic"],
+    buckets=LATENCY_BUCKETS,
+)
+INGEST_CATALOG_UPDATES = Counter(
+    "streamrec_ingest_catalog_updates_total",
+    "Catalog and user updates published, by kind (product, product_delete, user, order).",
+    ["kind"],
+)
+
+# --- stream processor -----------------------------------------------------------------------
+PROCESSOR_EVENTS = Counter(
+    "streamrec_processor_events_total",
+    "Events applied to profiles, by event type and outcome (applied, duplicate).",
+    ["event_type", "outcome"],
+)
+PROCESSOR_DURATION = Histogram(
+    "streamrec_processor_processing_duration_seconds",
+    "Time to apply one event to Redis state.",
+    buckets=LATENCY_BUCKETS,
+)
+PROCESSOR_FRESHNESS = Histogram(
+    "streamrec_processor_freshness_seconds",
+    "Wall time from ingest receive time to the event being visible in the user's profile.",
+    buckets=FRESHNESS_BUCKETS,
+)
+PROCESSOR_CONSUMER_LAG = Gauge(
+    "streamrec_processor_consumer_lag_messages",
+    "Messages behind the log end, by topic and partition.",
+    ["topic", "partition"],
+)
+PROCESSOR_DLQ = Counter(
+    "streamrec_processor_dead_letters_total",
+    "Messages sent to the dead-letter topic, by source topic and reason.",
+    ["topic", "reason"],
+)
+PROCESSOR_CATALOG_UPDATES = Counter(
+    "streamrec_processor_catalog_updates_total",
+    "Catalog records applied to the Redis catalog state.",
+    ["kind"],
+)
+PROCESSOR_MODEL_VERSION = Gauge(
+    "streamrec_processor_model_version",
+    "Model version whose item factors the processor folds profile vectors into.",
+)
+
+# --- trainer --------------------------------------------------------------------------------
+TRAINER_ARCHIVED = Counter(
+    "streamrec_trainer_events_archived_total",
+    "Events written to user_product_interactions (duplicates by event_id excluded).",
+)
+TRAINER_DUPLICATES = Counter(
+    "streamrec_trainer_events_duplicate_total",
+    "Events skipped by the archive because their event_id was already stored.",
+)
+TRAINER_CONSUMER_LAG = Gauge(
+    "streamrec_trainer_consumer_lag_messages",
+    "Archive consumer: messages behind the log end, by partition.",
+    ["partition"],
+)
+TRAINER_STAGE_DURATION = Histogram(
+    "streamrec_trainer_stage_duration_seconds",
+    "Duration of each training stage (load, fit_<algo>, evaluate, publish).",
+    ["stage"],
+    buckets=TRAIN_BUCKETS,
+)
+TRAINER_RUNS = Counter(
+    "streamrec_trainer_runs_total",
+    "Training runs by final status (published, rejected, failed).",
+    ["status"],
+)
+TRAINER_INTERACTIONS = Gauge(
+    "streamrec_trainer_interactions_used",
+    "Interactions in the last training run's window.",
+)
+TRAINER_ACTIVE_VERSION = Gauge(
+    "streamrec_trainer_model_version_active",
+    "Model version currently active in the registry.",
+)
+TRAINER_OFFLINE_METRIC = Gauge(
+    "streamrec_trainer_offline_metric",
+    "Offline metrics of the active version, by algorithm and metric (e.g. ndcg@20).",
+    ["algorithm", "metric"],
+)
+TRAINER_LAST_PUBLISH = Gauge(
+    "streamrec_trainer_last_publish_timestamp_seconds",
+    "Unix time of the last published model version.",
+)
+
+# --- recommender ----------------------------------------------------------------------------
+RECOMMENDER_REQUESTS = Counter(
+    "streamrec_recommender_recommendations_total",
+    "Recommendation responses by algorithm and strategy.",
+    ["algorithm", "strategy"],
+)
+RECOMMENDER_DEGRADED = Counter(
+    "streamrec_recommender_degraded_total",
+    "Responses served in a degraded mode, by the dependency that failed.",
+    ["dependency"],
+)
+RECOMMENDER_CACHE = Counter(
+    "streamrec_recommender_cache_requests_total",
+    "Per-user result cache lookups by outcome (hit, miss).",
+    ["outcome"],
+)
+RECOMMENDER_MODEL_VERSION = Gauge(
+    "streamrec_recommender_model_version",
+    "Model version the recommender serves.",
+)
+RECOMMENDER_MODEL_AGE = Gauge(
+    "streamrec_recommender_model_age_seconds",
+    "Seconds since the served model version was created.",
+)
+RECOMMENDER_ANN_RECALL = Gauge(
+    "streamrec_recommender_ann_recall_at_20",
+    "Recall@20 of the approximate index against exact search, measured at build time.",
+)
+RECOMMENDER_SCORING_DURATION = Histogram(
+    "streamrec_recommender_scoring_duration_seconds",
+    "Time spent scoring and ranking one request, by algorithm.",
+    ["algorithm"],
+    buckets=LATENCY_BUCKETS,
+)
+RECOMMENDER_ONLINE_EVENTS = Counter(
+    "streamrec_recommender_online_events_total",
+    "Online feedback by algorithm, variant and kind (impression, click, conversion).",
+    ["algorithm", "variant", "kind"],
+)

@@ -1,0 +1,118 @@
+"""Settings groups composed by each service's own ``BaseSettings``.
+
+Every service reads the environment with prefix ``STREAMREC_`` and nested delimiter ``__``,
+e.g. ``STREAMREC_KAFKA__BOOTSTRAP_SERVERS=kafka:9092``. Groups are plain ``BaseModel``s so a
+service (or a test) can build them directly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Scope = Literal["events:write", "catalog:write", "admin"]
+
+
+class KafkaSettings(BaseModel):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    client_id: str = "streamrec"
+    # Real Kafka: idempotent producer on. The local Tansu broker rejects it, so the stack turns it off.
+    enable_idempotence: bool = True
+    acks: Literal["all", "1", "0"] = "all"
+    request_timeout_ms: int = 5000
+    # Consumer-group timing: short in the local stack (Tansu joins after ~half the rebalance timeout).
+    session_timeout_ms: int = 10000
+    heartbeat_interval_ms: int = 3000
+    rebalance_timeout_ms: int = 10000
+    events_partitions: int = Field(default=6, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+    create_topics: bool = True
+
+
+class RedisSettings(BaseModel):
+    url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    socket_timeout_s: float = 0.25
+    connect_timeout_s: float = 0.25
+
+
+class PostgresSettings(BaseModel):
+    dsn: SecretStr = SecretStr("postgresql://streamrec@127.0.0.1:5432/streamrec")
+    min_size: int = 1
+    max_size: int = 10
+    command_timeout_s: float = 30.0
+    migrate: bool = True
+
+
+class HttpSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    cors_origins: list[str] = Field(default_factory=list)
+    max_body_bytes: int = 2 * 1024 * 1024
+
+
+class ApiKey(BaseModel):
+    """One API key. ``sha256`` is the hex SHA-256 of the key; the key itself is never stored."""
+
+    name: str
+    sha256: str
+    scopes: list[Scope]
+    rate_per_s: float = 2000.0
+    burst: float = 4000.0
+
+
+class AuthSettings(BaseModel):
+    """API keys. With no keys configured, write and admin endpoints are open (local dev only)."""
+
+    api_keys: list[ApiKey] = Field(default_factory=list)
+
+    def find(self, presented: str) -> ApiKey | None:
+        digest = hash_key(presented)
+        for key in self.api_keys:
+            if hmac.compare_digest(key.sha256, digest):
+                return key
+        return None
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class ArtifactSettings(BaseModel):
+    """Where model artifacts live: ``file:///dir`` (default) or an S3-compatible ``s3://`` URL."""
+
+    uri: str = "file:///var/lib/streamrec/artifacts"
+    retention: int = Field(default=5, ge=1)
+
+
+class LogSettings(BaseModel):
+    level: str = "INFO"
+    json_format: bool = True
+
+
+class ProfileSettings(BaseModel):
+    """How events become a user's weighted items (shared by processor, trainer, recommender)."""
+
+    half_life_days: float = Field(default=30.0, gt=0)
+    max_recent_items: int = Field(default=200, ge=1)
+    max_history: int = Field(default=50, ge=1)
+
+
+class ServiceSettings(BaseSettings):
+    """Base for each service's settings: env prefix ``STREAMREC_``, nested with ``__``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="STREAMREC_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    redis: RedisSettings = RedisSettings()
+    postgres: PostgresSettings = PostgresSettings()
+    auth: AuthSettings = AuthSettings()
+    artifacts: ArtifactSettings = ArtifactSettings()
+    log: LogSettings = LogSettings()
+    profile: ProfileSettings = ProfileSettings()
