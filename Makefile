@@ -1,0 +1,50 @@
+# streamrec — `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV := $(PYTHON) -m uv
+STATE ?= .streamrec
+
+.DEFAULT_GOAL := help
+.PHONY: help install up down status lint fmt typecheck test test-fast bench eval clean
+
+help: ## List every target
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-11s\033[0m %s\n", $$1, $$2}'
+
+install: ## Install uv (if missing) and the locked workspace into .venv
+	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv>=0.5"
+	@$(UV) sync --frozen --all-packages --quiet
+
+up: install ## Start broker, Redis, Postgres and the four services with demo data (writes .streamrec/stack.json)
+	@$(UV) run --frozen streamrec-stack --dir $(STATE) up --demo
+
+down: ## Stop everything `make up` started (and nothing else)
+	@$(UV) run --frozen streamrec-stack --dir $(STATE) down
+
+status: ## Show the local stack's processes
+	@$(UV) run --frozen streamrec-stack --dir $(STATE) status
+
+lint: install ## ruff lint + format check
+	@$(UV) run --frozen ruff check .
+	@$(UV) run --frozen ruff format --check .
+
+fmt: install ## Format the code with ruff
+	@$(UV) run --frozen ruff format .
+	@$(UV) run --frozen ruff check --fix .
+
+typecheck: install ## mypy (strict) on every package
+	@$(UV) run --frozen mypy shared/src services/ingest/src services/stream-processor/src services/recommender/src services/trainer/src
+
+test: install ## Run the whole test suite (starts its own local stack on free ports)
+	@$(UV) run --frozen pytest -q
+
+test-fast: install ## Unit tests only (no stack)
+	@$(UV) run --frozen pytest -q -m "not stack"
+
+bench: install ## Run the benchmarks; results land in tests/bench/results/*.json
+	@for b in tests/bench/bench_*.py; do echo "== $$b"; OPENBLAS_NUM_THREADS=1 $(UV) run --frozen python $$b || exit 1; done
+
+eval: install ## Offline evaluation on the UCI Online Retail log in ../shared/data
+	@OPENBLAS_NUM_THREADS=1 $(UV) run --frozen streamrec eval --format online-retail ../shared/data/online-retail/online_retail.csv.gz --out tests/bench/results/eval-online-retail.md
+
+clean: down ## Stop the stack and remove local state
+	@rm -rf $(STATE)

@@ -1,0 +1,137 @@
+"""The trainer's admin HTTP API and lifespan: archive consumer, job worker, triggers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import asyncpg
+from fastapi import FastAPI, Path, Request
+from fastapi.responses import JSONResponse
+
+from streamrec_shared import kafka, topics
+from streamrec_shared.http import AdminKey, KeyRing, install_common
+from streamrec_shared.postgres import create_pool
+from streamrec_trainer.archive import Archiver
+from streamrec_trainer.jobs import JobRunner
+from streamrec_trainer.registry import Registry
+from streamrec_trainer.settings import TrainerSettings, get_settings
+from streamrec_trainer.store import ArtifactStore
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: TrainerSettings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.kafka.create_topics:
+            await kafka.ensure_topics(
+                settings.kafka, topics.topic_specs(settings.kafka.events_partitions)
+            )
+        pool = await create_pool(settings.postgres)
+        producer = kafka.producer(settings.kafka)
+        await producer.start()
+        store = ArtifactStore(settings.artifacts.uri)
+        registry = Registry(pool, producer, store, settings.artifacts.retention)
+        runner = JobRunner(pool, registry, store, settings.training)
+        archiver = Archiver(
+            settings.kafka, settings.archive, pool, on_archived=runner.note_archived
+        )
+        await runner.recover()
+        tasks = [
+            asyncio.create_task(archiver.run(), name="archive"),
+            asyncio.create_task(runner.worker(), name="train-worker"),
+            asyncio.create_task(runner.triggers(), name="train-triggers"),
+        ]
+        app.state.pool, app.state.registry, app.state.runner = pool, registry, runner
+        app.state.archiver = archiver
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await producer.stop()
+            await pool.close()
+
+    app = FastAPI(
+        title="streamrec trainer",
+        version="1",
+        lifespan=lifespan,
+        description="Archive, training jobs and the model registry.",
+    )
+    app.state.keyring = KeyRing(settings.auth)
+
+    async def readiness() -> dict[str, bool]:
+        pool: asyncpg.Pool | None = getattr(app.state, "pool", None)
+        pg = False
+        if pool is not None:
+            with contextlib.suppress(OSError, asyncpg.PostgresError, TimeoutError):
+                pg = await pool.fetchval("SELECT 1", timeout=1) == 1
+        archiver: Archiver | None = getattr(app.state, "archiver", None)
+        return {"postgres": pg, "kafka": bool(archiver and archiver.healthy)}
+
+    install_common(app, service="trainer", http=settings.http, readiness=readiness)
+
+    @app.post("/v1/train", status_code=202, tags=["training"])
+    async def train(request: Request, _: AdminKey) -> dict[str, str]:
+        """Queue a training run; poll ``GET /v1/train/{job_id}``."""
+        job_id = await request.app.state.runner.submit("manual")
+        return {"job_id": str(job_id)}
+
+    @app.get("/v1/train/{job_id}", tags=["training"])
+    async def train_status(
+        request: Request, job_id: Annotated[uuid.UUID, Path()], _: AdminKey
+    ) -> dict[str, Any]:
+        """Status (queued|running|published|rejected|failed), offline metrics, model_version."""
+        job: dict[str, Any] = await request.app.state.runner.get(job_id)
+        return job
+
+    @app.get("/v1/archive", tags=["archive"])
+    async def archive_stats(request: Request, _: AdminKey) -> dict[str, Any]:
+        """How much of the event log is archived: row count and newest event time."""
+        row = await request.app.state.pool.fetchrow(
+            "SELECT count(*) AS n, max(ts) AS newest FROM user_product_interactions"
+        )
+        return {
+            "interactions": row["n"],
+            "newest_event": row["newest"].isoformat() if row["newest"] else None,
+            "consumer_healthy": request.app.state.archiver.healthy,
+        }
+
+    @app.get("/v1/models", tags=["registry"])
+    async def models(request: Request) -> dict[str, Any]:
+        """Every model version, newest first, with metrics and status."""
+        versions = await request.app.state.registry.list()
+        active = next((v.version for v in versions if v.is_active), None)
+        return {"active_version": active, "models": [v.public() for v in versions]}
+
+    @app.get("/v1/models/active", tags=["registry"])
+    async def active_model(request: Request) -> JSONResponse:
+        current = await request.app.state.registry.active()
+        if current is None:
+            return JSONResponse(
+                {"error": {"code": "not_found", "message": "no active model", "details": None}},
+                404,
+            )
+        return JSONResponse(current.public())
+
+    @app.post("/v1/models/{version}/activate", tags=["registry"])
+    async def activate(
+        request: Request, version: Annotated[int, Path(ge=1)], _: AdminKey
+    ) -> dict[str, Any]:
+        """Promote or roll back: make ``version`` active and announce it on models.v1."""
+        current = await request.app.state.registry.activate(version)
+        result: dict[str, Any] = current.public()
+        return result
+
+    return app

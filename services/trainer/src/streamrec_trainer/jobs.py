@@ -1,0 +1,142 @@
+"""Training jobs: a queue with one worker; each job loads, fits, evaluates, gates and publishes.
+
+Jobs come from ``POST /v1/train``, the schedule and the new-event counter. CPU-heavy work runs
+in a thread so the archive consumer and the HTTP API keep answering while a model trains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from streamrec_shared import metrics
+from streamrec_shared.errors import NotFound
+from streamrec_trainer import pipeline
+from streamrec_trainer.registry import Registry
+from streamrec_trainer.settings import TrainingSettings
+from streamrec_trainer.store import ArtifactStore
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class JobRunner:
+    pool: asyncpg.Pool
+    registry: Registry
+    store: ArtifactStore
+    settings: TrainingSettings
+
+    def __post_init__(self) -> None:
+        self.queue: asyncio.Queue[uuid.UUID] = asyncio.Queue()
+        self.new_events = 0
+        self.busy = False
+
+    async def submit(self, reason: str) -> uuid.UUID:
+        job_id = uuid.uuid4()
+        await self.pool.execute(
+            "INSERT INTO train_jobs (job_id, status, reason) VALUES ($1, 'queued', $2)",
+            job_id,
+            reason,
+        )
+        await self.queue.put(job_id)
+        return job_id
+
+    async def get(self, job_id: uuid.UUID) -> dict[str, Any]:
+        row = await self.pool.fetchrow(
+            "SELECT job_id, status, reason, version, metrics, error, created_at, updated_at "
+            "FROM train_jobs WHERE job_id = $1",
+            job_id,
+        )
+        if row is None:
+            raise NotFound(f"job_id: training job {job_id} does not exist")
+        return {
+            "job_id": str(row["job_id"]),
+            "status": row["status"],
+            "reason": row["reason"],
+            "model_version": row["version"],
+            "metrics": json.loads(row["metrics"]),
+            "error": row["error"],
+            "created_at": row["created_at"].isoformat(),
+            "updated_at": row["updated_at"].isoformat(),
+        }
+
+    def note_archived(self, n: int) -> None:
+        self.new_events += n
+
+    async def _set(self, job_id: uuid.UUID, status: str, **fields: Any) -> None:
+        await self.pool.execute(
+            """UPDATE train_jobs SET status = $2, version = coalesce($3, version),
+               metrics = coalesce($4, metrics), error = $5, updated_at = now()
+               WHERE job_id = $1""",
+            job_id,
+            status,
+            fields.get("version"),
+            json.dumps(fields["metrics"]) if "metrics" in fields else None,
+            fields.get("error"),
+        )
+
+    async def recover(self) -> None:
+        """Jobs left queued/running by a previous process: fail the running, requeue the queued."""
+        await self.pool.execute(
+            "UPDATE train_jobs SET status = 'failed', error = 'trainer restarted', "
+            "updated_at = now() WHERE status = 'running'"
+        )
+        await self.pool.execute(
+            "UPDATE model_versions SET status = 'failed', notes = 'trainer restarted' "
+            "WHERE status = 'training'"
+        )
+        for row in await self.pool.fetch(
+            "SELECT job_id FROM train_jobs WHERE status = 'queued' ORDER BY created_at"
+        ):
+            await self.queue.put(row["job_id"])
+
+    async def worker(self) -> None:
+        while True:
+            job_id = await self.queue.get()
+            self.busy = True
+            try:
+                await self._run(job_id)
+            except Exception as exc:  # loop boundary: one failed job must not stop the worker
+                logger.exception("training job %s failed", job_id)
+                metrics.TRAINER_RUNS.labels("failed").inc()
+                await self._set(job_id, "failed", error=f"{type(exc).__name__}: {exc}")
+            finally:
+                self.busy = False
+
+    async def _run(self, job_id: uuid.UUID) -> None:
+        await self._set(job_id, "running")
+        self.new_events = 0
+        started = time.perf_counter()
+        outcome = await pipeline.run(self.pool, self.registry, self.store, self.settings)
+        logger.info(
+            "training job %s: %s version %s in %.1fs",
+            job_id, outcome.status, outcome.version, time.perf_counter() - started,
+        )  # fmt: skip
+        metrics.TRAINER_RUNS.labels(outcome.status).inc()
+        await self._set(
+            job_id,
+            outcome.status,
+            version=outcome.version,
+            metrics=outcome.metrics,
+            error=outcome.reason if outcome.status != "published" else None,
+        )
+
+    async def triggers(self) -> None:
+        """The schedule and the new-event threshold (settings; either may be off)."""
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(1.0)
+            due_time = self.settings.interval_s > 0 and (
+                time.monotonic() - last >= self.settings.interval_s
+            )
+            due_events = 0 < self.settings.after_events <= self.new_events
+            if (due_time or due_events) and not self.busy and self.queue.empty():
+                last = time.monotonic()
+                await self.submit("schedule" if due_time else "new_events")

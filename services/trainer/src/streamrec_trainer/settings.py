@@ -1,0 +1,50 @@
+"""Trainer settings: the archive consumer, training triggers, gate, registry."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import BaseModel, Field
+
+from streamrec_shared.settings import HttpSettings, ServiceSettings
+
+
+class ArchiveSettings(BaseModel):
+    group_id: str = "streamrec-trainer-archive"
+    max_batch: int = Field(default=5000, ge=1)
+    poll_timeout_ms: int = Field(default=200, ge=1)
+
+
+class TrainingSettings(BaseModel):
+    """When to retrain and on what window; hyper-parameters of every algorithm."""
+
+    interval_s: float = Field(default=0.0, ge=0, description="0 turns the schedule off")
+    after_events: int = Field(default=0, ge=0, description="retrain after N new events; 0 = off")
+    window_days: float = Field(default=365.0, gt=0)
+    holdout_fraction: float = Field(default=0.1, gt=0, lt=0.5)
+    min_interactions: int = Field(default=20, ge=1)
+    # the gate: publish only if main_metric >= active's * (1 - tolerance)
+    main_metric: str = "ndcg@20"
+    gate_tolerance: float = Field(default=0.05, ge=0)
+    served_algorithm: str = "als"
+    topn_recent_users: int = Field(default=10000, ge=0)
+    topn_k: int = Field(default=50, ge=1)
+    # ALS
+    factors: int = Field(default=64, ge=1)
+    regularization: float = Field(default=0.05, ge=0)
+    alpha: float = Field(default=2.0, gt=0)
+    iterations: int = Field(default=15, ge=1)
+    random_state: int = 42
+    threads: int = Field(default=1, ge=0)
+    half_life_days: float = Field(default=60.0, gt=0)
+
+
+class TrainerSettings(ServiceSettings):
+    http: HttpSettings = HttpSettings(port=8002)
+    archive: ArchiveSettings = ArchiveSettings()
+    training: TrainingSettings = TrainingSettings()
+
+
+@lru_cache
+def get_settings() -> TrainerSettings:
+    return TrainerSettings()

@@ -1,0 +1,73 @@
+"""The whole system through its HTTP APIs: products and events in, a model trained, personal
+recommendations for a known user (never what they bought), popular items for a new user."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+
+import pytest
+
+from streamrec_shared import synthetic
+from streamrec_shared.client import AsyncStreamrecClient
+
+pytestmark = [pytest.mark.stack, pytest.mark.slow]
+
+
+async def _wait_archived(client: AsyncStreamrecClient, n: int, timeout: float = 60.0) -> int:
+    deadline = time.monotonic() + timeout
+    while True:
+        stats = await client.request("GET", "trainer", "/v1/archive")
+        if stats["interactions"] >= n or time.monotonic() > deadline:
+            return int(stats["interactions"])
+        await asyncio.sleep(0.2)
+
+
+async def test_products_and_events_in_model_out(client: AsyncStreamrecClient) -> None:
+    shop = synthetic.shop(n_users=120, n_products=150, events_per_user=30, seed=11)
+    for chunk in synthetic.batches(shop.products, 500):
+        await client.put_products(chunk)
+    accepted = 0
+    for chunk in synthetic.batches(shop.events, 500):
+        accepted += (await client.send_events(chunk))["accepted"]
+    assert accepted == len(shop.events)
+
+    archived = await _wait_archived(client, len(shop.events))
+    assert archived >= len(shop.events)
+
+    job = await client.wait_for_job(await client.train(), timeout=240)
+    assert job["status"] == "published", job
+    version = job["model_version"]
+    assert isinstance(version, int)
+
+    purchased: dict[str, set[str]] = defaultdict(set)
+    for e in shop.events:
+        if e["event_type"] == "purchase":
+            purchased[e["user_id"]].add(e["product_id"])
+    buyer = max(purchased, key=lambda u: len(purchased[u]))
+
+    # the recommender follows models.v1; wait until it serves the new version
+    deadline = time.monotonic() + 30
+    while True:
+        rec = await client.recommendations(buyer, k=10, algorithm="als")
+        if rec["model_version"] == version or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    assert rec["model_version"] == version
+    items = [i["product_id"] for i in rec["items"]]
+    assert len(items) == 10
+    assert not set(items) & purchased[buyer], "recommended something the user already bought"
+    assert rec["rec_id"]
+    assert "popular" not in rec["strategy"], rec["strategy"]
+    scores = [i["score"] for i in rec["items"]]
+    assert scores == sorted(scores, reverse=True)
+
+    trending = await client.request("GET", "recommender", "/v1/trending", params={"k": 10})
+    fresh = await client.recommendations("brand-new-user-xyz", k=10)
+    assert fresh["items"], fresh
+    assert "cold_start" in fresh["strategy"] or "popular" in fresh["strategy"], fresh["strategy"]
+    fresh_items = [i["product_id"] for i in fresh["items"]]
+    assert fresh_items == [i["product_id"] for i in trending["items"]][: len(fresh_items)]
+    # personal differs from popular for the known user
+    assert items != fresh_items
