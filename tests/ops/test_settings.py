@@ -1,0 +1,118 @@
+"""The environment each Deployment gets is read by its service's settings.
+
+pydantic-settings ignores unknown variables (``extra="ignore"``), so a misspelt
+``STREAMREC_...`` name in a ConfigMap would silently do nothing: every name must map to a field
+of the service's settings class, and the values (with dev's Secrets) must validate.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any, cast
+
+import pytest
+from pydantic import BaseModel
+
+from streamrec_shared.settings import ServiceSettings
+
+Manifest = dict[str, Any]
+OVERLAYS = ("dev", "prod", "prod-keda")
+PACKAGES = {
+    "ingest": "streamrec_ingest",
+    "recommender": "streamrec_recommender",
+    "trainer": "streamrec_trainer",
+    "stream-processor": "streamrec_stream_processor",
+}
+# Not settings of ours, read by libraries: faust's data dir, OpenBLAS threads, S3 credentials.
+OTHER_VARIABLES = {"FAUST_DATADIR", "OPENBLAS_NUM_THREADS"}
+
+
+def settings_class(service: str) -> type[ServiceSettings]:
+    module = importlib.import_module(f"{PACKAGES[service]}.settings")
+    found = [
+        value
+        for value in vars(module).values()
+        if isinstance(value, type)
+        and issubclass(value, ServiceSettings)
+        and value is not ServiceSettings
+    ]
+    assert len(found) == 1, f"{service}: expected one ServiceSettings subclass, got {found}"
+    return found[0]
+
+
+def find(objects: list[Manifest], kind: str, name: str) -> Manifest:
+    (obj,) = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
+    return obj
+
+
+def environment(objects: list[Manifest], service: str) -> dict[str, str | None]:
+    """Variable -> value (None when it comes from a Secret the overlay does not contain)."""
+    deployment = find(objects, "Deployment", service)
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    secrets = {
+        o["metadata"]["name"]: o.get("stringData", {}) for o in objects if o["kind"] == "Secret"
+    }
+    env: dict[str, str | None] = {}
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            env.update(find(objects, "ConfigMap", source["configMapRef"]["name"])["data"])
+    for item in container.get("env", []):
+        if "value" in item:
+            env[item["name"]] = item["value"]
+        elif "secretKeyRef" in item.get("valueFrom", {}):
+            ref = item["valueFrom"]["secretKeyRef"]
+            env[item["name"]] = secrets.get(ref["name"], {}).get(ref["key"])
+    return env
+
+
+def field_path_exists(model: type[BaseModel], parts: list[str]) -> bool:
+    field = model.model_fields.get(parts[0])
+    if field is None:
+        return False
+    if len(parts) == 1:
+        return True
+    annotation = field.annotation
+    return (
+        isinstance(annotation, type)
+        and issubclass(annotation, BaseModel)
+        and field_path_exists(annotation, parts[1:])
+    )
+
+
+@pytest.mark.parametrize("service", PACKAGES)
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_variable_is_a_setting(
+    overlay: str, service: str, rendered: dict[str, list[Manifest]]
+) -> None:
+    cls = settings_class(service)
+    unknown = []
+    for name in environment(rendered[overlay], service):
+        if name in OTHER_VARIABLES:
+            continue
+        assert name.startswith("STREAMREC_"), name
+        if not field_path_exists(cls, name.removeprefix("STREAMREC_").lower().split("__")):
+            unknown.append(name)
+    assert not unknown, f"{cls.__name__} has no setting for {unknown}"
+
+
+@pytest.mark.parametrize("service", PACKAGES)
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_settings_load_from_the_environment(
+    overlay: str, service: str, rendered: dict[str, list[Manifest]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = environment(rendered[overlay], service)
+    for name in list(os.environ):
+        if name.startswith("STREAMREC_"):
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        if value is not None:
+            monkeypatch.setenv(name, value)
+    settings = settings_class(service)()
+    http = cast(Any, settings).http  # every service adds its own http group (its port)
+    expected_port = {"ingest": 8000, "recommender": 8001, "trainer": 8002, "stream-processor": 8003}
+    assert http.port == expected_port[service]
+    assert http.host == "0.0.0.0"
+    assert settings.kafka.enable_idempotence is True
+    if overlay == "dev" and service != "stream-processor":
+        assert settings.auth.api_keys, "dev API keys parsed from the Secret"
