@@ -15,8 +15,8 @@ from streamrec_shared.client import AsyncStreamrecClient
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
 
-async def _wait_archived(client: AsyncStreamrecClient, n: int, timeout: float = 60.0) -> int:
-    deadline = time.monotonic() + timeout
+async def _wait_archived(client: AsyncStreamrecClient, n: int) -> int:
+    deadline = time.monotonic() + 60.0
     while True:
         stats = await client.request("GET", "trainer", "/v1/archive")
         if stats["interactions"] >= n or time.monotonic() > deadline:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable
 
@@ -78,10 +79,8 @@ async def ensure_topics(
                     )
                     for s in missing
                 ]
-                try:
+                with contextlib.suppress(TopicAlreadyExistsError):
                     await admin.create_topics(new)
-                except TopicAlreadyExistsError:
-                    pass
                 logger.info("created topics %s", [s.name for s in missing])
             return
         except (KafkaError, OSError) as exc:

@@ -18,7 +18,7 @@ _MIGRATION_LOCK = 74_651_201  # pg_advisory_xact_lock key: one migrator at a tim
 def migrations() -> list[tuple[str, str]]:
     """(name, sql) of every migration, in order."""
     folder = resources.files("streamrec_shared") / "migrations"
-    files = sorted(f for f in folder.iterdir() if f.name.endswith(".sql"))
+    files = sorted((f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
     return [(f.name, f.read_text()) for f in files]
 
 

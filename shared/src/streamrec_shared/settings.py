@@ -20,11 +20,11 @@ Scope = Literal["events:write", "catalog:write", "admin"]
 class KafkaSettings(BaseModel):
     bootstrap_servers: str = "127.0.0.1:9092"
     client_id: str = "streamrec"
-    # Real Kafka: idempotent producer on. The local Tansu broker rejects it, so the stack turns it off.
+    # Real Kafka: idempotent producer on. The local Tansu broker rejects it: the stack turns it off.
     enable_idempotence: bool = True
     acks: Literal["all", "1", "0"] = "all"
     request_timeout_ms: int = 5000
-    # Consumer-group timing: short in the local stack (Tansu joins after ~half the rebalance timeout).
+    # Consumer-group timing: short in the local stack (Tansu joins after ~half the rebalance time).
     session_timeout_ms: int = 10000
     heartbeat_interval_ms: int = 3000
     rebalance_timeout_ms: int = 10000

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import asyncpg
 from fastapi import FastAPI, Path, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 
 from streamrec_shared import kafka, topics
 from streamrec_shared.http import AdminKey, KeyRing, install_common
@@ -24,6 +25,23 @@ from streamrec_trainer.settings import TrainerSettings, get_settings
 from streamrec_trainer.store import ArtifactStore
 
 logger = logging.getLogger(__name__)
+
+
+class TrainOverrides(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    factors: int | None = Field(default=None, ge=1, le=1024)
+    regularization: float | None = Field(default=None, ge=0)
+    alpha: float | None = Field(default=None, gt=0)
+    iterations: int | None = Field(default=None, ge=1, le=200)
+    half_life_days: float | None = Field(default=None, gt=0)
+    window_days: float | None = Field(default=None, gt=0)
+
+
+class TrainRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    params: TrainOverrides | None = None
 
 
 def create_app(settings: TrainerSettings | None = None) -> FastAPI:
@@ -83,9 +101,16 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
     install_common(app, service="trainer", http=settings.http, readiness=readiness)
 
     @app.post("/v1/train", status_code=202, tags=["training"])
-    async def train(request: Request, _: AdminKey) -> dict[str, str]:
-        """Queue a training run; poll ``GET /v1/train/{job_id}``."""
-        job_id = await request.app.state.runner.submit("manual")
+    async def train(
+        request: Request, _: AdminKey, body: TrainRequest | None = None
+    ) -> dict[str, str]:
+        """Queue a training run; poll ``GET /v1/train/{job_id}``.
+
+        ``params`` optionally overrides training settings for this run only (e.g. to try
+        other ALS hyper-parameters); the gate still decides whether it is published.
+        """
+        overrides = body.params.model_dump(exclude_none=True) if body and body.params else {}
+        job_id = await request.app.state.runner.submit("manual", overrides)
         return {"job_id": str(job_id)}
 
     @app.get("/v1/train/{job_id}", tags=["training"])
@@ -111,7 +136,7 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
     @app.get("/v1/models", tags=["registry"])
     async def models(request: Request) -> dict[str, Any]:
         """Every model version, newest first, with metrics and status."""
-        versions = await request.app.state.registry.list()
+        versions = await request.app.state.registry.versions()
         active = next((v.version for v in versions if v.is_active), None)
         return {"active_version": active, "models": [v.public() for v in versions]}
 

@@ -144,7 +144,9 @@ class Archiver:
                     events.append(decode_event(msg.value))
                 except ValidationError:
                     # ingest validated it; a record we cannot read is left to the processor's DLQ
-                    logger.warning("archive skips undecodable record %s@%s", msg.partition, msg.offset)
+                    logger.warning(
+                        "archive skips undecodable record %s@%s", msg.partition, msg.offset
+                    )
         if not fetched:
             return
         inserted = await archive_events(self.pool, events)
@@ -164,6 +166,4 @@ class Archiver:
         ends = await consumer.end_offsets(list(assigned))
         for tp in assigned:
             position = await consumer.position(tp)
-            metrics.TRAINER_CONSUMER_LAG.labels(str(tp.partition)).set(
-                max(0, ends[tp] - position)
-            )
+            metrics.TRAINER_CONSUMER_LAG.labels(str(tp.partition)).set(max(0, ends[tp] - position))

@@ -38,20 +38,21 @@ class JobRunner:
         self.new_events = 0
         self.busy = False
 
-    async def submit(self, reason: str) -> uuid.UUID:
+    async def submit(self, reason: str, overrides: dict[str, Any] | None = None) -> uuid.UUID:
         job_id = uuid.uuid4()
         await self.pool.execute(
-            "INSERT INTO train_jobs (job_id, status, reason) VALUES ($1, 'queued', $2)",
+            "INSERT INTO train_jobs (job_id, status, reason, params) VALUES ($1, 'queued', $2, $3)",
             job_id,
             reason,
+            json.dumps(overrides or {}),
         )
         await self.queue.put(job_id)
         return job_id
 
     async def get(self, job_id: uuid.UUID) -> dict[str, Any]:
         row = await self.pool.fetchrow(
-            "SELECT job_id, status, reason, version, metrics, error, created_at, updated_at "
-            "FROM train_jobs WHERE job_id = $1",
+            "SELECT job_id, status, reason, params, version, metrics, error, created_at, "
+            "updated_at FROM train_jobs WHERE job_id = $1",
             job_id,
         )
         if row is None:
@@ -60,6 +61,7 @@ class JobRunner:
             "job_id": str(row["job_id"]),
             "status": row["status"],
             "reason": row["reason"],
+            "params": json.loads(row["params"]),
             "model_version": row["version"],
             "metrics": json.loads(row["metrics"]),
             "error": row["error"],
@@ -114,7 +116,11 @@ class JobRunner:
         await self._set(job_id, "running")
         self.new_events = 0
         started = time.perf_counter()
-        outcome = await pipeline.run(self.pool, self.registry, self.store, self.settings)
+        overrides = await self.pool.fetchval(
+            "SELECT params FROM train_jobs WHERE job_id = $1", job_id
+        )
+        settings = self.settings.model_copy(update=json.loads(overrides))
+        outcome = await pipeline.run(self.pool, self.registry, self.store, settings)
         logger.info(
             "training job %s: %s version %s in %.1fs",
             job_id, outcome.status, outcome.version, time.perf_counter() - started,

@@ -128,14 +128,17 @@ async def run(
         )
         active = await registry.active()
         ok, why = gate(offline, active.metrics if active else None, settings)
-        offline["gate"] = {"passed": ok, "reason": why, "against": active.version if active else None}
-        common = {
-            "data_start": window.start,
-            "data_end": window.end,
-            "n_interactions": len(interactions),
+        offline["gate"] = {
+            "passed": ok,
+            "reason": why,
+            "against": active.version if active else None,
         }
+        n = len(interactions)
+        span: dict[str, Any] = {"data_start": window.start, "data_end": window.end}
         if not ok:
-            await registry.finish(version, status="rejected", metrics_=offline, notes=why, **common)
+            await registry.finish(
+                version, status="rejected", metrics_=offline, notes=why, n_interactions=n, **span
+            )
             return Outcome("rejected", version, offline, why)
         fitted = await _stage("fit", lambda: fit_all(dataset, params))
         bundle = fitted.to_bundle(
@@ -143,7 +146,13 @@ async def run(
         )
         uri = await _stage("publish", lambda: store.save(bundle))
         await registry.finish(
-            version, status="published", metrics_=offline, artifact_uri=uri, notes=why, **common
+            version,
+            status="published",
+            metrics_=offline,
+            artifact_uri=uri,
+            notes=why,
+            n_interactions=n,
+            **span,
         )
         await registry.activate(version)
         metrics.TRAINER_LAST_PUBLISH.set(time.time())

@@ -74,22 +74,22 @@ class Registry:
         self.store = store
         self.retention = retention
 
-    async def list(self) -> list[Version]:
-        rows = await self.pool.fetch(f"SELECT {_COLUMNS} FROM model_versions ORDER BY version DESC")
+    async def versions(self) -> list[Version]:
+        sql = f"SELECT {_COLUMNS} FROM model_versions ORDER BY version DESC"
+        rows = await self.pool.fetch(sql)
         return [Version.from_row(r) for r in rows]
 
     async def get(self, version: int) -> Version:
         row = await self.pool.fetchrow(
-            f"SELECT {_COLUMNS} FROM model_versions WHERE version = $1", version
+            f"SELECT {_COLUMNS} FROM model_versions WHERE version = $1",
+            version,
         )
         if row is None:
             raise NotFound(f"version: model version {version} does not exist")
         return Version.from_row(row)
 
     async def active(self) -> Version | None:
-        row = await self.pool.fetchrow(
-            f"SELECT {_COLUMNS} FROM model_versions WHERE is_active"
-        )
+        row = await self.pool.fetchrow(f"SELECT {_COLUMNS} FROM model_versions WHERE is_active")
         return Version.from_row(row) if row else None
 
     async def begin(self, params: dict[str, Any]) -> int:
@@ -139,7 +139,8 @@ class Registry:
             if row["status"] not in ("published", "retired") or row["artifact_uri"] is None:
                 raise Conflict(
                     f"version: model version {version} is {row['status']} and cannot be "
-                    "activated" + (" (artifacts garbage-collected)" if not row["artifact_uri"] else ""),
+                    "activated"
+                    + (" (artifacts garbage-collected)" if not row["artifact_uri"] else ""),
                     details={"field": "version", "status": row["status"]},
                 )
             await conn.execute(

@@ -48,9 +48,7 @@ def pg_bin_dir() -> Path:
     explicit = os.environ.get("STREAMREC_PG_BIN")
     if explicit:
         return Path(explicit)
-    system = sorted(
-        glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name)
-    )
+    system = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name))
     for candidate in reversed(system):
         if (Path(candidate) / "postgres").exists() and (Path(candidate) / "initdb").exists():
             return Path(candidate)
@@ -200,11 +198,15 @@ def _as_user(user: str | None) -> dict[str, object]:
 def _run(argv: list[str], *, user: str | None = None) -> str:
     """Run a command; on failure raise with its output (not just the exit code)."""
     result = subprocess.run(
-        argv, capture_output=True, text=True, cwd="/", **_as_user(user)  # type: ignore[call-overload]
+        argv,
+        capture_output=True,
+        text=True,
+        cwd="/",
+        **_as_user(user),  # type: ignore[call-overload]
     )
     if result.returncode != 0:
         raise RuntimeError(f"{argv[0]} failed ({result.returncode}):\n{result.stderr[-2000:]}")
-    return result.stdout
+    return str(result.stdout)
 
 
 def _create_db(bin_dir: Path, port: int, db: str) -> None:
@@ -217,7 +219,13 @@ def _create_db(bin_dir: Path, port: int, db: str) -> None:
     ).stdout.strip()
     if exists != "1":
         subprocess.run(
-            [*psql, "-c", f'CREATE ROLE "{db}" LOGIN', "-c", f'CREATE DATABASE "{db}" OWNER "{db}"'],
+            [
+                *psql,
+                "-c",
+                f'CREATE ROLE "{db}" LOGIN',
+                "-c",
+                f'CREATE DATABASE "{db}" OWNER "{db}"',
+            ],
             check=True,
             capture_output=True,
         )

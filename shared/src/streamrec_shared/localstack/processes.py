@@ -11,6 +11,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -67,6 +68,7 @@ def spawn(
     """Start ``argv`` detached in a new session, stdout/stderr to ``log_dir/name.log``."""
     log_path = log_dir / f"{name}.log"
     log = log_path.open("ab")
+    drop: dict[str, Any] = {"user": user, "group": user, "extra_groups": []} if user else {}
     try:
         popen = subprocess.Popen(
             list(argv),
@@ -76,7 +78,7 @@ def spawn(
             env=dict(env) if env is not None else None,
             cwd=cwd,
             start_new_session=True,
-            **({"user": user, "group": user, "extra_groups": []} if user else {}),  # type: ignore[arg-type]
+            **drop,
         )
     finally:
         log.close()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 
 from streamrec_shared import topics
 from streamrec_shared.localstack import infra
@@ -139,9 +140,7 @@ class LocalStack:
         desc.save()
         try:
             self._record(infra.start_broker(ports["broker"], self.log_dir))
-            self._record(
-                infra.start_redis(ports["redis"], self.state_dir / "redis", self.log_dir)
-            )
+            self._record(infra.start_redis(ports["redis"], self.state_dir / "redis", self.log_dir))
             self._record(
                 infra.start_postgres(ports["postgres"], self.state_dir / "pg", self.log_dir)
             )
@@ -163,7 +162,7 @@ class LocalStack:
         kafka = KafkaSettings(bootstrap_servers=self.desc.kafka_bootstrap)
         await ensure_topics(kafka, topics.topic_specs(kafka.events_partitions))
         pool = await postgres.create_pool(
-            PostgresSettings(dsn=self.desc.postgres_dsn, min_size=1, max_size=2)  # type: ignore[arg-type]
+            PostgresSettings(dsn=SecretStr(self.desc.postgres_dsn), min_size=1, max_size=2)
         )
         await pool.close()
 
