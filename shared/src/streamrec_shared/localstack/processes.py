@@ -15,6 +15,10 @@ from typing import Any
 
 import psutil
 
+# Children started by this process, kept so they are reaped (no zombies) and never garbage-collected
+# while running. Processes of a stack started by another process (make up) are found by pid.
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
@@ -82,6 +86,7 @@ def spawn(
         )
     finally:
         log.close()
+    _CHILDREN[popen.pid] = popen
     created = psutil.Process(popen.pid).create_time()
     return Proc(name=name, pid=popen.pid, create_time=created, log=str(log_path))
 
@@ -102,6 +107,10 @@ def stop(proc: Proc, *, timeout: float = 10.0, sig: int = signal.SIGTERM) -> Non
         with contextlib.suppress(psutil.NoSuchProcess):
             m.kill()
     psutil.wait_procs(alive, timeout=5)
+    child = _CHILDREN.pop(proc.pid, None)
+    if child is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=5)
 
 
 def kill(proc: Proc) -> None:

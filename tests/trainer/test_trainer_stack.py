@@ -1,0 +1,119 @@
+"""The trainer against the real broker and Postgres: the archive survives a kill mid-batch, a
+rejected model never replaces the active one, and activate rolls back (the recommender follows)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import asyncpg
+import pytest
+
+from streamrec_shared import synthetic
+from streamrec_shared.client import AsyncStreamrecClient
+from streamrec_shared.localstack.processes import kill
+from streamrec_shared.localstack.stack import LocalStack, StackDescription
+
+pytestmark = [pytest.mark.stack, pytest.mark.slow]
+
+
+async def _archived(dsn: str, prefix: str) -> tuple[int, int]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        row = await conn.fetchrow(
+            "SELECT count(*) AS n, count(DISTINCT event_id) AS d "
+            "FROM user_product_interactions WHERE event_id LIKE $1",
+            prefix + "%",
+        )
+        assert row is not None
+        return int(row["n"]), int(row["d"])
+    finally:
+        await conn.close()
+
+
+async def _wait_for(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not await predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.2)
+
+
+async def test_trainer_killed_mid_batch_loses_and_duplicates_nothing(
+    local_stack: LocalStack, stack: StackDescription, client: AsyncStreamrecClient
+) -> None:
+    shop = synthetic.shop(n_users=300, n_products=200, events_per_user=40, seed=23)
+    events = [{**e, "event_id": f"kill-{e['event_id']}"} for e in shop.events]
+    batches = list(synthetic.batches(events, 250))
+    killed_at = len(batches) // 3
+    for i, batch in enumerate(batches):
+        await client.send_events(batch)
+        if i == killed_at:
+            kill(local_stack.proc("trainer"))  # SIGKILL while batches are in flight
+        if i == killed_at + 2:
+            await client.send_events(batches[i - 1])  # a client retry: same event_ids again
+    local_stack.start_service("trainer")
+    local_stack.wait_ready("trainer", timeout=90)
+
+    async def caught_up() -> bool:
+        n, _ = await _archived(stack.postgres_dsn, "kill-")
+        return n >= len(events)
+
+    await _wait_for(caught_up, 90, "the archive to catch up")
+    n, distinct = await _archived(stack.postgres_dsn, "kill-")
+    assert n == distinct == len({e["event_id"] for e in events})
+
+
+async def _job(client: AsyncStreamrecClient, params: dict[str, Any] | None = None) -> Any:
+    body = {"params": params} if params else {}
+    job_id = (await client.request("POST", "trainer", "/v1/train", json=body))["job_id"]
+    return await client.wait_for_job(job_id, timeout=240)
+
+
+async def test_rejected_model_does_not_replace_active_and_rollback_is_served(
+    stack: StackDescription, client: AsyncStreamrecClient
+) -> None:
+    shop = synthetic.shop(n_users=150, n_products=120, events_per_user=30, seed=31)
+    await client.put_products(shop.products)
+    for batch in synthetic.batches(shop.events, 500):
+        await client.send_events(batch)
+
+    async def archived() -> bool:
+        n, _ = await _archived(stack.postgres_dsn, "e31-")
+        return n >= len(shop.events)
+
+    await _wait_for(archived, 60, "the archive")
+
+    first = await _job(client)
+    assert first["status"] == "published", first
+    second = await _job(client)
+    assert second["status"] == "published", second
+    assert second["model_version"] > first["model_version"]
+
+    # a deliberately broken model: one factor, one iteration, huge regularisation
+    bad = await _job(client, {"factors": 1, "iterations": 1, "regularization": 1e4})
+    assert bad["status"] == "rejected", bad
+    assert bad["metrics"]["gate"]["passed"] is False
+    models = await client.request("GET", "trainer", "/v1/models")
+    assert models["active_version"] == second["model_version"]
+    statuses = {m["version"]: m["status"] for m in models["models"]}
+    assert statuses[bad["model_version"]] == "rejected"
+
+    # a rejected version cannot be activated
+    with pytest.raises(Exception, match="409"):
+        await client.request(
+            "POST", "trainer", f"/v1/models/{bad['model_version']}/activate", retry=False
+        )
+
+    # roll back to the first version; the recommender serves it within 10 s
+    rolled = await client.request(
+        "POST", "trainer", f"/v1/models/{first['model_version']}/activate"
+    )
+    assert rolled["active"] is True
+
+    async def served() -> bool:
+        rec = await client.recommendations(shop.users[0], k=5, algorithm="als")
+        return bool(rec["model_version"] == first["model_version"])
+
+    await _wait_for(served, 10, "the recommender to serve the rolled-back version")
