@@ -99,9 +99,9 @@ def event_weights(event_types: ArrayLike, values: ArrayLike | None = None) -> ND
 
 
 def decay_factor(event_ts: float, reference_ts: float, half_life_days: float | None) -> float:
-    """``0.5 ** (max(reference_ts - event_ts, 0) / half_life)``; 1.0 when ``half_life_days`` is None.
+    """``0.5 ** (max(reference_ts - event_ts, 0) / half_life)``; 1.0 without a half-life.
 
-    Both times are unix seconds of *event* time.
+    Both times are unix seconds of *event* time; ``half_life_days`` None disables decay.
     """
     if half_life_days is None:
         return 1.0

@@ -31,12 +31,12 @@ class TrainingSettings(BaseModel):
     topn_k: int = Field(default=50, ge=1)
     # ALS
     factors: int = Field(default=64, ge=1)
-    regularization: float = Field(default=0.05, ge=0)
-    alpha: float = Field(default=2.0, gt=0)
+    regularization: float = Field(default=0.1, ge=0)
+    alpha: float = Field(default=0.2, gt=0)
     iterations: int = Field(default=15, ge=1)
     random_state: int = 42
     threads: int = Field(default=1, ge=0)
-    half_life_days: float = Field(default=60.0, gt=0)
+    half_life_days: float = Field(default=90.0, gt=0)
 
 
 class TrainerSettings(ServiceSettings):

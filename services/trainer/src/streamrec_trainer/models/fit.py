@@ -1,0 +1,288 @@
+"""``fit_all``: every algorithm on one dataset, and the conversion to a ``ModelBundle``."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from streamrec_shared.artifacts import (
+    AlsArrays,
+    ContentArrays,
+    DataWindow,
+    ItemKnnArrays,
+    ModelBundle,
+    PopularArrays,
+    TopNArrays,
+)
+from streamrec_trainer.dataset import (
+    Dataset,
+    InteractionMatrix,
+    build_matrix,
+    index_of,
+    recent_users,
+)
+from streamrec_trainer.models.als import AlsModel, AlsParams, fit_als
+from streamrec_trainer.models.base import Scorer
+from streamrec_trainer.models.content import ContentModel, ContentParams, fit_content
+from streamrec_trainer.models.ease import EaseModel, EaseParams, fit_ease
+from streamrec_trainer.models.itemknn import ItemKnnModel, ItemKnnParams, fit_itemknn
+from streamrec_trainer.models.popular import PopularModel, PopularParams, fit_popular
+from streamrec_trainer.models.topn import top_n, top_n_from_scores
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """Everything ``fit_all`` needs. ``half_life_days`` decays event weights relative to the end
+    of the data window (None = no decay). ``ease`` None skips EASE (offline-only algorithm).
+    ``topn_algorithm`` names the scorer whose lists go into topn.npz ("als", "itemknn", "ease")
+    for users active within ``topn_active_days`` of the window end."""
+
+    half_life_days: float | None = None
+    als: AlsParams = field(default_factory=AlsParams)
+    itemknn: ItemKnnParams = field(default_factory=ItemKnnParams)
+    content: ContentParams = field(default_factory=ContentParams)
+    popular: PopularParams = field(default_factory=PopularParams)
+    ease: EaseParams | None = None
+    similar_n: int = 50
+    topn_n: int = 100
+    topn_algorithm: str = "als"
+    topn_active_days: float = 30.0
+    topn_max_users: int = 100_000
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (stored as the manifest's ``params``)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainParams:
+        """Inverse of ``to_dict``; missing keys keep their defaults."""
+        groups: dict[str, Any] = {
+            "als": AlsParams,
+            "itemknn": ItemKnnParams,
+            "content": ContentParams,
+            "popular": PopularParams,
+            "ease": EaseParams,
+        }
+        kwargs: dict[str, Any] = {}
+        for key, value in data.items():
+            if key in groups and value is not None:
+                kwargs[key] = groups[key](**value)
+            else:
+                kwargs[key] = value
+        return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class FittedModels:
+    """Output of ``fit_all``; ``to_bundle`` turns it into the artifact."""
+
+    params: TrainParams
+    matrix: InteractionMatrix
+    window: DataWindow
+    als: AlsModel
+    itemknn: ItemKnnModel
+    content: ContentModel
+    popular: PopularModel
+    ease: EaseModel | None
+    similar_items: NDArray[np.int32]
+    similar_scores: NDArray[np.float32]
+    topn_users: NDArray[np.int64]
+    topn_items: NDArray[np.int32]
+    topn_scores: NDArray[np.float32]
+
+    def scorers(self) -> dict[str, Scorer]:
+        out: dict[str, Scorer] = {
+            "als": self.als,
+            "itemknn": self.itemknn,
+            "content": self.content,
+            "popular": self.popular,
+        }
+        if self.ease is not None:
+            out["ease"] = self.ease
+        return out
+
+    def top_n_for(
+        self, user_ids: Sequence[str], n: int, algorithm: str = "als"
+    ) -> tuple[NDArray[np.str_], NDArray[np.int32], NDArray[np.float32]]:
+        """Bulk top-n for known users by id, already-interacted items excluded.
+
+        Returns (user_ids (m,) U of the users found in the training matrix, items (m, n) int32
+        indices into ``matrix.item_ids`` (-1 padded), scores (m, n) float32). Unknown users are
+        left out (they need cold-start handling).
+        """
+        scorers = self.scorers()
+        if algorithm not in scorers:
+            raise ValueError(f"unknown algorithm {algorithm!r}; fitted: {sorted(scorers)}")
+        rows = index_of(self.matrix.user_ids, list(user_ids))
+        rows = rows[rows >= 0]
+        x = self.matrix.matrix
+        items, scores = top_n(scorers[algorithm], rows, x[rows], n, exclude_seen=True)
+        return self.matrix.user_ids[rows], items, scores
+
+    def to_bundle(
+        self,
+        version: int,
+        *,
+        created_at: datetime | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> ModelBundle:
+        m = self.matrix
+        content = self.content
+        if content.projection is None or content.bias is None or content.item_factors is None:
+            raise ValueError("content model has no ALS map")
+        top_items, _ = self.popular.top_items(self.params.popular.top_n)
+        return ModelBundle(
+            version=version,
+            created_at=created_at or datetime.now(UTC),
+            data_window=self.window,
+            als=AlsArrays(
+                item_ids=m.item_ids,
+                user_ids=m.user_ids,
+                item_factors=self.als.item_factors,
+                user_factors=self.als.user_factors,
+                regularization=self.als.regularization,
+                alpha=self.als.alpha,
+            ),
+            itemknn=ItemKnnArrays(
+                neighbours=self.similar_items, neighbour_scores=self.similar_scores
+            ),
+            content=ContentArrays(
+                item_ids=content.item_ids,
+                vector_data=content.vectors.data,
+                vector_indices=content.vectors.indices,
+                vector_indptr=content.vectors.indptr,
+                n_features=content.featurizer.n_features,
+                projection=content.projection,
+                projection_bias=content.bias,
+                item_factors=content.item_factors,
+                text_idf=content.featurizer.text_idf,
+                vocabulary=content.featurizer.vocabulary(),
+            ),
+            popular=PopularArrays(
+                item_scores=self.popular.item_scores,
+                top_items=top_items.astype(np.int32),
+                categories=self.popular.categories,
+                category_items=self.popular.category_items,
+                category_scores=self.popular.category_scores,
+            ),
+            topn=TopNArrays(
+                user_ids=m.user_ids[self.topn_users],
+                items=self.topn_items,
+                scores=np.where(np.isfinite(self.topn_scores), self.topn_scores, 0.0),
+            ),
+            algorithms=("als", "itemknn", "content", "popular"),
+            params=self.params.to_dict(),
+            metrics=metrics or {},
+            extra={
+                "topn_algorithm": self.params.topn_algorithm,
+                "confidence": "1 + alpha * w",
+                **(extra or {}),
+            },
+        )
+
+
+def similar_lists(
+    knn: ItemKnnModel, item_factors: NDArray[np.float32], n: int, batch_size: int = 2048
+) -> tuple[NDArray[np.int32], NDArray[np.float32]]:
+    """n similar items for every item: its item-kNN neighbours, then (where it has fewer than n)
+    the nearest items by ALS factor cosine.
+
+    Returns (items (n_items, n) int32, -1 only if the catalogue is smaller than n + 1; scores
+    (n_items, n) float32, descending per row: kNN similarity, then for the fill
+    ``floor * (1 + cos) / 2`` with ``floor`` the row's smallest kNN score, 1 if it has none).
+    """
+    items, scores = knn.neighbours(n)
+    need = np.flatnonzero((items < 0).any(axis=1))
+    if need.size == 0:
+        return items, scores
+    y = np.asarray(item_factors, dtype=np.float32)
+    norms = np.linalg.norm(y, axis=1)
+    norms[norms == 0] = 1.0
+    yn = y / norms[:, None]
+    for start in range(0, need.size, batch_size):
+        rows = need[start : start + batch_size]
+        cos = yn[rows] @ yn.T
+        cos[np.arange(rows.size), rows] = -np.inf
+        have = items[rows]
+        r, c = np.nonzero(have >= 0)
+        cos[r, have[r, c]] = -np.inf
+        fill_items, fill_cos = top_n_from_scores(cos, n)
+        for k, row in enumerate(rows.tolist()):
+            n_have = int(np.count_nonzero(items[row] >= 0))
+            floor = float(scores[row, n_have - 1]) if n_have else 1.0
+            take = n - n_have
+            valid = fill_items[k, :take] >= 0
+            count = int(np.count_nonzero(valid))
+            items[row, n_have : n_have + count] = fill_items[k, :take][valid]
+            scores[row, n_have : n_have + count] = floor * 0.5 * (1.0 + fill_cos[k, :take][valid])
+    return items, scores
+
+
+def fit_all(
+    dataset: Dataset,
+    params: TrainParams,
+    *,
+    reference_ts: float | None = None,
+) -> FittedModels:
+    """Fit ALS, item-kNN, content (+ its map into ALS space), popularity and optionally EASE on a
+    dataset, then the similar-products lists and the top-N lists for recently active users.
+
+    Event weights are decayed to ``reference_ts`` (default: the newest event in the dataset).
+    """
+    interactions = dataset.interactions
+    start, end = interactions.time_range()
+    ref = end if reference_ts is None else reference_ts
+    matrix = build_matrix(interactions, half_life_days=params.half_life_days, reference_ts=ref)
+    x = matrix.matrix
+    logger.info("training on %d users x %d items, %d cells", *matrix.shape, x.nnz)
+    als = fit_als(x, params.als)
+    knn = fit_itemknn(x, params.itemknn)
+    item_counts = np.diff(x.tocsc().indptr)
+    content = fit_content(
+        dataset.catalog,
+        matrix.item_ids,
+        params.content,
+        item_factors=als.item_factors,
+        fit_rows=np.flatnonzero(item_counts > 0).astype(np.int64),
+    )
+    categories = dataset.catalog.reindex(matrix.item_ids).categories
+    popular = fit_popular(x, params.popular, categories)
+    ease = fit_ease(x, params.ease) if params.ease is not None else None
+    similar_items, similar_scores = similar_lists(knn, als.item_factors, params.similar_n)
+
+    scorers: dict[str, Scorer] = {"als": als, "itemknn": knn}
+    if ease is not None:
+        scorers["ease"] = ease
+    if params.topn_algorithm not in scorers:
+        raise ValueError(f"topn_algorithm {params.topn_algorithm!r} not among {sorted(scorers)}")
+    users = np.asarray(
+        recent_users(matrix, params.topn_active_days, params.topn_max_users), dtype=np.int64
+    )
+    topn_items, topn_scores = top_n(
+        scorers[params.topn_algorithm], users, x[users], params.topn_n, exclude_seen=True
+    )
+    return FittedModels(
+        params=params,
+        matrix=matrix,
+        window=DataWindow.from_timestamps(start, end),
+        als=als,
+        itemknn=knn,
+        content=content,
+        popular=popular,
+        ease=ease,
+        similar_items=similar_items,
+        similar_scores=similar_scores,
+        topn_users=users,
+        topn_items=topn_items,
+        topn_scores=topn_scores,
+    )
