@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import tempfile
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr
@@ -82,11 +84,22 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def _default_artifact_cache() -> Path:
+    return Path(tempfile.gettempdir()) / "streamrec-artifacts"
+
+
 class ArtifactSettings(BaseModel):
-    """Where model artifacts live: ``file:///dir`` (default) or an S3-compatible ``s3://`` URL."""
+    """Where model artifacts live: ``file:///dir`` (default) or an S3-compatible ``s3://`` URL.
+
+    ``s3://``: credentials the standard AWS way (env, profile, web identity, instance role);
+    ``endpoint_url`` for an S3-compatible server (else ``AWS_ENDPOINT_URL``, else AWS).
+    ``cache_dir``: where readers keep the versions they downloaded from ``s3://``.
+    """
 
     uri: str = "file:///var/lib/streamrec/artifacts"
     retention: int = Field(default=5, ge=1)
+    endpoint_url: str | None = None
+    cache_dir: Path = Field(default_factory=_default_artifact_cache)
 
 
 class LogSettings(BaseModel):

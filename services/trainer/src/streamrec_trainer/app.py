@@ -56,7 +56,7 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
         pool = await create_pool(settings.postgres)
         producer = kafka.producer(settings.kafka)
         await producer.start()
-        store = ArtifactStore(settings.artifacts.uri)
+        store = ArtifactStore.from_settings(settings.artifacts)
         registry = Registry(pool, producer, store, settings.artifacts.retention)
         runner = JobRunner(pool, registry, store, settings.training)
         archiver = Archiver(

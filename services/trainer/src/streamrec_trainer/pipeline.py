@@ -72,12 +72,27 @@ async def _stage(name: str, fn: Callable[[], T]) -> T:
         metrics.TRAINER_STAGE_DURATION.labels(name).observe(time.perf_counter() - started)
 
 
-def evaluate_all(dataset: Dataset, params: TrainParams, holdout_fraction: float) -> dict[str, Any]:
-    """Fit on the window minus the holdout; metrics of every algorithm on the holdout."""
-    holdout = temporal_holdout(dataset.interactions, test_fraction=holdout_fraction)
+def evaluate_all(
+    dataset: Dataset,
+    params: TrainParams,
+    holdout_fraction: float,
+    *,
+    max_users: int | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Fit on the window minus the holdout; metrics of every algorithm on the holdout (on a
+    random sample of ``max_users`` of its users when there are more)."""
+    holdout = temporal_holdout(
+        dataset.interactions, test_fraction=holdout_fraction, max_users=max_users, seed=seed
+    )
     if holdout.users.size == 0:
         return {"holdout": holdout.summary(), "algorithms": {}}
-    fitted = fit_all(Dataset(holdout.train, dataset.catalog), params, reference_ts=holdout.cutoff)
+    fitted = fit_all(
+        Dataset(holdout.train, dataset.catalog),
+        params,
+        reference_ts=holdout.cutoff,
+        lists=False,
+    )
     results = {
         name: evaluate(scorer, holdout, half_life_days=params.half_life_days)
         for name, scorer in fitted.scorers().items()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from dataclasses import dataclass
@@ -183,9 +184,16 @@ class Registry:
         )
         removed = []
         for row in rows:
-            self.store.delete(row["artifact_uri"])
+            await asyncio.to_thread(self.store.delete, row["artifact_uri"])  # S3: network I/O
             await self.pool.execute(
                 "UPDATE model_versions SET artifact_uri = NULL WHERE version = $1", row["version"]
             )
             removed.append(row["version"])
+        # versions in the store that no row points at (a run that failed after its upload)
+        referenced = await self.pool.fetch(
+            "SELECT version FROM model_versions WHERE artifact_uri IS NOT NULL"
+        )
+        await asyncio.to_thread(
+            self.store.collect_garbage, self.retention, {r["version"] for r in referenced}
+        )
         return removed

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 
 from streamrec_shared.settings import HttpSettings, ServiceSettings
 
@@ -39,10 +39,22 @@ class TrainingSettings(BaseModel):
     half_life_days: float = Field(default=90.0, gt=0)
 
 
+class ExportSettings(BaseModel):
+    """``streamrec export|import|convert``: the HMAC-SHA256 key that signs pickle exports.
+
+    Without a key (``STREAMREC_EXPORTS__HMAC_KEY``, at least 32 characters) pickle is neither
+    written nor read; JSON works regardless.
+    """
+
+    hmac_key: SecretStr | None = None
+    import_batch: int = Field(default=5000, ge=1)
+
+
 class TrainerSettings(ServiceSettings):
     http: HttpSettings = HttpSettings(port=8002)
     archive: ArchiveSettings = ArchiveSettings()
     training: TrainingSettings = TrainingSettings()
+    exports: ExportSettings = ExportSettings()
 
 
 @lru_cache

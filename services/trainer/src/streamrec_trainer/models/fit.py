@@ -233,11 +233,14 @@ def fit_all(
     params: TrainParams,
     *,
     reference_ts: float | None = None,
+    lists: bool = True,
 ) -> FittedModels:
     """Fit ALS, item-kNN, content (+ its map into ALS space), popularity and optionally EASE on a
     dataset, then the similar-products lists and the top-N lists for recently active users.
 
     Event weights are decayed to ``reference_ts`` (default: the newest event in the dataset).
+    ``lists=False`` skips the similar-products and top-N lists (left empty: (0, n) arrays) when
+    only the scorers are needed, as for an offline evaluation.
     """
     interactions = dataset.interactions
     start, end = interactions.time_range()
@@ -258,19 +261,25 @@ def fit_all(
     categories = dataset.catalog.reindex(matrix.item_ids).categories
     popular = fit_popular(x, params.popular, categories)
     ease = fit_ease(x, params.ease) if params.ease is not None else None
-    similar_items, similar_scores = similar_lists(knn, als.item_factors, params.similar_n)
-
     scorers: dict[str, Scorer] = {"als": als, "itemknn": knn}
     if ease is not None:
         scorers["ease"] = ease
     if params.topn_algorithm not in scorers:
         raise ValueError(f"topn_algorithm {params.topn_algorithm!r} not among {sorted(scorers)}")
-    users = np.asarray(
-        recent_users(matrix, params.topn_active_days, params.topn_max_users), dtype=np.int64
-    )
-    topn_items, topn_scores = top_n(
-        scorers[params.topn_algorithm], users, x[users], params.topn_n, exclude_seen=True
-    )
+    if lists:
+        similar_items, similar_scores = similar_lists(knn, als.item_factors, params.similar_n)
+        users = np.asarray(
+            recent_users(matrix, params.topn_active_days, params.topn_max_users), dtype=np.int64
+        )
+        topn_items, topn_scores = top_n(
+            scorers[params.topn_algorithm], users, x[users], params.topn_n, exclude_seen=True
+        )
+    else:
+        similar_items = np.zeros((0, params.similar_n), dtype=np.int32)
+        similar_scores = np.zeros((0, params.similar_n), dtype=np.float32)
+        users = np.zeros(0, dtype=np.int64)
+        topn_items = np.zeros((0, params.topn_n), dtype=np.int32)
+        topn_scores = np.zeros((0, params.topn_n), dtype=np.float32)
     return FittedModels(
         params=params,
         matrix=matrix,
