@@ -1,19 +1,25 @@
 """The v1 event contract: what clients send, and what travels on the topics.
 
 Inbound models (``*In``) are what the HTTP API accepts: optional ``event_id`` and ``timestamp``,
-integer ids accepted and kept as decimal strings. Records are what is published: every field
-resolved (``event_id`` generated, ``timestamp`` tz-aware, ``received_at`` stamped by ingest),
-frozen, ``extra="forbid"``, with a ``kind`` discriminator and ``schema_version``.
+integer ids accepted and kept as decimal strings, numbers and booleans strict (``"12"`` is not a
+price, ``1`` is not ``true``), unknown fields rejected, every string and object bounded.
+Records are what is published: every field resolved (``event_id`` generated, ``timestamp``
+tz-aware, ``received_at`` stamped by ingest), frozen, ``extra="forbid"``, with a ``kind``
+discriminator and ``schema_version``. Validation messages name the rule broken, so the API can
+answer ``events[3].timestamp: ISO-8601 timestamp needs a timezone offset``.
 """
 
 from __future__ import annotations
 
 import json
-import uuid
+import math
+import os
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -25,10 +31,19 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 MAX_BATCH = 1000
 MAX_CONTEXT_BYTES = 4096
 MAX_ATTRIBUTES_BYTES = 16384
+MAX_ID_CHARS = 128
+MAX_EVENT_ID_CHARS = 64
+# order_id + ":" + line number (<= 1000) must fit in an event_id
+MAX_ORDER_ID_CHARS = MAX_EVENT_ID_CHARS - 8
+MAX_PRICE = 1e9
+MAX_ORDER_TOTAL = 1e11
+# event time bounds: 1970-01-01 .. 3000-01-01 (catches milliseconds sent as seconds)
+MIN_UNIX_S = 0.0
+MAX_UNIX_S = 32503680000.0
 
 EventType = Literal["view", "click", "add_to_cart", "remove_from_cart", "purchase", "rating"]
 EVENT_TYPES: tuple[EventType, ...] = (
@@ -40,49 +55,116 @@ EVENT_TYPES: tuple[EventType, ...] = (
     "rating",
 )
 
+_NO_SPACE = re.compile(r"^[^\s\x00-\x1f\x7f]+$")
+_EVENT_ID = re.compile(r"^[A-Za-z0-9._:\-]+$")
+
 
 def _id_from_int(value: Any) -> Any:
     """JSON integers are accepted as ids and kept as their decimal string; bools are not ids."""
     if isinstance(value, bool):
-        raise ValueError("must be a string or an integer, not a boolean")
+        raise PydanticCustomError("id_type", "must be a string or an integer, not a boolean")
     if isinstance(value, int):
         return str(value)
+    if not isinstance(value, str):
+        raise PydanticCustomError(
+            "id_type", "must be a string or an integer, not {kind}", {"kind": _json_kind(value)}
+        )
     return value
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, float):
+        return "a number with a fraction"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _id_rules(limit: int, pattern: re.Pattern[str], allowed: str) -> Any:
+    def check(value: str) -> str:
+        if not value:
+            raise PydanticCustomError("id_empty", "must not be empty")
+        if len(value) > limit:
+            raise PydanticCustomError(
+                "id_too_long", "must be at most {limit} characters", {"limit": limit}
+            )
+        if not pattern.fullmatch(value):
+            raise PydanticCustomError("id_chars", allowed)
+        return value
+
+    return check
 
 
 def _timestamp(value: Any) -> Any:
-    """Unix seconds (int or float) become UTC datetimes; strings are parsed as ISO-8601."""
-    if isinstance(value, bool):
-        raise ValueError("must be unix seconds or an ISO-8601 string")
+    """Unix seconds or a timezone-aware ISO-8601 string, as a UTC datetime."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise PydanticCustomError(
+            "timestamp_type", "must be unix seconds (a number) or an ISO-8601 string"
+        )
     if isinstance(value, int | float):
-        if not 0 <= value < 32503680000:  # year 3000
-            raise ValueError("unix seconds out of range")
+        if not (math.isfinite(value) and MIN_UNIX_S <= value < MAX_UNIX_S):
+            raise PydanticCustomError(
+                "timestamp_range",
+                "unix seconds out of range (1970..3000; milliseconds are not accepted)",
+            )
         return datetime.fromtimestamp(value, tz=UTC)
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise ValueError("not an ISO-8601 timestamp or unix seconds") from None
-        if parsed.tzinfo is None:
-            raise ValueError("ISO-8601 timestamp needs a timezone offset (e.g. Z or +01:00)")
-        return parsed
-    return value
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise PydanticCustomError(
+            "timestamp_format", "not an ISO-8601 timestamp or unix seconds"
+        ) from None
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise PydanticCustomError(
+            "timestamp_naive", "ISO-8601 timestamp needs a timezone offset (e.g. Z or +01:00)"
+        )
+    if not MIN_UNIX_S <= parsed.timestamp() < MAX_UNIX_S:
+        raise PydanticCustomError("timestamp_range", "timestamp out of range (1970..3000)")
+    return parsed.astimezone(UTC)
 
 
 Id = Annotated[
     str,
     BeforeValidator(_id_from_int),
-    Field(min_length=1, max_length=128, pattern=r"^[^\s\x00-\x1f]+$"),
+    AfterValidator(
+        _id_rules(MAX_ID_CHARS, _NO_SPACE, "must not contain whitespace or control characters")
+    ),
 ]
-EventId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")]
+"""A user or product id: 1..128 characters, no whitespace or control characters."""
+EventId = Annotated[
+    str,
+    BeforeValidator(_id_from_int),
+    AfterValidator(
+        _id_rules(MAX_EVENT_ID_CHARS, _EVENT_ID, "may only contain letters, digits and . _ : -")
+    ),
+]
+OrderId = Annotated[
+    str,
+    BeforeValidator(_id_from_int),
+    AfterValidator(
+        _id_rules(MAX_ORDER_ID_CHARS, _EVENT_ID, "may only contain letters, digits and . _ : -")
+    ),
+]
 Timestamp = Annotated[AwareDatetime, BeforeValidator(_timestamp)]
 ShortText = Annotated[str, Field(max_length=128)]
+Price = Annotated[float, Field(ge=0, le=MAX_PRICE, strict=True, allow_inf_nan=False)]
 
 
 def _bounded_json(limit: int, field: str) -> Any:
     def check(value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None and len(json.dumps(value, separators=(",", ":"))) > limit:
-            raise ValueError(f"{field} must be at most {limit} bytes as JSON")
+        if value is None:
+            return value
+        size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+        if size > limit:
+            raise PydanticCustomError(
+                "too_large",
+                "{field} must be at most {limit} bytes as JSON (got {size})",
+                {"field": field, "limit": limit, "size": size},
+            )
         return value
 
     return check
@@ -100,20 +182,13 @@ class EventIn(_Frozen):
     event_type: EventType
     product_id: Id
     timestamp: Timestamp | None = None
-    value: float | None = Field(default=None, allow_inf_nan=False)
-    price: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    value: float | None = Field(default=None, ge=0, le=1e9, strict=True, allow_inf_nan=False)
+    price: Price | None = None
     session_id: ShortText | None = None
     rec_id: Annotated[str, Field(max_length=64)] | None = None
     context: dict[str, Any] | None = None
 
     _context_size = field_validator("context")(_bounded_json(MAX_CONTEXT_BYTES, "context"))
-
-    @field_validator("value")
-    @classmethod
-    def _value_range(cls, value: float | None) -> float | None:
-        if value is not None and value < 0:
-            raise ValueError("must be >= 0")
-        return value
 
     @model_validator(mode="after")
     def _rating_value(self) -> EventIn:
@@ -124,9 +199,12 @@ class EventIn(_Frozen):
         return self
 
     def to_record(self, received_at: datetime) -> UserEvent:
-        """Resolve defaults: generated event_id, receive time as event time when absent."""
-        return UserEvent(
-            event_id=self.event_id or uuid.uuid4().hex,
+        """Resolve defaults: generated event_id, receive time as event time when absent.
+
+        The fields were validated on the way in, so the record is built without re-validating.
+        """
+        return UserEvent.model_construct(
+            event_id=self.event_id or os.urandom(16).hex(),
             user_id=self.user_id,
             event_type=self.event_type,
             product_id=self.product_id,
@@ -147,7 +225,11 @@ class EventBatchIn(_Frozen):
 
 
 class UserEvent(_Frozen):
-    """An accepted event on ``events.v1`` (key: user_id)."""
+    """An accepted event on ``events.v1`` (key: user_id).
+
+    ``event_id`` is the idempotency key downstream: the archive stores one row per event_id
+    and the profile counts each event_id once, whatever the redeliveries.
+    """
 
     kind: Literal["event"] = "event"
     schema_version: Literal[1] = SCHEMA_VERSION
@@ -169,9 +251,9 @@ class ProductIn(_Frozen):
 
     name: Annotated[str, Field(min_length=1, max_length=512)]
     category: Annotated[str, Field(min_length=1, max_length=128)]
-    price: float = Field(ge=0, allow_inf_nan=False)
-    in_stock: bool = True
-    active: bool = True
+    price: Price
+    in_stock: bool = Field(default=True, strict=True)
+    active: bool = Field(default=True, strict=True)
     attributes: dict[str, Any] = Field(default_factory=dict)
     description: Annotated[str, Field(max_length=8192)] = ""
 
@@ -179,17 +261,37 @@ class ProductIn(_Frozen):
         _bounded_json(MAX_ATTRIBUTES_BYTES, "attributes")
     )
 
+    def to_record(self, product_id: str, updated_at: datetime) -> ProductRecord:
+        return ProductRecord.model_construct(
+            product_id=product_id,
+            name=self.name,
+            category=self.category,
+            price=self.price,
+            in_stock=self.in_stock,
+            active=self.active,
+            attributes=self.attributes,
+            description=self.description,
+            updated_at=updated_at,
+        )
+
 
 class ProductBatchItem(ProductIn):
+    """One item of ``POST /v1/products``: a product with its id."""
+
     product_id: Id
 
 
 class ProductBatchIn(_Frozen):
+    """``{"products": [...]}`` with 1..1000 products."""
+
     products: list[ProductBatchItem] = Field(min_length=1, max_length=MAX_BATCH)
 
 
 class ProductRecord(_Frozen):
-    """Latest state of a product on ``catalog.v1`` (key: product_id, compacted)."""
+    """Latest state of a product on ``catalog.v1`` (key: product_id, compacted).
+
+    ``active=false`` is a deactivation (``DELETE /v1/products/{id}``): never recommend it.
+    """
 
     kind: Literal["product"] = "product"
     schema_version: Literal[1] = SCHEMA_VERSION
@@ -225,18 +327,44 @@ class UserRecord(_Frozen):
 
 
 class OrderItemIn(_Frozen):
+    """One order line: ``quantity`` units of ``product_id`` at unit ``price``."""
+
     product_id: Id
-    quantity: int = Field(ge=1, le=100000)
-    price: float = Field(ge=0, allow_inf_nan=False)
+    quantity: int = Field(ge=1, le=100000, strict=True)
+    price: Price
 
 
 class OrderIn(_Frozen):
-    """Body of ``POST /v1/orders``: stored as an order and emitted as one purchase per item."""
+    """Body of ``POST /v1/orders``: stored as an order and emitted as one purchase per item.
 
-    order_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")]
+    Line ``n`` (1-based) becomes the purchase event ``{order_id}:{n}``, so a retried order
+    publishes the same event_ids and is counted once downstream.
+    """
+
+    order_id: OrderId
     user_id: Id
     items: list[OrderItemIn] = Field(min_length=1, max_length=MAX_BATCH)
     timestamp: Timestamp | None = None
+
+    @model_validator(mode="after")
+    def _total_bounded(self) -> OrderIn:
+        if self.total > MAX_ORDER_TOTAL:
+            raise PydanticCustomError(
+                "order_total", "items: order total exceeds {limit:g}", {"limit": MAX_ORDER_TOTAL}
+            )
+        return self
+
+    @property
+    def total(self) -> float:
+        return sum(item.quantity * item.price for item in self.items)
+
+    def event_ids(self) -> list[str]:
+        return [order_event_id(self.order_id, n) for n in range(1, len(self.items) + 1)]
+
+
+def order_event_id(order_id: str, line_no: int) -> str:
+    """The deterministic event_id of an order line (1-based): ``{order_id}:{line_no}``."""
+    return f"{order_id}:{line_no}"
 
 
 class ModelAnnouncement(_Frozen):
@@ -261,3 +389,13 @@ def encode(record: BaseModel) -> bytes:
 def decode_event(raw: bytes) -> UserEvent:
     """Parse an ``events.v1`` value; raises ``pydantic.ValidationError`` on poison input."""
     return UserEvent.model_validate_json(raw)
+
+
+def decode_product(raw: bytes) -> ProductRecord:
+    """Parse a ``catalog.v1`` value; raises ``pydantic.ValidationError`` on poison input."""
+    return ProductRecord.model_validate_json(raw)
+
+
+def decode_user(raw: bytes) -> UserRecord:
+    """Parse a ``users.v1`` value; raises ``pydantic.ValidationError`` on poison input."""
+    return UserRecord.model_validate_json(raw)

@@ -7,6 +7,7 @@ from ``streamrec_shared.errors`` and hold no try/except.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -32,7 +33,8 @@ from streamrec_shared.errors import (
     StreamrecError,
     Unauthorized,
 )
-from streamrec_shared.settings import ApiKey, AuthSettings, HttpSettings, Scope as KeyScope
+from streamrec_shared.settings import ApiKey, AuthSettings, HttpSettings
+from streamrec_shared.settings import Scope as KeyScope
 
 logger = logging.getLogger(__name__)
 
@@ -63,16 +65,20 @@ def describe_validation(errors: Sequence[Any], *, strip: int = 0) -> list[dict[s
     for err in errors:
         loc = list(err.get("loc", ()))[strip:]
         # tagged unions and function validators add noise parts; keep the user-facing ones
-        loc = [p for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function")))]
+        loc = [
+            p for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function")))
+        ]
         index = next((p for p in loc if isinstance(p, int)), None)
         names = [p for p in loc if isinstance(p, str)]
         reason = str(err.get("msg", "invalid"))
         if reason.startswith("Value error, "):
             reason = reason[len("Value error, ") :]
         field_name = names[-1] if names else None
-        if field_name is None and ":" in reason:
+        model_level = not loc or not isinstance(loc[-1], str)
+        if model_level and ":" in reason and " " not in reason.split(":", 1)[0]:
             # model-level rules name their field as "field: reason"
             field_name, reason = (s.strip() for s in reason.split(":", 1))
+            loc = [*loc, field_name]
         out.append(
             {
                 "loc": _loc(loc) or "body",
@@ -114,7 +120,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_pydantic(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ValidationError)
-        details = describe_validation(exc.errors())  # type: ignore[arg-type]
+        details = describe_validation(exc.errors())
         return JSONResponse(error_body("invalid_request", _summary(details), details), 422)
 
     async def on_http(request: Request, exc: Exception) -> Response:
@@ -138,11 +144,22 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 class BodyLimitMiddleware:
-    """Answer 413 when a request body exceeds ``limit`` bytes (declared or streamed)."""
+    """Answer 413 when a request body exceeds ``limit`` bytes (declared or streamed).
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    A declared ``Content-Length`` over the limit is refused before the app runs. A streamed body
+    is counted as the app reads it: past the limit the read raises, whatever the app answers is
+    dropped, and the client gets the 413. ``on_reject(scope)`` is called once per refusal.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit: int,
+        on_reject: Callable[[Scope], None] | None = None,
+    ) -> None:
         self.app = app
         self.limit = limit
+        self.on_reject = on_reject
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -150,10 +167,11 @@ class BodyLimitMiddleware:
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await self._reject(send)
+            await self._reject(scope, send)
             return
         seen = 0
         too_large = False
+        started = False
 
         async def limited() -> Message:
             nonlocal seen, too_large
@@ -162,27 +180,25 @@ class BodyLimitMiddleware:
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
                     too_large = True
-                    raise _BodyTooLarge
+                    raise _BodyTooLargeError
             return message
 
-        started = False
-
-        async def tracking_send(message: Message) -> None:
+        async def guarded_send(message: Message) -> None:
             nonlocal started
+            if too_large:
+                return  # the app's answer to a truncated body is replaced by the 413
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
 
-        try:
-            await self.app(scope, limited, tracking_send)
-        except _BodyTooLarge:
-            if not started:
-                await self._reject(send)
+        with contextlib.suppress(_BodyTooLargeError):
+            await self.app(scope, limited, guarded_send)
         if too_large and not started:
-            return
+            await self._reject(scope, send)
 
-    async def _reject(self, send: Send) -> None:
-        metrics.INGEST_EVENTS_REJECTED.labels("too_large").inc(0)
+    async def _reject(self, scope: Scope, send: Send) -> None:
+        if self.on_reject is not None:
+            self.on_reject(scope)
         response = JSONResponse(
             error_body(
                 "payload_too_large",
@@ -194,7 +210,7 @@ class BodyLimitMiddleware:
         await response({"type": "http"}, _empty_receive, send)
 
 
-class _BodyTooLarge(Exception):
+class _BodyTooLargeError(Exception):
     pass
 
 
@@ -249,18 +265,24 @@ def install_common(
     service: str,
     http: HttpSettings,
     readiness: ReadinessCheck,
+    on_body_rejected: Callable[[Scope], None] | None = None,
 ) -> None:
-    """Error handlers, CORS, body limit, request metrics, /healthz, /readyz, /metrics."""
+    """Error handlers, CORS, body limit, request metrics, /healthz, /readyz, /metrics.
+
+    Middleware order, outermost first: metrics, CORS (so error answers, 413 included, carry the
+    CORS headers a browser needs to read them), body limit, then the app.
+    """
     install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, limit=http.max_body_bytes, on_reject=on_body_rejected)
     if http.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=http.cors_origins,
             allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
             allow_headers=["Content-Type", "X-API-Key"],
+            expose_headers=["Retry-After"],
             max_age=600,
         )
-    app.add_middleware(BodyLimitMiddleware, limit=http.max_body_bytes)
     app.add_middleware(MetricsMiddleware, service=service)
 
     @app.get("/healthz", tags=["ops"])

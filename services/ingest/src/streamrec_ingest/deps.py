@@ -1,0 +1,55 @@
+"""Request dependencies: the service state and API-key checks per scope."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from streamrec_ingest.orders import OrderReconciler
+from streamrec_ingest.publisher import Publisher
+from streamrec_ingest.settings import IngestSettings
+from streamrec_ingest.store import Store
+from streamrec_shared import metrics
+from streamrec_shared.errors import Forbidden, RateLimited, Unauthorized
+from streamrec_shared.http import KeyRing, require_scope
+from streamrec_shared.settings import ApiKey
+
+
+@dataclass(frozen=True)
+class IngestState:
+    """What the lifespan opens and every route uses."""
+
+    settings: IngestSettings
+    publisher: Publisher
+    store: Store
+    reconciler: OrderReconciler
+
+
+async def _state(request: Request) -> IngestState:
+    # async: FastAPI runs a plain ``def`` dependency in a worker thread, a costly hop per request
+    state: IngestState = request.app.state.ingest
+    return state
+
+
+async def _events_key(request: Request) -> ApiKey | None:
+    """``events:write``; refusals are counted as rejected events (reason = the refusal)."""
+    ring: KeyRing = request.app.state.keyring
+    try:
+        return ring.authorize(request.headers.get("x-api-key"), "events:write")
+    except Unauthorized:
+        metrics.INGEST_EVENTS_REJECTED.labels("unauthorized").inc()
+        raise
+    except Forbidden:
+        metrics.INGEST_EVENTS_REJECTED.labels("forbidden").inc()
+        raise
+    except RateLimited:
+        metrics.INGEST_EVENTS_REJECTED.labels("rate_limited").inc()
+        raise
+
+
+State = Annotated[IngestState, Depends(_state)]
+EventsKey = Annotated[ApiKey | None, Depends(_events_key)]
+CatalogKey = Annotated[ApiKey | None, require_scope("catalog:write")]
+OrdersKey = Annotated[ApiKey | None, require_scope("events:write")]

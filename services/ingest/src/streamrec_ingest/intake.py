@@ -1,0 +1,132 @@
+"""Turn a ``POST /v1/events`` body into validated events, or say exactly what is wrong.
+
+Pure: bytes in, models or ``InvalidInput`` out; no I/O. The body is one event object or
+``{"events": [...]}`` with 1..1000 events. Any invalid item rejects the whole request, and the
+error lists every invalid item by index and field (``events[3].timestamp``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+from pydantic_core import from_json
+
+from streamrec_shared.errors import InvalidInput
+from streamrec_shared.events import MAX_BATCH, EventBatchIn, EventIn, UserEvent
+from streamrec_shared.http import describe_validation
+
+MAX_DETAILS = 100  # errors listed per response; the summary says how many more
+
+
+class InvalidEvents(InvalidInput):
+    """422 for an events body; ``count`` is how many events the request held (for metrics)."""
+
+    def __init__(self, message: str, *, details: Any, count: int) -> None:
+        super().__init__(message, details=details)
+        self.count = count
+
+
+def _fail(loc: str, reason: str, *, count: int = 1, kind: str = "invalid") -> InvalidEvents:
+    field = loc.rsplit(".", 1)[-1] if loc != "body" else "body"
+    detail = {"loc": loc, "index": None, "field": field, "reason": reason, "type": kind}
+    return InvalidEvents(f"invalid request: {loc}: {reason}", details=[detail], count=count)
+
+
+def parse_events(raw: bytes) -> list[EventIn]:
+    """Validate a request body; raises ``InvalidEvents`` naming each invalid item and field."""
+    if not raw.strip():
+        raise _fail("body", 'empty body; send one event or {"events": [...]}')
+    try:
+        body = from_json(raw)
+    except ValueError as exc:
+        raise _fail("body", f"not valid JSON ({exc})", kind="json_invalid") from None
+    if not isinstance(body, dict):
+        raise _fail("body", 'must be a JSON object: one event, or {"events": [...]}')
+    if "events" in body:
+        items = body["events"]
+        if not isinstance(items, list):
+            raise _fail("events", "must be an array of event objects")
+        if not items:
+            raise _fail("events", "must hold at least 1 event", count=0)
+        if len(items) > MAX_BATCH:
+            raise _fail(
+                "events",
+                f"at most {MAX_BATCH} events per request (got {len(items)})",
+                count=len(items),
+                kind="too_long",
+            )
+        try:
+            return EventBatchIn.model_validate(body).events
+        except ValidationError as exc:
+            raise _invalid(exc.errors(), len(items)) from None
+    try:
+        return [EventIn.model_validate(body)]
+    except ValidationError as exc:
+        raise _invalid(exc.errors(), 1) from None
+
+
+def _invalid(errors: Sequence[Any], count: int) -> InvalidEvents:
+    details = describe_validation(errors)
+    bad_items = len({d["index"] for d in details if d["index"] is not None})
+    shown = details[:MAX_DETAILS]
+    parts = [f"{d['loc']}: {d['reason']}" for d in shown[:5]]
+    more = f" (+{len(details) - 5} more)" if len(details) > 5 else ""
+    scope = f" ({bad_items} of {count} events invalid; none published)" if count > 1 else ""
+    return InvalidEvents(
+        "invalid request: " + "; ".join(parts) + more + scope, details=shown, count=count
+    )
+
+
+def new_event_id() -> str:
+    """A generated event_id: 128 random bits as 32 hex characters."""
+    return os.urandom(16).hex()
+
+
+def to_records(events: Sequence[EventIn], received_at: datetime) -> list[UserEvent]:
+    """Resolve each event (event_id generated when absent, receive time as default time).
+
+    The reference for :func:`encode_events`, which produces the same records' bytes faster.
+    """
+    return [e.to_record(received_at) for e in events]
+
+
+def _utc_text(moment: datetime) -> str:
+    """A UTC datetime as pydantic writes it: ``2025-01-01T12:00:00.123456Z``."""
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def encode_events(
+    events: Sequence[EventIn], received_at: datetime
+) -> tuple[list[str], list[tuple[bytes, bytes]]]:
+    """The ``events.v1`` records of ``events``: (event_ids, [(key=user_id, value)]).
+
+    Each value is the JSON of the ``UserEvent`` that :func:`to_records` would build (same
+    fields and values; decode it with ``decode_event``), spliced from the validated inbound
+    event's own JSON instead of building a model per event: the hot path of the gateway.
+    """
+    received = _utc_text(received_at)
+    ids: list[str] = []
+    records: list[tuple[bytes, bytes]] = []
+    for event in events:
+        body = event.model_dump_json(exclude_none=True)
+        head = '{"kind":"event","schema_version":1,'
+        event_id = event.event_id
+        if event_id is None:
+            event_id = new_event_id()
+            head += f'"event_id":"{event_id}",'
+        if event.timestamp is None:
+            head += f'"timestamp":"{received}",'
+        records.append(
+            (event.user_id.encode(), f'{head}"received_at":"{received}",{body[1:]}'.encode())
+        )
+        ids.append(event_id)
+    return ids, records
+
+
+def count_by_type(events: Sequence[EventIn]) -> Counter[str]:
+    return Counter(e.event_type for e in events)

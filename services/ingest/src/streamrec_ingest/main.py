@@ -1,0 +1,38 @@
+"""``streamrec-ingest``: serve the gateway with uvicorn (httptools + uvloop)."""
+
+from __future__ import annotations
+
+import uvicorn
+from fastapi import FastAPI
+
+from streamrec_ingest.app import create_app
+from streamrec_ingest.settings import get_settings
+from streamrec_shared import logs
+
+
+def app_factory() -> FastAPI:
+    """What each uvicorn worker builds: logging configured, app from the environment."""
+    settings = get_settings()
+    logs.configure("ingest", settings.log.level, json_format=settings.log.json_format)
+    return create_app(settings)
+
+
+def main() -> None:
+    settings = get_settings()
+    logs.configure("ingest", settings.log.level, json_format=settings.log.json_format)
+    uvicorn.run(
+        "streamrec_ingest.main:app_factory",
+        factory=True,
+        host=settings.http.host,
+        port=settings.http.port,
+        workers=settings.http.workers,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""HTTP routes of the ingest gateway: events, catalog (products, users), orders."""

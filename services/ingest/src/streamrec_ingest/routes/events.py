@@ -1,0 +1,100 @@
+"""``POST /v1/events``: one event or ``{"events": [...]}``; 202 only after the broker acked all."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from prometheus_client import Counter
+
+from streamrec_ingest import intake
+from streamrec_ingest.deps import EventsKey, State
+from streamrec_ingest.publisher import Publisher
+from streamrec_ingest.routes.models import EventsAccepted, error_responses
+from streamrec_shared import metrics, topics
+from streamrec_shared.errors import RetryableError
+from streamrec_shared.events import EVENT_TYPES, EventBatchIn, EventIn
+
+router = APIRouter(tags=["events"])
+
+_ACCEPTED: dict[str, Counter] = {t: metrics.INGEST_EVENTS_ACCEPTED.labels(t) for t in EVENT_TYPES}
+_REJECTED_INVALID = metrics.INGEST_EVENTS_REJECTED.labels("invalid")
+_REJECTED_UNAVAILABLE = metrics.INGEST_EVENTS_REJECTED.labels("unavailable")
+
+# The body is parsed by intake.parse_events (errors by index and field); documented here.
+BODY_SCHEMA: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "anyOf": [
+                    {"$ref": "#/components/schemas/EventIn"},
+                    {"$ref": "#/components/schemas/EventBatchIn"},
+                ]
+            },
+            "examples": {
+                "one": {
+                    "value": {"user_id": "u1", "event_type": "view", "product_id": "p1"},
+                },
+                "batch": {
+                    "value": {
+                        "events": [
+                            {
+                                "event_id": "e-1",
+                                "user_id": 42,
+                                "event_type": "purchase",
+                                "product_id": "p7",
+                                "timestamp": "2025-01-01T12:00:00Z",
+                                "value": 1,
+                                "price": 19.99,
+                            }
+                        ]
+                    }
+                },
+            },
+        }
+    },
+}
+DOCUMENTED_MODELS = (EventIn, EventBatchIn)
+
+
+async def accept_events(raw: bytes, publisher: Publisher) -> dict[str, Any]:
+    """Validate, resolve, publish; returns the 202 body. Counts accepted/rejected per event."""
+    try:
+        events = intake.parse_events(raw)
+    except intake.InvalidEvents as exc:
+        _REJECTED_INVALID.inc(exc.count)
+        raise
+    event_ids, records = intake.encode_events(events, datetime.now(UTC))
+    try:
+        await publisher.publish(topics.EVENTS, records)
+    except RetryableError as exc:
+        _REJECTED_UNAVAILABLE.inc(len(records))
+        # the ids the events had: a client that retries with them is counted once
+        exc.details = {"event_ids": event_ids}
+        raise
+    for event_type, n in intake.count_by_type(events).items():
+        _ACCEPTED[event_type].inc(n)
+    return {"accepted": len(records), "event_ids": event_ids}
+
+
+@router.post(
+    "/v1/events",
+    status_code=202,
+    response_model=EventsAccepted,
+    responses=error_responses(401, 403, 413, 422, 429, 503),
+    openapi_extra={"requestBody": BODY_SCHEMA},
+    summary="Publish user events",
+)
+async def post_events(request: Request, _key: EventsKey, state: State) -> JSONResponse:
+    """One event object, or ``{"events": [...]}`` with 1..1000 events.
+
+    202 only after the broker acknowledged every event of the request. Integer ids become
+    strings; ``timestamp`` is unix seconds or timezone-aware ISO-8601 (default: receive time);
+    ``event_id`` is generated when absent — send your own to make retries idempotent. On 503
+    the details carry the event_ids used: retry with them.
+    """
+    body = await accept_events(await request.body(), state.publisher)
+    return JSONResponse(body, status_code=202)

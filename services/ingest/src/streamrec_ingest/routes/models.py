@@ -1,0 +1,59 @@
+"""Response bodies of the write API (for the OpenAPI document and the typed client)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class EventsAccepted(BaseModel):
+    """202 for ``POST /v1/events``: every listed event was acknowledged by the broker."""
+
+    accepted: int
+    event_ids: list[str]
+
+
+class ProductsAccepted(BaseModel):
+    accepted: int
+    product_ids: list[str]
+
+
+class UserAccepted(BaseModel):
+    accepted: int
+    user_id: str
+
+
+class OrderAccepted(BaseModel):
+    """202 for ``POST /v1/orders``; ``replayed`` when the order had been stored by a retry."""
+
+    accepted: int
+    order_id: str
+    event_ids: list[str]
+    replayed: bool
+
+
+class ErrorInfo(BaseModel):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: ``{"error": {"code", "message", "details"}}``."""
+
+    error: ErrorInfo
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    text = {
+        401: "X-API-Key missing or unknown",
+        403: "the key lacks the required scope",
+        404: "not found",
+        409: "conflicts with what is stored",
+        413: "request body too large",
+        422: "invalid request: details list each invalid item by index and field",
+        429: "rate limit exceeded (Retry-After)",
+        503: "broker or database unavailable; nothing acknowledged (Retry-After)",
+    }
+    return {c: {"model": ErrorBody, "description": text[c]} for c in codes}

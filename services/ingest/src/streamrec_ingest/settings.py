@@ -1,0 +1,54 @@
+"""Ingest settings: shared groups plus the ``ingest`` group (``STREAMREC_INGEST__*``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import BaseModel, Field
+
+from streamrec_shared.settings import HttpSettings, ServiceSettings
+
+
+class IngestOptions(BaseModel):
+    """How the gateway publishes and how long it waits for the broker."""
+
+    publish_timeout_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="bound on waiting for the broker's ack; past it the request gets 503",
+    )
+    retry_after_s: float = Field(default=1.0, ge=0, description="Retry-After sent with a 503")
+    linger_ms: int = Field(default=2, ge=0, le=100, description="producer batching delay")
+    producer_retry_s: float = Field(
+        default=1.0, gt=0, description="pause between attempts to start the producer"
+    )
+    check_timeout_s: float = Field(default=1.0, gt=0, description="/readyz dependency checks")
+    store_catalog: bool = Field(
+        default=True,
+        description="after the broker ack, upsert products/categories/users into Postgres",
+    )
+    order_reconcile_interval_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="republish order lines missing from the archive; 0 turns it off",
+    )
+    order_reconcile_grace_s: float = Field(
+        default=120.0, ge=0, description="only orders older than this are reconciled"
+    )
+    order_reconcile_window_s: float = Field(
+        default=86400.0, gt=0, description="only orders younger than this are reconciled"
+    )
+    order_reconcile_limit: int = Field(default=1000, ge=1)
+
+
+class IngestSettings(ServiceSettings):
+    """Everything the ingest gateway reads from the environment (prefix ``STREAMREC_``)."""
+
+    http: HttpSettings = HttpSettings(port=8000)
+    ingest: IngestOptions = IngestOptions()
+
+
+@lru_cache
+def get_settings() -> IngestSettings:
+    return IngestSettings()

@@ -1,0 +1,381 @@
+"""Benchmark of the ingest gateway on the local stack: events/s accepted through HTTP.
+
+Two load shapes at fixed offered loads: ``POST /v1/events`` with batches of 100 events, and with
+single events. ``wrk`` (one thread, 64 connections; Debian package ``wrk``) sends on a Poisson
+schedule at the target rate (``delay()`` in the Lua script waits for the next scheduled send
+time, read from the monotonic clock), so the offered load does not shrink with the latency
+while a connection is free; every phase is bounded in time (and so in count). Bodies
+are prepared once in Lua (64 distinct batches, 256 distinct single events, 100 users per batch,
+no client event_id: ingest generates one per event, as for a client that sends none).
+A 202 means the broker acknowledged every event of the request (acks=all).
+
+Reported per rate: achieved requests/s and events/s (202 only), p50/p90/p99/max latency, non-2xx
+answers and socket errors, CPU cores used by ingest and by the broker during the phase.
+"Max sustainable" is the highest rate served at >= 97% of the offered load, without errors,
+with p99 <= 50 ms. wrk measures latency from when a request is written; a connection that
+falls behind its schedule sends late (coordinated omission is not corrected), so at overload
+the achieved rate, not the latency, tells the story.
+
+Two scenarios, each on a fresh local stack: ``whole`` (broker, Redis, Postgres, ingest,
+trainer, processor, recommender: the trainer archives and the processor applies every accepted
+event on the same two cores, as on one box in production) and ``alone`` (the gateway with the
+broker, Redis and Postgres only).
+
+Run: ``uv run python tests/bench/bench_ingest.py`` (about 5 minutes; ``--quick`` about 2);
+results in tests/bench/results/ingest.json. Loopback only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+from streamrec_shared.localstack.stack import SERVICES, LocalStack
+
+RESULTS = Path(__file__).parent / "results" / "ingest.json"
+CONNECTIONS = 64
+MAX_P99_MS = 50.0
+
+LUA = r"""
+local batch = tonumber(os.getenv("BENCH_BATCH"))
+local rate = tonumber(os.getenv("BENCH_RATE"))
+local key = os.getenv("BENCH_KEY")
+local types = {"view", "view", "view", "view", "click", "click", "add_to_cart", "purchase"}
+local bodies = {}
+local counter = 0
+local headers = {["Content-Type"] = "application/json", ["X-API-Key"] = key}
+
+local function event(u, p, t)
+  local extra = ""
+  if t == "purchase" then extra = ',"value":1,"price":19.99' end
+  return string.format(
+    '{"user_id":"bu%06d","event_type":"%s","product_id":"bp%05d"%s}', u, t, p, extra)
+end
+
+init = function(args)
+  math.randomseed(os.time() * 1000 + math.floor(os.clock() * 1000000))
+  local n = 256
+  if batch > 1 then n = 64 end
+  for i = 1, n do
+    if batch == 1 then
+      bodies[i] = event(math.random(0, 99999), math.random(0, 9999), types[math.random(1, 8)])
+    else
+      local parts = {}
+      for j = 1, batch do
+        parts[j] = event(math.random(0, 99999), math.random(0, 9999), types[math.random(1, 8)])
+      end
+      bodies[i] = '{"events":[' .. table.concat(parts, ",") .. ']}'
+    end
+  end
+end
+
+request = function()
+  counter = counter + 1
+  return wrk.format("POST", "/v1/events", headers, bodies[(counter % #bodies) + 1])
+end
+
+-- one Poisson schedule per wrk thread: each time a connection is free, it waits for the next
+-- scheduled send time (a backlog is sent at once), so the offered rate does not shrink with
+-- the latency as plain think-time pacing would
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
+int clock_gettime(int clk_id, bench_timespec *tp);
+]]
+local ts = ffi.new("bench_timespec")
+local function now_ms()
+  ffi.C.clock_gettime(1, ts)
+  return tonumber(ts.tv_sec) * 1000 + tonumber(ts.tv_nsec) / 1e6
+end
+local next_due = nil
+
+delay = function()
+  local now = now_ms()
+  if next_due == nil then next_due = now end
+  next_due = next_due - math.log(1 - math.random()) * 1000 / rate
+  local wait = next_due - now
+  if wait < 0 then return 0 end
+  return math.floor(wait)
+end
+
+done = function(summary, latency, requests)
+  local errors = summary.errors.connect + summary.errors.read + summary.errors.write
+    + summary.errors.timeout
+  io.write(string.format(
+    "RESULT {\"requests\": %d, \"duration_us\": %d, \"socket_errors\": %d, " ..
+    "\"status_errors\": %d, \"p50_ms\": %.3f, \"p90_ms\": %.3f, \"p99_ms\": %.3f, " ..
+    "\"p999_ms\": %.3f, \"max_ms\": %.3f, \"mean_ms\": %.3f}\n",
+    summary.requests, summary.duration, errors, summary.errors.status,
+    latency:percentile(50) / 1000, latency:percentile(90) / 1000, latency:percentile(99) / 1000,
+    latency:percentile(99.9) / 1000, latency.max / 1000, latency.mean / 1000))
+end
+"""
+
+
+def tree(pid: int) -> list[psutil.Process]:
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
+def cpu_seconds(procs: list[psutil.Process]) -> float:
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system
+    return total
+
+
+def accepted_total(url: str) -> float | None:
+    """Sum of streamrec_ingest_events_accepted_total (one worker's registry)."""
+    text = httpx.get(f"{url}/metrics", timeout=5.0).text
+    values = [
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("streamrec_ingest_events_accepted_total{")
+    ]
+    return sum(values) if values else None
+
+
+def run_wrk(
+    url: str, key: str, batch: int, rate: float, seconds: int, script: Path
+) -> dict[str, Any]:
+    env = {
+        **os.environ,
+        "BENCH_BATCH": str(batch),
+        "BENCH_KEY": key,
+        "BENCH_RATE": f"{rate:.3f}",
+    }
+    cmd = [
+        "wrk",
+        "-t1",
+        f"-c{CONNECTIONS}",
+        f"-d{seconds}s",
+        "--timeout",
+        "5s",
+        "-s",
+        str(script),
+        url,
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=seconds + 60)
+    m = re.search(r"^RESULT (\{.*\})$", out.stdout, re.M)
+    if m is None:
+        raise RuntimeError(f"wrk gave no result:\n{out.stdout}\n{out.stderr}")
+    res: dict[str, Any] = json.loads(m.group(1))
+    duration = res["duration_us"] / 1e6
+    ok = res["requests"] - res["status_errors"]
+    res["offered_rps"] = rate
+    res["achieved_rps"] = round(res["requests"] / duration, 1)
+    res["accepted_events_per_s"] = round(ok * batch / duration, 1)
+    return res
+
+
+def load_phase(
+    stack: LocalStack,
+    url: str,
+    key: str,
+    batch: int,
+    rates: list[float],
+    seconds: int,
+    script: Path,
+    single_worker: bool,
+) -> list[dict[str, Any]]:
+    rows = []
+    assert stack.desc is not None
+    procs = {p.name: tree(p.pid) for p in stack.desc.procs if p.alive()}
+    for rate in rates:
+        cpu0 = {name: cpu_seconds(ps) for name, ps in procs.items()}
+        wrk0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        machine = psutil.cpu_times()
+        load0 = os.getloadavg()[0]
+        before = accepted_total(url) if single_worker else None
+        res = run_wrk(url, key, batch, rate, seconds, script)
+        duration = res["duration_us"] / 1e6
+        after = accepted_total(url) if single_worker else None
+        idle = (psutil.cpu_times().idle - machine.idle) / duration
+        wrk1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cores = {
+            name: round((cpu_seconds(ps) - cpu0[name]) / duration, 2) for name, ps in procs.items()
+        }
+        cores["wrk"] = round(
+            (wrk1.ru_utime + wrk1.ru_stime - wrk0.ru_utime - wrk0.ru_stime) / duration, 2
+        )
+        busy = (os.cpu_count() or 2) - idle
+        cores["outside_the_benchmark"] = round(max(0.0, busy - sum(cores.values())), 2)
+        res["batch_size"] = batch
+        res["loadavg_1m_before"] = round(load0, 2)
+        res["cpu_cores"] = cores
+        res["ingest_cpu_cores"] = cores.get("ingest", 0.0)
+        res["broker_cpu_cores"] = cores.get("broker", 0.0)
+        res["machine_idle_cores"] = round(idle, 2)
+        # what a request costs the gateway, whatever else the machine is doing
+        res["ingest_cpu_ms_per_request"] = round(
+            1000 * res["ingest_cpu_cores"] / max(res["achieved_rps"], 1e-9), 3
+        )
+        if before is not None and after is not None:
+            res["accepted_events_metric"] = int(after - before)
+        rows.append(res)
+        print(
+            f"  batch {batch:>3}: {rate:>6.0f} req/s offered -> {res['achieved_rps']:>7.1f} "
+            f"req/s, {res['accepted_events_per_s']:>8.0f} events/s accepted, "
+            f"p50 {res['p50_ms']:.2f} ms, p99 {res['p99_ms']:.2f} ms, max {res['max_ms']:.1f} ms,"
+            f" non-2xx {res['status_errors']}, socket errors {res['socket_errors']}, "
+            f"ingest {res['ingest_cpu_cores']} / broker {res['broker_cpu_cores']} cores "
+            f"({res['ingest_cpu_ms_per_request']:.2f} ms ingest CPU per request), "
+            f"machine idle {res['machine_idle_cores']} cores; cores: {cores}",
+            flush=True,
+        )
+    return rows
+
+
+def sustainable(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    good = [
+        r
+        for r in rows
+        if r["achieved_rps"] >= 0.97 * r["offered_rps"]
+        and r["status_errors"] == 0
+        and r["socket_errors"] == 0
+        and r["p99_ms"] <= MAX_P99_MS
+    ]
+    return max(good, key=lambda r: r["offered_rps"]) if good else None
+
+
+def run_scenario(
+    services: tuple[str, ...],
+    workers: int,
+    batch_rates: list[float],
+    single_rates: list[float],
+    seconds: int,
+    tmp: Path,
+    script: Path,
+) -> dict[str, Any]:
+    """One stack (ingest + ``services``), warm-up, then both load shapes at every rate."""
+    stack = LocalStack(tmp / ("stack-" + "-".join(services or ("alone",))))
+    started = time.monotonic()
+    try:
+        desc = stack.start(services=services)
+        stack.start_service("ingest", extra_env={"STREAMREC_HTTP__WORKERS": str(workers)})
+        stack.wait_ready("ingest", timeout=120)
+        print(f"stack up in {time.monotonic() - started:.0f}s: ingest + {services}", flush=True)
+        url, key = desc.urls["ingest"], desc.api_keys["writer"]
+        single_worker = workers == 1
+        print("warm-up", flush=True)
+        load_phase(stack, url, key, 100, [50.0], 3, script, False)
+        load_phase(stack, url, key, 1, [300.0], 3, script, False)
+        print("batches of 100 events", flush=True)
+        batched = load_phase(stack, url, key, 100, batch_rates, seconds, script, single_worker)
+        print("single events", flush=True)
+        single = load_phase(stack, url, key, 1, single_rates, seconds, script, single_worker)
+    finally:
+        stack.stop()
+    best_batch, best_single = sustainable(batched), sustainable(single)
+    return {
+        "services": ["ingest", *services],
+        "ingest_workers": workers,
+        "batched_100": batched,
+        "single": single,
+        "max_sustainable": {
+            "batched_events_per_s": best_batch["accepted_events_per_s"] if best_batch else None,
+            "batched_p99_ms": best_batch["p99_ms"] if best_batch else None,
+            "single_requests_per_s": best_single["achieved_rps"] if best_single else None,
+            "single_p99_ms": best_single["p99_ms"] if best_single else None,
+        },
+        "peak_achieved": {
+            "batched_events_per_s": max(r["accepted_events_per_s"] for r in batched),
+            "single_requests_per_s": max(r["achieved_rps"] for r in single),
+        },
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=10, help="per load level")
+    parser.add_argument("--batch-rates", default="80,120,160,200", help="requests/s, batch 100")
+    parser.add_argument("--single-rates", default="500,1000,1500,2000", help="requests/s")
+    parser.add_argument(
+        "--scenarios",
+        default="whole,alone",
+        help="whole: every service of the stack runs; alone: only ingest (and the broker, "
+        "Redis, Postgres)",
+    )
+    parser.add_argument("--workers", type=int, default=1, help="ingest uvicorn workers")
+    parser.add_argument("--quick", action="store_true", help="5 s per level, fewer levels")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed: apt-get install wrk")
+    seconds = 5 if args.quick else args.seconds
+    batch_rates = [float(r) for r in args.batch_rates.split(",")]
+    single_rates = [float(r) for r in args.single_rates.split(",")]
+    if args.quick:
+        batch_rates, single_rates = batch_rates[-2:], single_rates[-2:]
+    others = tuple(s for s in SERVICES if s != "ingest")
+    scenarios = {"whole": others, "alone": ()}
+
+    load_before = os.getloadavg()
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+        script = Path(tmp) / "ingest.lua"
+        script.write_text(LUA)
+        for name in args.scenarios.split(","):
+            print(f"== scenario {name}", flush=True)
+            results[name] = run_scenario(
+                scenarios[name],
+                args.workers,
+                batch_rates,
+                single_rates,
+                seconds,
+                Path(tmp),
+                script,
+            )
+
+    result = {
+        "benchmark": "ingest",
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "loadavg_before": [round(x, 2) for x in load_before],
+            "note": "2 cores shared by the load generator, the broker, Redis, Postgres and "
+            "every service of the stack, and by other work on the machine while this ran "
+            "(see loadavg_1m_before and machine_idle_cores per level)",
+        },
+        "setup": {
+            "load_generator": f"wrk -t1 -c{CONNECTIONS}, Poisson send schedule (Lua delay())",
+            "seconds_per_level": seconds,
+            "acks": "all (202 only after the broker acknowledged every event)",
+            "broker": "Tansu 0.6 (memory storage), 6 partitions for events.v1",
+            "criteria": f">= 97% of offered, no errors, p99 <= {MAX_P99_MS:g} ms",
+        },
+        "scenarios": results,
+        "targets": {"batched_events_per_s": 10000, "single_requests_per_s": 2000, "p99_ms": 50},
+        "command": "uv run python tests/bench/bench_ingest.py " + " ".join(sys.argv[1:]),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    for name, res in results.items():
+        print(name, json.dumps(res["max_sustainable"]), json.dumps(res["peak_achieved"]))
+    print(f"results: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

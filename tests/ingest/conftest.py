@@ -1,0 +1,35 @@
+"""Fixtures for the ingest unit tests: an app on a fake producer, and a client for it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import pytest_asyncio
+from fastapi import FastAPI
+
+from streamrec_ingest.app import create_app
+
+from .fakes import KEYS, FakeProducer, unit_settings
+
+
+@pytest.fixture
+def producer() -> FakeProducer:
+    return FakeProducer()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def app(producer: FakeProducer) -> AsyncIterator[FastAPI]:
+    application = create_app(unit_settings(), producer=producer)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def http(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://ingest", headers={"X-API-Key": KEYS["admin"]}
+    ) as client:
+        yield client
