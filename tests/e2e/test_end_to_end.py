@@ -46,6 +46,17 @@ async def test_products_and_events_in_model_out(client: AsyncStreamrecClient) ->
         if e["event_type"] == "purchase":
             purchased[e["user_id"]].add(e["product_id"])
     buyer = max(purchased, key=lambda u: len(purchased[u]))
+    n_buyer_events = sum(1 for e in shop.events if e["user_id"] == buyer)
+
+    # the live profile (stream processor) has every event of the buyer
+    deadline = time.monotonic() + 30
+    while True:
+        profile = await client.request("GET", "recommender", f"/v1/users/{buyer}/profile")
+        if profile["event_count"] >= n_buyer_events or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    assert profile["event_count"] == n_buyer_events
+    assert set(profile["purchase_history"]) == purchased[buyer]
 
     # the recommender follows models.v1; wait until it serves the new version
     deadline = time.monotonic() + 30
