@@ -40,7 +40,8 @@ test: install ## Run the whole test suite (starts its own local stack on free po
 test-fast: install ## Unit tests only (no stack)
 	@$(UV) run --frozen pytest -q -m "not stack"
 
-bench: install ## Run the benchmarks; results land in tests/bench/results/*.json
+bench: install ## Run the benchmarks (installs wrk if missing); results land in tests/bench/results/*.json
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null)
 	@for b in tests/bench/bench_*.py; do echo "== $$b"; OPENBLAS_NUM_THREADS=1 $(UV) run --frozen python $$b || exit 1; done
 
 eval: install ## Offline evaluation on the UCI Online Retail log in ../shared/data

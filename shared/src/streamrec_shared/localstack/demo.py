@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from streamrec_shared import synthetic
@@ -34,6 +35,13 @@ async def load(
         for chunk in synthetic.batches(shop.events, 500):
             sent += (await client.send_events(chunk))["accepted"]
         job: dict[str, Any] = {}
+        # train on the whole history: wait until the archive has caught up (bounded)
+        deadline = time.monotonic() + 60
+        while train and time.monotonic() < deadline:
+            stats = await client.request("GET", "trainer", "/v1/archive")
+            if stats["interactions"] >= sent:
+                break
+            await asyncio.sleep(0.2)
         if train:
             job_id = await client.train()
             job = await client.wait_for_job(job_id)
