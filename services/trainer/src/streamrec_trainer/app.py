@@ -34,6 +34,8 @@ class TrainOverrides(BaseModel):
     regularization: float | None = Field(default=None, ge=0)
     alpha: float | None = Field(default=None, gt=0)
     iterations: int | None = Field(default=None, ge=1, le=200)
+    refit_iterations: int | None = Field(default=None, ge=0, le=200)
+    eval_max_users: int | None = Field(default=None, ge=0)
     half_life_days: float | None = Field(default=None, gt=0)
     window_days: float | None = Field(default=None, gt=0)
 

@@ -1,6 +1,9 @@
 """``streamrec`` command line.
 
 - ``streamrec eval ...``: offline evaluation (``streamrec_trainer.offline``);
+- ``streamrec load LOG [--format events|online-retail]``: bulk history into events.v1, the path
+  of live events (``streamrec_trainer.bulkload``; Kafka from ``TrainerSettings``:
+  ``STREAMREC_KAFKA__BOOTSTRAP_SERVERS``...);
 - ``streamrec export interactions|snapshots --format json|pickle --out F``,
   ``streamrec import interactions F``, ``streamrec convert F.pkl --out F.json``: exports of the
   archive and of recommendation lists (``streamrec_trainer.exports``), with the service's
@@ -28,6 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,  # its own parser (streamrec_trainer.offline) handles --help
         help="offline evaluation of every algorithm on a temporal holdout "
         "(streamrec eval --help for options)",
+    )
+    sub.add_parser(
+        "load",
+        add_help=False,  # its own parser (streamrec_trainer.bulkload) handles --help
+        help="bulk-load a history log (events JSON lines, Online Retail CSV) into events.v1 "
+        "(streamrec load --help for options)",
     )
     _add_export_commands(sub)
     return parser
@@ -86,6 +95,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from streamrec_trainer.offline import main as eval_main
 
         return eval_main(rest)
+    if args.command == "load":
+        from streamrec_trainer.bulkload import main as load_main
+
+        return load_main(rest)
     if args.command in ("export", "import", "convert"):
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")

@@ -592,7 +592,8 @@ ONLINE_RETAIL_COLUMNS = (
 )
 
 
-def _customer_id(raw: str) -> str:
+def customer_id(raw: str) -> str:
+    """An Online Retail CustomerID as the id string ("17850.0" -> "17850"; "" when missing)."""
     raw = raw.strip()
     return raw[:-2] if raw.endswith(".0") else raw
 
@@ -630,7 +631,7 @@ def load_online_retail(path: str | Path) -> Dataset:
             if price > 0:
                 prices[code].append(price)
             codes.add(code)
-            customer = _customer_id(row["CustomerID"])
+            customer = customer_id(row["CustomerID"])
             if not customer or quantity <= 0:
                 continue
             users.append(customer)

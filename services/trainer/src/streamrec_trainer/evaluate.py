@@ -115,7 +115,8 @@ def make_holdout(
 
     ``max_users`` evaluates a uniform random sample (``seed``) of that many of the eligible
     users instead of all of them: ranking the full catalogue costs O(users x items) per
-    algorithm, and 10k users already give metrics to about +-0.005 (one standard error).
+    algorithm, while the standard error of a mean metric only shrinks as 1/sqrt(users) (a few
+    thousandths for NDCG@20 with 10k users).
     """
     base = build_matrix(train, reference_ts=cutoff)
     user_ids, item_ids = base.user_ids, base.item_ids

@@ -3,21 +3,30 @@
 1. load: interactions of the last ``window_days`` of event time from the archive, and the
    catalogue (products with metadata) from Postgres;
 2. evaluate: fit every algorithm on the window minus its last ``holdout_fraction`` of event time
-   and score them on that holdout (full catalogue, novel items, K = 5/10/20);
+   and score them on that holdout (full catalogue, novel items, K = 5/10/20; a seeded sample of
+   ``eval_max_users`` users when the holdout has more);
 3. gate: the served algorithm's ``main_metric`` must not be worse than the active version's by
    more than ``gate_tolerance`` (relative). Offline figures of two versions come from different
    windows, so the gate compares like with like only as far as the windows overlap: it is a
    guard against a broken model, not a fine comparison;
-4. fit every algorithm on the whole window and publish: artifacts to the store, the registry
-   row, activation and the models.v1 announcement.
+4. fit every algorithm on the whole window (ALS warm-started from the evaluated factors for
+   ``refit_iterations`` iterations) and publish: artifacts to the store, the registry row,
+   activation and the models.v1 announcement.
+
+Seconds per stage go to the stage histogram (wall) and to the run's metrics (``timings_s``:
+wall and process CPU per stage).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -28,7 +37,7 @@ from streamrec_trainer import warehouse
 from streamrec_trainer.dataset import Dataset
 from streamrec_trainer.evaluate import evaluate, temporal_holdout
 from streamrec_trainer.models.als import AlsParams
-from streamrec_trainer.models.fit import TrainParams, fit_all
+from streamrec_trainer.models.fit import FittedModels, TrainParams, fit_all
 from streamrec_trainer.models.itemknn import ItemKnnParams
 from streamrec_trainer.registry import Registry
 from streamrec_trainer.settings import TrainingSettings
@@ -63,13 +72,73 @@ def train_params(settings: TrainingSettings) -> TrainParams:
     )
 
 
-async def _stage(name: str, fn: Callable[[], T]) -> T:
-    """Run a CPU-bound stage in a thread, timed into the stage histogram."""
-    started = time.perf_counter()
-    try:
-        return await asyncio.to_thread(fn)
-    finally:
-        metrics.TRAINER_STAGE_DURATION.labels(name).observe(time.perf_counter() - started)
+class Timings:
+    """Seconds per stage of one run: wall (into the stage histogram and the run's metrics) and
+    CPU of the whole process (all threads) while the stage ran, which tells a stage that waits
+    (for Postgres, or for cores other processes hold) from one that computes."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.cpu_seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        started, cpu_started = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - started
+            cpu = time.process_time() - cpu_started
+            self.seconds[name] = round(self.seconds.get(name, 0.0) + elapsed, 3)
+            self.cpu_seconds[name] = round(self.cpu_seconds.get(name, 0.0) + cpu, 3)
+            metrics.TRAINER_STAGE_DURATION.labels(name).observe(elapsed)
+
+    def report(self) -> dict[str, dict[str, float]]:
+        return {"wall": dict(self.seconds), "cpu": dict(self.cpu_seconds)}
+
+    async def run(self, name: str, fn: Callable[[], T]) -> T:
+        """Run a CPU-bound stage in a thread, timed."""
+        with self.stage(name):
+            return await asyncio.to_thread(fn)
+
+
+def evaluate_fitted(
+    dataset: Dataset,
+    params: TrainParams,
+    holdout_fraction: float,
+    *,
+    max_users: int | None = None,
+    seed: int = 0,
+) -> tuple[dict[str, Any], FittedModels | None]:
+    """Fit every algorithm on the window minus the holdout and score it on the holdout (on a
+    random sample of ``max_users`` of its users when there are more).
+
+    Returns (offline metrics, the models fitted on the training part or None when the holdout
+    has no user to evaluate); the models can warm-start the fit of the whole window.
+    """
+    holdout = temporal_holdout(
+        dataset.interactions, test_fraction=holdout_fraction, max_users=max_users, seed=seed
+    )
+    if holdout.users.size == 0:
+        return {"holdout": holdout.summary(), "algorithms": {}}, None
+    fitted = fit_all(
+        Dataset(holdout.train, dataset.catalog),
+        params,
+        reference_ts=holdout.cutoff,
+        lists=False,
+        exact_users=holdout.user_ids[holdout.users],
+    )
+    scorers = fitted.scorers()
+    holdout.matrix(params.half_life_days)  # built once, before the threads share it
+    threads = params.als.num_threads or os.cpu_count() or 1
+    # ranking the catalogue is numpy work that releases the GIL: one algorithm per thread
+    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(scorers)))) as workers:
+        futures = {
+            name: workers.submit(evaluate, scorer, holdout, half_life_days=params.half_life_days)
+            for name, scorer in scorers.items()
+        }
+        results = {name: future.result() for name, future in futures.items()}
+    return {"holdout": holdout.summary(), "algorithms": results}, fitted
 
 
 def evaluate_all(
@@ -80,24 +149,24 @@ def evaluate_all(
     max_users: int | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Fit on the window minus the holdout; metrics of every algorithm on the holdout (on a
-    random sample of ``max_users`` of its users when there are more)."""
-    holdout = temporal_holdout(
-        dataset.interactions, test_fraction=holdout_fraction, max_users=max_users, seed=seed
-    )
-    if holdout.users.size == 0:
-        return {"holdout": holdout.summary(), "algorithms": {}}
-    fitted = fit_all(
-        Dataset(holdout.train, dataset.catalog),
-        params,
-        reference_ts=holdout.cutoff,
-        lists=False,
-    )
-    results = {
-        name: evaluate(scorer, holdout, half_life_days=params.half_life_days)
-        for name, scorer in fitted.scorers().items()
-    }
-    return {"holdout": holdout.summary(), "algorithms": results}
+    """The offline metrics of ``evaluate_fitted``."""
+    offline, _ = evaluate_fitted(dataset, params, holdout_fraction, max_users=max_users, seed=seed)
+    return offline
+
+
+def fit_window(
+    dataset: Dataset,
+    params: TrainParams,
+    evaluated: FittedModels | None,
+    refit_iterations: int,
+) -> FittedModels:
+    """Fit every algorithm on the whole window; ALS warm-starts from the evaluated models with
+    ``refit_iterations`` iterations, at most as many as a cold fit runs (0, or nothing
+    evaluated: a cold fit)."""
+    if evaluated is None or refit_iterations <= 0:
+        return fit_all(dataset, params)
+    iterations = min(refit_iterations, params.als.iterations)
+    return fit_all(dataset, params, warm_start=evaluated, warm_iterations=iterations)
 
 
 def gate(
@@ -125,10 +194,10 @@ async def run(
     window = await warehouse.data_window(pool, settings.window_days)
     if window is None:
         return Outcome("failed", reason="the archive is empty")
-    started = time.perf_counter()
-    interactions = await warehouse.load_interactions(pool, window)
-    catalog, unavailable = await warehouse.load_catalog(pool)
-    metrics.TRAINER_STAGE_DURATION.labels("load").observe(time.perf_counter() - started)
+    timings = Timings()
+    with timings.stage("load"):
+        interactions = await warehouse.load_interactions(pool, window)
+        catalog, unavailable = await warehouse.load_catalog(pool)
     metrics.TRAINER_INTERACTIONS.set(len(interactions))
     if len(interactions) < settings.min_interactions:
         return Outcome(
@@ -138,8 +207,15 @@ async def run(
     dataset = Dataset(interactions, catalog)
     version = await registry.begin(params.to_dict())
     try:
-        offline = await _stage(
-            "evaluate", lambda: evaluate_all(dataset, params, settings.holdout_fraction)
+        offline, evaluated = await timings.run(
+            "evaluate",
+            lambda: evaluate_fitted(
+                dataset,
+                params,
+                settings.holdout_fraction,
+                max_users=settings.eval_max_users or None,
+                seed=settings.random_state,
+            ),
         )
         active = await registry.active()
         ok, why = gate(offline, active.metrics if active else None, settings)
@@ -151,15 +227,21 @@ async def run(
         n = len(interactions)
         span: dict[str, Any] = {"data_start": window.start, "data_end": window.end}
         if not ok:
+            offline["timings_s"] = timings.report()
             await registry.finish(
                 version, status="rejected", metrics_=offline, notes=why, n_interactions=n, **span
             )
             return Outcome("rejected", version, offline, why)
-        fitted = await _stage("fit", lambda: fit_all(dataset, params))
+        fitted = await timings.run(
+            "fit",
+            functools.partial(fit_window, dataset, params, evaluated, settings.refit_iterations),
+        )
+        evaluated = None  # free the evaluation models before the artifacts are written
         bundle = fitted.to_bundle(
             version, metrics=offline, extra={"unavailable_at_training": sorted(unavailable)}
         )
-        uri = await _stage("publish", lambda: store.save(bundle))
+        uri = await timings.run("publish", functools.partial(store.save, bundle))
+        offline["timings_s"] = timings.report()
         await registry.finish(
             version,
             status="published",

@@ -22,6 +22,9 @@ class TrainingSettings(BaseModel):
     after_events: int = Field(default=0, ge=0, description="retrain after N new events; 0 = off")
     window_days: float = Field(default=365.0, gt=0)
     holdout_fraction: float = Field(default=0.1, gt=0, lt=0.5)
+    eval_max_users: int = Field(
+        default=10_000, ge=0, description="evaluate a seeded sample of this many users; 0 = all"
+    )
     min_interactions: int = Field(default=20, ge=1)
     # the gate: publish only if main_metric >= active's * (1 - tolerance)
     main_metric: str = "ndcg@20"
@@ -34,6 +37,12 @@ class TrainingSettings(BaseModel):
     regularization: float = Field(default=0.1, ge=0)
     alpha: float = Field(default=0.2, gt=0)
     iterations: int = Field(default=15, ge=1)
+    refit_iterations: int = Field(
+        default=5,
+        ge=0,
+        description="ALS iterations of the final fit, warm-started from the evaluated model; "
+        "0 = a cold fit with `iterations`",
+    )
     random_state: int = 42
     threads: int = Field(default=1, ge=0)
     half_life_days: float = Field(default=90.0, gt=0)

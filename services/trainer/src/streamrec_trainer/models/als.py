@@ -18,6 +18,7 @@ import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
 from numpy.typing import NDArray
 
+from streamrec_trainer.dataset import index_of
 from streamrec_trainer.models.base import as_csr32, single_threaded_blas
 
 logger = logging.getLogger(__name__)
@@ -63,27 +64,85 @@ def confidence_matrix(weights: sp.csr_matrix, alpha: float) -> sp.csr_matrix:
     return conf
 
 
-def fit_als(weights: sp.csr_matrix, params: AlsParams) -> AlsModel:
-    """Fit ALS on net decayed weights, csr_matrix (n_users, n_items) float32, values > 0."""
+def fit_als(
+    weights: sp.csr_matrix,
+    params: AlsParams,
+    *,
+    init: AlsModel | None = None,
+    iterations: int | None = None,
+    exact_rows: NDArray[np.int64] | None = None,
+) -> AlsModel:
+    """Fit ALS on net decayed weights, csr_matrix (n_users, n_items) float32, values > 0.
+
+    ``init`` warm-starts from a model whose factors are already aligned with these rows and
+    columns (same shapes and rank), e.g. one fitted on an earlier part of the same window
+    (``align_factors``); ``iterations`` then overrides ``params.iterations``. ``exact_rows``
+    (m,) int64 limits the exact recomputation of user factors to those rows (the users that
+    will be scored); the others keep their conjugate-gradient factors. None = every user.
+    """
     conf = confidence_matrix(weights, params.alpha)
+    n_users, n_items = conf.shape
     with single_threaded_blas():
         model = AlternatingLeastSquares(
             factors=params.factors,
             regularization=params.regularization,
             alpha=1.0,
             dtype=np.float32,
-            iterations=params.iterations,
+            iterations=params.iterations if iterations is None else iterations,
             calculate_training_loss=False,
             num_threads=params.num_threads,
             random_state=params.random_state,
         )
+        if init is not None:
+            expected = ((n_users, params.factors), (n_items, params.factors))
+            if (init.user_factors.shape, init.item_factors.shape) != expected:
+                raise ValueError("init factors do not match the matrix shape and factors")
+            model.user_factors = np.array(init.user_factors, dtype=np.float32, order="C")
+            model.item_factors = np.array(init.item_factors, dtype=np.float32, order="C")
         model.fit(conf, show_progress=False)
-        n_users = conf.shape[0]
-        user_factors = model.recalculate_user(np.arange(n_users), conf)
+        if exact_rows is None:
+            exact = model.recalculate_user(np.arange(n_users), conf)
+            user_factors = np.asarray(exact, dtype=np.float32).reshape(n_users, -1)
+        else:
+            user_factors = np.array(model.user_factors, dtype=np.float32, order="C")
+            rows = np.asarray(exact_rows, dtype=np.int64)
+            if rows.size:
+                exact = model.recalculate_user(rows, conf[rows])
+                user_factors[rows] = np.asarray(exact, dtype=np.float32).reshape(rows.size, -1)
     logger.debug("fitted ALS %s on %s with %d cells", params, conf.shape, conf.nnz)
     return AlsModel(
         item_factors=np.ascontiguousarray(model.item_factors, dtype=np.float32),
-        user_factors=np.ascontiguousarray(user_factors, dtype=np.float32).reshape(n_users, -1),
+        user_factors=user_factors,
         regularization=params.regularization,
         alpha=params.alpha,
+    )
+
+
+def align_factors(
+    model: AlsModel,
+    user_ids: NDArray[np.str_],
+    item_ids: NDArray[np.str_],
+    new_user_ids: NDArray[np.str_],
+    new_item_ids: NDArray[np.str_],
+    random_state: int,
+) -> AlsModel:
+    """``model``'s factors (rows labelled ``user_ids`` / ``item_ids``) re-indexed onto new
+    labels for a warm start: known ids keep their factors, new ones get implicit's own random
+    initialisation (uniform [0, 0.01)). Returns factors (n_new_users, f), (n_new_items, f)."""
+    rng = np.random.default_rng(random_state)
+
+    def align(
+        factors: NDArray[np.float32], old: NDArray[np.str_], new: NDArray[np.str_]
+    ) -> NDArray[np.float32]:
+        pos = index_of(old, new)
+        out = rng.random((new.size, factors.shape[1]), dtype=np.float32) * np.float32(0.01)
+        known = pos >= 0
+        out[known] = factors[pos[known]]
+        return out
+
+    return AlsModel(
+        item_factors=align(model.item_factors, item_ids, new_item_ids),
+        user_factors=align(model.user_factors, user_ids, new_user_ids),
+        regularization=model.regularization,
+        alpha=model.alpha,
     )

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from streamrec_shared.artifacts import (
     AlsArrays,
@@ -28,7 +28,7 @@ from streamrec_trainer.dataset import (
     index_of,
     recent_users,
 )
-from streamrec_trainer.models.als import AlsModel, AlsParams, fit_als
+from streamrec_trainer.models.als import AlsModel, AlsParams, align_factors, fit_als
 from streamrec_trainer.models.base import Scorer
 from streamrec_trainer.models.content import ContentModel, ContentParams, fit_content
 from streamrec_trainer.models.ease import EaseModel, EaseParams, fit_ease
@@ -234,13 +234,21 @@ def fit_all(
     *,
     reference_ts: float | None = None,
     lists: bool = True,
+    exact_users: ArrayLike | None = None,
+    warm_start: FittedModels | None = None,
+    warm_iterations: int | None = None,
 ) -> FittedModels:
     """Fit ALS, item-kNN, content (+ its map into ALS space), popularity and optionally EASE on a
     dataset, then the similar-products lists and the top-N lists for recently active users.
 
     Event weights are decayed to ``reference_ts`` (default: the newest event in the dataset).
     ``lists=False`` skips the similar-products and top-N lists (left empty: (0, n) arrays) when
-    only the scorers are needed, as for an offline evaluation.
+    only the scorers are needed, as for an offline evaluation; ``exact_users`` (ids) then limits
+    the exact ALS user-factor solve to the users that will be scored (None = all users).
+    ``warm_start`` starts ALS from another fit's factors (re-indexed by id; new users and items
+    start random) and runs ``warm_iterations`` (default ``params.als.iterations``) iterations:
+    refitting the whole window after evaluating on its first part costs a few iterations
+    instead of a full fit.
     """
     interactions = dataset.interactions
     start, end = interactions.time_range()
@@ -248,7 +256,27 @@ def fit_all(
     matrix = build_matrix(interactions, half_life_days=params.half_life_days, reference_ts=ref)
     x = matrix.matrix
     logger.info("training on %d users x %d items, %d cells", *matrix.shape, x.nnz)
-    als = fit_als(x, params.als)
+    init = None
+    if warm_start is not None:
+        init = align_factors(
+            warm_start.als,
+            warm_start.matrix.user_ids,
+            warm_start.matrix.item_ids,
+            matrix.user_ids,
+            matrix.item_ids,
+            params.als.random_state,
+        )
+    exact_rows = None
+    if exact_users is not None:
+        exact_rows = index_of(matrix.user_ids, exact_users)
+        exact_rows = exact_rows[exact_rows >= 0]
+    als = fit_als(
+        x,
+        params.als,
+        init=init,
+        iterations=warm_iterations if init is not None else None,
+        exact_rows=exact_rows,
+    )
     knn = fit_itemknn(x, params.itemknn)
     item_counts = np.diff(x.tocsc().indptr)
     content = fit_content(
