@@ -44,7 +44,8 @@ class TrainingSettings(BaseModel):
         "0 = a cold fit with `iterations`",
     )
     random_state: int = 42
-    threads: int = Field(default=1, ge=0)
+    # implicit's OpenMP threads for ALS and kNN (BLAS stays single-threaded: OPENBLAS_NUM_THREADS=1)
+    threads: int = Field(default=2, ge=0)
     half_life_days: float = Field(default=90.0, gt=0)
 
 
