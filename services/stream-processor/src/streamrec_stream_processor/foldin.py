@@ -1,0 +1,96 @@
+"""The model the processor folds profile vectors into, swapped when a new version is active.
+
+``ModelHandle.current`` is one immutable ``profiles.FoldModel`` reference: a batch takes it
+once and tags every vector it computes with that model's version, so a vector never mixes
+versions. A new version (``ModelWatcher``: ``models.v1`` with registry polling as fallback) is
+loaded off the event loop and swapped in; existing profiles get a vector of the new version
+lazily, on their user's next event (readers compare versions and fold in themselves or fall
+back meanwhile).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import faust
+
+from streamrec_shared import metrics
+from streamrec_shared.artifacts import ModelBundle
+from streamrec_shared.events import ModelAnnouncement
+from streamrec_shared.model_watch import ModelWatcher
+from streamrec_shared.profile import PRODUCT_DICT
+from streamrec_shared.settings import KafkaSettings
+from streamrec_stream_processor.profiles import FoldModel, build_fold_model
+from streamrec_stream_processor.store import RedisStore
+
+logger = logging.getLogger(__name__)
+
+
+def local_path(uri: str) -> Path:
+    """The directory of a ``file://`` artifact URI (other schemes are not supported here)."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "file":
+        return Path(unquote(parsed.path))
+    if parsed.scheme == "":
+        return Path(uri)
+    raise ValueError(f"unsupported artifact URI scheme {parsed.scheme!r}: {uri}")
+
+
+class ModelHandle:
+    """Holds the current fold-in model; ``load`` builds and swaps in a new one."""
+
+    def __init__(self, store: RedisStore) -> None:
+        self.store = store
+        self.current: FoldModel | None = None
+
+    async def load(self, announcement: ModelAnnouncement) -> None:
+        """Load the announced version (artifacts read and gram computed in a thread)."""
+        path = local_path(announcement.artifact_uri)
+        bundle = await asyncio.to_thread(ModelBundle.load, path)
+        item_ids = bundle.als.item_ids.tolist()
+        codes = await self.store.intern(PRODUCT_DICT, item_ids)
+        model = await asyncio.to_thread(
+            build_fold_model,
+            bundle.version,
+            bundle.als.item_factors,
+            bundle.als.regularization,
+            bundle.als.alpha,
+            [codes[i] for i in item_ids],
+        )
+        self.current = model
+        metrics.PROCESSOR_MODEL_VERSION.set(model.version)
+        logger.info(
+            "folding profiles into model version %s (%d items, %d factors)",
+            model.version,
+            bundle.n_items,
+            model.factors,
+        )
+
+
+class ModelService(faust.Service):
+    """Runs the ``ModelWatcher``; its start waits for the registry's active version."""
+
+    def __init__(
+        self,
+        handle: ModelHandle,
+        kafka: KafkaSettings,
+        postgres_dsn: str | None,
+        *,
+        poll_interval_s: float,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.handle = handle
+        self.watcher = ModelWatcher(
+            kafka, postgres_dsn, handle.load, poll_interval_s=poll_interval_s
+        )
+
+    async def on_start(self) -> None:
+        await self.watcher.start()
+
+    async def on_stop(self) -> None:
+        await self.watcher.stop()

@@ -1,0 +1,424 @@
+"""Redis I/O of the processor: a ``faust.Service`` owning one ``redis.asyncio`` client.
+
+Every write is a Lua script, so each user's profile update (with its trending increments and
+the deletion of the user's recommendation cache) and each catalog / user-attribute update is
+atomic. Key layout and codecs: ``streamrec_shared.profile``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError, RedisError
+
+from streamrec_shared.profile import (
+    CATALOG,
+    CATALOG_CHANNEL,
+    CATEGORY_DICT,
+    CATEGORY_DICT_INDEX,
+    PREFIX,
+    PRODUCT_DICT,
+    PRODUCT_DICT_INDEX,
+    RENORMALISE_AT,
+    TRENDING_CATEGORIES,
+    TRENDING_GLOBAL,
+    TRENDING_META,
+    UNAVAILABLE,
+    UNAVAILABLE_VERSION,
+    profile_key,
+    rec_cache_key,
+    trending_tau,
+    user_attributes_key,
+)
+from streamrec_shared.settings import RedisSettings
+
+logger = logging.getLogger(__name__)
+
+CATEGORY_TREND_PREFIX = f"{PREFIX}trend:c:"
+
+# Many users per call (one round trip, one reply). ARGV: n, then n x (user id, expected prefix
+# ("" = absent), new value, trending JSON ``[[product id, category or "", weight, event ts],
+# ...]`` or ""). Per user, atomically with the whole call: compare the stored prefix, SET the
+# profile, DEL the recommendation cache, add the trending increments. Returns one 1 (applied)
+# or 0 (stored prefix differs: someone else wrote, re-read) per user. The key prefixes, trending
+# key names, tau and the renormalisation limit are formatted in (``apply_profile_script``);
+# keys are computed here, so this needs a single Redis (not Redis Cluster).
+APPLY_PROFILES = """
+local global, meta, cats, catprefix = '$GLOBAL', '$META', '$CATS', '$CATPREFIX'
+local limit = $LIMIT
+local landmark, tau, newest
+local loaded = false
+local function fmt(x) return string.format('%.17g', x) end
+local function rescale(key, factor)
+  local all = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+  for j = 1, #all, 2 do
+    local s = tonumber(all[j + 1]) * factor
+    if s < 1e-9 then
+      redis.call('ZREM', key, all[j])
+    else
+      redis.call('ZADD', key, fmt(s), all[j])
+    end
+  end
+end
+local function trend(incs)
+  if not loaded then
+    local m = redis.call('HMGET', meta, 'landmark', 'tau', 't')
+    landmark, tau, newest = tonumber(m[1]), tonumber(m[2]), tonumber(m[3])
+    if not tau then tau = $TAU end
+    loaded = true
+  end
+  for _, inc in ipairs(incs) do
+    local pid, cat, w, t = inc[1], inc[2], inc[3], inc[4]
+    if not landmark then
+      landmark = t
+      redis.call('HSET', meta, 'landmark', fmt(landmark), 'tau', fmt(tau), 'renorms', 0)
+    end
+    if (t - landmark) / tau > limit then
+      local factor = math.exp((landmark - t) / tau)
+      rescale(global, factor)
+      for _, c in ipairs(redis.call('SMEMBERS', cats)) do rescale(catprefix .. c, factor) end
+      landmark = t
+      redis.call('HSET', meta, 'landmark', fmt(landmark))
+      redis.call('HINCRBY', meta, 'renorms', 1)
+    end
+    local score = fmt(w * math.exp((t - landmark) / tau))
+    redis.call('ZINCRBY', global, score, pid)
+    if cat ~= '' then
+      redis.call('ZINCRBY', catprefix .. cat, score, pid)
+      redis.call('SADD', cats, cat)
+    end
+    if not newest or t > newest then newest = t end
+  end
+end
+local n = tonumber(ARGV[1])
+local out = {}
+for i = 0, n - 1 do
+  local j = 2 + 4 * i
+  local uid, expected, value, incs = ARGV[j], ARGV[j + 1], ARGV[j + 2], ARGV[j + 3]
+  local key = '$PROFILE' .. uid
+  local cur = redis.call('GET', key)
+  local ok
+  if cur then ok = string.sub(cur, 1, 5) == expected else ok = expected == '' end
+  if ok then
+    redis.call('SET', key, value)
+    redis.call('DEL', '$RECCACHE' .. uid)
+    if incs ~= '' then trend(cjson.decode(incs)) end
+    out[i + 1] = 1
+  else
+    out[i + 1] = 0
+  end
+end
+if newest then redis.call('HSET', meta, 't', fmt(newest)) end
+return out
+"""
+
+
+def apply_profile_script(tau_s: float) -> str:
+    """``APPLY_PROFILES`` with key prefixes, ``tau_s`` and the limit filled in."""
+    return (
+        APPLY_PROFILES.replace("$GLOBAL", TRENDING_GLOBAL)
+        .replace("$PROFILE", profile_key(""))
+        .replace("$RECCACHE", rec_cache_key(""))
+        .replace("$META", TRENDING_META)
+        .replace("$CATS", TRENDING_CATEGORIES)
+        .replace("$CATPREFIX", CATEGORY_TREND_PREFIX)
+        .replace("$TAU", repr(float(tau_s)))
+        .replace("$LIMIT", repr(float(RENORMALISE_AT)))
+    )
+
+
+# Many records per call, in order. KEYS: catalog hash, unavailable set, unavailable version.
+# ARGV: channel, n, then n x (product id, JSON state, updated_at, available "1"/"0",
+# tombstone "1"/"0"; a tombstone only marks the product inactive). A state older than the stored
+# one (``t``) is skipped. Returns how many records were applied.
+APPLY_CATALOG = """
+local channel, n = ARGV[1], tonumber(ARGV[2])
+local applied = 0
+for i = 0, n - 1 do
+  local j = 3 + 5 * i
+  local pid, value, t, available, tombstone = ARGV[j], ARGV[j + 1], ARGV[j + 2], ARGV[j + 3],
+    ARGV[j + 4]
+  local old = redis.call('HGET', KEYS[1], pid)
+  local stale = false
+  if tombstone == '1' then
+    if old then
+      local ok, doc = pcall(cjson.decode, old)
+      if ok then
+        doc['a'] = 0
+        redis.call('HSET', KEYS[1], pid, cjson.encode(doc))
+      end
+    end
+  else
+    if old then
+      local ok, doc = pcall(cjson.decode, old)
+      if ok and doc['t'] and tonumber(doc['t']) > tonumber(t) then stale = true end
+    end
+    if not stale then redis.call('HSET', KEYS[1], pid, value) end
+  end
+  if not stale then
+    local changed
+    if available == '1' then
+      changed = redis.call('SREM', KEYS[2], pid)
+    else
+      changed = redis.call('SADD', KEYS[2], pid)
+    end
+    if changed == 1 then
+      redis.call('INCR', KEYS[3])
+      redis.call('PUBLISH', channel, pid)
+    end
+    applied = applied + 1
+  end
+end
+return applied
+"""
+
+# Many records per call, in order. ARGV: n, then n x (user id, JSON value, updated_at); the key
+# is ``sr:ua:<user id>``. A value older than the stored one (``t``) is skipped. Returns how many
+# were applied.
+APPLY_USERS = """
+local n, applied = tonumber(ARGV[1]), 0
+for i = 0, n - 1 do
+  local j = 2 + 3 * i
+  local key = '$USERATTRS' .. ARGV[j]
+  local old = redis.call('GET', key)
+  local stale = false
+  if old then
+    local ok, doc = pcall(cjson.decode, old)
+    if ok and doc['t'] and tonumber(doc['t']) > tonumber(ARGV[j + 2]) then stale = true end
+  end
+  if not stale then
+    redis.call('SET', key, ARGV[j + 1])
+    applied = applied + 1
+  end
+end
+return applied
+""".replace("$USERATTRS", user_attributes_key(""))
+
+# KEYS: code list, index hash. ARGV: names. Returns their codes (new names get the next codes).
+INTERN = """
+local out = {}
+for i, name in ipairs(ARGV) do
+  local c = redis.call('HGET', KEYS[2], name)
+  if not c then
+    c = redis.call('RPUSH', KEYS[1], name) - 1
+    redis.call('HSET', KEYS[2], name, c)
+  end
+  out[i] = tonumber(c)
+end
+return out
+"""
+
+INTERN_CHUNK = 2000
+PROFILE_CHUNK = 100
+CATALOG_CHUNK = 200
+"""Users per profile-script call: keeps each call well under a millisecond inside Redis."""
+
+
+@dataclass(frozen=True, slots=True)
+class TrendIncrement:
+    """One positive-weight event for the trending sets."""
+
+    product_id: str
+    category: str | None
+    weight: float
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileWrite:
+    """A compare-and-set of one user's profile: ``expected`` prefix (b"" = absent), new value."""
+
+    user_id: str
+    expected: bytes
+    value: bytes
+    trending: tuple[TrendIncrement, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogWrite:
+    product_id: str
+    value: bytes
+    updated_at: float
+    available: bool
+    tombstone: bool = False
+
+
+class RedisStore(faust.Service):
+    """The processor's Redis client and its scripts."""
+
+    def __init__(
+        self,
+        settings: RedisSettings,
+        *,
+        timeout_s: float,
+        trending_half_life_s: float,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self._settings = settings
+        self._timeout_s = timeout_s
+        self._profile_script = apply_profile_script(trending_tau(trending_half_life_s))
+        self._redis: Redis | None = None
+        self._codes: dict[str, dict[str, int]] = {PRODUCT_DICT: {}, CATEGORY_DICT: {}}
+        self._scripts: dict[str, AsyncScript] = {}
+
+    @property
+    def redis(self) -> Redis:
+        if self._redis is None:
+            raise RuntimeError("RedisStore is not started")
+        return self._redis
+
+    async def on_start(self) -> None:
+        self._redis = Redis.from_url(
+            self._settings.url.get_secret_value(),
+            socket_timeout=self._timeout_s,
+            socket_connect_timeout=max(self._settings.connect_timeout_s, 1.0),
+            decode_responses=False,
+            health_check_interval=30,
+        )
+        for name, text in (
+            ("profile", self._profile_script),
+            ("catalog", APPLY_CATALOG),
+            ("user", APPLY_USERS),
+            ("intern", INTERN),
+        ):
+            self._scripts[name] = self._redis.register_script(text)
+
+    async def on_stop(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.redis.ping())
+        except (RedisError, OSError, RuntimeError) as exc:
+            logger.debug("redis ping failed: %s", exc)
+            return False
+
+    # --- reads --------------------------------------------------------------------------------
+    async def read(
+        self, user_ids: Sequence[str], product_ids: Sequence[str]
+    ) -> tuple[list[bytes | None], list[bytes | None]]:
+        """Stored profiles of ``user_ids`` and catalog states of ``product_ids`` (one trip)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.mget([profile_key(u) for u in user_ids])
+        if product_ids:
+            pipe.hmget(CATALOG, list(product_ids))
+        res = await pipe.execute()
+        catalog: list[bytes | None] = res[1] if product_ids else []
+        profiles: list[bytes | None] = res[0]
+        return profiles, catalog
+
+    # --- interning ----------------------------------------------------------------------------
+    def cached_code(self, kind: str, name: str) -> int | None:
+        return self._codes[kind].get(name)
+
+    async def intern(self, kind: str, names: Iterable[str]) -> dict[str, int]:
+        """Codes of ``names`` in dictionary ``kind`` (``PRODUCT_DICT`` or ``CATEGORY_DICT``)."""
+        cache = self._codes[kind]
+        out: dict[str, int] = {}
+        missing: list[str] = []
+        for name in names:
+            code = cache.get(name)
+            if code is None:
+                missing.append(name)
+            else:
+                out[name] = code
+        missing = list(dict.fromkeys(missing))
+        index = PRODUCT_DICT_INDEX if kind == PRODUCT_DICT else CATEGORY_DICT_INDEX
+        for start in range(0, len(missing), INTERN_CHUNK):
+            chunk = missing[start : start + INTERN_CHUNK]
+            codes = await self._scripts["intern"](keys=[kind, index], args=chunk)
+            for name, code in zip(chunk, codes, strict=True):
+                cache[name] = out[name] = int(code)
+        return out
+
+    # --- writes -------------------------------------------------------------------------------
+    async def write_profiles(self, writes: Sequence[ProfileWrite]) -> list[bool]:
+        """Compare-and-set each profile with its trending increments; True where applied.
+
+        ``PROFILE_CHUNK`` users per script call (bounded time inside Redis), all chunks in one
+        pipeline round trip.
+        """
+        if not writes:
+            return []
+        sha = self._scripts["profile"].sha
+        pipe = self.redis.pipeline(transaction=False)
+        for lo in range(0, len(writes), PROFILE_CHUNK):
+            chunk = writes[lo : lo + PROFILE_CHUNK]
+            args: list[str | bytes | int] = [len(chunk)]
+            for w in chunk:
+                trending = (
+                    json.dumps(
+                        [[t.product_id, t.category or "", t.weight, t.ts] for t in w.trending],
+                        separators=(",", ":"),
+                    )
+                    if w.trending
+                    else ""
+                )
+                args.extend((w.user_id, w.expected, w.value, trending))
+            pipe.evalsha(sha, 0, *args)
+        try:
+            res = await pipe.execute()
+        except NoScriptError:
+            await self.redis.script_load(self._profile_script)
+            return await self.write_profiles(writes)
+        return [int(r) == 1 for chunk in res for r in chunk]
+
+    async def write_catalog(self, writes: Sequence[CatalogWrite]) -> int:
+        """Apply catalog states in order; returns how many were newer than the stored ones.
+
+        ``CATALOG_CHUNK`` records per script call, all calls in one pipeline round trip.
+        """
+        if not writes:
+            return 0
+        sha = self._scripts["catalog"].sha
+        keys = [CATALOG, UNAVAILABLE, UNAVAILABLE_VERSION]
+        pipe = self.redis.pipeline(transaction=False)
+        for lo in range(0, len(writes), CATALOG_CHUNK):
+            chunk = writes[lo : lo + CATALOG_CHUNK]
+            args: list[str | bytes | int] = [CATALOG_CHANNEL, len(chunk)]
+            for w in chunk:
+                args.extend(
+                    (
+                        w.product_id,
+                        w.value,
+                        repr(w.updated_at),
+                        "1" if w.available else "0",
+                        "1" if w.tombstone else "0",
+                    )
+                )
+            pipe.evalsha(sha, len(keys), *keys, *args)
+        try:
+            res = await pipe.execute()
+        except NoScriptError:
+            await self.redis.script_load(APPLY_CATALOG)
+            return await self.write_catalog(writes)
+        return sum(int(r) for r in res)
+
+    async def write_users(self, writes: Sequence[tuple[str, bytes, float]]) -> int:
+        """Apply ``(user_id, attributes JSON, updated_at)``; returns how many were newer."""
+        if not writes:
+            return 0
+        sha = self._scripts["user"].sha
+        pipe = self.redis.pipeline(transaction=False)
+        for lo in range(0, len(writes), CATALOG_CHUNK):
+            chunk = writes[lo : lo + CATALOG_CHUNK]
+            args: list[str | bytes | int] = [len(chunk)]
+            for user_id, value, updated_at in chunk:
+                args.extend((user_id, value, repr(updated_at)))
+            pipe.evalsha(sha, 0, *args)
+        try:
+            res = await pipe.execute()
+        except NoScriptError:
+            await self.redis.script_load(APPLY_USERS)
+            return await self.write_users(writes)
+        return sum(int(r) for r in res)

@@ -1,0 +1,257 @@
+"""The Redis side on a real Redis: Lua scripts, the reader API, and the batch updaters."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from redis.asyncio import Redis
+
+from streamrec_shared import topics
+from streamrec_shared.artifacts import AlsArrays, DataWindow, ModelBundle
+from streamrec_shared.events import ModelAnnouncement, ProductRecord, UserEvent, UserRecord, encode
+from streamrec_shared.profile import (
+    CATEGORY_DICT,
+    PRODUCT_DICT,
+    TRENDING_META,
+    UNAVAILABLE_VERSION,
+    CodeBook,
+    ProfileReader,
+    decode_profile,
+    profile_key,
+    rec_cache_key,
+)
+from streamrec_stream_processor.foldin import ModelHandle, local_path
+from streamrec_stream_processor.profiles import ProfileConfig
+from streamrec_stream_processor.store import (
+    ProfileWrite,
+    RedisStore,
+    TrendIncrement,
+)
+from streamrec_stream_processor.updater import (
+    CatalogUpdater,
+    EventUpdater,
+    Record,
+    UserUpdater,
+)
+
+T0 = datetime(2024, 3, 1, tzinfo=UTC)
+HOUR = 3600.0
+
+
+class DeadLetters:
+    def __init__(self) -> None:
+        self.records: list[tuple[Record, str]] = []
+
+    async def __call__(self, rec: Record, reason: str, error: str) -> None:
+        self.records.append((rec, reason))
+
+
+def event_record(n: int, user: str, kind: str, product: str, at: datetime, **kw: object) -> Record:
+    e = UserEvent(
+        event_id=str(kw.pop("event_id", f"ev-{n}")),
+        user_id=user,
+        event_type=kind,
+        product_id=product,
+        timestamp=at,
+        received_at=datetime.now(UTC),
+        **kw,
+    )
+    return Record(topics.EVENTS, 0, n, user.encode(), encode(e))
+
+
+def product_record(n: int, pid: str, category: str, at: datetime, **kw: object) -> Record:
+    p = ProductRecord(product_id=pid, name=pid, category=category, price=9.5, updated_at=at, **kw)
+    return Record(topics.CATALOG, 0, n, pid.encode(), encode(p))
+
+
+async def test_intern_is_dense_and_stable(store: RedisStore, redis: Redis) -> None:
+    codes = await store.intern(PRODUCT_DICT, ["a", "b", "a", "c"])
+    assert codes == {"a": 0, "b": 1, "c": 2}
+    again = await store.intern(PRODUCT_DICT, ["c", "d"])
+    assert again == {"c": 2, "d": 3}
+    book = CodeBook(redis, PRODUCT_DICT)
+    assert await book.names([3, 0, 2]) == ["d", "a", "c"]
+    assert await book.names([99]) == [""]
+
+
+async def test_profile_compare_and_set(store: RedisStore, redis: Redis) -> None:
+    await redis.hset(rec_cache_key("u1"), "k10", "cached")
+    first = ProfileWrite("u1", b"", b"\xa1\x01\x00\x00\x00rest", ())
+    assert await store.write_profiles([first]) == [True]
+    assert not await redis.exists(rec_cache_key("u1"))  # the event invalidated the cache
+    stale = ProfileWrite("u1", b"", b"\xa1\x02\x00\x00\x00", ())  # expected "absent"
+    wrong = ProfileWrite("u1", b"\xa1\x09\x00\x00\x00", b"\xa1\x02\x00\x00\x00", ())
+    assert await store.write_profiles([stale, wrong]) == [False, False]
+    ok = ProfileWrite("u1", b"\xa1\x01\x00\x00\x00", b"\xa1\x02\x00\x00\x00x", ())
+    assert await store.write_profiles([ok]) == [True]
+    assert await redis.get(profile_key("u1")) == b"\xa1\x02\x00\x00\x00x"
+
+
+async def test_trending_forward_decay(store: RedisStore, redis: Redis) -> None:
+    t0 = T0.timestamp()
+    incs = (
+        TrendIncrement("old", "books", 5.0, t0),
+        TrendIncrement("new", "books", 2.0, t0 + 48 * HOUR),  # two half-lives later
+        TrendIncrement("toy", "toys", 1.0, t0 + 48 * HOUR),
+    )
+    assert await store.write_profiles([ProfileWrite("tr", b"", b"\xa1xxxx", incs)]) == [True]
+    reader = ProfileReader(redis)
+    top = await reader.top_trending(10)
+    assert [p for p, _ in top] == ["new", "old", "toy"]
+    scores = dict(top)
+    assert scores["new"] == pytest.approx(2.0)  # valued at the newest event time
+    assert scores["old"] == pytest.approx(5.0 / 4)
+    assert [p for p, _ in await reader.top_trending(10, "toys")] == ["toy"]
+    assert await reader.trending_categories() == {"books", "toys"}
+    assert [p for p, _ in await reader.top_trending(10, exclude={"new"})] == ["old", "toy"]
+    # a late event adds a smaller increment: order is by decayed weight, not arrival
+    late = (TrendIncrement("toy", "toys", 1.0, t0),)
+    await store.write_profiles([ProfileWrite("tr2", b"", b"\xa1yyyy", late)])
+    assert dict(await reader.top_trending(10))["toy"] == pytest.approx(1.25)
+
+
+async def test_trending_renormalises_far_in_the_future(store: RedisStore, redis: Redis) -> None:
+    t0 = T0.timestamp()
+    first = (TrendIncrement("a", "c", 4.0, t0), TrendIncrement("b", "c", 2.0, t0))
+    await store.write_profiles([ProfileWrite("r1", b"", b"\xa1zzzz", first)])
+    # 300 half-lives later (> RENORMALISE_AT * ln 2): scores are rescaled to a new landmark
+    far = t0 + 300 * 24 * HOUR
+    later = (TrendIncrement("c", "c", 1.0, far),)
+    await store.write_profiles([ProfileWrite("r2", b"", b"\xa1zzzz", later)])
+    meta = await redis.hgetall(TRENDING_META)
+    assert float(meta[b"landmark"]) == far
+    assert int(meta[b"renorms"]) == 1
+    top = await ProfileReader(redis).top_trending(5, "c")
+    assert [p for p, _ in top] == ["c"]  # 4 * 2**-300 is below the 1e-9 floor: dropped
+    assert all(math.isfinite(s) for _, s in top)
+
+
+async def test_catalog_state_and_unavailable_version(store: RedisStore, redis: Redis) -> None:
+    dead = DeadLetters()
+    catalog = CatalogUpdater(store, dead)
+    reader = ProfileReader(redis)
+    assert await reader.unavailable_if_changed(0) is None
+    await catalog.apply(
+        [
+            product_record(0, "p1", "books", T0),
+            product_record(1, "p2", "toys", T0, in_stock=False),
+            product_record(2, "p3", "toys", T0, active=False),
+        ]
+    )
+    changed = await reader.unavailable_if_changed(0)
+    assert changed == (2, frozenset({"p2", "p3"}))
+    # an older update of p1 arriving late is ignored; a newer one wins
+    await catalog.apply([product_record(3, "p1", "books", T0 - timedelta(hours=1), active=False)])
+    assert await reader.unavailable_version() == 2
+    await catalog.apply([product_record(4, "p2", "toys", T0 + timedelta(hours=1))])
+    assert await reader.unavailable_products() == (3, frozenset({"p3"}))
+    # a compaction tombstone deactivates
+    await catalog.apply([Record(topics.CATALOG, 0, 5, b"p1", None)])
+    assert await reader.unavailable_products() == (4, frozenset({"p1", "p3"}))
+    states = await reader.get_products(["p1", "p2", "nope"])
+    assert set(states) == {"p1", "p2"}
+    assert states["p2"].available
+    assert not states["p1"].active
+    assert states["p2"].category == "toys"
+    # poison
+    await catalog.apply([Record(topics.CATALOG, 0, 6, b"x", b"{not json")])
+    assert [r for _, r in dead.records] == ["invalid"]
+    assert int(await redis.get(UNAVAILABLE_VERSION) or 0) == 4
+
+
+async def test_user_attributes(store: RedisStore, redis: Redis) -> None:
+    users = UserUpdater(store, DeadLetters())
+
+    def rec(n: int, attrs: dict[str, object], at: datetime) -> Record:
+        u = UserRecord(user_id="ua", attributes=attrs, updated_at=at)
+        return Record(topics.USERS, 0, n, b"ua", encode(u))
+
+    await users.apply([rec(0, {"country": "NZ"}, T0)])
+    await users.apply([rec(1, {"country": "old"}, T0 - timedelta(days=1))])
+    assert await ProfileReader(redis).get_user_attributes("ua") == {"country": "NZ"}
+    assert await ProfileReader(redis).get_user_attributes("nobody") is None
+
+
+async def test_event_updater_end_to_end(store: RedisStore, redis: Redis, tmp_path: Path) -> None:
+    dead = DeadLetters()
+    models = ModelHandle(store)
+    await CatalogUpdater(store, dead).apply(
+        [product_record(i, f"p{i}", "books" if i % 2 else "toys", T0) for i in range(6)]
+    )
+    # a model over p0..p3 (p4, p5 are not in it)
+    rng = np.random.default_rng(1)
+    bundle = ModelBundle(
+        version=4,
+        created_at=T0,
+        data_window=DataWindow.from_timestamps(0, T0.timestamp()),
+        als=AlsArrays(
+            item_ids=np.asarray([f"p{i}" for i in range(4)]),
+            user_ids=np.asarray(["x"]),
+            item_factors=rng.standard_normal((4, 8)).astype(np.float32),
+            user_factors=np.zeros((1, 8), dtype=np.float32),
+            regularization=0.1,
+            alpha=2.0,
+        ),
+    )
+    bundle.save(tmp_path / "v4")
+    assert local_path((tmp_path / "v4").as_uri()) == tmp_path / "v4"
+    await models.load(
+        ModelAnnouncement(version=4, artifact_uri=(tmp_path / "v4").as_uri(), activated_at=T0)
+    )
+    assert models.current is not None
+    assert models.current.version == 4
+    updater = EventUpdater(store, models, ProfileConfig(), dead)
+    batch = [
+        event_record(1, "alice", "view", "p1", T0),
+        event_record(2, "alice", "purchase", "p2", T0 + timedelta(hours=1)),
+        event_record(3, "bob", "view", "p5", T0),
+        Record(topics.EVENTS, 0, 4, b"bob", b"not json"),
+        event_record(5, "alice", "purchase", "p2", T0, event_id="ev-2"),  # same id again
+        event_record(6, "carol", "remove_from_cart", "p1", T0),
+    ]
+    await updater.apply(batch)
+    assert [reason for _, reason in dead.records] == ["invalid"]
+    reader = ProfileReader(redis)
+    alice = await reader.get_profile("alice")
+    assert alice is not None
+    assert alice.event_count == 2
+    assert alice.items == ("p2", "p1")
+    assert alice.purchase_history == ("p2",)
+    assert alice.view_history == ("p1",)
+    assert set(alice.category_affinity) == {"books", "toys"}
+    assert alice.model_version == 4
+    assert alice.vector is not None
+    assert alice.vector.shape == (8,)
+    bob = await reader.get_profile("bob")
+    assert bob is not None
+    assert bob.vector is None  # p5 is not in the model
+    assert bob.model_version is None
+    carol = await reader.get_profile("carol")
+    assert carol is not None
+    assert carol.vector is None  # only a negative weight
+    assert carol.counts["remove_from_cart"] == 1
+    # redelivery of the whole batch (a crash before the commit) changes nothing
+    before = await redis.get(profile_key("alice"))
+    await updater.apply(batch)
+    assert await redis.get(profile_key("alice")) == before
+    assert (await reader.get_vector("alice")) is not None
+    # trending counted the positive events once
+    top = dict(await reader.top_trending(10))
+    assert set(top) == {"p1", "p2", "p5"}
+    assert isinstance(before, bytes)
+    packed = decode_profile(before)
+    assert packed.offset == 5
+    assert await CodeBook(redis, CATEGORY_DICT).names(packed.category_codes.tolist())
+
+
+async def test_profiles_reader_batch(store: RedisStore, redis: Redis) -> None:
+    updater = EventUpdater(store, ModelHandle(store), ProfileConfig(), DeadLetters())
+    await updater.apply([event_record(i, f"b{i}", "click", "px", T0) for i in range(3)])
+    got = await ProfileReader(redis).get_profiles(["b0", "b2", "missing"])
+    assert sorted(got) == ["b0", "b2"]
+    assert got["b0"].segment == "new"
+    assert got["b0"].items == ("px",)
