@@ -173,6 +173,14 @@ async def test_event_updates_profile_trending_and_invalidates_cache(
     await client.put_products(
         [{"product_id": p, "name": p, "category": "sp-cat", "price": 3.0} for p in PRODUCTS[:3]]
     )
+    reader = ProfileReader(redis)
+
+    async def catalogued() -> bool:
+        # catalog.v1 and events.v1 are separate streams: per-category trending needs the
+        # product's category first (an event that overtakes it counts only globally)
+        return len(await reader.get_products(PRODUCTS[:3])) == 3
+
+    await eventually(catalogued, timeout=20, what="the catalog records", interval=0.02)
     await redis.hset(rec_cache_key(user), "k=10", "stale recommendations")
     started = time.monotonic()
     await client.send_events(
@@ -181,7 +189,6 @@ async def test_event_updates_profile_trending_and_invalidates_cache(
             {"user_id": user, "event_type": "purchase", "product_id": PRODUCTS[1]},
         ]
     )
-    reader = ProfileReader(redis)
 
     async def visible() -> bool:
         p = await reader.get_profile(user)

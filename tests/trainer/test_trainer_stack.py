@@ -85,9 +85,10 @@ async def test_rejected_model_does_not_replace_active_and_rollback_is_served(
 
     await _wait_for(archived, 60, "the archive")
 
-    first = await _job(client)
+    # the session stack holds other tests' models too: publish two baselines explicitly
+    first = await _job(client, {"gate_tolerance": 1.0})
     assert first["status"] == "published", first
-    second = await _job(client)
+    second = await _job(client, {"gate_tolerance": 1.0})
     assert second["status"] == "published", second
     assert second["model_version"] > first["model_version"]
 
