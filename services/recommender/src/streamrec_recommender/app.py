@@ -1,0 +1,96 @@
+"""The recommender app: ``create_app()`` builds FastAPI and a lifespan that owns the runtime.
+
+The lifespan opens the Redis client (short timeouts, circuit breaker), builds the
+``Recommender``, starts its background loops and the model watcher (models.v1 announcements,
+registry polling as fallback), and tears everything down on exit. The service starts not ready:
+``/readyz`` turns green once a model or at least a trending list is loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import numpy as np
+from fastapi import FastAPI
+from redis.asyncio import Redis
+
+from streamrec_recommender import routes
+from streamrec_recommender.breaker import CircuitBreaker
+from streamrec_recommender.fastpath import FastPath
+from streamrec_recommender.model_handle import ServingModel
+from streamrec_recommender.service import Recommender
+from streamrec_recommender.settings import RecommenderSettings, get_settings
+from streamrec_recommender.store import RedisState, connect
+from streamrec_shared import logs
+from streamrec_shared.http import KeyRing, install_common
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: RecommenderSettings | None = None,
+    *,
+    redis: Redis | None = None,
+    model: ServingModel | None = None,
+    watch_models: bool = True,
+    rng: np.random.Generator | None = None,
+) -> FastAPI:
+    """The app. ``redis`` replaces the client built from settings and ``model`` installs a
+    prepared model directly (tests, benchmarks); ``watch_models=False`` skips the watcher."""
+    from_env = settings is None
+    settings = settings or get_settings()
+    if from_env:
+        logs.configure("recommender", settings.log.level, json_format=settings.log.json_format)
+    s = settings.recommender
+    client = redis if redis is not None else connect(settings.redis)
+    background = redis if redis is not None else connect(settings.redis, timeout_s=2.0)
+    state = RedisState(
+        client,
+        CircuitBreaker("redis", failures=s.breaker_failures, open_s=s.breaker_open_s),
+        background=background,
+    )
+    recommender = Recommender(settings, state, rng=rng)
+    if model is not None:
+        recommender.install_model(model)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await recommender.start(watch_models=watch_models)
+        try:
+            yield
+        finally:
+            await recommender.stop()
+            if redis is None:
+                await client.aclose()
+                await background.aclose()
+
+    app = FastAPI(
+        title="streamrec recommender",
+        version="1",
+        lifespan=lifespan,
+        description="Top-k recommendations, similar products, trending; experiments and "
+        "online metrics.",
+    )
+    app.state.settings = settings
+    app.state.recommender = recommender
+    app.state.keyring = KeyRing(settings.auth)
+
+    async def readiness() -> dict[str, bool]:
+        return {
+            "model_or_popularity": recommender.ready(),
+            "model": recommender.model is not None,
+            "redis": state.up,
+        }
+
+    async def ready_check() -> dict[str, bool]:
+        checks = await readiness()
+        # Only "something to serve" gates readiness; the others are reported for operators.
+        return {"model_or_popularity": checks["model_or_popularity"]}
+
+    install_common(app, service="recommender", http=settings.http, readiness=ready_check)
+    app.include_router(routes.router)
+    # Outermost: answers the ordinary GET /v1/recommendations/{user_id}, defers the rest.
+    app.add_middleware(FastPath, recommender=recommender, cors=bool(settings.http.cors_origins))
+    return app

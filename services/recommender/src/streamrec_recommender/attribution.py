@@ -1,0 +1,276 @@
+"""Online feedback I/O: impressions out, clicks and conversions in, counters in Redis.
+
+Path chosen: the recommender attributes feedback itself. Each pod buffers its impressions and
+flushes them every ``online_flush_s`` in one pipeline (counter increments, plus per user which
+rec id showed which product: HASH ``sr:rs:<user>`` product -> rec id, expiring after the
+attribution window). An attribution consumer (consumer group ``attribution_group`` on
+``events.v1``, so the pods share the partitions) reads the events: an event with a rec id
+counts as a click (or a conversion if it is a purchase); a purchase without one is looked up in
+``sr:rs:<user>``. Counting is idempotent per event id (``SET NX`` on ``sr:ae:<event_id>``)
+and hits/conversions are distinct per response (``sr:ah:<rec_id>``, ``sr:ac:<rec_id>:<pid>``),
+so redelivered events do not count twice. Counters live in Redis (``online.py`` for the
+layout), so every pod reports the same numbers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections import Counter
+from typing import Any
+
+from aiokafka.errors import KafkaError
+from pydantic import ValidationError
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from streamrec_recommender import online
+from streamrec_recommender.online import RecTag
+from streamrec_recommender.policy import ArmStats
+from streamrec_shared import kafka, metrics, profile, topics
+from streamrec_shared.events import UserEvent, decode_event
+from streamrec_shared.settings import KafkaSettings
+
+logger = logging.getLogger(__name__)
+
+
+_COUNT_LUA = """
+if not redis.call('SET', KEYS[1], 1, 'NX', 'EX', ARGV[3]) then return 0 end
+if ARGV[1] ~= '' then redis.call('HINCRBY', KEYS[3], ARGV[1], 1) end
+if redis.call('SET', KEYS[2], 1, 'NX', 'EX', ARGV[3]) then
+  redis.call('HINCRBY', KEYS[3], ARGV[2], 1)
+end
+redis.call('EXPIRE', KEYS[3], ARGV[4])
+return 1
+"""
+"""Atomically: skip a seen event id; count a click; count the first hit / conversion."""
+
+
+_RECORD_LUA = """
+local shown_ttl, cache_ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
+local i = 4
+for _ = 1, tonumber(ARGV[3]) do
+  local key, n = ARGV[i], tonumber(ARGV[i + 1])
+  i = i + 2
+  for _ = 1, n do
+    redis.call('HSET', key, ARGV[i], ARGV[i + 1])
+    i = i + 2
+  end
+  redis.call('EXPIRE', key, shown_ttl)
+end
+local n_cache = tonumber(ARGV[i])
+i = i + 1
+for _ = 1, n_cache do
+  -- only if the profile is still the one the answer was computed from
+  if redis.call('GETRANGE', ARGV[i + 3], 0, 4) == ARGV[i + 4] then
+    redis.call('HSET', ARGV[i], ARGV[i + 1], ARGV[i + 2])
+    redis.call('EXPIRE', ARGV[i], cache_ttl)
+  end
+  i = i + 5
+end
+return 1
+"""
+"""One flush of impressions: per user the shown products (-> rec id), then result-cache fields
+(each written only while the user's profile still has the revision it was computed from)."""
+
+
+def _labels(tag: RecTag) -> tuple[str, str, str | None, str | None]:
+    return tag.algorithm, tag.segment, tag.experiment, tag.variant
+
+
+def shown_key(user_id: str) -> str:
+    return f"sr:rs:{user_id}"
+
+
+class OnlineRecorder:
+    """Buffers impressions and result-cache writes; flushes them to Redis in one pipeline."""
+
+    def __init__(self, redis: Redis, *, window_s: int, retention_s: int, cache_ttl_s: int) -> None:
+        self.redis = redis
+        self.window_s = window_s
+        self.retention_s = retention_s
+        self.cache_ttl_s = cache_ttl_s
+        self._counts: Counter[tuple[int, str]] = Counter()
+        self._shown: dict[str, dict[str, str]] = {}
+        self._cache: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+        self.max_pending = 50_000
+        self._record_sha = hashlib.sha1(_RECORD_LUA.encode()).hexdigest()  # noqa: S324 - script id
+        self._record_loaded = False
+
+    def impression(self, user_id: str, rec_id: str, tag: RecTag, product_ids: list[str]) -> None:
+        fld = online.field("imp", tag.algorithm, tag.segment, tag.experiment, tag.variant)
+        self._counts[(tag.minute, fld)] += 1
+        metrics.RECOMMENDER_ONLINE_EVENTS.labels(
+            tag.algorithm, tag.variant or "-", "impression"
+        ).inc()
+        if len(self._shown) < self.max_pending:
+            shown = self._shown.setdefault(user_id, {})
+            for pid in product_ids:
+                shown[pid] = rec_id
+
+    def cache(self, user_id: str, cache_field: str, value: bytes, revision: bytes) -> None:
+        """Buffer a result-cache write, valid only while the profile is still at ``revision``
+        (its stored prefix): a write that lands after the stream processor applied a newer
+        event (and deleted the cache) is skipped instead of resurrecting a stale answer."""
+        if len(self._cache) < self.max_pending:
+            self._cache[(user_id, cache_field)] = (value, revision)
+
+    async def flush(self) -> None:
+        """Write everything buffered; on failure the buffer is dropped (counted as degraded)."""
+        counts, shown, cache = self._counts, self._shown, self._cache
+        if not counts and not shown and not cache:
+            return
+        self._counts, self._shown, self._cache = Counter(), {}, {}
+        pipe = self.redis.pipeline(transaction=False)
+        minutes: set[int] = set()
+        for (minute, fld), n in counts.items():
+            pipe.hincrby(online.bucket_key(minute), fld, n)
+            minutes.add(minute)
+        for minute in minutes:
+            pipe.expire(online.bucket_key(minute), self.retention_s)
+        args: list[Any] = [self.window_s, self.cache_ttl_s, len(shown)]
+        for user_id, mapping in shown.items():
+            args += [shown_key(user_id), len(mapping)]
+            for pid, rec_id in mapping.items():
+                args += [pid, rec_id]
+        args.append(len(cache))
+        for (user_id, cache_field), (value, revision) in cache.items():
+            args += [
+                profile.rec_cache_key(user_id),
+                cache_field,
+                value,
+                profile.profile_key(user_id),
+                revision,
+            ]
+        pipe.evalsha(self._record_sha, 0, *args)
+        try:
+            if not self._record_loaded:
+                await self.redis.script_load(_RECORD_LUA)
+                self._record_loaded = True
+            await pipe.execute()
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._record_loaded = False  # a restarted Redis has lost the script
+            metrics.RECOMMENDER_DEGRADED.labels("redis").inc()
+            logger.warning("dropping %d online counter updates: %s", len(counts), exc)
+
+    async def run(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.flush()
+            except Exception:  # loop boundary
+                logger.exception("online flush failed")
+
+    # --- reading ---------------------------------------------------------------------------
+    async def window_counts(
+        self, window_s: int, *, now: float | None = None
+    ) -> list[tuple[str, int]]:
+        """(field, count) summed over the minute buckets of the last ``window_s`` seconds."""
+        now = time.time() if now is None else now
+        last = int(now // online.BUCKET_S)
+        first = int((now - window_s) // online.BUCKET_S) + 1
+        pipe = self.redis.pipeline(transaction=False)
+        for minute in range(first, last + 1):
+            pipe.hgetall(online.bucket_key(minute))
+        totals: Counter[str] = Counter()
+        for bucket in await pipe.execute():
+            for k, v in bucket.items():
+                totals[k.decode() if isinstance(k, bytes) else k] += int(v)
+        return list(totals.items())
+
+    async def arm_stats(self, window_s: int) -> dict[str, dict[str, ArmStats]]:
+        return online.arm_stats(await self.window_counts(window_s))
+
+
+class Attributor:
+    """Turns feedback events into click / hit / conversion counters (idempotent)."""
+
+    def __init__(self, redis: Redis, *, window_s: int, retention_s: int) -> None:
+        self.redis = redis
+        self.window_s = window_s
+        self.retention_s = retention_s
+        self._script = redis.register_script(_COUNT_LUA)
+
+    async def apply(self, event: UserEvent) -> str | None:
+        """Count one event; returns the kind counted (click, conversion) or None."""
+        rec_id = event.rec_id
+        if rec_id is None and event.event_type != "purchase":
+            return None
+        if rec_id is None:
+            found = await self.redis.hget(shown_key(event.user_id), event.product_id)
+            if found is None:
+                return None
+            rec_id = found.decode() if isinstance(found, bytes) else str(found)
+        tag = online.parse_rec_id(rec_id)
+        if tag is None:
+            return None
+        received = event.received_at.timestamp()
+        if received - tag.served_at > self.window_s:
+            return None
+        if event.event_type == "purchase":
+            kind, dedupe = "conversion", f"sr:ac:{rec_id}:{event.product_id}"
+            clk, first = "", online.field("conv", *_labels(tag))
+        else:
+            kind, dedupe = "click", f"sr:ah:{rec_id}"
+            clk, first = online.field("clk", *_labels(tag)), online.field("hit", *_labels(tag))
+        counted = await self._script(
+            keys=[f"sr:ae:{event.event_id}", dedupe, online.bucket_key(tag.minute)],
+            args=[clk, first, self.window_s, self.retention_s],
+        )
+        if not counted:
+            return None
+        metrics.RECOMMENDER_ONLINE_EVENTS.labels(tag.algorithm, tag.variant or "-", kind).inc()
+        return kind
+
+    async def consume(self, settings: KafkaSettings, group_id: str) -> None:
+        """Consume events.v1 forever (own group); commit after the counters are written."""
+        failures = 0
+        while True:
+            consumer = kafka.consumer(
+                settings, topics.EVENTS, group_id=group_id, auto_offset_reset="latest"
+            )
+            try:
+                await consumer.start()
+                failures = 0
+                while True:
+                    batches: dict[Any, list[Any]] = await consumer.getmany(
+                        timeout_ms=500, max_records=500
+                    )
+                    if not batches:
+                        continue
+                    for records in batches.values():
+                        for record in records:
+                            try:
+                                event = decode_event(record.value)
+                            except ValidationError:
+                                continue
+                            if event.rec_id is None and event.event_type != "purchase":
+                                continue
+                            await self._apply_retrying(event)
+                    await consumer.commit()
+            except (KafkaError, OSError) as exc:
+                metrics.RECOMMENDER_DEGRADED.labels("kafka").inc()
+                failures += 1
+                if failures == 1 or failures % 30 == 0:
+                    logger.warning(
+                        "attribution consumer failed %d times (%s); retrying", failures, exc
+                    )
+                await asyncio.sleep(2.0)
+            finally:
+                with contextlib.suppress(KafkaError, OSError):
+                    await consumer.stop()
+
+    async def _apply_retrying(self, event: UserEvent) -> None:
+        delay = 0.2
+        while True:
+            try:
+                await self.apply(event)
+                return
+            except (RedisError, OSError, TimeoutError) as exc:
+                metrics.RECOMMENDER_DEGRADED.labels("redis").inc()
+                logger.warning("attribution waits for Redis: %s", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)

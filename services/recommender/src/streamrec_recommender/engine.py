@@ -1,0 +1,526 @@
+"""One recommendation, start to end, without I/O: tiers, algorithms, filters, boosts.
+
+Inputs are already fetched (model reference, catalog index, user profile, trending mirror,
+experiments, bandit statistics, campaigns); the result names the algorithm and the strategy
+that produced it, so every answer is explainable.
+
+User vector (ALS space of the served model), first that exists:
+``profile_vector`` (the stream processor's live vector, same model version) -> ``fold_in``
+(the live profile's weighted items folded into this model) -> ``model_vector`` (the trained
+factor) -> none.
+
+Tiers (``algorithm=auto``): a running experiment's assignment decides first (every user,
+intention-to-treat); otherwise no history -> ``cold_start:category_trending`` (category from
+``category=`` or the user's attributes) or ``cold_start:trending``; fewer than ``few_events``
+events -> ``recent_items`` (item-kNN and content from recent items blended with trending);
+else the bandit's choice for the user's segment. An explicitly requested algorithm that cannot
+run for this user falls back along als -> itemknn -> content -> popular.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from streamrec_recommender import ranking
+from streamrec_recommender.catalog import CatalogIndex, popular_in
+from streamrec_recommender.model_handle import ServingModel
+from streamrec_recommender.policy import ArmStats, Experiment, ThompsonBandit, Variant, assign
+from streamrec_recommender.ranking import ItemFilter, Ranked
+from streamrec_recommender.store import TrendingMirror
+from streamrec_shared import profile as profiles
+
+CATEGORY_ATTRIBUTES = ("category", "preferred_category", "favorite_category", "favourite_category")
+MAX_RECENT = 50
+EXACT_SUBSET = 200_000
+"""Above this many items even a category filter is searched through the ANN index."""
+
+
+@dataclass(frozen=True)
+class Request:
+    user_id: str
+    k: int = 10
+    algorithm: str = "auto"
+    category: str | None = None
+    exclude: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything a recommendation may use, fetched before it starts."""
+
+    model: ServingModel | None
+    catalog: CatalogIndex | None
+    unavailable: frozenset[str]
+    trending: TrendingMirror
+    profile: profiles.UserProfile | None
+    attributes: Mapping[str, Any] | None
+    experiments: Sequence[Experiment] = ()
+    arm_stats: Mapping[str, Mapping[str, ArmStats]] = field(default_factory=dict)
+    campaigns: Sequence[ranking.Campaign] = ()
+    degraded: tuple[str, ...] = ()
+    """Dependencies that failed for this request (e.g. ("redis",))."""
+    now: float = 0.0
+    vector: tuple[NDArray[np.float32] | None, str | None] | None = None
+    """Precomputed ``Engine.user_vector`` result (the batcher computes it for many requests)."""
+    scores: NDArray[np.float32] | None = None
+    """Precomputed dense ``model.item_factors @ vector`` (n,) float32 (writable, one request)."""
+
+
+@dataclass(frozen=True)
+class Result:
+    algorithm: str
+    strategy: str
+    items: list[tuple[str, float]]
+    segment: str
+    experiment: str | None = None
+    variant: str | None = None
+    model_version: int | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    few_events: int = 5
+    exclude_viewed: bool = False
+    trending_blend: float = 0.3
+    candidates_min: int = 100
+
+
+class Engine:
+    """Runs the tiers and algorithms; ``search`` is the vector scorer (exact or ANN)."""
+
+    def __init__(
+        self, settings: Settings, bandit: ThompsonBandit, rng: np.random.Generator
+    ) -> None:
+        self.settings = settings
+        self.bandit = bandit
+        self.rng = rng
+
+    # --- vector search ---------------------------------------------------------------------
+    def search(
+        self,
+        model: ServingModel,
+        catalog: CatalogIndex | None,
+        query: NDArray[np.float32],
+        c: int,
+        item_filter: ItemFilter,
+        category: str | None,
+    ) -> Ranked:
+        """Best ``c`` items for a query vector (f,) float32 after the filter."""
+        if model.ann is None:
+            scores = model.item_factors @ query
+            return ranking.top_candidates(scores, c, item_filter)
+        if category is not None and catalog is not None:
+            members = catalog.category_items.get(category)
+            if members is None or members.size == 0:
+                return Ranked.empty()
+            if members.size <= EXACT_SUBSET:  # a category: exact over its members
+                scores = model.item_factors[members] @ query
+                return item_filter.apply(Ranked.of(members, scores)).head(c)
+        want = c + int(item_filter.exclude.size)
+        while True:
+            found = item_filter.apply(model.ann.search(query, want))
+            if len(found) >= c or want >= model.n_items:
+                return found.head(c)
+            want = min(model.n_items, want * 4)
+            if want > 20_000:  # heavily filtered: exact is cheaper than a huge graph search
+                scores = model.item_factors @ query
+                return ranking.top_candidates(scores, c, item_filter)
+
+    # --- pieces ------------------------------------------------------------------------------
+    def user_vector(
+        self, model: ServingModel, prof: profiles.UserProfile | None, user_id: str
+    ) -> tuple[NDArray[np.float32] | None, str | None]:
+        if prof is not None:
+            vec = prof.vector
+            if (
+                vec is not None
+                and prof.model_version == model.version
+                and vec.shape[0] == model.dim
+                and np.any(vec)
+            ):
+                return vec, "profile_vector"
+            if prof.items:
+                folded = model.fold_in(prof.items[:200], prof.weights[:200])
+                if folded is not None and np.any(folded):
+                    return folded, "fold_in"
+        trained = model.user_factor(user_id)
+        if trained is not None:
+            return trained, "model_vector"
+        return None, None
+
+    @staticmethod
+    def recent(
+        model: ServingModel, prof: profiles.UserProfile | None
+    ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        """Recent weighted items in serving space: (r,) int64 and (r,) float32, weight > 0."""
+        if prof is None or not prof.items:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+        idx: list[int] = []
+        w: list[float] = []
+        for pid, weight in zip(prof.items, prof.weights.tolist(), strict=False):
+            i = model.index_of.get(pid)
+            if i is not None and weight > 0:
+                idx.append(i)
+                w.append(weight)
+                if len(idx) >= MAX_RECENT:
+                    break
+        return np.asarray(idx, dtype=np.int64), np.asarray(w, dtype=np.float32)
+
+    def popular_ranked(
+        self, ctx: Context, model: ServingModel, category: str | None, c: int
+    ) -> tuple[Ranked, str]:
+        """Trending (live mirror) in serving space, else the model's popularity."""
+        rows = (
+            ctx.trending.by_category.get(category, ())
+            if category is not None
+            else ctx.trending.global_
+        )
+        if rows:
+            idx, sc = [], []
+            for pid, score in rows:
+                i = model.index_of.get(pid)
+                if i is not None:
+                    idx.append(i)
+                    sc.append(score)
+            if idx:
+                return Ranked.ordered(idx, sc).head(c), "trending"
+        return popular_in(model, category).head(c), "model_popularity"
+
+    def item_filter(
+        self, ctx: Context, model: ServingModel, req: Request
+    ) -> tuple[ItemFilter, str | None]:
+        prof = ctx.profile
+        exclude: list[str] = list(req.exclude)
+        if prof is not None:
+            exclude += prof.purchase_history
+            if self.settings.exclude_viewed:
+                exclude += prof.view_history
+        allowed = None
+        category = req.category
+        if category is not None and ctx.catalog is not None:
+            allowed = ctx.catalog.allowed_for(category)
+        blocked = ctx.catalog.blocked if ctx.catalog is not None else None
+        blocked_idx = ctx.catalog.blocked_idx if ctx.catalog is not None else None
+        if blocked is None and ctx.unavailable:
+            blocked = np.zeros(model.n_items, dtype=np.bool_)
+            blocked_idx = model.indices(sorted(ctx.unavailable))
+            blocked[blocked_idx] = True
+        flt = ItemFilter.build(
+            blocked=blocked,
+            allowed=allowed,
+            exclude=model.indices(exclude),
+            blocked_idx=blocked_idx,
+        )
+        return flt, category
+
+    # --- algorithms (serving-space candidates or None when not computable) ------------------
+    def run(
+        self,
+        algorithm: str,
+        ctx: Context,
+        model: ServingModel,
+        u: NDArray[np.float32] | None,
+        recent: tuple[NDArray[np.int64], NDArray[np.float32]],
+        flt: ItemFilter,
+        category: str | None,
+        c: int,
+    ) -> Ranked | None:
+        if algorithm == "als":
+            if u is None:
+                return None
+            if ctx.scores is not None and ctx.scores.shape[0] == model.n_items:
+                return ranking.top_candidates(ctx.scores, c, flt)
+            return self.search(model, ctx.catalog, u, c, flt, category)
+        if algorithm == "itemknn":
+            if model.neighbours is None or model.neighbour_sims is None or recent[0].size == 0:
+                return None
+            found = ranking.neighbour_scores(
+                model.neighbours, model.neighbour_sims, recent[0], recent[1]
+            )
+            found = flt.apply(found).head(c)
+            return found if len(found) else None
+        if algorithm == "content":
+            if model.content_rows is None or model.content_factors is None:
+                return None
+            rows = model.content_rows[recent[0]] if recent[0].size else recent[0]
+            ok = rows >= 0
+            q = ranking.weighted_mean(model.content_factors, rows[ok], recent[1][ok])
+            if q is None:
+                return None
+            if model.ann is not None or model.content_index is None:
+                return self.search(model, ctx.catalog, q, c, flt, category)  # approximate
+            scores = np.full(model.n_items, ranking.NEG_INF, dtype=np.float32)
+            scores[model.content_index] = model.content_factors @ q
+            return ranking.top_candidates(scores, c, flt)
+        if algorithm == "popular":
+            pop, _ = self.popular_ranked(ctx, model, category, c * 4)
+            return flt.apply(pop).head(c)
+        if algorithm == "hybrid":
+            parts: list[tuple[Ranked, float]] = []
+            for name, weight in (("als", 1.0), ("itemknn", 0.8), ("content", 0.5)):
+                part = self.run(name, ctx, model, u, recent, flt, category, c)
+                if part is not None:
+                    parts.append((part, weight))
+            if not parts:
+                return None
+            trend = self.run("popular", ctx, model, u, recent, flt, category, c)
+            if trend is not None:
+                parts.append((trend, 0.3))
+            return ranking.rank_fusion(parts)
+        return None
+
+    # --- the whole request -----------------------------------------------------------------
+    def recommend(self, req: Request, ctx: Context) -> Result:
+        prof = ctx.profile
+        segment: str = profiles.segment_for(prof.event_count) if prof is not None else "new"
+        degraded = "degraded:" if ctx.degraded else ""
+        choice: tuple[Experiment, Variant] | None = None
+        if req.algorithm == "auto":
+            choice = assign(ctx.experiments, req.user_id)
+        exp_name = choice[0].name if choice else None
+        var_name = choice[1].name if choice else None
+        model = ctx.model
+        if model is None:
+            items, how = self.trending_ids(ctx, req, prof)
+            return Result(
+                "popular", f"{degraded}no_model:{how}", items, segment, exp_name, var_name
+            )
+
+        u, vec_source = (
+            ctx.vector if ctx.vector is not None else self.user_vector(model, prof, req.user_id)
+        )
+        recent = self.recent(model, prof)
+        flt, category = self.item_filter(ctx, model, req)
+        c = max(self.settings.candidates_min, 4 * req.k)
+        has_history = u is not None or recent[0].size > 0
+        event_count = prof.event_count if prof is not None else 0
+
+        if choice is not None:
+            wanted = choice[1].algorithm
+            tier = None
+        elif req.algorithm != "auto":
+            wanted = req.algorithm
+            tier = None
+        elif not has_history:
+            wanted, tier = "popular", "cold_start"
+        elif 0 < event_count < self.settings.few_events and vec_source != "model_vector":
+            wanted, tier = "recent", "recent_items"
+        else:
+            stats = ctx.arm_stats.get(segment, {})
+            arms = self.available(model, has_vector=u is not None, has_recent=recent[0].size > 0)
+            wanted = self.bandit.choose(stats, self.rng, available=arms)
+            tier = None
+
+        ranked: Ranked | None = None
+        algorithm = wanted
+        strategy = ""
+        cold = tier == "cold_start" or (not has_history and wanted != "popular")
+        if cold and not any(camp.applies(ctx.now, segment) for camp in ctx.campaigns):
+            # Live trending by product id, exactly as GET /v1/trending lists it (it may hold
+            # products newer than the model).
+            cold_cat = category or self.attribute_category(ctx, model)
+            items, how = self.cold_start_ids(ctx, req, prof, cold_cat)
+            if items:
+                strategy = f"cold_start:{how}"
+                if choice is not None:
+                    strategy = f"experiment:{strategy}"
+                return Result(
+                    "popular", f"{degraded}{strategy}", items, segment, exp_name, var_name,
+                    model.version,
+                )  # fmt: skip
+        if cold:
+            cold_cat = category or self.attribute_category(ctx, model)
+            pop, source = self.popular_ranked(ctx, model, cold_cat, c)
+            ranked = flt.apply(pop).head(c)
+            algorithm = "popular"
+            strategy = "cold_start:category_trending" if cold_cat else "cold_start:trending"
+            if cold_cat and not category and len(ranked) < req.k:
+                glob, source = self.popular_ranked(ctx, model, None, c)
+                ranked = ranking.merge_max([ranked, flt.apply(glob).head(c)])
+            if source == "model_popularity":
+                strategy += ":model"
+        elif tier == "recent_items":
+            knn = self.run("itemknn", ctx, model, u, recent, flt, category, c)
+            content = self.run("content", ctx, model, u, recent, flt, category, c)
+            base_parts = [(r, w) for r, w in ((knn, 1.0), (content, 0.6)) if r is not None]
+            base = ranking.rank_fusion(base_parts) if base_parts else Ranked.empty()
+            pop = self.run("popular", ctx, model, u, recent, flt, category, c) or Ranked.empty()
+            ranked = ranking.blend(base, pop, self.settings.trending_blend)
+            algorithm = "itemknn" if knn is not None else "content" if content else "popular"
+            strategy = "recent_items"
+        else:
+            for algo in self._fallbacks(wanted):
+                ranked = self.run(algo, ctx, model, u, recent, flt, category, c)
+                if ranked is not None and len(ranked):
+                    algorithm = algo
+                    break
+            if algorithm in ("als", "hybrid") and vec_source is not None:
+                strategy = vec_source
+            elif algorithm in ("itemknn", "content"):
+                strategy = "recent_items"
+            else:
+                strategy = "popular"
+            if algorithm != wanted:
+                strategy = f"fallback_from_{wanted}:{strategy}"
+        if ranked is None:
+            ranked = Ranked.empty()
+
+        ranked = self.boost(ctx, model, ranked, flt, segment, u)
+        items = [
+            (str(model.item_ids[i]), float(s))
+            for i, s in zip(
+                ranked.indices[: req.k].tolist(), ranked.scores[: req.k].tolist(), strict=True
+            )
+        ]
+        if len(items) < req.k:
+            items = self.top_up(ctx, req, prof, items)
+        if choice is not None:
+            strategy = f"experiment:{strategy}"
+        return Result(
+            algorithm, f"{degraded}{strategy}", items, segment, exp_name, var_name, model.version
+        )
+
+    @staticmethod
+    def available(
+        model: ServingModel, *, has_vector: bool = True, has_recent: bool = True
+    ) -> list[str]:
+        """Arms that can really run for this user (so the bandit learns about what it served)."""
+        out = ["popular", "hybrid"]
+        if has_vector:
+            out.append("als")
+        if has_recent and model.neighbours is not None:
+            out.append("itemknn")
+        if has_recent and model.content_factors is not None:
+            out.append("content")
+        return out
+
+    @staticmethod
+    def _fallbacks(wanted: str) -> list[str]:
+        order = ["als", "itemknn", "content", "popular"]
+        return [wanted, *[a for a in order if a != wanted]]
+
+    def attribute_category(self, ctx: Context, model: ServingModel | None) -> str | None:
+        """A category to start a new user from: their attributes, if it is a known category."""
+        attrs = ctx.attributes or {}
+        known = set(ctx.trending.by_category)
+        if model is not None:
+            known |= set(model.popular_by_category)
+        if ctx.catalog is not None:
+            known |= set(ctx.catalog.category_items)
+        for key in CATEGORY_ATTRIBUTES:
+            value = attrs.get(key)
+            if isinstance(value, str) and value in known:
+                return value
+        interests = attrs.get("interests")
+        if isinstance(interests, list):
+            for value in interests:
+                if isinstance(value, str) and value in known:
+                    return value
+        return None
+
+    def boost(
+        self,
+        ctx: Context,
+        model: ServingModel,
+        ranked: Ranked,
+        flt: ItemFilter,
+        segment: str,
+        u: NDArray[np.float32] | None,
+    ) -> Ranked:
+        if not ctx.campaigns:
+            return ranked
+        groups = ctx.catalog.category_items if ctx.catalog is not None else {}
+        idx, amount = ranking.campaign_boosts(
+            ctx.campaigns,
+            now=ctx.now or time.time(),
+            segment=segment,
+            index_of=model.index_of,
+            category_items=groups,
+        )
+        if idx.size == 0:
+            return ranked
+        keep = flt.keep(idx)
+        idx, amount = idx[keep], amount[keep]
+        raw = model.item_factors[idx] @ u if u is not None and idx.size <= 200_000 else None
+        return ranking.apply_boosts(ranked, idx, amount, raw)
+
+    def trending_ids(
+        self, ctx: Context, req: Request, prof: profiles.UserProfile | None
+    ) -> tuple[list[tuple[str, float]], str]:
+        """Trending by product id (no model needed): filtered, best first."""
+        skip = set(req.exclude) | set(ctx.unavailable)
+        if prof is not None:
+            skip |= set(prof.purchase_history)
+        category = req.category or self.attribute_category(ctx, None)
+        rows = ctx.trending.by_category.get(category, ()) if category else ctx.trending.global_
+        how = "category_trending" if category else "trending"
+        if not rows and not req.category:
+            rows, how = ctx.trending.global_, "trending"
+        return [(p, s) for p, s in rows if p not in skip][: req.k], how
+
+    def cold_start_ids(
+        self,
+        ctx: Context,
+        req: Request,
+        prof: profiles.UserProfile | None,
+        cold_cat: str | None,
+    ) -> tuple[list[tuple[str, float]], str]:
+        """Category trending (``category=`` or the user's attributes), then global trending."""
+        skip = set(req.exclude) | set(ctx.unavailable)
+        if prof is not None:
+            skip |= set(prof.purchase_history)
+        items: list[tuple[str, float]] = []
+        how = "trending"
+        if cold_cat is not None:
+            rows = ctx.trending.by_category.get(cold_cat, ())
+            items = [(p, s) for p, s in rows if p not in skip][: req.k]
+            how = "category_trending"
+            if req.category is not None:
+                return items, how
+        if len(items) < req.k:
+            have = {p for p, _ in items} | skip
+            floor = min((s for _, s in items), default=None)
+            for p, s in ctx.trending.global_:
+                if p in have:
+                    continue
+                if floor is not None:  # below the category's items, order kept
+                    floor -= 1e-6
+                    s = min(s, floor)
+                items.append((p, s))
+                if len(items) >= req.k:
+                    break
+        return items, how
+
+    def top_up(
+        self,
+        ctx: Context,
+        req: Request,
+        prof: profiles.UserProfile | None,
+        items: list[tuple[str, float]],
+    ) -> list[tuple[str, float]]:
+        """Fill a short list from trending (same filters), scores below the last one."""
+        have = {p for p, _ in items}
+        floor = min((s for _, s in items), default=0.0)
+        extra, _ = self.trending_ids(
+            ctx, Request(req.user_id, req.k * 3, "popular", req.category, req.exclude), prof
+        )
+        model = ctx.model
+        out = list(items)
+        for pid, _score in extra:
+            if pid in have:
+                continue
+            if model is not None and ctx.catalog is not None:
+                i = model.index_of.get(pid)
+                if i is not None and ctx.catalog.blocked[i]:
+                    continue
+            floor -= 1e-3
+            out.append((pid, floor))
+            if len(out) >= req.k:
+                break
+        return out

@@ -1,0 +1,271 @@
+"""The active model held in memory: loaded off the event loop, swapped as one reference.
+
+A ``ServingModel`` is built once per model version from an ``artifacts.ModelBundle`` and never
+changes afterwards; ``ModelHandle.current`` is replaced atomically (one attribute assignment)
+when ``streamrec_shared.model_watch.ModelWatcher`` announces a new active version (models.v1,
+registry polling as fallback). Requests take one reference at their start and use it to the
+end, so a swap never mixes two versions inside one response.
+
+Serving item space
+    Rows ``0 .. n_trained-1`` are the ALS items (``als.npz`` order); the rows after them are
+    catalogue products known only to the content model (no interaction at training time),
+    placed in the ALS space by the content projection. That is how a new product can be
+    recommended before anybody touched it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import numpy as np
+from numpy.typing import NDArray
+
+from streamrec_recommender.index import AnnIndex, AnnParams
+from streamrec_recommender.ranking import Ranked
+from streamrec_recommender.settings import ServingSettings
+from streamrec_shared import factors, metrics
+from streamrec_shared.artifacts import ModelBundle
+from streamrec_shared.events import ModelAnnouncement
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, eq=False)
+class ServingModel:
+    """One model version prepared for serving (immutable).
+
+    item_ids (n,) U serving item space; item_factors (n, f) float32 C-contiguous, rows follow
+    item_ids; user_factors (n_users, f) float32 rows follow ``user_index``; yty (f, f) float64
+    gram of the trained rows (for fold-in). neighbours / neighbour_sims (n_trained, N) int32 /
+    float32 item-kNN lists (-1 = none). content_rows (n,) int64: row of each serving item in
+    content_factors (n_content, f) float32, the content model's ALS-space factors L2-normalised
+    (-1 = no content vector); content_index (n_content,) int64 the inverse map.
+    popular: model popularity over serving indices; popular_by_category: category -> Ranked.
+    """
+
+    version: int
+    created_at: datetime
+    item_ids: NDArray[np.str_]
+    index_of: Mapping[str, int]
+    item_factors: NDArray[np.float32]
+    n_trained: int
+    user_index: Mapping[str, int]
+    user_factors: NDArray[np.float32]
+    regularization: float
+    alpha: float
+    yty: NDArray[np.float64]
+    neighbours: NDArray[np.int32] | None
+    neighbour_sims: NDArray[np.float32] | None
+    content_rows: NDArray[np.int64] | None
+    content_factors: NDArray[np.float32] | None
+    content_index: NDArray[np.int64] | None
+    popular: Ranked
+    popular_by_category: Mapping[str, Ranked]
+    ann: AnnIndex | None = None
+    algorithms: tuple[str, ...] = ()
+    load_seconds: float = 0.0
+    extra: Mapping[str, object] = field(default_factory=dict)
+
+    @property
+    def n_items(self) -> int:
+        return int(self.item_ids.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.item_factors.shape[1])
+
+    def user_factor(self, user_id: str) -> NDArray[np.float32] | None:
+        row = self.user_index.get(user_id)
+        return None if row is None else self.user_factors[row]
+
+    def indices(self, product_ids: tuple[str, ...] | list[str]) -> NDArray[np.int64]:
+        """Serving indices (m,) int64 of the known ids among ``product_ids`` (order kept)."""
+        get = self.index_of.get
+        found = [i for i in (get(p) for p in product_ids) if i is not None]
+        return np.asarray(found, dtype=np.int64)
+
+    def fold_in(
+        self, product_ids: tuple[str, ...], weights: NDArray[np.float32]
+    ) -> NDArray[np.float32] | None:
+        """ALS user vector (f,) float32 from weighted items (net weights > 0 only), or None."""
+        rows: dict[int, float] = {}
+        for pid, w in zip(product_ids, weights.tolist(), strict=False):
+            i = self.index_of.get(pid)
+            if i is not None and i < self.n_trained and w > 0:
+                rows[i] = rows.get(i, 0.0) + float(w)
+        if not rows:
+            return None
+        idx = np.fromiter(rows.keys(), dtype=np.int64)
+        conf = factors.confidence(np.fromiter(rows.values(), dtype=np.float64), self.alpha)
+        return factors.fold_in(
+            self.item_factors[: self.n_trained], idx, conf, self.regularization, yty=self.yty
+        )
+
+
+def ann_available() -> bool:
+    """Whether the approximate index's library (usearch) can be imported."""
+    return importlib.util.find_spec("usearch") is not None
+
+
+def bundle_path(artifact_uri: str) -> Path:
+    """The local directory of a ``file:///.../v<N>`` artifact URI."""
+    parsed = urlparse(artifact_uri)
+    if parsed.scheme not in ("", "file"):
+        raise ValueError(f"unsupported artifact URI scheme {parsed.scheme!r} (file:// only)")
+    return Path(unquote(parsed.path))
+
+
+def prepare(bundle: ModelBundle, settings: ServingSettings) -> ServingModel:
+    """Build the serving view of a bundle (CPU heavy: run it in a thread)."""
+    started = time.perf_counter()
+    als = bundle.als
+    trained_ids = als.item_ids
+    n_trained = int(trained_ids.shape[0])
+    index_of: dict[str, int] = {p: i for i, p in enumerate(trained_ids.tolist())}
+    item_factors = als.item_factors
+    content_rows: NDArray[np.int64] | None = None
+    content_factors: NDArray[np.float32] | None = None
+    content_index: NDArray[np.int64] | None = None
+    item_ids = trained_ids
+    if bundle.content is not None:
+        content = bundle.content
+        content_ids = content.item_ids.tolist()
+        new_rows = [j for j, p in enumerate(content_ids) if p not in index_of]
+        if new_rows:
+            new = np.asarray(new_rows, dtype=np.int64)
+            item_ids = np.concatenate([trained_ids, content.item_ids[new]])
+            item_factors = np.concatenate([item_factors, content.item_factors[new]])
+            for offset, j in enumerate(new_rows):
+                index_of[content_ids[j]] = n_trained + offset
+        norms = np.linalg.norm(content.item_factors, axis=1, keepdims=True)
+        content_factors = (content.item_factors / np.maximum(norms, 1e-12)).astype(np.float32)
+        content_rows = np.full(item_ids.shape[0], -1, dtype=np.int64)
+        content_index = np.empty(len(content_ids), dtype=np.int64)
+        for j, p in enumerate(content_ids):
+            content_rows[index_of[p]] = j
+            content_index[j] = index_of[p]
+    item_factors = np.ascontiguousarray(item_factors, dtype=np.float32)
+    n = int(item_ids.shape[0])
+
+    popular = Ranked.empty()
+    by_category: dict[str, Ranked] = {}
+    if bundle.popular is not None:
+        pop = bundle.popular
+        top = pop.top_items.astype(np.int64)
+        top = top[top >= 0]
+        popular = Ranked.of(top, pop.item_scores[top])
+        for c, cat in enumerate(pop.categories.tolist()):
+            items = pop.category_items[c].astype(np.int64)
+            ok = items >= 0
+            by_category[cat] = Ranked.of(items[ok], pop.category_scores[c][ok])
+
+    ann: AnnIndex | None = None
+    if n > settings.exact_max_items and not ann_available():
+        logger.error(
+            "%d items exceed exact_max_items=%d but usearch is not installed: scoring exactly",
+            n,
+            settings.exact_max_items,
+        )
+    elif n > settings.exact_max_items:
+        params = AnnParams(
+            connectivity=settings.ann_connectivity,
+            expansion_add=settings.ann_expansion_add,
+            expansion_search=settings.ann_expansion_search,
+            max_expansion_search=settings.ann_max_expansion_search,
+            dtype=settings.ann_dtype,
+            target_recall=settings.ann_target_recall,
+            recall_queries=settings.ann_recall_queries,
+            threads=settings.ann_threads,
+        )
+        rng = np.random.default_rng(bundle.version)
+        sample: NDArray[np.float32] | None = None
+        if bundle.n_users:
+            rows = rng.integers(0, bundle.n_users, size=settings.ann_recall_queries)
+            sample = als.user_factors[rows]
+        cache = Path(settings.index_cache_dir) if settings.index_cache_dir else None
+        ann = AnnIndex.build(
+            item_factors, params, cache_dir=cache, version=bundle.version, sample_queries=sample
+        )
+        metrics.RECOMMENDER_ANN_RECALL.set(ann.recall)
+
+    itemknn = bundle.itemknn
+    model = ServingModel(
+        version=bundle.version,
+        created_at=bundle.created_at,
+        item_ids=item_ids,
+        index_of=index_of,
+        item_factors=item_factors,
+        n_trained=n_trained,
+        user_index={u: i for i, u in enumerate(als.user_ids.tolist())},
+        user_factors=als.user_factors,
+        regularization=als.regularization,
+        alpha=als.alpha,
+        yty=factors.gram(als.item_factors),
+        neighbours=itemknn.neighbours if itemknn is not None else None,
+        neighbour_sims=itemknn.neighbour_scores if itemknn is not None else None,
+        content_rows=content_rows,
+        content_factors=content_factors,
+        content_index=content_index,
+        popular=popular,
+        popular_by_category=by_category,
+        ann=ann,
+        algorithms=bundle.algorithms,
+        load_seconds=time.perf_counter() - started,
+    )
+    logger.info(
+        "prepared model version %d: %d items (%d trained), %d users, %d factors, ann=%s",
+        model.version,
+        n,
+        n_trained,
+        len(model.user_index),
+        model.dim,
+        ann is not None,
+    )
+    return model
+
+
+def load(directory: Path, settings: ServingSettings) -> ServingModel:
+    """Read, verify and prepare a version directory (blocking)."""
+    return prepare(ModelBundle.load(directory), settings)
+
+
+class ModelHandle:
+    """Holds the active ``ServingModel``; ``on_model`` is the ModelWatcher callback."""
+
+    def __init__(self, settings: ServingSettings) -> None:
+        self.settings = settings
+        self.current: ServingModel | None = None
+        self._lock = asyncio.Lock()
+
+    async def on_model(self, ann: ModelAnnouncement) -> None:
+        """Load the announced version off the event loop, then swap the reference."""
+        async with self._lock:
+            cur = self.current
+            if cur is not None and cur.version == ann.version:
+                return
+            path = bundle_path(ann.artifact_uri)
+            model = await asyncio.to_thread(load, path, self.settings)
+            self.swap(model)
+
+    def swap(self, model: ServingModel) -> None:
+        old = self.current
+        self.current = model
+        metrics.RECOMMENDER_MODEL_VERSION.set(model.version)
+        self.update_age()
+        logger.info(
+            "serving model version %d (was %s)", model.version, old.version if old else None
+        )
+
+    def update_age(self) -> None:
+        model = self.current
+        if model is not None:
+            age = (datetime.now(UTC) - model.created_at).total_seconds()
+            metrics.RECOMMENDER_MODEL_AGE.set(max(0.0, age))

@@ -1,0 +1,236 @@
+"""Online evaluation, pure parts: rec ids, counter layout, aggregation and significance.
+
+Attribution model
+    Every response gets a ``rec_id`` that describes itself: when it was served, which algorithm
+    and user segment, and (if any) which experiment and variant. An event carrying a ``rec_id``
+    is feedback on that response without any lookup: a ``purchase`` counts as a conversion,
+    any other event type as a click. A purchase *without* ``rec_id`` of an item recommended to
+    the same user within the attribution window counts as a conversion of that response (the
+    recorder keeps, per user, which rec id showed which product).
+
+Counters (Redis, so every pod agrees; see ``attribution.py``)
+    HASH ``sr:on:<minute>`` (unix minute of the *impression*), field
+    ``<kind>|<algorithm>|<segment>|<experiment>|<variant>`` (``-`` when none), value a count.
+    Kinds: ``imp`` (responses), ``clk`` (click events), ``hit`` (responses clicked at least
+    once), ``conv`` (distinct (response, product) purchases). CTR = clk / imp, hit rate =
+    hit / imp, conversion rate = conv / imp. Feedback is counted in the impression's minute, so
+    a window's rates compare like with like.
+
+Significance
+    Each variant against the experiment's control: a two-sided two-proportion z-test on the hit
+    rate (one Bernoulli trial per response, which CTR with repeated clicks is not).
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from streamrec_recommender.policy import ArmStats, Experiment
+
+KINDS = ("imp", "clk", "hit", "conv")
+ALGORITHM_CODES = {"als": "a", "itemknn": "i", "content": "c", "popular": "p", "hybrid": "h"}
+SEGMENT_CODES = {"new": "n", "light": "l", "heavy": "h"}
+_ALGORITHMS = {v: k for k, v in ALGORITHM_CODES.items()}
+_SEGMENTS = {v: k for k, v in SEGMENT_CODES.items()}
+NONE = "-"
+BUCKET_S = 60
+
+
+def bucket_key(minute: int) -> str:
+    return f"sr:on:{minute}"
+
+
+def field(
+    kind: str, algorithm: str, segment: str, experiment: str | None, variant: str | None
+) -> str:
+    return f"{kind}|{algorithm}|{segment}|{experiment or NONE}|{variant or NONE}"
+
+
+def _b36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+        if n == 0:
+            return out
+
+
+@dataclass(frozen=True)
+class RecTag:
+    """What a rec id says about the response it names."""
+
+    served_at: float
+    algorithm: str
+    segment: str
+    experiment: str | None = None
+    variant: str | None = None
+
+    @property
+    def minute(self) -> int:
+        return int(self.served_at // BUCKET_S)
+
+
+def new_rec_id(tag: RecTag) -> str:
+    """``r<ms base36>.<alg><seg>.<8 hex>[.<experiment>.<variant>]``, at most 64 characters."""
+    ms = int(tag.served_at * 1000)
+    core = (
+        f"r{_b36(ms)}.{ALGORITHM_CODES.get(tag.algorithm, 'x')}"
+        f"{SEGMENT_CODES.get(tag.segment, 'x')}.{secrets.token_hex(4)}"
+    )
+    if tag.experiment and tag.variant:
+        full = f"{core}.{tag.experiment}.{tag.variant}"
+        if len(full) <= 64:
+            return full
+    return core
+
+
+def parse_rec_id(rec_id: str) -> RecTag | None:
+    """The tag of a rec id made by ``new_rec_id``; None for anything else."""
+    parts = rec_id.split(".")
+    if len(parts) not in (3, 5) or not parts[0].startswith("r") or len(parts[1]) != 2:
+        return None
+    try:
+        ms = int(parts[0][1:], 36)
+    except ValueError:
+        return None
+    algorithm = _ALGORITHMS.get(parts[1][0])
+    segment = _SEGMENTS.get(parts[1][1])
+    if algorithm is None or segment is None:
+        return None
+    exp, var = (parts[3], parts[4]) if len(parts) == 5 else (None, None)
+    return RecTag(ms / 1000.0, algorithm, segment, exp, var)
+
+
+@dataclass
+class Tally:
+    impressions: int = 0
+    clicks: int = 0
+    hits: int = 0
+    conversions: int = 0
+
+    def add(self, kind: str, n: int) -> None:
+        if kind == "imp":
+            self.impressions += n
+        elif kind == "clk":
+            self.clicks += n
+        elif kind == "hit":
+            self.hits += n
+        elif kind == "conv":
+            self.conversions += n
+
+    def report(self) -> dict[str, Any]:
+        n = self.impressions
+        return {
+            "impressions": n,
+            "clicks": self.clicks,
+            "hits": self.hits,
+            "conversions": self.conversions,
+            "ctr": self.clicks / n if n else 0.0,
+            "hit_rate": self.hits / n if n else 0.0,
+            "conversion_rate": self.conversions / n if n else 0.0,
+        }
+
+
+def two_proportion_z(
+    successes_a: int, trials_a: int, successes_b: int, trials_b: int
+) -> tuple[float, float]:
+    """Two-sided two-proportion z-test of B against A: ``(z, p_value)``; (0, 1) if undefined.
+
+    Pooled standard error; z > 0 means B's rate is higher than A's.
+    """
+    if trials_a <= 0 or trials_b <= 0:
+        return 0.0, 1.0
+    pa, pb = successes_a / trials_a, successes_b / trials_b
+    pooled = (successes_a + successes_b) / (trials_a + trials_b)
+    se = math.sqrt(pooled * (1.0 - pooled) * (1.0 / trials_a + 1.0 / trials_b))
+    if se == 0.0:
+        return 0.0, 1.0
+    z = (pb - pa) / se
+    return z, math.erfc(abs(z) / math.sqrt(2.0))
+
+
+def aggregate(
+    counts: Iterable[tuple[str, int]],
+    experiments: Mapping[str, Experiment],
+    *,
+    alpha: float = 0.05,
+) -> dict[str, Any]:
+    """The ``/v1/metrics/online`` body from summed counter fields.
+
+    counts: (field, count) pairs as stored (see module doc). experiments: by name, for the
+    control variant and the order of variants.
+    """
+    total = Tally()
+    by_algorithm: dict[str, Tally] = {}
+    by_segment: dict[str, dict[str, Tally]] = {}
+    by_variant: dict[str, dict[str, Tally]] = {}
+    for name, n in counts:
+        parts = name.split("|")
+        if len(parts) != 5:
+            continue
+        kind, algorithm, segment, exp, variant = parts
+        total.add(kind, n)
+        by_algorithm.setdefault(algorithm, Tally()).add(kind, n)
+        by_segment.setdefault(segment, {}).setdefault(algorithm, Tally()).add(kind, n)
+        if exp != NONE and variant != NONE:
+            by_variant.setdefault(exp, {}).setdefault(variant, Tally()).add(kind, n)
+    out_experiments: dict[str, Any] = {}
+    for exp_name, variants in sorted(by_variant.items()):
+        known = experiments.get(exp_name)
+        control = known.control.name if known is not None else sorted(variants)[0]
+        order = [v.name for v in known.variants] if known is not None else sorted(variants)
+        order += [v for v in sorted(variants) if v not in order]
+        ctrl = variants.get(control, Tally())
+        rows: dict[str, Any] = {}
+        for vname in order:
+            tally = variants.get(vname, Tally())
+            row = tally.report()
+            row["control"] = vname == control
+            if vname != control:
+                z, p = two_proportion_z(ctrl.hits, ctrl.impressions, tally.hits, tally.impressions)
+                base = ctrl.hits / ctrl.impressions if ctrl.impressions else 0.0
+                lift = (row["hit_rate"] - base) / base if base > 0 else None
+                row["significance"] = {
+                    "test": "two-proportion z-test on hit_rate vs control",
+                    "control": control,
+                    "z": z,
+                    "p_value": p,
+                    "lift": lift,
+                    "significant": p < alpha,
+                    "better": p < alpha and z > 0,
+                }
+            rows[vname] = row
+        out_experiments[exp_name] = {
+            "control": control,
+            "status": known.status if known is not None else "unknown",
+            "variants": rows,
+        }
+    return {
+        "total": total.report(),
+        "algorithms": {a: t.report() for a, t in sorted(by_algorithm.items())},
+        "segments": {
+            s: {a: t.report() for a, t in sorted(algs.items())}
+            for s, algs in sorted(by_segment.items())
+        },
+        "experiments": out_experiments,
+    }
+
+
+def arm_stats(counts: Iterable[tuple[str, int]]) -> dict[str, dict[str, ArmStats]]:
+    """segment -> algorithm -> ArmStats (impressions, hits) from summed counter fields."""
+    acc: dict[str, dict[str, list[int]]] = {}
+    for name, n in counts:
+        parts = name.split("|")
+        if len(parts) != 5 or parts[0] not in ("imp", "hit"):
+            continue
+        slot = acc.setdefault(parts[2], {}).setdefault(parts[1], [0, 0])
+        slot[0 if parts[0] == "imp" else 1] += n
+    return {
+        seg: {alg: ArmStats(impressions=v[0], hits=v[1]) for alg, v in algs.items()}
+        for seg, algs in acc.items()
+    }

@@ -1,0 +1,355 @@
+"""Pure ranking: candidate selection, filters, business rules (campaign boosts) and blending.
+
+Everything here works on item *indices* of one serving model's item space (rows of its
+``item_factors``) and plain numpy arrays; it imports no I/O client and keeps no state, so the
+rules can be read and tested on their own.
+
+Conventions
+    ``Ranked.indices`` (m,) int64 and ``Ranked.scores`` (m,) float32 are always sorted by
+    descending score, ties by ascending index, and never hold -inf/NaN scores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+NEG_INF = np.float32(-np.inf)
+SAMPLE = 2048
+"""Strided sample size used by ``top_candidates`` to find a score threshold."""
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """A ranked list: indices (m,) int64 best first, scores (m,) float32."""
+
+    indices: NDArray[np.int64]
+    scores: NDArray[np.float32]
+
+    def __len__(self) -> int:
+        return int(self.indices.shape[0])
+
+    @classmethod
+    def empty(cls) -> Ranked:
+        return cls(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32))
+
+    @classmethod
+    def of(cls, indices: ArrayLike, scores: ArrayLike) -> Ranked:
+        """Sort (indices, scores) best first, dropping -inf/NaN scores."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        sc = np.asarray(scores, dtype=np.float32).reshape(-1)
+        ok = sc > NEG_INF
+        if not ok.all():
+            idx, sc = idx[ok], sc[ok]
+        order = np.lexsort((idx, -sc))
+        return cls(idx[order], sc[order])
+
+    @classmethod
+    def ordered(cls, indices: ArrayLike, scores: ArrayLike) -> Ranked:
+        """A list already best first (e.g. a trending list): keeps the given order."""
+        return cls(
+            np.asarray(indices, dtype=np.int64).reshape(-1),
+            np.asarray(scores, dtype=np.float32).reshape(-1),
+        )
+
+    def head(self, k: int) -> Ranked:
+        return Ranked(self.indices[:k], self.scores[:k])
+
+
+@dataclass(frozen=True)
+class ItemFilter:
+    """What one request may recommend.
+
+    blocked: (n,) bool or None, True for items never to recommend (inactive, out of stock,
+    unknown to the catalogue). allowed: (n,) bool or None, True for items the request accepts
+    (``category=``); None accepts all. exclude: (e,) int64 sorted unique per-request exclusions
+    (purchased items, ``exclude=``, optionally viewed items).
+    """
+
+    blocked: NDArray[np.bool_] | None = None
+    allowed: NDArray[np.bool_] | None = None
+    exclude: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    blocked_idx: NDArray[np.int64] | None = None
+    """Optional ``flatnonzero(blocked)`` (b,) int64: a cheaper dense mask when few are blocked."""
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        blocked: NDArray[np.bool_] | None = None,
+        allowed: NDArray[np.bool_] | None = None,
+        exclude: Iterable[int] = (),
+        blocked_idx: NDArray[np.int64] | None = None,
+    ) -> ItemFilter:
+        ex = np.unique(np.fromiter(exclude, dtype=np.int64))
+        return cls(blocked=blocked, allowed=allowed, exclude=ex[ex >= 0], blocked_idx=blocked_idx)
+
+    def keep(self, indices: NDArray[np.int64]) -> NDArray[np.bool_]:
+        """(m,) bool: which of ``indices`` (m,) int64 this filter lets through."""
+        ok = np.ones(indices.shape[0], dtype=np.bool_)
+        if indices.size == 0:
+            return ok
+        if self.blocked is not None:
+            inside = indices < self.blocked.shape[0]
+            ok &= inside
+            ok[inside] &= ~self.blocked[indices[inside]]
+        if self.allowed is not None:
+            inside = indices < self.allowed.shape[0]
+            ok &= inside
+            ok[inside] &= self.allowed[indices[inside]]
+        if self.exclude.size:
+            ok &= ~np.isin(indices, self.exclude, assume_unique=False)
+        return ok
+
+    def apply(self, ranked: Ranked) -> Ranked:
+        """The part of ``ranked`` this filter lets through (order kept)."""
+        ok = self.keep(ranked.indices)
+        if ok.all():
+            return ranked
+        return Ranked(ranked.indices[ok], ranked.scores[ok])
+
+    def mask_dense(self, scores: NDArray[np.float32]) -> None:
+        """Set the scores (n,) float32 of filtered-out items to -inf, in place."""
+        n = scores.shape[0]
+        if self.blocked_idx is not None and self.blocked is not None:
+            scores[self.blocked_idx[self.blocked_idx < n]] = NEG_INF
+            scores[self.blocked.shape[0] :] = NEG_INF
+        elif self.blocked is not None:
+            np.putmask(scores[: self.blocked.shape[0]], self.blocked[:n], NEG_INF)
+            scores[self.blocked.shape[0] :] = NEG_INF
+        if self.allowed is not None:
+            np.putmask(scores[: self.allowed.shape[0]], ~self.allowed[:n], NEG_INF)
+            scores[self.allowed.shape[0] :] = NEG_INF
+        if self.exclude.size:
+            ex = self.exclude[self.exclude < n]
+            scores[ex] = NEG_INF
+
+
+def top_candidates(scores: NDArray[np.float32], c: int, item_filter: ItemFilter) -> Ranked:
+    """Best ``c`` items of a dense score vector after the filter.
+
+    scores: (n,) float32, one per item; modified in place (filtered items set to -inf).
+    """
+    item_filter.mask_dense(scores)
+    n = scores.shape[0]
+    if c <= 0 or n == 0:
+        return Ranked.empty()
+    if c >= n:
+        return Ranked.of(np.arange(n), scores)
+    if n >= 16 * SAMPLE:
+        # Exact, but cheaper than argpartition over n: a threshold from a strided sample keeps
+        # (with a safety margin) a few times c items; if fewer than c pass, fall back.
+        sample = scores[:: n // SAMPLE]
+        m = min(sample.shape[0], int(4 * c * sample.shape[0] / n) + 16)
+        threshold = np.partition(sample, sample.shape[0] - m)[sample.shape[0] - m]
+        if threshold > NEG_INF:
+            cand = np.flatnonzero(scores >= threshold)
+            if c <= cand.shape[0] <= 64 * c:
+                best = cand[np.argpartition(-scores[cand], c - 1)[:c]]
+                return Ranked.of(best, scores[best])
+    part = np.argpartition(-scores, c - 1)[:c]
+    return Ranked.of(part, scores[part])
+
+
+def merge_max(lists: Iterable[Ranked]) -> Ranked:
+    """Union of ranked lists, an item keeping its best score."""
+    parts = [r for r in lists if len(r)]
+    if not parts:
+        return Ranked.empty()
+    idx = np.concatenate([r.indices for r in parts])
+    sc = np.concatenate([r.scores for r in parts])
+    order = np.lexsort((-sc, idx))
+    idx, sc = idx[order], sc[order]
+    first = np.ones(idx.shape[0], dtype=np.bool_)
+    first[1:] = idx[1:] != idx[:-1]
+    return Ranked.of(idx[first], sc[first])
+
+
+def normalise(ranked: Ranked) -> NDArray[np.float32]:
+    """Min-max scores of a ranked list into [0, 1] (best = 1); (m,) float32; all 1 if flat."""
+    if len(ranked) == 0:
+        return np.empty(0, dtype=np.float32)
+    hi, lo = float(ranked.scores[0]), float(ranked.scores[-1])
+    if hi - lo <= 1e-12:
+        return np.ones(len(ranked), dtype=np.float32)
+    return ((ranked.scores - lo) / (hi - lo)).astype(np.float32)
+
+
+def neighbour_scores(
+    neighbours: NDArray[np.int32],
+    neighbour_sims: NDArray[np.float32],
+    recent: NDArray[np.int64],
+    weights: NDArray[np.float32],
+) -> Ranked:
+    """Item-kNN: score items by their similarity to the user's recent items.
+
+    neighbours (n_items, N) int32 (-1 = none), neighbour_sims (n_items, N) float32,
+    recent (r,) int64 item indices, weights (r,) float32 (recency/event weight of each).
+    Score of item j = sum over recent items i of weight_i * sim(i, j). The recent items
+    themselves are not excluded here (the filter decides).
+    """
+    ok = (recent >= 0) & (recent < neighbours.shape[0])
+    recent, weights = recent[ok], weights[ok]
+    if recent.size == 0:
+        return Ranked.empty()
+    nb = neighbours[recent].reshape(-1).astype(np.int64)
+    sims = (neighbour_sims[recent] * weights[:, None]).reshape(-1)
+    valid = nb >= 0
+    nb, sims = nb[valid], sims[valid]
+    if nb.size == 0:
+        return Ranked.empty()
+    uniq, inverse = np.unique(nb, return_inverse=True)
+    total = np.zeros(uniq.shape[0], dtype=np.float64)
+    np.add.at(total, inverse, sims)
+    return Ranked.of(uniq, total.astype(np.float32))
+
+
+def weighted_mean(
+    vectors: NDArray[np.float32], indices: NDArray[np.int64], weights: NDArray[np.float32]
+) -> NDArray[np.float32] | None:
+    """Weighted mean (f,) float32 of rows ``indices`` (r,) of ``vectors`` (n, f); None if none."""
+    ok = (indices >= 0) & (indices < vectors.shape[0])
+    if not ok.any():
+        return None
+    w = np.maximum(weights[ok].astype(np.float64), 0.0)
+    if w.sum() <= 0:
+        w = np.ones_like(w)
+    out = (vectors[indices[ok]].astype(np.float64) * w[:, None]).sum(axis=0) / w.sum()
+    result: NDArray[np.float32] = out.astype(np.float32)
+    return result
+
+
+def rank_fusion(lists: Sequence[tuple[Ranked, float]], *, k0: float = 60.0) -> Ranked:
+    """Weighted reciprocal-rank fusion: score(j) = sum_l w_l / (k0 + rank_l(j)), rank from 1."""
+    idx_parts: list[NDArray[np.int64]] = []
+    score_parts: list[NDArray[np.float64]] = []
+    for ranked, weight in lists:
+        if len(ranked) == 0 or weight <= 0:
+            continue
+        ranks = np.arange(1, len(ranked) + 1, dtype=np.float64)
+        idx_parts.append(ranked.indices)
+        score_parts.append(weight / (k0 + ranks))
+    if not idx_parts:
+        return Ranked.empty()
+    idx = np.concatenate(idx_parts)
+    uniq, inverse = np.unique(idx, return_inverse=True)
+    total = np.zeros(uniq.shape[0], dtype=np.float64)
+    np.add.at(total, inverse, np.concatenate(score_parts))
+    return Ranked.of(uniq, total.astype(np.float32))
+
+
+def blend(primary: Ranked, secondary: Ranked, secondary_weight: float) -> Ranked:
+    """Blend two lists by normalised score: (1-w) * norm(primary) + w * norm(secondary)."""
+    if len(secondary) == 0 or secondary_weight <= 0:
+        return primary
+    if len(primary) == 0:
+        return secondary
+    w = float(secondary_weight)
+    idx = np.concatenate([primary.indices, secondary.indices])
+    sc = np.concatenate([(1.0 - w) * normalise(primary), w * normalise(secondary)])
+    uniq, inverse = np.unique(idx, return_inverse=True)
+    total = np.zeros(uniq.shape[0], dtype=np.float64)
+    np.add.at(total, inverse, sc)
+    return Ranked.of(uniq, total.astype(np.float32))
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """A marketing boost of products and/or categories for a time window (unix seconds).
+
+    ``boost`` is added to the normalised score of a boosted item (the best candidate scores 1
+    and the weakest 0), so 0.1 nudges and 1.0 puts an item level with the best one.
+    ``segment`` restricts the campaign to users of one segment (None: everyone).
+    """
+
+    name: str
+    boost: float
+    start: float
+    end: float
+    product_ids: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    segment: str | None = None
+    enabled: bool = True
+
+    def applies(self, now: float, segment: str) -> bool:
+        return (
+            self.enabled
+            and self.start <= now < self.end
+            and (self.segment is None or self.segment == segment)
+        )
+
+
+def campaign_boosts(
+    campaigns: Iterable[Campaign],
+    *,
+    now: float,
+    segment: str,
+    index_of: Mapping[str, int],
+    category_items: Mapping[str, NDArray[np.int64]],
+) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    """Items boosted for this request and by how much: (idx (b,) int64 sorted, boost (b,) f32).
+
+    An item in several campaigns gets the largest boost. ``category_items`` maps a category to
+    its item indices (n_c,) int64.
+    """
+    idx_parts: list[NDArray[np.int64]] = []
+    boost_parts: list[NDArray[np.float32]] = []
+    for c in campaigns:
+        if not c.applies(now, segment) or c.boost == 0:
+            continue
+        items = [index_of[p] for p in c.product_ids if p in index_of]
+        parts = [np.asarray(items, dtype=np.int64)]
+        parts += [category_items[cat] for cat in c.categories if cat in category_items]
+        members = np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+        idx_parts.append(members)
+        boost_parts.append(np.full(members.shape[0], c.boost, dtype=np.float32))
+    if not idx_parts:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+    idx = np.concatenate(idx_parts)
+    boost = np.concatenate(boost_parts)
+    order = np.lexsort((-boost, idx))
+    idx, boost = idx[order], boost[order]
+    first = np.ones(idx.shape[0], dtype=np.bool_)
+    first[1:] = idx[1:] != idx[:-1]
+    return idx[first], boost[first]
+
+
+def apply_boosts(
+    candidates: Ranked,
+    boost_idx: NDArray[np.int64],
+    boost: NDArray[np.float32],
+    boost_raw: NDArray[np.float32] | None = None,
+) -> Ranked:
+    """Re-rank candidates with campaign boosts on normalised scores.
+
+    candidates: filtered candidate list (the items the base algorithm liked best).
+    boost_idx (b,) int64 / boost (b,) float32: boosted items (already filtered by the caller).
+    boost_raw (b,) float32 or None: the base algorithm's raw score for each boosted item, so a
+    boosted item outside the candidates can still enter; None gives such items the weakest
+    candidate's score.
+    """
+    if boost_idx.size == 0:
+        return candidates
+    if len(candidates) == 0:
+        return Ranked.of(boost_idx, boost)
+    hi, lo = float(candidates.scores[0]), float(candidates.scores[-1])
+    span = hi - lo if hi - lo > 1e-12 else 1.0
+    pos = {int(i): j for j, i in enumerate(candidates.indices)}
+    norm = (candidates.scores.astype(np.float64) - lo) / span
+    extra_idx: list[int] = []
+    extra_score: list[float] = []
+    for j, item in enumerate(boost_idx.tolist()):
+        b = float(boost[j])
+        at = pos.get(item)
+        if at is not None:
+            norm[at] += b
+        else:
+            raw = lo if boost_raw is None else float(boost_raw[j])
+            extra_idx.append(item)
+            extra_score.append(max(0.0, min(1.0, (raw - lo) / span)) + b)
+    idx = np.concatenate([candidates.indices, np.asarray(extra_idx, dtype=np.int64)])
+    sc = np.concatenate([norm, np.asarray(extra_score, dtype=np.float64)])
+    return Ranked.of(idx, sc.astype(np.float32))

@@ -1,0 +1,366 @@
+"""HTTP routes of the recommender (read API v1 plus admin: experiments, campaigns, metrics).
+
+Routes hold no try/except: dependency failures inside ``Recommender`` degrade the answer, and
+domain errors (``streamrec_shared.errors``) map to status codes in the shared handlers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from streamrec_recommender import online
+from streamrec_recommender.campaigns import to_json as campaign_json
+from streamrec_recommender.deps import RecommenderDep
+from streamrec_recommender.engine import Request
+from streamrec_recommender.experiments import PostgresUnavailableError, to_json
+from streamrec_recommender.policy import Experiment, Variant, validate_experiment
+from streamrec_recommender.ranking import Campaign, ItemFilter, Ranked
+from streamrec_recommender.service import Answer, Recommender
+from streamrec_recommender.store import RedisUnavailableError, count_degraded
+from streamrec_shared.errors import InvalidInput, NotFound, RetryableError
+from streamrec_shared.http import AdminKey
+
+router = APIRouter()
+
+Algorithm = Literal["auto", "als", "itemknn", "content", "popular", "hybrid"]
+K = Annotated[int, Query(ge=1, le=100, description="number of items, 1..100")]
+UserId = Annotated[str, Path(min_length=1, max_length=128)]
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(
+        json.dumps(body, separators=(",", ":")), status_code=status, media_type="application/json"
+    )
+
+
+def render(answer: Answer, started: float) -> dict[str, Any]:
+    r = answer.result
+    body: dict[str, Any] = {
+        "user_id": answer.user_id,
+        "rec_id": answer.rec_id,
+        "algorithm": r.algorithm,
+        "strategy": r.strategy,
+        "model_version": r.model_version,
+        "items": [{"product_id": p, "score": round(s, 6)} for p, s in r.items],
+        "segment": r.segment,
+        "cached": answer.cached,
+    }
+    if r.experiment is not None:
+        body["experiment"] = {"name": r.experiment, "variant": r.variant}
+    body["latency_ms"] = round((time.perf_counter() - started) * 1000.0, 3)
+    return body
+
+
+def _exclude(raw: str | None) -> tuple[str, ...]:
+    if not raw:
+        return ()
+    return tuple(p for p in (s.strip() for s in raw.split(",")) if p)
+
+
+@router.get("/v1/recommendations/{user_id}", tags=["recommendations"])
+async def recommendations(
+    rec: RecommenderDep,
+    user_id: UserId,
+    k: K = 10,
+    algorithm: Algorithm = "auto",
+    category: Annotated[str | None, Query(max_length=128)] = None,
+    exclude: Annotated[str | None, Query(max_length=8192)] = None,
+) -> Response:
+    """Top-k products for a user; ``strategy`` says how they were found."""
+    started = time.perf_counter()
+    req = Request(user_id, k, algorithm, category or None, _exclude(exclude))
+    answer = await rec.recommend(req)
+    return _json(render(answer, started))
+
+
+class BatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    user_ids: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
+        min_length=1, max_length=1000
+    )
+    k: int = Field(default=10, ge=1, le=100)
+    algorithm: Algorithm = "auto"
+    category: str | None = None
+
+
+@router.post("/v1/recommendations/batch", tags=["recommendations"])
+async def recommendations_batch(rec: RecommenderDep, body: BatchIn) -> Response:
+    """Recommendations for up to 1000 users (each as ``GET /v1/recommendations``)."""
+    started = time.perf_counter()
+    results: list[dict[str, Any]] = []
+
+    async def one(user_id: str) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        answer = await rec.recommend(Request(user_id, body.k, body.algorithm, body.category))
+        return render(answer, t0)
+
+    for start in range(0, len(body.user_ids), 64):  # concurrently: they share scoring batches
+        chunk = body.user_ids[start : start + 64]
+        results += await asyncio.gather(*(one(u) for u in chunk))
+    return _json(
+        {"results": results, "latency_ms": round((time.perf_counter() - started) * 1000.0, 3)}
+    )
+
+
+@router.get("/v1/products/{product_id}/similar", tags=["recommendations"])
+async def similar(
+    rec: RecommenderDep,
+    product_id: Annotated[str, Path(min_length=1, max_length=128)],
+    k: K = 10,
+) -> Response:
+    """Products similar to one product: item-kNN neighbours, else nearest in the model space."""
+    started = time.perf_counter()
+    model, catalog = rec.model, rec.catalog
+    if model is None:
+        raise RetryableError("no model loaded yet", retry_after=5.0)
+    i = model.index_of.get(product_id)
+    if i is None:
+        raise NotFound(f"product_id: {product_id} is not known to model {model.version}")
+    blocked = (
+        catalog.blocked if catalog is not None and catalog.model_version == model.version else None
+    )
+    flt = ItemFilter.build(blocked=blocked, exclude=[i])
+    strategy = "itemknn"
+    found = Ranked.empty()
+    if model.neighbours is not None and model.neighbour_sims is not None and i < model.n_trained:
+        nb = model.neighbours[i].astype(np.int64)
+        ok = nb >= 0
+        found = flt.apply(Ranked.of(nb[ok], model.neighbour_sims[i][ok])).head(k)
+    if len(found) < k:
+        q = model.item_factors[i]
+        norm = float(np.linalg.norm(q)) or 1.0
+        vec = rec.engine.search(model, catalog, q / norm, max(k * 4, 50), flt, None)
+        strategy = "itemknn+factors" if len(found) else "factors"
+        seen = set(found.indices.tolist())
+        extra = [
+            (j, s)
+            for j, s in zip(vec.indices.tolist(), vec.scores.tolist(), strict=True)
+            if j not in seen
+        ]
+        floor = float(found.scores[-1]) if len(found) else 0.0
+        items = [
+            (int(j), float(s))
+            for j, s in zip(found.indices.tolist(), found.scores.tolist(), strict=True)
+        ]
+        scale = max((abs(s) for _, s in extra), default=1.0) or 1.0
+        items += [(j, floor - 1e-3 - (1.0 - s / scale) * 1e-3) for j, s in extra[: k - len(items)]]
+    else:
+        items = [
+            (int(j), float(s))
+            for j, s in zip(found.indices.tolist(), found.scores.tolist(), strict=True)
+        ]
+    body = {
+        "product_id": product_id,
+        "strategy": strategy,
+        "model_version": model.version,
+        "items": [{"product_id": str(model.item_ids[j]), "score": round(s, 6)} for j, s in items],
+        "latency_ms": round((time.perf_counter() - started) * 1000.0, 3),
+    }
+    return _json(body)
+
+
+@router.get("/v1/trending", tags=["recommendations"])
+async def trending(
+    rec: RecommenderDep,
+    k: K = 10,
+    category: Annotated[str | None, Query(max_length=128)] = None,
+) -> Response:
+    """Trending products (live decayed counters), else the model's popularity."""
+    started = time.perf_counter()
+    category = category or None
+    mirror = rec.state.trending
+    rows = mirror.by_category.get(category, ()) if category else mirror.global_
+    skip = rec.state.catalog.unavailable
+    items = [(p, s) for p, s in rows if p not in skip][:k]
+    fresh = rec.state.trending_fresh
+    strategy = "trending" if fresh else "degraded:trending_cached"
+    model = rec.model
+    if not items and model is not None:
+        ranked = (
+            model.popular_by_category.get(category, Ranked.empty()) if category else model.popular
+        )
+        catalog = rec.catalog
+        if catalog is not None and catalog.model_version == model.version:
+            ranked = ItemFilter.build(blocked=catalog.blocked).apply(ranked)
+        items = [
+            (str(model.item_ids[i]), float(s))
+            for i, s in zip(ranked.indices[:k].tolist(), ranked.scores[:k].tolist(), strict=True)
+        ]
+        strategy = "model_popularity" if fresh else "degraded:model_popularity"
+    body = {
+        "category": category,
+        "strategy": strategy,
+        "items": [{"product_id": p, "score": round(s, 6)} for p, s in items],
+        "latency_ms": round((time.perf_counter() - started) * 1000.0, 3),
+    }
+    return _json(body)
+
+
+@router.get("/v1/users/{user_id}/profile", tags=["users"])
+async def user_profile(rec: RecommenderDep, user_id: UserId) -> Response:
+    """What serving knows about a user (live profile in Redis, trained factor)."""
+    try:
+        read = await rec.state.read_user(user_id, None)
+    except RedisUnavailableError as exc:
+        count_degraded("redis")
+        raise RetryableError("user profiles are unavailable (Redis)", retry_after=2.0) from exc
+    p = read.profile
+    model = rec.model
+    body = {
+        "user_id": user_id,
+        "event_count": p.event_count if p else 0,
+        "segment": p.segment if p else "new",
+        "purchase_history": list(p.purchase_history) if p else [],
+        "view_history": list(p.view_history) if p else [],
+        "recent_items": [
+            {"product_id": pid, "weight": round(float(w), 4)}
+            for pid, w in zip(p.items[:50], p.weights[:50].tolist(), strict=False)
+        ]
+        if p
+        else [],
+        "category_affinity": p.category_affinity if p else {},
+        "counts": p.counts if p else {},
+        "attributes": read.attributes or {},
+        "first_event_ts": p.first_event_ts if p else None,
+        "last_event_ts": p.last_event_ts if p else None,
+        "vector_model_version": p.model_version if p else None,
+        "in_model": model is not None and user_id in model.user_index,
+    }
+    return _json(body)
+
+
+# --- experiments -----------------------------------------------------------------------------
+class VariantIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    algorithm: str
+    weight: float = Field(ge=0)
+
+
+class ExperimentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    variants: list[VariantIn] = Field(min_length=2, max_length=10)
+    status: Literal["draft", "running", "stopped"] = "draft"
+    description: str = Field(default="", max_length=2000)
+
+
+@router.get("/v1/experiments/{name}", tags=["experiments"])
+async def get_experiment(rec: RecommenderDep, name: str, _key: AdminKey) -> Response:
+    exp = await rec.experiments.get(name)
+    if exp is None:
+        raise NotFound(f"name: no experiment named {name!r}")
+    return _json(to_json(exp))
+
+
+@router.put("/v1/experiments/{name}", tags=["experiments"])
+async def put_experiment(
+    rec: RecommenderDep, name: str, body: ExperimentIn, _key: AdminKey
+) -> Response:
+    """Create or replace an experiment; the first variant is the control."""
+    exp = Experiment(
+        name=name,
+        status=body.status,
+        description=body.description,
+        variants=tuple(Variant(v.name, v.algorithm, v.weight) for v in body.variants),
+    )
+    problems = validate_experiment(exp)
+    if problems:
+        raise InvalidInput("invalid experiment: " + "; ".join(problems), details=problems)
+    try:
+        saved = await rec.experiments.put(exp)
+    except PostgresUnavailableError as exc:
+        raise RetryableError("experiments cannot be saved: Postgres unavailable") from exc
+    rec.refresh_config()
+    return _json(to_json(saved))
+
+
+# --- campaigns -------------------------------------------------------------------------------
+class CampaignIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    boost: float = Field(ge=-1.0, le=10.0)
+    start: float = Field(ge=0, description="unix seconds")
+    end: float = Field(ge=0, description="unix seconds")
+    product_ids: list[str] = Field(default_factory=list, max_length=10_000)
+    categories: list[str] = Field(default_factory=list, max_length=100)
+    segment: Literal["new", "light", "heavy"] | None = None
+    enabled: bool = True
+
+
+@router.get("/v1/campaigns", tags=["campaigns"])
+async def list_campaigns(rec: RecommenderDep, _key: AdminKey) -> Response:
+    return _json({"campaigns": [campaign_json(c) for c in rec.campaigns.all.values()]})
+
+
+@router.put("/v1/campaigns/{name}", tags=["campaigns"])
+async def put_campaign(
+    rec: RecommenderDep, name: str, body: CampaignIn, _key: AdminKey
+) -> Response:
+    """Boost products or categories for a time window (optionally for one segment)."""
+    if body.end <= body.start:
+        raise InvalidInput("end: must be after start", details={"field": "end"})
+    if not body.product_ids and not body.categories:
+        raise InvalidInput("product_ids: give product_ids or categories")
+    campaign = Campaign(
+        name=name,
+        boost=body.boost,
+        start=body.start,
+        end=body.end,
+        product_ids=tuple(body.product_ids),
+        categories=tuple(body.categories),
+        segment=body.segment,
+        enabled=body.enabled,
+    )
+    try:
+        await rec.campaigns.put(campaign)
+    except RedisUnavailableError as exc:
+        raise RetryableError("campaigns cannot be saved: Redis unavailable") from exc
+    rec.refresh_config()
+    return _json(campaign_json(campaign))
+
+
+@router.delete("/v1/campaigns/{name}", tags=["campaigns"])
+async def delete_campaign(rec: RecommenderDep, name: str, _key: AdminKey) -> Response:
+    try:
+        found = await rec.campaigns.delete(name)
+    except RedisUnavailableError as exc:
+        raise RetryableError("campaigns cannot be changed: Redis unavailable") from exc
+    if not found:
+        raise NotFound(f"name: no campaign named {name!r}")
+    rec.refresh_config()
+    return _json({"deleted": name})
+
+
+# --- online metrics --------------------------------------------------------------------------
+@router.get("/v1/metrics/online", tags=["metrics"])
+async def online_metrics(
+    rec: RecommenderDep,
+    _key: AdminKey,
+    window: Annotated[int, Query(ge=60, le=30 * 86_400)] = 3600,
+) -> Response:
+    """Impressions, clicks, CTR, hit and conversion rate per algorithm, segment and variant."""
+    await rec.recorder.flush()
+    try:
+        counts = await rec.state.bg(lambda: rec.recorder.window_counts(window))
+    except RedisUnavailableError as exc:
+        raise RetryableError("online metrics are unavailable (Redis)") from exc
+    experiments = {e.name: e for e in rec.experiments.all.values()}
+    body = online.aggregate(counts, experiments)
+    body["window_s"] = window
+    body["bandit"] = _bandit_view(rec)
+    return _json(body)
+
+
+def _bandit_view(rec: Recommender) -> dict[str, Any]:
+    rng = np.random.default_rng(0)
+    out: dict[str, Any] = {}
+    for segment, stats in sorted(rec.arm_stats.items()):
+        out[segment] = rec.engine.bandit.win_probabilities(stats, rng)
+    return {"arms": list(rec.engine.bandit.arms), "p_best_by_segment": out}

@@ -1,0 +1,422 @@
+"""The recommender's runtime: model handle, Redis mirrors, policy inputs, background loops.
+
+``Recommender.recommend`` is the per-request path: one Redis round trip (cache field, profile,
+attributes), then the pure ``Engine`` on in-memory state, then an in-memory impression record
+(flushed to Redis in the background). Every dependency failure degrades the answer and is
+counted in ``streamrec_recommender_degraded_total``; none raises to the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from streamrec_recommender import catalog as catalogs
+from streamrec_recommender import online
+from streamrec_recommender.attribution import Attributor, OnlineRecorder
+from streamrec_recommender.campaigns import CampaignStore
+from streamrec_recommender.catalog import CatalogIndex
+from streamrec_recommender.engine import Context, Engine, Request, Result
+from streamrec_recommender.engine import Settings as EngineSettings
+from streamrec_recommender.experiments import ExperimentStore
+from streamrec_recommender.model_handle import ModelHandle, ServingModel
+from streamrec_recommender.online import RecTag
+from streamrec_recommender.policy import ArmStats, ThompsonBandit
+from streamrec_recommender.settings import RecommenderSettings
+from streamrec_recommender.store import RedisState, RedisUnavailableError, UserRead, count_degraded
+from streamrec_shared import metrics, profile
+from streamrec_shared.events import ModelAnnouncement
+from streamrec_shared.model_watch import ModelWatcher
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A served recommendation, ready to be rendered."""
+
+    user_id: str
+    rec_id: str
+    result: Result
+    cached: bool
+
+
+class Recommender:
+    def __init__(
+        self,
+        settings: RecommenderSettings,
+        state: RedisState,
+        *,
+        handle: ModelHandle | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> None:
+        self.settings = settings
+        s = settings.recommender
+        self.state = state
+        self.handle = handle or ModelHandle(s)
+        self.engine = Engine(
+            EngineSettings(
+                few_events=s.few_events,
+                exclude_viewed=s.exclude_viewed,
+                trending_blend=s.trending_blend,
+                candidates_min=s.candidates_min,
+            ),
+            ThompsonBandit(s.bandit_arms),
+            rng or np.random.default_rng(),
+        )
+        self.recorder = OnlineRecorder(
+            state.background,
+            window_s=s.attribution_window_s,
+            retention_s=s.online_retention_s,
+            cache_ttl_s=s.cache_ttl_s,
+        )
+        self.attributor = Attributor(
+            state.background, window_s=s.attribution_window_s, retention_s=s.online_retention_s
+        )
+        dsn = settings.postgres.dsn.get_secret_value() if settings.postgres.dsn else None
+        self.experiments = ExperimentStore(dsn, state)
+        self.campaigns = CampaignStore(state)
+        self.catalog: CatalogIndex | None = None
+        self.arm_stats: dict[str, dict[str, ArmStats]] = {}
+        self.config_tag = ""
+        self._tasks: list[asyncio.Task[None]] = []
+        self._pending: list[tuple[Request, Context, asyncio.Future[Result]]] = []
+        self._flush_scheduled = False
+        self._scanned = 0.0
+        self.watcher: ModelWatcher | None = None
+
+    # --- readiness ---------------------------------------------------------------------------
+    @property
+    def model(self) -> ServingModel | None:
+        return self.handle.current
+
+    def ready(self) -> bool:
+        """A model, or at least a popularity list, is loaded."""
+        return self.model is not None or self.state.trending.loaded
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    async def start(self, *, watch_models: bool = True) -> None:
+        s = self.settings.recommender
+        await self._try(self._refresh_catalog_full)
+        await self._try(self.state.refresh_trending)
+        await self._try(self.experiments.refresh)
+        await self._try(self.campaigns.refresh)
+        self._update_config_tag()
+        loops: list[tuple[str, Callable[[], Awaitable[Any]], float]] = [
+            ("unavailable", self._refresh_unavailable, s.catalog_refresh_s),
+            ("categories", self._refresh_catalog_full, s.categories_refresh_s),
+            ("catalog-size", self._catalog_grew, 5.0),
+            ("code-books", self.state.check_code_books, 5.0),
+            ("trending", self.state.refresh_trending, s.trending_refresh_s),
+            ("experiments", self._refresh_experiments, s.experiments_refresh_s),
+            ("campaigns", self._refresh_campaigns, s.campaigns_refresh_s),
+            ("bandit", self._refresh_bandit, s.bandit_refresh_s),
+            ("model-age", self._model_age, 5.0),
+        ]
+        for name, fn, every in loops:
+            self._tasks.append(asyncio.create_task(self._every(fn, every), name=name))
+        self._tasks.append(
+            asyncio.create_task(self.recorder.run(s.online_flush_s), name="online-flush")
+        )
+        if s.attribution_consumer:
+            self._tasks.append(
+                asyncio.create_task(
+                    self.attributor.consume(self.settings.kafka, s.attribution_group),
+                    name="attribution",
+                )
+            )
+        if watch_models:
+            dsn = self.settings.postgres.dsn.get_secret_value()
+            self.watcher = ModelWatcher(
+                self.settings.kafka,
+                dsn or None,
+                self._on_model,
+                poll_interval_s=s.model_poll_interval_s,
+            )
+            await self.watcher.start()
+
+    async def stop(self) -> None:
+        if self.watcher is not None:
+            await self.watcher.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        with contextlib.suppress(Exception):
+            await self.recorder.flush()
+        await self.experiments.close()
+
+    async def _on_model(self, ann: ModelAnnouncement) -> None:
+        await self.handle.on_model(ann)
+        await self._rebuild_catalog()
+
+    def install_model(self, model: ServingModel) -> None:
+        """Swap in a prepared model directly (tests, benchmarks)."""
+        self.handle.swap(model)
+        self.catalog = None
+
+    async def _every(self, fn: Callable[[], Awaitable[Any]], every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            await self._try(fn)
+
+    async def _try(self, fn: Callable[[], Awaitable[Any]]) -> None:
+        try:
+            await fn()
+        except RedisUnavailableError:
+            pass
+        except Exception:  # loop boundary: a background refresh must never die
+            logger.exception("background refresh %s failed", getattr(fn, "__name__", fn))
+
+    async def _refresh_unavailable(self) -> None:
+        changed = await self.state.refresh_unavailable()
+        model = self.model
+        if changed or (
+            model is not None
+            and (self.catalog is None or self.catalog.model_version != model.version)
+        ):
+            await self._rebuild_catalog()
+
+    async def _refresh_catalog_full(self) -> None:
+        self._scanned = time.monotonic()
+        await self.state.refresh_unavailable()
+        await self.state.refresh_categories()
+        await self._rebuild_catalog()
+
+    async def _catalog_grew(self) -> None:
+        """Re-scan categories early when products were added (one HLEN every 5 s, at most one
+        scan a minute)."""
+        size = await self.state.bg(lambda: self.state.background.hlen(profile.CATALOG))
+        if size != len(self.state.catalog.categories) and time.monotonic() - self._scanned > 60:
+            await self._refresh_catalog_full()
+
+    async def _rebuild_catalog(self) -> None:
+        model = self.model
+        if model is None:
+            return
+        mirror = self.state.catalog
+        prev = self.catalog
+        if (
+            prev is not None
+            and prev.model_version == model.version
+            and prev.unavailable_version == mirror.version
+            and prev.categories_revision == mirror.revision
+        ):
+            return
+        reuse = (
+            prev is not None
+            and prev.model_version == model.version
+            and prev.categories_revision == mirror.revision
+        )
+        if reuse or model.n_items < 50_000:
+            built = catalogs.build(
+                model, mirror.unavailable, mirror.version, mirror.categories, mirror.revision, prev
+            )
+        else:
+            built = await asyncio.to_thread(
+                catalogs.build,
+                model,
+                mirror.unavailable,
+                mirror.version,
+                mirror.categories,
+                mirror.revision,
+                prev,
+            )
+        if self.model is model:
+            self.catalog = built
+
+    async def _refresh_experiments(self) -> None:
+        await self.experiments.refresh()
+        self._update_config_tag()
+
+    async def _refresh_campaigns(self) -> None:
+        await self.campaigns.refresh()
+        self._update_config_tag()
+
+    async def _refresh_bandit(self) -> None:
+        window = self.settings.recommender.bandit_window_s
+        self.arm_stats = await self.state.bg(lambda: self.recorder.arm_stats(window))
+
+    async def _model_age(self) -> None:
+        self.handle.update_age()
+
+    def refresh_config(self) -> None:
+        """Experiments or campaigns changed: new cache fields from now on."""
+        self._update_config_tag()
+
+    def _update_config_tag(self) -> None:
+        doc = json.dumps(
+            [
+                sorted((e.name, e.status, repr(e.variants)) for e in self.experiments.all.values()),
+                sorted(repr(c) for c in self.campaigns.all.values()),
+            ]
+        )
+        self.config_tag = hashlib.blake2b(doc.encode(), digest_size=4).hexdigest()
+
+    # --- per request -------------------------------------------------------------------------
+    def cache_field(self, req: Request, model: ServingModel | None) -> str | None:
+        if model is None:
+            return None
+        excl = ",".join(sorted(req.exclude))
+        return (
+            f"{model.version}|{self.config_tag}|{req.algorithm}|{req.k}|{req.category or ''}|{excl}"
+        )
+
+    async def recommend(self, req: Request) -> Answer:
+        model = self.model
+        cache_field = self.cache_field(req, model)
+        degraded: tuple[str, ...] = ()
+        read = UserRead(None, None, None)
+        try:
+            read = await self.state.read_user(req.user_id, cache_field)
+        except RedisUnavailableError:
+            degraded = ("redis",)
+            count_degraded("redis")
+        now = time.time()
+        doc = self._cached(read.cached)
+        if doc is not None:
+            metrics.RECOMMENDER_CACHE.labels("hit").inc()
+            result = Result(
+                algorithm=doc["algorithm"],
+                strategy=doc["strategy"],
+                items=[(p, s) for p, s in doc["items"]],
+                segment=doc["segment"],
+                experiment=doc.get("experiment"),
+                variant=doc.get("variant"),
+                model_version=doc.get("model_version"),
+            )
+            return self._answer(req, result, now, cached=True)
+        if cache_field is not None and not degraded:
+            metrics.RECOMMENDER_CACHE.labels("miss").inc()
+        catalog = self.catalog
+        if catalog is not None and model is not None and catalog.model_version != model.version:
+            catalog = None
+        ctx = Context(
+            model=model,
+            catalog=catalog,
+            unavailable=self.state.catalog.unavailable,
+            trending=self.state.trending,
+            profile=read.profile,
+            attributes=read.attributes,
+            experiments=self.experiments.running,
+            arm_stats=self.arm_stats,
+            campaigns=list(self.campaigns.all.values()),
+            degraded=degraded,
+            now=now,
+        )
+        result = await self._score(req, ctx)
+        if cache_field is not None and not degraded and model is not None:
+            doc = {
+                "algorithm": result.algorithm,
+                "strategy": result.strategy,
+                "items": result.items,
+                "segment": result.segment,
+                "experiment": result.experiment,
+                "variant": result.variant,
+                "model_version": result.model_version,
+            }
+            self.recorder.cache(req.user_id, cache_field, json.dumps(doc).encode(), read.revision)
+        return self._answer(req, result, now, cached=False)
+
+    def _cached(self, raw: bytes | None) -> dict[str, Any] | None:
+        """A cached answer still valid now (no item became unavailable since), or None."""
+        if raw is None:
+            return None
+        try:
+            doc: dict[str, Any] = json.loads(raw)
+        except ValueError:
+            return None
+        unavailable = self.state.catalog.unavailable
+        if unavailable and any(p in unavailable for p, _ in doc.get("items", ())):
+            return None
+        return doc
+
+    def _score(self, req: Request, ctx: Context) -> asyncio.Future[Result]:
+        """Queue a request for the next scoring batch (same event-loop turn)."""
+        fut: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._pending.append((req, ctx, fut))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            window = self.settings.recommender.batch_window_ms
+            loop = asyncio.get_running_loop()
+            if window > 0:
+                loop.call_later(window / 1000.0, self._flush)
+            else:
+                loop.call_soon(self._flush)
+        elif len(self._pending) >= self.settings.recommender.max_batch:
+            self._flush_now()
+        return fut
+
+    def _flush_now(self) -> None:
+        """A full batch does not wait for the window (the scheduled flush finds less to do)."""
+        pending, self._pending = self._pending, []
+        self._score_batch(pending)
+
+    def _flush(self) -> None:
+        """Score every queued request: one matrix product per batch, then the pure engine.
+
+        Requests that became ready in the same loop turn share a GEMM (B, f) x (f, n) instead
+        of B separate matrix-vector products, which read the whole factor matrix each time.
+        """
+        pending, self._pending = self._pending, []
+        self._flush_scheduled = False
+        size = self.settings.recommender.max_batch
+        for start in range(0, len(pending), size):
+            self._score_batch(pending[start : start + size])
+
+    def _score_batch(self, batch: list[tuple[Request, Context, asyncio.Future[Result]]]) -> None:
+        started = time.perf_counter()
+        prepared: list[Context] = []
+        dense: list[int] = []
+        vectors: list[NDArray[np.float32]] = []
+        model = batch[0][1].model
+        for j, (req, ctx, _) in enumerate(batch):
+            if ctx.model is None:
+                prepared.append(ctx)
+                continue
+            u, source = self.engine.user_vector(ctx.model, ctx.profile, req.user_id)
+            prepared.append(replace(ctx, vector=(u, source)))
+            if (
+                u is not None
+                and ctx.model is model
+                and ctx.model.ann is None
+                and req.algorithm in ("auto", "als", "hybrid")
+            ):
+                dense.append(j)
+                vectors.append(u)
+        if dense and model is not None:
+            scores = np.stack(vectors) @ model.item_factors.T
+            for row, j in enumerate(dense):
+                prepared[j] = replace(prepared[j], scores=scores[row])
+        for (req, _, fut), ctx in zip(batch, prepared, strict=True):
+            if fut.done():
+                continue
+            try:
+                result = self.engine.recommend(req, ctx)
+            except Exception:  # batch boundary: one request must not fail the others
+                logger.exception("scoring failed for user %s; serving trending", req.user_id)
+                count_degraded("engine")
+                items, _ = self.engine.trending_ids(ctx, req, ctx.profile)
+                result = Result("popular", "degraded:error_fallback", items, "new")
+            fut.set_result(result)
+        took = (time.perf_counter() - started) / len(batch)
+        metrics.RECOMMENDER_SCORING_DURATION.labels("batch").observe(took)
+
+    def _answer(self, req: Request, result: Result, now: float, *, cached: bool) -> Answer:
+        tag = RecTag(now, result.algorithm, result.segment, result.experiment, result.variant)
+        rec_id = online.new_rec_id(tag)
+        self.recorder.impression(req.user_id, rec_id, tag, [p for p, _ in result.items])
+        metrics.RECOMMENDER_REQUESTS.labels(result.algorithm, result.strategy).inc()
+        return Answer(req.user_id, rec_id, result, cached)

@@ -1,0 +1,92 @@
+"""Recommender settings: the shared groups plus a ``recommender`` group of serving knobs.
+
+Environment: ``STREAMREC_RECOMMENDER__EXACT_MAX_ITEMS=200000``,
+``STREAMREC_HTTP__WORKERS=2`` and so on (prefix ``STREAMREC_``, nested with ``__``).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import BaseModel, Field
+
+from streamrec_shared.settings import HttpSettings, ServiceSettings
+
+
+class ServingSettings(BaseModel):
+    """Knobs of scoring, filtering, policy, attribution and degradation."""
+
+    # --- scoring ---
+    exact_max_items: int = Field(default=200_000, ge=1)
+    """Catalogues up to this many items are scored exactly; larger ones use the ANN index."""
+    ann_connectivity: int = Field(default=16, ge=4)
+    ann_expansion_add: int = Field(default=64, ge=8)
+    ann_expansion_search: int = Field(default=128, ge=8)
+    ann_max_expansion_search: int = Field(default=1024, ge=8)
+    ann_dtype: str = "f16"
+    """usearch scalar type of the stored vectors (f32, f16; i8 clips unnormalised factors);
+    candidates are re-ranked exactly in f32."""
+    ann_target_recall: float = Field(default=0.97, gt=0, le=1)
+    """Build-time recall@20 the index's search expansion is raised to reach (if it can)."""
+    ann_recall_queries: int = Field(default=200, ge=10)
+    ann_threads: int = Field(default=2, ge=1)
+    index_cache_dir: str = "/tmp/streamrec-recommender-index"  # noqa: S108 - a cache, not secrets
+    candidates_min: int = Field(default=100, ge=10)
+    """Candidates taken before filters, boosts and blending: ``max(candidates_min, 4 k)``."""
+    max_batch: int = Field(default=32, ge=1)
+    """Requests whose user vectors are scored together in one matrix product."""
+    batch_window_ms: float = Field(default=2.0, ge=0, le=20)
+    """Wait this long for more requests before scoring a batch (0: only requests that became
+    ready in the same event-loop turn). Trades latency for fewer passes over the factors."""
+
+    # --- tiers and filters ---
+    few_events: int = Field(default=5, ge=0)
+    """Users with fewer events than this (but some) get the recent-items tier."""
+    exclude_viewed: bool = False
+    """Also never recommend items the user has viewed (purchases are always excluded)."""
+    trending_blend: float = Field(default=0.3, ge=0, le=1)
+    """Weight of trending in the recent-items tier."""
+
+    # --- policy ---
+    bandit_window_s: int = Field(default=3600, ge=60)
+    bandit_refresh_s: float = Field(default=5.0, gt=0)
+    bandit_arms: list[str] = Field(default_factory=lambda: ["als", "itemknn", "content", "hybrid"])
+    experiments_refresh_s: float = Field(default=5.0, gt=0)
+    campaigns_refresh_s: float = Field(default=2.0, gt=0)
+
+    # --- results cache and attribution ---
+    cache_ttl_s: int = Field(default=300, ge=1)
+    attribution_window_s: int = Field(default=86_400, ge=60)
+    """A purchase of a recommended item within this many seconds counts as a conversion."""
+    attribution_consumer: bool = True
+    """Consume events.v1 (own group) to attribute clicks and conversions."""
+    attribution_group: str = "streamrec-recommender-attribution"
+    online_flush_s: float = Field(default=0.5, gt=0)
+    online_retention_s: int = Field(default=8 * 86_400, ge=3600)
+
+    # --- degradation ---
+    breaker_failures: int = Field(default=3, ge=1)
+    breaker_open_s: float = Field(default=2.0, gt=0)
+    catalog_refresh_s: float = Field(default=0.25, gt=0)
+    """Poll of the unavailable-products version (a change is re-read at once)."""
+    categories_refresh_s: float = Field(default=300.0, gt=0)
+    """Full re-scan of product categories in ``sr:catalog`` (categories rarely change)."""
+    trending_refresh_s: float = Field(default=2.0, gt=0)
+    model_poll_interval_s: float = Field(default=5.0, gt=0)
+
+
+class RecommenderHttpSettings(HttpSettings):
+    """HTTP defaults of the recommender (a subclass, so env overrides keep the other defaults)."""
+
+    port: int = 8001
+    workers: int = 2
+
+
+class RecommenderSettings(ServiceSettings):
+    http: RecommenderHttpSettings = RecommenderHttpSettings()
+    recommender: ServingSettings = ServingSettings()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> RecommenderSettings:
+    return RecommenderSettings()

@@ -1,0 +1,286 @@
+"""Redis access for serving: the user read, catalog mirror, trending mirror, circuit breaker.
+
+Reads go through ``streamrec_shared.profile`` (key names, codecs, ``ProfileReader``); the
+layout is the stream processor's. Per request there is one round trip: a pipeline of the
+result-cache field (``sr:rc:<user>``), the packed profile (``sr:u:<user>``) and the user's
+attributes (``sr:ua:<user>``). Everything else the request needs is mirrored in memory by
+background loops: the unavailable-product set (``sr:unavail``, polled by version every
+``catalog_refresh_s``), product categories (``sr:catalog``, scanned in chunks) and trending
+lists (``sr:trend:*``).
+
+Redis failures never reach the client: they raise ``RedisUnavailableError`` for the caller to
+degrade, and a ``CircuitBreaker`` skips Redis entirely for a while after repeated failures, so
+a dead Redis costs one fast check per request instead of a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from streamrec_recommender.breaker import CircuitBreaker
+from streamrec_shared import metrics, profile
+from streamrec_shared.events import EVENT_TYPES
+from streamrec_shared.settings import RedisSettings
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class RedisUnavailableError(Exception):
+    """Redis failed or the breaker is open; the caller serves a degraded answer."""
+
+
+def connect(
+    settings: RedisSettings, *, max_connections: int = 64, timeout_s: float | None = None
+) -> Redis:
+    """A binary (decode_responses=False) client with no retries; timeouts from settings (short,
+    for requests) unless ``timeout_s`` is given (background work)."""
+    return Redis.from_url(
+        settings.url.get_secret_value(),
+        socket_timeout=timeout_s or settings.socket_timeout_s,
+        socket_connect_timeout=timeout_s or settings.connect_timeout_s,
+        decode_responses=False,
+        retry=Retry(NoBackoff(), 0),
+        max_connections=max_connections,
+        health_check_interval=0,
+    )
+
+
+def category_of(raw: bytes | str) -> str | None:
+    """The ``c`` field of a ``sr:catalog`` value without a full JSON parse when it is plain."""
+    data = raw if isinstance(raw, bytes) else raw.encode()
+    start = data.find(b'"c":"')
+    if start >= 0:
+        end = data.find(b'"', start + 5)
+        value = data[start + 5 : end]
+        if end > 0 and b"\\" not in value:
+            return value.decode()
+    try:
+        return str(json.loads(data)["c"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+@dataclass(frozen=True)
+class UserRead:
+    """What one request learned about a user from Redis."""
+
+    cached: bytes | None
+    profile: profile.UserProfile | None
+    attributes: dict[str, Any] | None
+    revision: bytes = b""
+    """The profile's stored prefix (magic + rev; b"" without a profile) the answer is based on."""
+
+
+@dataclass(frozen=True)
+class CatalogMirror:
+    """In-memory copy of serving-relevant catalog state (replaced whole on change).
+
+    unavailable: ids of inactive or out-of-stock products; version: ``sr:unavail:ver`` it was
+    read at; categories: product id -> category (from ``sr:catalog``); revision bumps whenever
+    ``categories`` is replaced.
+    """
+
+    unavailable: frozenset[str] = frozenset()
+    version: int = -1
+    categories: dict[str, str] = field(default_factory=dict)
+    revision: int = 0
+
+
+@dataclass(frozen=True)
+class TrendingMirror:
+    """Last trending lists read from Redis: global and per category, (id, score) best first."""
+
+    global_: tuple[tuple[str, float], ...] = ()
+    by_category: dict[str, tuple[tuple[str, float], ...]] = field(default_factory=dict)
+    loaded: bool = False
+
+
+class RedisState:
+    """The recommender's Redis reads (and a few writes) behind one circuit breaker."""
+
+    def __init__(
+        self, redis: Redis, breaker: CircuitBreaker, *, background: Redis | None = None
+    ) -> None:
+        self.redis = redis
+        self.background = background if background is not None else redis
+        self.breaker = breaker
+        self.reader = profile.ProfileReader(self.background)
+        self._products = profile.CodeBook(redis, profile.PRODUCT_DICT)
+        self._categories = profile.CodeBook(redis, profile.CATEGORY_DICT)
+        self._products_seen = 0
+        self._categories_seen = 0
+        self.catalog = CatalogMirror()
+        self.trending = TrendingMirror()
+        self.trending_fresh = False
+        """False while the last trending refresh failed (the mirror is getting old)."""
+
+    @property
+    def up(self) -> bool:
+        return self.breaker.state == "closed"
+
+    async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """Run one Redis operation under the breaker; RedisUnavailableError on any failure."""
+        if not self.breaker.allow():
+            raise RedisUnavailableError("circuit open")
+        try:
+            result = await fn()
+        except (RedisError, OSError, TimeoutError) as exc:
+            self.breaker.failure()
+            raise RedisUnavailableError(str(exc)) from exc
+        self.breaker.success()
+        return result
+
+    async def bg(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """A background operation (longer timeouts, outside the request breaker)."""
+        try:
+            return await fn()
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise RedisUnavailableError(str(exc)) from exc
+
+    # --- per request -----------------------------------------------------------------------
+    async def read_user(self, user_id: str, cache_field: str | None) -> UserRead:
+        """Cache field, profile and attributes of a user in one round trip."""
+
+        async def run() -> list[Any]:
+            pipe = self.redis.pipeline(transaction=False)
+            if cache_field is not None:
+                pipe.hget(profile.rec_cache_key(user_id), cache_field)
+            pipe.get(profile.profile_key(user_id))
+            pipe.get(profile.user_attributes_key(user_id))
+            res: list[Any] = await pipe.execute()
+            return res if cache_field is not None else [None, *res]
+
+        cached, raw_profile, raw_attrs = await self.call(run)
+        prof = None
+        if raw_profile is not None:
+            try:
+                packed = profile.decode_profile(raw_profile)
+            except ValueError:
+                logger.warning("undecodable profile for user %s", user_id)
+            else:
+                prof = await self.call(lambda: self._resolve(user_id, packed))
+        attrs = None
+        if raw_attrs is not None:
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                attrs = profile.decode_user_attributes(raw_attrs)[0]
+        revision = bytes(raw_profile[: profile.REV_PREFIX_BYTES]) if raw_profile else b""
+        return UserRead(cached=cached, profile=prof, attributes=attrs, revision=revision)
+
+    async def read_profiles(self, user_ids: list[str]) -> dict[str, profile.UserProfile]:
+        return await self.bg(lambda: self.reader.get_profiles(user_ids))
+
+    async def _resolve(self, user_id: str, p: profile.PackedProfile) -> profile.UserProfile:
+        """A packed profile with product and category codes resolved to names."""
+        n_i, n_v = len(p.item_codes), len(p.view_codes)
+        codes = [*p.item_codes.tolist(), *p.view_codes.tolist(), *p.purchase_codes.tolist()]
+        names = await self._products.names(codes)
+        cats = await self._categories.names(p.category_codes.tolist())
+        has_vector = p.model_version != 0 and len(p.vector) > 0
+        return profile.UserProfile(
+            user_id=user_id,
+            items=tuple(names[:n_i]),
+            weights=p.item_weights,
+            view_history=tuple(names[n_i : n_i + n_v]),
+            purchase_history=tuple(names[n_i + n_v :]),
+            category_affinity=dict(zip(cats, p.category_weights.tolist(), strict=True)),
+            counts=dict(zip(EVENT_TYPES, p.counts.tolist(), strict=True)),
+            event_count=p.event_count,
+            segment=p.segment,
+            vector=p.vector if has_vector else None,
+            model_version=p.model_version if has_vector else None,
+            first_event_ts=p.first_ts,
+            last_event_ts=p.last_ts,
+        )
+
+    # --- background mirrors ----------------------------------------------------------------
+    async def check_code_books(self) -> bool:
+        """Start the product/category code books afresh if Redis lost them (a restarted,
+        emptied Redis re-interns ids from code 0); True if they were reset."""
+        pipe = self.background.pipeline(transaction=False)
+        pipe.llen(profile.PRODUCT_DICT)
+        pipe.llen(profile.CATEGORY_DICT)
+        n_products, n_categories = await self.bg(pipe.execute)
+        if n_products < self._products_seen or n_categories < self._categories_seen:
+            self._products = profile.CodeBook(self.redis, profile.PRODUCT_DICT)
+            self._categories = profile.CodeBook(self.redis, profile.CATEGORY_DICT)
+            self.reader = profile.ProfileReader(self.background)
+            logger.warning("product/category dictionaries shrank in Redis: code books reset")
+            reset = True
+        else:
+            reset = False
+        self._products_seen, self._categories_seen = int(n_products), int(n_categories)
+        return reset
+
+    async def refresh_unavailable(self) -> bool:
+        """Poll ``sr:unavail:ver``; re-read the set when it changed. True if it changed."""
+        known = self.catalog.version
+        got = await self.bg(lambda: self.reader.unavailable_if_changed(known))
+        if got is None:
+            return False
+        version, ids = got
+        cur = self.catalog
+        self.catalog = CatalogMirror(ids, version, cur.categories, cur.revision)
+        return True
+
+    async def refresh_categories(self, chunk: int = 5000) -> bool:
+        """Scan ``sr:catalog`` in chunks (the loop stays responsive); True if categories changed."""
+        categories: dict[str, str] = {}
+        cursor = 0
+        while True:
+            cursor, batch = await self.bg(
+                lambda c=cursor: self.background.hscan(profile.CATALOG, c, count=chunk)  # type: ignore[misc]
+            )
+            assert isinstance(batch, dict)
+            for pid, raw in batch.items():
+                cat = category_of(raw)
+                if cat is not None:
+                    categories[_text(pid)] = cat
+            if cursor == 0:
+                break
+            await asyncio.sleep(0)
+        cur = self.catalog
+        if categories == cur.categories:
+            return False
+        self.catalog = CatalogMirror(cur.unavailable, cur.version, categories, cur.revision + 1)
+        return True
+
+    async def refresh_trending(self, k_global: int = 500, k_category: int = 200) -> None:
+        try:
+            await self._refresh_trending(k_global, k_category)
+        except RedisUnavailableError:
+            self.trending_fresh = False
+            raise
+        self.trending_fresh = True
+
+    async def _refresh_trending(self, k_global: int, k_category: int) -> None:
+        skip = set(self.catalog.unavailable)
+        glob = await self.bg(lambda: self.reader.top_trending(k_global, exclude=skip))
+        cats = await self.bg(self.reader.trending_categories)
+        by_cat: dict[str, tuple[tuple[str, float], ...]] = {}
+        for cat in sorted(cats):
+            rows = await self.bg(
+                lambda c=cat: self.reader.top_trending(k_category, c, exclude=skip)  # type: ignore[misc]
+            )
+            by_cat[cat] = tuple(rows)
+        self.trending = TrendingMirror(tuple(glob), by_cat, loaded=bool(glob))
+
+
+def count_degraded(dependency: str) -> None:
+    metrics.RECOMMENDER_DEGRADED.labels(dependency).inc()

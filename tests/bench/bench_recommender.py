@@ -1,0 +1,318 @@
+"""Benchmark of the recommender on the whole local stack (broker, Redis, Postgres, 4 services).
+
+1. Exact scoring: a synthetic model of ``--items`` (100k) products, ``--users`` (1M) users and
+   64 factors (written with ``artifacts.ModelBundle``, no training) is registered and announced;
+   the recommender (2 uvicorn workers, httptools + uvloop) loads it. ``wrk`` then sends
+   ``GET /v1/recommendations/{user}?k=10`` (``algorithm=auto``, random users of the model plus
+   10% unknown users) at fixed rates: 64 connections, each pacing its requests with exponential
+   gaps (``delay()`` in the Lua script) so the offered load is about the target rate whatever the
+   latency. Reported per rate: achieved rate, p50/p90/p99/max latency, errors. "Max sustainable"
+   is the highest rate served at >= 97% of the offered load with p99 <= 50 ms.
+2. Approximate index: a model of ``--ann-items`` (1M) products; the recommender builds the
+   usearch HNSW index (one worker builds and caches it, the other maps it), tunes the search
+   expansion to recall@20 >= target against exact search and exports the recall; then the same
+   load at ``--ann-rate`` (500) req/s. Recommender memory (RSS of the workers) is reported.
+
+Needs ``wrk`` (Debian package ``wrk``). Run: ``uv run python tests/bench/bench_recommender.py``
+(about 8 minutes; ``--quick`` for a shorter run); results in tests/bench/results/recommender.json.
+Loopback only; every load phase is bounded in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+from streamrec_recommender.synthetic_model import activate, next_version, write_bundle
+from streamrec_shared.localstack.processes import wait_until
+from streamrec_shared.localstack.stack import LocalStack, StackDescription
+
+RESULTS = Path(__file__).parent / "results" / "recommender.json"
+CONNECTIONS = 64
+
+LUA = r"""
+local n_users = tonumber(os.getenv("BENCH_USERS"))
+local per_conn = tonumber(os.getenv("BENCH_RATE_PER_CONN"))
+local counter = 0
+setup = function(thread) end
+init = function(args)
+  math.randomseed(os.time() * 1000 + math.floor(os.clock() * 1000000))
+end
+request = function()
+  counter = counter + 1
+  local path
+  if math.random() < 0.1 then
+    path = string.format("/v1/recommendations/new-%d-%d?k=10", math.random(1, 1000000000), counter)
+  else
+    path = string.format("/v1/recommendations/u%07d?k=10", math.random(0, n_users - 1))
+  end
+  return wrk.format("GET", path)
+end
+delay = function()
+  return math.floor(-math.log(1 - math.random()) * 1000 / per_conn)
+end
+done = function(summary, latency, requests)
+  local errors = summary.errors.connect + summary.errors.read + summary.errors.write
+    + summary.errors.status + summary.errors.timeout
+  io.write(string.format(
+    "RESULT {\"requests\": %d, \"duration_us\": %d, \"errors\": %d, \"status_errors\": %d, " ..
+    "\"p50_ms\": %.3f, \"p90_ms\": %.3f, \"p99_ms\": %.3f, \"p999_ms\": %.3f, \"max_ms\": %.3f, " ..
+    "\"mean_ms\": %.3f}\n",
+    summary.requests, summary.duration, errors, summary.errors.status,
+    latency:percentile(50) / 1000, latency:percentile(90) / 1000, latency:percentile(99) / 1000,
+    latency:percentile(99.9) / 1000, latency.max / 1000, latency.mean / 1000))
+end
+"""
+
+
+def recommender_pids(stack: LocalStack) -> list[psutil.Process]:
+    root = psutil.Process(stack.proc("recommender").pid)
+    return [root, *root.children(recursive=True)]
+
+
+def rss_mb(procs: list[psutil.Process]) -> dict[str, float]:
+    out = {"rss_total_mb": 0.0, "uss_total_mb": 0.0}
+    for p in procs:
+        try:
+            mem = p.memory_full_info()
+        except psutil.Error:
+            continue
+        out["rss_total_mb"] += mem.rss / 2**20
+        out["uss_total_mb"] += mem.uss / 2**20
+    return {k: round(v, 1) for k, v in out.items()}
+
+
+def cpu_seconds(procs: list[psutil.Process]) -> float:
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system
+    return total
+
+
+def metric(text: str, name: str) -> float | None:
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def wait_for_version(url: str, version: int, timeout: float) -> None:
+    """Until 20 consecutive answers (both workers) come from ``version``."""
+    streak = 0
+
+    def ok() -> bool:
+        nonlocal streak
+        try:
+            r = httpx.get(f"{url}/v1/recommendations/u0000001", params={"k": 5}, timeout=5.0)
+        except httpx.HTTPError:
+            streak = 0
+            return False
+        if r.status_code == 200 and r.json().get("model_version") == version:
+            streak += 1
+        else:
+            streak = 0
+        return streak >= 20
+
+    wait_until(ok, timeout=timeout, what=f"recommender serving model version {version}")
+
+
+def run_wrk(url: str, rate: float, seconds: int, n_users: int, script: Path) -> dict[str, Any]:
+    env = {
+        **os.environ,
+        "BENCH_USERS": str(n_users),
+        "BENCH_RATE_PER_CONN": f"{rate / CONNECTIONS:.6f}",
+    }
+    cmd = [
+        "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout", "2s",
+        "-s", str(script), url,
+    ]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=seconds + 60)
+    m = re.search(r"^RESULT (\{.*\})$", out.stdout, re.M)
+    if m is None:
+        raise RuntimeError(f"wrk gave no result:\n{out.stdout}\n{out.stderr}")
+    res: dict[str, Any] = json.loads(m.group(1))
+    res["offered_rps"] = rate
+    res["achieved_rps"] = round(res["requests"] / (res["duration_us"] / 1e6), 1)
+    return res
+
+
+def load_phase(
+    stack: LocalStack, url: str, rates: list[float], seconds: int, n_users: int, script: Path
+) -> list[dict[str, Any]]:
+    rows = []
+    procs = recommender_pids(stack)
+    for rate in rates:
+        cpu0 = cpu_seconds(procs)
+        load0 = os.getloadavg()[0]
+        res = run_wrk(url, rate, seconds, n_users, script)
+        res["loadavg_1m_before"] = round(load0, 2)
+        cpu = cpu_seconds(procs) - cpu0
+        res["recommender_cpu_cores"] = round(cpu / (res["duration_us"] / 1e6), 2)
+        res["recommender_cpu_ms_per_request"] = round(1000.0 * cpu / max(res["requests"], 1), 3)
+        rows.append(res)
+        print(
+            f"  {rate:>6.0f} req/s offered -> {res['achieved_rps']:>7.1f} achieved, "
+            f"p50 {res['p50_ms']:.2f} ms, p99 {res['p99_ms']:.2f} ms, max {res['max_ms']:.1f} ms, "
+            f"errors {res['errors']}, recommender CPU {res['recommender_cpu_cores']} cores "
+            f"({res['recommender_cpu_ms_per_request']} ms/req), load {res['loadavg_1m_before']}",
+            flush=True,
+        )
+        time.sleep(1.0)
+    return rows
+
+
+def sustainable(rows: list[dict[str, Any]], p99_limit_ms: float) -> float | None:
+    ok = [
+        r["offered_rps"]
+        for r in rows
+        if r["achieved_rps"] >= 0.97 * r["offered_rps"]
+        and r["errors"] == 0
+        and r["p99_ms"] <= p99_limit_ms
+    ]
+    return max(ok) if ok else None
+
+
+async def publish(desc: StackDescription, directory: Path, version: int) -> None:
+    await activate(
+        directory, version, postgres_dsn=desc.postgres_dsn, kafka_bootstrap=desc.kafka_bootstrap
+    )
+
+
+def run(stack: LocalStack, args: argparse.Namespace, script: Path) -> dict[str, Any]:
+    desc = stack.desc
+    assert desc is not None
+    url = desc.urls["recommender"]
+    root = Path(desc.artifacts_uri.removeprefix("file://"))
+    results: dict[str, Any] = {}
+
+    version = asyncio.run(next_version(desc.postgres_dsn))
+    t0 = time.perf_counter()
+    path = write_bundle(
+        root, version=version, n_items=args.items, n_users=args.users, factors=64, seed=1
+    )
+    written = time.perf_counter() - t0
+    asyncio.run(publish(desc, path, version))
+    wait_for_version(url, version, timeout=300)
+    print(f"exact: model v{version} ({args.items} items, {args.users} users) written in "
+          f"{written:.1f}s, serving after {time.perf_counter() - t0:.1f}s", flush=True)  # fmt: skip
+    run_wrk(url, 200, 5, args.users, script)  # warm-up
+    rows = load_phase(stack, url, args.rates, args.seconds, args.users, script)
+    at_1000 = next((r for r in rows if r["offered_rps"] == 1000), None)
+    results["exact"] = {
+        "items": args.items,
+        "users": args.users,
+        "factors": 64,
+        "rates": rows,
+        "max_sustainable_rps": sustainable(rows, 50.0),
+        "max_rps_with_p99_le_10ms": sustainable(rows, 10.0),
+        "p99_ms_at_1000_rps": at_1000["p99_ms"] if at_1000 else None,
+        "target": "p99 <= 10 ms at 1000 req/s",
+        "memory": rss_mb(recommender_pids(stack)),
+    }
+
+    if not args.skip_ann:
+        version += 1
+        t0 = time.perf_counter()
+        path = write_bundle(
+            root, version=version, n_items=args.ann_items, n_users=args.users, factors=64, seed=2
+        )
+        asyncio.run(publish(desc, path, version))
+        wait_for_version(url, version, timeout=1200)
+        ready_s = time.perf_counter() - t0
+        text = httpx.get(f"{url}/metrics", timeout=10).text
+        recall = metric(text, "streamrec_recommender_ann_recall_at_20")
+        print(f"ann: model v{version} ({args.ann_items} items) serving after {ready_s:.0f}s, "
+              f"recall@20 {recall}", flush=True)  # fmt: skip
+        run_wrk(url, 200, 5, args.users, script)
+        rows = load_phase(stack, url, [args.ann_rate], args.seconds, args.users, script)
+        results["ann"] = {
+            "items": args.ann_items,
+            "users": args.users,
+            "factors": 64,
+            "index": "usearch HNSW, inner product, f16 vectors, exact f32 re-rank",
+            "recall_at_20": recall,
+            "load_and_build_s": round(ready_s, 1),
+            "rates": rows,
+            "p99_ms": rows[0]["p99_ms"],
+            "target": "p99 <= 20 ms at 500 req/s, recall@20 >= 0.95",
+            "memory": rss_mb(recommender_pids(stack)),
+        }
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--users", type=int, default=1_000_000)
+    parser.add_argument("--ann-items", type=int, default=1_000_000)
+    parser.add_argument("--ann-rate", type=float, default=500.0)
+    parser.add_argument("--rates", type=lambda s: [float(x) for x in s.split(",")],
+                        default=[250.0, 500.0, 750.0, 1000.0, 1250.0, 1500.0, 2000.0])  # fmt: skip
+    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--skip-ann", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="fewer rates, 10 s each")
+    parser.add_argument("--no-write", action="store_true", help="do not write results JSON")
+    parser.add_argument(
+        "--services",
+        default="ingest,stream-processor,trainer,recommender",
+        help="services of the stack to start (comma list; recommender is required)",
+    )
+    args = parser.parse_args()
+    if args.quick:
+        args.rates, args.seconds = [500.0, 1000.0], 10
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed: apt-get install wrk")
+    # SIGTERM / SIGINT end the run through the finally below (the stack is stopped)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
+    with tempfile.TemporaryDirectory(prefix="bench-rec-") as tmp:
+        script = Path(tmp) / "rec.lua"
+        script.write_text(LUA)
+        # a fresh index cache: the approximate phase measures a real build
+        os.environ["STREAMREC_RECOMMENDER__INDEX_CACHE_DIR"] = str(Path(tmp) / "index")
+        stack = LocalStack(Path(tmp) / "stack")
+        started = time.time()
+        stack.start(services=tuple(x for x in args.services.split(",") if x))
+        try:
+            stack.wait_ready("recommender", path="/healthz")
+            results = run(stack, args, script)
+        finally:
+            stack.stop()
+    results["meta"] = {
+        "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+        f"{round(psutil.virtual_memory().total / 2**30)} GiB",
+        "python": platform.python_version(),
+        "load_generator": f"wrk -t1 -c{CONNECTIONS}, paced Poisson arrivals (Lua delay())",
+        "workers": 2,
+        "services": args.services,
+        "wall_s": round(time.time() - started, 1),
+        "command": "uv run python tests/bench/bench_recommender.py",
+    }
+    print(json.dumps(results, indent=2))
+    if not args.no_write:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""The pure engine on a small synthetic model: tiers, vectors, filters, campaigns, ANN."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from streamrec_recommender import catalog as catalogs
+from streamrec_recommender.engine import Context, Engine, Request, Settings
+from streamrec_recommender.model_handle import ServingModel, prepare
+from streamrec_recommender.policy import Experiment, ThompsonBandit, Variant
+from streamrec_recommender.ranking import Campaign
+from streamrec_recommender.settings import ServingSettings
+from streamrec_recommender.store import TrendingMirror
+from streamrec_recommender.synthetic_model import make_bundle
+from streamrec_shared.metrics import RECOMMENDER_ANN_RECALL
+from streamrec_shared.profile import UserProfile
+
+
+@pytest.fixture(scope="module")
+def model() -> ServingModel:
+    return prepare(make_bundle(n_items=400, n_users=100, n_content_only=5), ServingSettings())
+
+
+def engine() -> Engine:
+    return Engine(Settings(), ThompsonBandit(["als", "itemknn", "content", "hybrid"]),
+                  np.random.default_rng(0))  # fmt: skip
+
+
+def ctx(model: ServingModel | None, **kw: object) -> Context:
+    base = Context(
+        model=model,
+        catalog=None,
+        unavailable=frozenset(),
+        trending=TrendingMirror(),
+        profile=None,
+        attributes=None,
+    )
+    return dataclasses.replace(base, **kw)  # type: ignore[arg-type]
+
+
+def profile(
+    user: str,
+    items: tuple[str, ...],
+    *,
+    purchases: tuple[str, ...] = (),
+    events: int = 3,
+    vector: np.ndarray | None = None,
+    version: int | None = None,
+) -> UserProfile:
+    return UserProfile(
+        user_id=user,
+        items=items,
+        weights=np.linspace(3.0, 1.0, len(items)).astype(np.float32),
+        view_history=items,
+        purchase_history=purchases,
+        category_affinity={},
+        counts={"view": events},
+        event_count=events,
+        segment="new" if events < 5 else "light",
+        vector=vector,
+        model_version=version,
+        first_event_ts=0.0,
+        last_event_ts=1.0,
+    )
+
+
+def ids(result: object) -> list[str]:
+    return [p for p, _ in result.items]  # type: ignore[attr-defined]
+
+
+def test_unknown_user_gets_category_trending_from_attributes(model: ServingModel) -> None:
+    res = engine().recommend(
+        Request("stranger", 5), ctx(model, attributes={"preferred_category": "toys"})
+    )
+    assert res.strategy == "cold_start:category_trending:model"
+    assert res.algorithm == "popular"
+    cat_of = {f"p{i:06d}": i % 8 for i in range(400)}
+    assert all(cat_of[p] == 4 for p in ids(res))  # toys is CATEGORIES[4]
+    res = engine().recommend(Request("stranger", 5), ctx(model))
+    assert res.strategy == "cold_start:trending:model"
+
+
+def test_live_trending_wins_over_model_popularity(model: ServingModel) -> None:
+    trending = TrendingMirror(global_=(("p000007", 9.0), ("p000003", 5.0)), loaded=True)
+    res = engine().recommend(Request("stranger", 2), ctx(model, trending=trending))
+    assert ids(res) == ["p000007", "p000003"]
+    assert res.strategy == "cold_start:trending"
+
+
+def test_few_events_use_recent_items_and_exclude_purchases(model: ServingModel) -> None:
+    prof = profile("newbie", ("p000004", "p000012", "p000020"), purchases=("p000028",))
+    res = engine().recommend(Request("newbie", 20), ctx(model, profile=prof))
+    assert res.strategy == "recent_items"
+    assert "p000028" not in ids(res)
+    assert len(res.items) == 20
+
+
+def test_profile_vector_of_the_same_version_is_used(model: ServingModel) -> None:
+    vec = model.user_factors[3]
+    prof = profile("u0000003", ("p000001",) * 1, events=60, vector=vec, version=model.version)
+    res = engine().recommend(Request("u0000003", 5, "als"), ctx(model, profile=prof))
+    assert res.strategy == "profile_vector"
+    expected = np.argsort(-(model.item_factors @ vec))[:6]
+    got = [model.index_of[p] for p in ids(res)]
+    assert set(got) <= set(expected.tolist())
+
+
+def test_stale_profile_vector_is_refolded_and_trained_factor_is_fallback(
+    model: ServingModel,
+) -> None:
+    prof = profile("u0000003", ("p000001", "p000002"), events=60,
+                   vector=np.ones(model.dim, np.float32), version=model.version + 1)  # fmt: skip
+    res = engine().recommend(Request("u0000003", 5, "als"), ctx(model, profile=prof))
+    assert res.strategy == "fold_in"
+    res = engine().recommend(Request("u0000003", 5, "als"), ctx(model))
+    assert res.strategy == "model_vector"
+    res = engine().recommend(Request("u0000003", 5, "als"), ctx(model, degraded=("redis",)))
+    assert res.strategy == "degraded:model_vector"
+
+
+def test_filters_unavailable_category_and_exclude(model: ServingModel) -> None:
+    cat = catalogs.build(model, frozenset({"p000000", "p000008"}), 1, {}, 0)
+    res = engine().recommend(
+        Request("u0000000", 30, "als", category="books", exclude=("p000016",)),
+        ctx(model, catalog=cat, unavailable=frozenset({"p000000", "p000008"})),
+    )
+    got = ids(res)
+    assert got
+    assert not {"p000000", "p000008", "p000016"} & set(got)
+    assert all(int(p[1:]) % 8 == 0 for p in got)  # books is CATEGORIES[0]
+
+
+def test_campaign_boost_puts_a_product_on_top(model: ServingModel) -> None:
+    base = engine().recommend(Request("u0000001", 5, "als"), ctx(model))
+    target = "p000399" if "p000399" not in ids(base) else "p000398"
+    camp = Campaign("push", boost=2.0, start=0, end=10, product_ids=(target,))
+    res = engine().recommend(Request("u0000001", 5, "als"), ctx(model, campaigns=[camp], now=5.0))
+    assert ids(res)[0] == target
+    later = engine().recommend(
+        Request("u0000001", 5, "als"), ctx(model, campaigns=[camp], now=50.0)
+    )
+    assert target not in ids(later)
+
+
+def test_new_product_from_the_content_map_can_be_recommended(model: ServingModel) -> None:
+    new = model.item_ids.tolist()[model.n_trained :]
+    assert len(new) == 5  # products without interactions, mapped by the content model
+    books = tuple(f"p{i:06d}" for i in range(0, 80, 8))  # the category of new[0] (p000400)
+    res = engine().recommend(
+        Request("reader", 20, "content"), ctx(model, profile=profile("reader", books, events=60))
+    )
+    assert res.algorithm == "content"
+    assert new[0] in ids(res)
+
+
+def test_experiment_assignment_overrides_the_tiers(model: ServingModel) -> None:
+    exp = Experiment("exp1", "running", (Variant("c", "popular", 1), Variant("t", "als", 1)))
+    res = engine().recommend(Request("u0000002", 5), ctx(model, experiments=[exp]))
+    assert res.experiment == "exp1"
+    assert res.variant in {"c", "t"}
+    assert res.strategy.startswith("experiment:")
+    again = engine().recommend(Request("u0000002", 5), ctx(model, experiments=[exp]))
+    assert again.variant == res.variant
+
+
+def test_no_model_serves_trending_ids() -> None:
+    trending = TrendingMirror(global_=(("x", 2.0), ("y", 1.0)), loaded=True)
+    res = engine().recommend(Request("someone", 5, exclude=("x",)), ctx(None, trending=trending))
+    assert ids(res) == ["y"]
+    assert res.strategy == "no_model:trending"
+
+
+def test_ann_index_recall_is_measured_and_exported(tmp_path: object) -> None:
+    pytest.importorskip("usearch")
+    settings = ServingSettings(exact_max_items=100, index_cache_dir=str(tmp_path))
+    big = prepare(make_bundle(n_items=3000, n_users=200, factors=16, seed=3), settings)
+    assert big.ann is not None
+    assert big.ann.recall >= 0.9
+    assert RECOMMENDER_ANN_RECALL._value.get() == pytest.approx(big.ann.recall)
+    res = engine().recommend(Request("u0000005", 20, "als"), ctx(big))
+    exact = np.argsort(-(big.item_factors @ big.user_factors[5]))[:20]
+    got = [big.index_of[p] for p in ids(res)]
+    assert len(set(got) & set(exact.tolist())) >= 17
+    again = prepare(make_bundle(n_items=3000, n_users=200, factors=16, seed=3), settings)
+    assert again.ann is not None  # mapped from the cache directory this time

@@ -1,0 +1,99 @@
+"""Pure ranking: filters, candidates, blending, campaign boosts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from streamrec_recommender import ranking
+from streamrec_recommender.ranking import Campaign, ItemFilter, Ranked
+
+
+def test_ranked_of_sorts_best_first_ties_by_index_and_drops_neg_inf() -> None:
+    r = Ranked.of([5, 1, 3, 2], [0.5, 0.9, 0.5, -np.inf])
+    assert r.indices.tolist() == [1, 3, 5]
+    assert r.scores.tolist() == pytest.approx([0.9, 0.5, 0.5])
+
+
+def test_filter_blocks_excludes_and_restricts_category() -> None:
+    blocked = np.zeros(6, dtype=bool)
+    blocked[2] = True
+    allowed = np.array([True, True, True, True, False, True])
+    flt = ItemFilter.build(blocked=blocked, allowed=allowed, exclude=[0, 0, -1])
+    assert flt.keep(np.arange(6)).tolist() == [False, True, False, True, False, True]
+    scores = np.arange(6, dtype=np.float32)
+    top = ranking.top_candidates(scores, 10, flt)
+    assert top.indices.tolist() == [5, 3, 1]
+
+
+def test_top_candidates_returns_exactly_the_best_c() -> None:
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=1000).astype(np.float32)
+    expected = np.argsort(-scores)[:7]
+    got = ranking.top_candidates(scores.copy(), 7, ItemFilter())
+    assert got.indices.tolist() == expected.tolist()
+
+
+def test_neighbour_scores_sum_weighted_similarities() -> None:
+    neighbours = np.array([[1, 2], [2, -1], [0, 1]], dtype=np.int32)
+    sims = np.array([[0.9, 0.5], [0.4, 0.0], [0.3, 0.2]], dtype=np.float32)
+    r = ranking.neighbour_scores(
+        neighbours, sims, np.array([0, 1]), np.array([1.0, 2.0], dtype=np.float32)
+    )
+    got = dict(zip(r.indices.tolist(), r.scores.tolist(), strict=True))
+    assert got == pytest.approx({1: 0.9, 2: 0.5 + 0.8})
+    assert r.indices.tolist()[0] == 2
+
+
+def test_rank_fusion_rewards_agreement() -> None:
+    a = Ranked.of([1, 2, 3], [3.0, 2.0, 1.0])
+    b = Ranked.of([2, 4], [1.0, 0.5])
+    fused = ranking.rank_fusion([(a, 1.0), (b, 1.0)])
+    assert fused.indices.tolist()[0] == 2
+
+
+def test_blend_weights_normalised_scores() -> None:
+    primary = Ranked.of([1, 2], [10.0, 0.0])
+    secondary = Ranked.of([3, 2], [5.0, 0.0])
+    out = ranking.blend(primary, secondary, 0.3)
+    got = dict(zip(out.indices.tolist(), out.scores.tolist(), strict=True))
+    assert got == pytest.approx({1: 0.7, 2: 0.0, 3: 0.3})
+
+
+def test_campaign_window_segment_and_max_boost() -> None:
+    index_of = {"a": 0, "b": 1, "c": 2}
+    cats = {"toys": np.array([1, 2], dtype=np.int64)}
+    campaigns = [
+        Campaign("c1", 0.5, start=100, end=200, product_ids=("a", "zz")),
+        Campaign("c2", 0.2, start=100, end=200, categories=("toys",)),
+        Campaign("c3", 0.9, start=100, end=200, product_ids=("b",), segment="heavy"),
+        Campaign("late", 2.0, start=300, end=400, product_ids=("c",)),
+    ]
+    idx, boost = ranking.campaign_boosts(
+        campaigns, now=150, segment="new", index_of=index_of, category_items=cats
+    )
+    assert dict(zip(idx.tolist(), boost.tolist(), strict=True)) == pytest.approx(
+        {0: 0.5, 1: 0.2, 2: 0.2}
+    )
+    idx, boost = ranking.campaign_boosts(
+        campaigns, now=150, segment="heavy", index_of=index_of, category_items=cats
+    )
+    assert dict(zip(idx.tolist(), boost.tolist(), strict=True))[1] == pytest.approx(0.9)
+
+
+def test_apply_boosts_lifts_an_item_from_outside_the_candidates() -> None:
+    cands = Ranked.of([1, 2, 3], [1.0, 0.5, 0.0])
+    out = ranking.apply_boosts(
+        cands, np.array([9], dtype=np.int64), np.array([1.5], dtype=np.float32)
+    )
+    assert out.indices.tolist()[0] == 9
+    unboosted = ranking.apply_boosts(cands, np.empty(0, dtype=np.int64), np.empty(0, np.float32))
+    assert unboosted is cands
+
+
+def test_weighted_mean_ignores_out_of_range() -> None:
+    vecs = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
+    mean = ranking.weighted_mean(vecs, np.array([0, 1, 7]), np.array([3.0, 1.0, 5.0], np.float32))
+    assert mean is not None
+    assert mean.tolist() == pytest.approx([0.75, 0.25])
+    assert ranking.weighted_mean(vecs, np.array([5]), np.array([1.0], np.float32)) is None
