@@ -351,7 +351,10 @@ class Recommender:
             self._flush_scheduled = True
             window = self.settings.recommender.batch_window_ms
             loop = asyncio.get_running_loop()
-            if window > 0:
+            # Wait for company only where it pays: exact scoring (one GEMM for the batch); the
+            # ANN index gains nothing from batching.
+            model = ctx.model
+            if window > 0 and model is not None and model.ann is None:
                 loop.call_later(window / 1000.0, self._flush)
             else:
                 loop.call_soon(self._flush)

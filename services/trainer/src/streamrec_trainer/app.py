@@ -38,8 +38,8 @@ class TrainOverrides(BaseModel):
     eval_max_users: int | None = Field(default=None, ge=0)
     half_life_days: float | None = Field(default=None, gt=0)
     window_days: float | None = Field(default=None, gt=0)
-    # 1.0 publishes whatever the holdout says (an operator's explicit decision, recorded)
-    gate_tolerance: float | None = Field(default=None, ge=0, le=1)
+    # 1.0 publishes whatever the holdout says; negative demands an improvement (recorded per job)
+    gate_tolerance: float | None = Field(default=None, ge=-1, le=1)
 
 
 class TrainRequest(BaseModel):

@@ -28,7 +28,8 @@ class TrainingSettings(BaseModel):
     min_interactions: int = Field(default=20, ge=1)
     # the gate: publish only if main_metric >= active's * (1 - tolerance)
     main_metric: str = "ndcg@20"
-    gate_tolerance: float = Field(default=0.05, ge=0)
+    # negative: the candidate must beat the active version by that fraction
+    gate_tolerance: float = Field(default=0.05, ge=-1, le=1)
     served_algorithm: str = "als"
     topn_recent_users: int = Field(default=10000, ge=0)
     topn_k: int = Field(default=50, ge=1)
