@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,8 +20,6 @@ import pytest_asyncio
 
 from streamrec_shared.artifacts import AlsArrays, DataWindow, ModelBundle, TopNArrays
 from streamrec_shared.events import UserEvent
-from streamrec_shared.localstack import infra
-from streamrec_shared.localstack.processes import free_port, stop
 from streamrec_shared.postgres import create_pool
 from streamrec_shared.settings import PostgresSettings
 from streamrec_trainer import cli
@@ -38,17 +36,6 @@ pytestmark = pytest.mark.slow
 
 KEY = b"k" * 40
 T0 = datetime(2011, 1, 4, 10, 0, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    root = tmp_path_factory.mktemp("pg")
-    port = free_port()
-    proc = infra.start_postgres(port, root / "data", root)
-    try:
-        yield f"postgresql://streamrec@127.0.0.1:{port}/streamrec"
-    finally:
-        stop(proc)
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -3,7 +3,7 @@ COPY of integer-coded rows gives exactly the events the archive holds in the win
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -12,8 +12,6 @@ import pytest
 import pytest_asyncio
 
 from streamrec_shared.events import UserEvent
-from streamrec_shared.localstack import infra
-from streamrec_shared.localstack.processes import free_port, stop
 from streamrec_shared.postgres import create_pool
 from streamrec_shared.settings import PostgresSettings
 from streamrec_trainer import warehouse
@@ -28,17 +26,6 @@ TYPES = ("view", "click", "add_to_cart", "remove_from_cart", "purchase", "rating
 # ids whose byte order, code-point order and a linguistic collation disagree
 USERS = ("u1", "U2", "ü3", "u10", "Z", "a", "😀", "ab")
 PRODUCTS = ("p1", "P1", "p-2", "é", "p10")
-
-
-@pytest.fixture(scope="module")
-def dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    root = tmp_path_factory.mktemp("pg")
-    port = free_port()
-    proc = infra.start_postgres(port, root / "data", root)
-    try:
-        yield f"postgresql://streamrec@127.0.0.1:{port}/streamrec"
-    finally:
-        stop(proc)
 
 
 @pytest_asyncio.fixture(loop_scope="session")
