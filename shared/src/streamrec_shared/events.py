@@ -25,7 +25,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    TypeAdapter,
     field_validator,
     model_validator,
 )
@@ -375,10 +374,6 @@ class ModelAnnouncement(_Frozen):
     version: int = Field(ge=1)
     artifact_uri: str
     activated_at: AwareDatetime
-
-
-CatalogRecord = Annotated[ProductRecord, Field(discriminator="kind")]
-USER_EVENT = TypeAdapter(UserEvent)
 
 
 def encode(record: BaseModel) -> bytes:

@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import asyncpg
 import numpy as np
@@ -322,7 +322,3 @@ async def load_catalog(pool: asyncpg.Pool) -> tuple[Catalog, set[str]]:
     ]
     unavailable = {r["product_id"] for r in rows if not (r["active"] and r["in_stock"])}
     return catalog_from_records(records), unavailable
-
-
-def epoch(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, tz=UTC)
