@@ -31,10 +31,8 @@ import argparse
 import json
 import os
 import platform
-import re
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import loadgen
 import psutil
 
 from streamrec_shared.localstack.stack import SERVICES, LocalStack
@@ -53,7 +52,6 @@ MAX_P99_MS = 50.0
 
 LUA = r"""
 local batch = tonumber(os.getenv("BENCH_BATCH"))
-local rate = tonumber(os.getenv("BENCH_RATE"))
 local key = os.getenv("BENCH_KEY")
 local types = {"view", "view", "view", "view", "click", "click", "add_to_cart", "purchase"}
 local bodies = {}
@@ -88,59 +86,7 @@ request = function()
   counter = counter + 1
   return wrk.format("POST", "/v1/events", headers, bodies[(counter % #bodies) + 1])
 end
-
--- one Poisson schedule per wrk thread: each time a connection is free, it waits for the next
--- scheduled send time (a backlog is sent at once), so the offered rate does not shrink with
--- the latency as plain think-time pacing would
-local ffi = require("ffi")
-ffi.cdef[[
-typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
-int clock_gettime(int clk_id, bench_timespec *tp);
-]]
-local ts = ffi.new("bench_timespec")
-local function now_ms()
-  ffi.C.clock_gettime(1, ts)
-  return tonumber(ts.tv_sec) * 1000 + tonumber(ts.tv_nsec) / 1e6
-end
-local next_due = nil
-
-delay = function()
-  local now = now_ms()
-  if next_due == nil then next_due = now end
-  next_due = next_due - math.log(1 - math.random()) * 1000 / rate
-  local wait = next_due - now
-  if wait < 0 then return 0 end
-  return math.floor(wait)
-end
-
-done = function(summary, latency, requests)
-  local errors = summary.errors.connect + summary.errors.read + summary.errors.write
-    + summary.errors.timeout
-  io.write(string.format(
-    "RESULT {\"requests\": %d, \"duration_us\": %d, \"socket_errors\": %d, " ..
-    "\"status_errors\": %d, \"p50_ms\": %.3f, \"p90_ms\": %.3f, \"p99_ms\": %.3f, " ..
-    "\"p999_ms\": %.3f, \"max_ms\": %.3f, \"mean_ms\": %.3f}\n",
-    summary.requests, summary.duration, errors, summary.errors.status,
-    latency:percentile(50) / 1000, latency:percentile(90) / 1000, latency:percentile(99) / 1000,
-    latency:percentile(99.9) / 1000, latency.max / 1000, latency.mean / 1000))
-end
 """
-
-
-def tree(pid: int) -> list[psutil.Process]:
-    root = psutil.Process(pid)
-    return [root, *root.children(recursive=True)]
-
-
-def cpu_seconds(procs: list[psutil.Process]) -> float:
-    total = 0.0
-    for p in procs:
-        try:
-            t = p.cpu_times()
-        except psutil.Error:
-            continue
-        total += t.user + t.system
-    return total
 
 
 def accepted_total(url: str) -> float | None:
@@ -157,33 +103,10 @@ def accepted_total(url: str) -> float | None:
 def run_wrk(
     url: str, key: str, batch: int, rate: float, seconds: int, script: Path
 ) -> dict[str, Any]:
-    env = {
-        **os.environ,
-        "BENCH_BATCH": str(batch),
-        "BENCH_KEY": key,
-        "BENCH_RATE": f"{rate:.3f}",
-    }
-    cmd = [
-        "wrk",
-        "-t1",
-        f"-c{CONNECTIONS}",
-        f"-d{seconds}s",
-        "--timeout",
-        "5s",
-        "-s",
-        str(script),
-        url,
-    ]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=seconds + 60)
-    m = re.search(r"^RESULT (\{.*\})$", out.stdout, re.M)
-    if m is None:
-        raise RuntimeError(f"wrk gave no result:\n{out.stdout}\n{out.stderr}")
-    res: dict[str, Any] = json.loads(m.group(1))
-    duration = res["duration_us"] / 1e6
+    env = {"BENCH_BATCH": str(batch), "BENCH_KEY": key}
+    res = loadgen.run(url, script, rate=rate, seconds=seconds, connections=CONNECTIONS, env=env)
     ok = res["requests"] - res["status_errors"]
-    res["offered_rps"] = rate
-    res["achieved_rps"] = round(res["requests"] / duration, 1)
-    res["accepted_events_per_s"] = round(ok * batch / duration, 1)
+    res["accepted_events_per_s"] = round(ok * batch / (res["duration_us"] / 1e6), 1)
     return res
 
 
@@ -199,9 +122,9 @@ def load_phase(
 ) -> list[dict[str, Any]]:
     rows = []
     assert stack.desc is not None
-    procs = {p.name: tree(p.pid) for p in stack.desc.procs if p.alive()}
+    procs = {p.name: loadgen.tree(p.pid) for p in stack.desc.procs if p.alive()}
     for rate in rates:
-        cpu0 = {name: cpu_seconds(ps) for name, ps in procs.items()}
+        cpu0 = {name: loadgen.cpu_seconds(ps) for name, ps in procs.items()}
         wrk0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         machine = psutil.cpu_times()
         load0 = os.getloadavg()[0]
@@ -212,7 +135,8 @@ def load_phase(
         idle = (psutil.cpu_times().idle - machine.idle) / duration
         wrk1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         cores = {
-            name: round((cpu_seconds(ps) - cpu0[name]) / duration, 2) for name, ps in procs.items()
+            name: round((loadgen.cpu_seconds(ps) - cpu0[name]) / duration, 2)
+            for name, ps in procs.items()
         }
         cores["wrk"] = round(
             (wrk1.ru_utime + wrk1.ru_stime - wrk0.ru_utime - wrk0.ru_stime) / duration, 2
@@ -246,14 +170,7 @@ def load_phase(
 
 
 def sustainable(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    good = [
-        r
-        for r in rows
-        if r["achieved_rps"] >= 0.97 * r["offered_rps"]
-        and r["status_errors"] == 0
-        and r["socket_errors"] == 0
-        and r["p99_ms"] <= MAX_P99_MS
-    ]
+    good = [r for r in rows if loadgen.sustained(r, MAX_P99_MS)]
     return max(good, key=lambda r: r["offered_rps"]) if good else None
 
 
@@ -307,8 +224,8 @@ def run_scenario(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=10, help="per load level")
-    parser.add_argument("--batch-rates", default="80,120,160,200", help="requests/s, batch 100")
-    parser.add_argument("--single-rates", default="500,1000,1500,2000", help="requests/s")
+    parser.add_argument("--batch-rates", default="80,100,120,150", help="requests/s, batch 100")
+    parser.add_argument("--single-rates", default="1000,1500,2000,2500", help="requests/s")
     parser.add_argument(
         "--scenarios",
         default="whole,alone",
@@ -333,7 +250,7 @@ def main() -> int:
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         script = Path(tmp) / "ingest.lua"
-        script.write_text(LUA)
+        script.write_text(loadgen.script(LUA))
         for name in args.scenarios.split(","):
             print(f"== scenario {name}", flush=True)
             results[name] = run_scenario(
@@ -359,7 +276,7 @@ def main() -> int:
             "(see loadavg_1m_before and machine_idle_cores per level)",
         },
         "setup": {
-            "load_generator": f"wrk -t1 -c{CONNECTIONS}, Poisson send schedule (Lua delay())",
+            "load_generator": loadgen.describe(CONNECTIONS),
             "seconds_per_level": seconds,
             "acks": "all (202 only after the broker acknowledged every event)",
             "broker": "Tansu 0.6 (memory storage), 6 partitions for events.v1",

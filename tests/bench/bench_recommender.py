@@ -26,10 +26,8 @@ import asyncio
 import json
 import os
 import platform
-import re
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import loadgen
 import psutil
 
 from streamrec_recommender.synthetic_model import activate, next_version, write_bundle
@@ -47,23 +46,7 @@ RESULTS = Path(__file__).parent / "results" / "recommender.json"
 CONNECTIONS = 64
 
 LUA = r"""
--- Open-loop arrivals: one Poisson schedule for the whole generator (monotonic clock through
--- LuaJIT's ffi); a connection that becomes free waits for the next slot. Slots missed while every
--- connection was busy are sent at once (up to 1 s of backlog), so slow answers do not lower the
--- offered rate.
-local ffi = require("ffi")
-ffi.cdef[[
-typedef struct { long tv_sec; long tv_nsec; } sr_timespec;
-int clock_gettime(int clk_id, sr_timespec *tp);
-]]
-local ts = ffi.new("sr_timespec")
-local function now_ms()
-  ffi.C.clock_gettime(1, ts)
-  return tonumber(ts.tv_sec) * 1000 + tonumber(ts.tv_nsec) / 1e6
-end
 local n_users = tonumber(os.getenv("BENCH_USERS"))
-local rate = tonumber(os.getenv("BENCH_RATE"))
-local next_at = nil
 local counter = 0
 init = function(args)
   math.randomseed(os.time() * 1000 + math.floor(os.clock() * 1000000))
@@ -78,35 +61,11 @@ request = function()
   end
   return wrk.format("GET", path)
 end
-delay = function()
-  local now = now_ms()
-  if next_at == nil or next_at < now - 1000 then
-    next_at = now
-  end
-  next_at = next_at + (-math.log(1 - math.random()) * 1000 / rate)
-  local wait = next_at - now
-  if wait < 1 then
-    return 0
-  end
-  return math.floor(wait)
-end
-done = function(summary, latency, requests)
-  local errors = summary.errors.connect + summary.errors.read + summary.errors.write
-    + summary.errors.status + summary.errors.timeout
-  io.write(string.format(
-    "RESULT {\"requests\": %d, \"duration_us\": %d, \"errors\": %d, \"status_errors\": %d, " ..
-    "\"p50_ms\": %.3f, \"p90_ms\": %.3f, \"p99_ms\": %.3f, \"p999_ms\": %.3f, \"max_ms\": %.3f, " ..
-    "\"mean_ms\": %.3f}\n",
-    summary.requests, summary.duration, errors, summary.errors.status,
-    latency:percentile(50) / 1000, latency:percentile(90) / 1000, latency:percentile(99) / 1000,
-    latency:percentile(99.9) / 1000, latency.max / 1000, latency.mean / 1000))
-end
 """
 
 
 def recommender_pids(stack: LocalStack) -> list[psutil.Process]:
-    root = psutil.Process(stack.proc("recommender").pid)
-    return [root, *root.children(recursive=True)]
+    return loadgen.tree(stack.proc("recommender").pid)
 
 
 def rss_mb(procs: list[psutil.Process]) -> dict[str, float]:
@@ -119,17 +78,6 @@ def rss_mb(procs: list[psutil.Process]) -> dict[str, float]:
         out["rss_total_mb"] += mem.rss / 2**20
         out["uss_total_mb"] += mem.uss / 2**20
     return {k: round(v, 1) for k, v in out.items()}
-
-
-def cpu_seconds(procs: list[psutil.Process]) -> float:
-    total = 0.0
-    for p in procs:
-        try:
-            t = p.cpu_times()
-        except psutil.Error:
-            continue
-        total += t.user + t.system
-    return total
 
 
 def metric(text: str, name: str) -> float | None:
@@ -160,23 +108,10 @@ def wait_for_version(url: str, version: int, timeout: float) -> None:
 
 
 def run_wrk(url: str, rate: float, seconds: int, n_users: int, script: Path) -> dict[str, Any]:
-    env = {
-        **os.environ,
-        "BENCH_USERS": str(n_users),
-        "BENCH_RATE": f"{rate:.3f}",
-    }
-    cmd = [
-        "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout", "2s",
-        "-s", str(script), url,
-    ]  # fmt: skip
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=seconds + 60)
-    m = re.search(r"^RESULT (\{.*\})$", out.stdout, re.M)
-    if m is None:
-        raise RuntimeError(f"wrk gave no result:\n{out.stdout}\n{out.stderr}")
-    res: dict[str, Any] = json.loads(m.group(1))
-    res["offered_rps"] = rate
-    res["achieved_rps"] = round(res["requests"] / (res["duration_us"] / 1e6), 1)
-    return res
+    env = {"BENCH_USERS": str(n_users)}
+    return loadgen.run(
+        url, script, rate=rate, seconds=seconds, connections=CONNECTIONS, timeout_s=2.0, env=env
+    )
 
 
 def load_phase(
@@ -185,18 +120,19 @@ def load_phase(
     rows = []
     procs = recommender_pids(stack)
     for rate in rates:
-        cpu0 = cpu_seconds(procs)
+        cpu0 = loadgen.cpu_seconds(procs)
         load0 = os.getloadavg()[0]
         res = run_wrk(url, rate, seconds, n_users, script)
         res["loadavg_1m_before"] = round(load0, 2)
-        cpu = cpu_seconds(procs) - cpu0
+        cpu = loadgen.cpu_seconds(procs) - cpu0
         res["recommender_cpu_cores"] = round(cpu / (res["duration_us"] / 1e6), 2)
         res["recommender_cpu_ms_per_request"] = round(1000.0 * cpu / max(res["requests"], 1), 3)
         rows.append(res)
         print(
             f"  {rate:>6.0f} req/s offered -> {res['achieved_rps']:>7.1f} achieved, "
             f"p50 {res['p50_ms']:.2f} ms, p99 {res['p99_ms']:.2f} ms, max {res['max_ms']:.1f} ms, "
-            f"errors {res['errors']}, recommender CPU {res['recommender_cpu_cores']} cores "
+            f"errors {res['socket_errors'] + res['status_errors']}, "
+            f"recommender CPU {res['recommender_cpu_cores']} cores "
             f"({res['recommender_cpu_ms_per_request']} ms/req), load {res['loadavg_1m_before']}",
             flush=True,
         )
@@ -205,13 +141,7 @@ def load_phase(
 
 
 def sustainable(rows: list[dict[str, Any]], p99_limit_ms: float) -> float | None:
-    ok = [
-        r["offered_rps"]
-        for r in rows
-        if r["achieved_rps"] >= 0.97 * r["offered_rps"]
-        and r["errors"] == 0
-        and r["p99_ms"] <= p99_limit_ms
-    ]
+    ok = [r["offered_rps"] for r in rows if loadgen.sustained(r, p99_limit_ms)]
     return max(ok) if ok else None
 
 
@@ -310,7 +240,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
     with tempfile.TemporaryDirectory(prefix="bench-rec-") as tmp:
         script = Path(tmp) / "rec.lua"
-        script.write_text(LUA)
+        script.write_text(loadgen.script(LUA))
         # a fresh index cache: the approximate phase measures a real build
         os.environ["STREAMREC_RECOMMENDER__INDEX_CACHE_DIR"] = str(Path(tmp) / "index")
         stack = LocalStack(Path(tmp) / "stack")
@@ -326,7 +256,7 @@ def main() -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
         f"{round(psutil.virtual_memory().total / 2**30)} GiB",
         "python": platform.python_version(),
-        "load_generator": f"wrk -t1 -c{CONNECTIONS}, open-loop Poisson schedule (Lua delay())",
+        "load_generator": loadgen.describe(CONNECTIONS),
         "workers": 2,
         "services": args.services,
         "wall_s": round(time.time() - started, 1),

@@ -1,0 +1,130 @@
+"""wrk as an open-loop load generator, shared by the HTTP benchmarks.
+
+A benchmark writes the Lua that builds its requests (``init`` and ``request``); ``script`` appends
+the send schedule and the summary:
+
+- ``delay()``: one Poisson arrival schedule per wrk thread, read from the monotonic clock
+  (LuaJIT ffi). A connection that becomes free waits for the next scheduled slot; slots missed
+  while every connection was busy are sent at once (at most 1 s of backlog), so slow answers do
+  not lower the offered rate as think-time pacing would. wrk measures latency from when a
+  request is written, so at overload the achieved rate, not the latency, tells the story.
+- ``done()``: prints one ``RESULT {json}`` line: requests, duration, socket errors (connect,
+  read, write, timeout), non-2xx/3xx answers, and latency percentiles in ms.
+
+``run`` starts wrk for a bounded time and returns that summary with the offered and achieved
+rates; ``cpu_seconds`` samples what the measured processes used meanwhile.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+SCHEDULE_AND_SUMMARY_LUA = r"""
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
+int clock_gettime(int clk_id, bench_timespec *tp);
+]]
+local bench_ts = ffi.new("bench_timespec")
+local function bench_now_ms()
+  ffi.C.clock_gettime(1, bench_ts)
+  return tonumber(bench_ts.tv_sec) * 1000 + tonumber(bench_ts.tv_nsec) / 1e6
+end
+local bench_rate = tonumber(os.getenv("BENCH_RATE"))
+local bench_next_at = nil
+
+delay = function()
+  local now = bench_now_ms()
+  if bench_next_at == nil or bench_next_at < now - 1000 then
+    bench_next_at = now
+  end
+  bench_next_at = bench_next_at - math.log(1 - math.random()) * 1000 / bench_rate
+  local wait = bench_next_at - now
+  if wait < 1 then
+    return 0
+  end
+  return math.floor(wait)
+end
+
+done = function(summary, latency, requests)
+  local socket_errors = summary.errors.connect + summary.errors.read + summary.errors.write
+    + summary.errors.timeout
+  io.write(string.format(
+    "RESULT {\"requests\": %d, \"duration_us\": %d, \"socket_errors\": %d, " ..
+    "\"status_errors\": %d, \"p50_ms\": %.3f, \"p90_ms\": %.3f, \"p99_ms\": %.3f, " ..
+    "\"p999_ms\": %.3f, \"max_ms\": %.3f, \"mean_ms\": %.3f}\n",
+    summary.requests, summary.duration, socket_errors, summary.errors.status,
+    latency:percentile(50) / 1000, latency:percentile(90) / 1000, latency:percentile(99) / 1000,
+    latency:percentile(99.9) / 1000, latency.max / 1000, latency.mean / 1000))
+end
+"""
+
+
+def script(requests_lua: str) -> str:
+    """The whole wrk script: the benchmark's ``init``/``request`` plus schedule and summary."""
+    return requests_lua + SCHEDULE_AND_SUMMARY_LUA
+
+
+def describe(connections: int) -> str:
+    return f"wrk -t1 -c{connections}, open-loop Poisson schedule (Lua delay())"
+
+
+def run(
+    url: str,
+    script_path: Path,
+    *,
+    rate: float,
+    seconds: int,
+    connections: int,
+    timeout_s: float = 5.0,
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """One load level: ``rate`` requests/s offered for ``seconds``; wrk's summary plus rates."""
+    full_env = {**os.environ, **(env or {}), "BENCH_RATE": f"{rate:.3f}"}
+    cmd = [
+        "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", f"{timeout_s:g}s",
+        "-s", str(script_path), url,
+    ]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=seconds + 60)
+    m = re.search(r"^RESULT (\{.*\})$", out.stdout, re.M)
+    if m is None:
+        raise RuntimeError(f"wrk gave no result:\n{out.stdout}\n{out.stderr}")
+    res: dict[str, Any] = json.loads(m.group(1))
+    res["offered_rps"] = rate
+    res["achieved_rps"] = round(res["requests"] / (res["duration_us"] / 1e6), 1)
+    return res
+
+
+def sustained(row: dict[str, Any], p99_limit_ms: float) -> bool:
+    """Served >= 97% of the offered load, with no error and p99 within the limit."""
+    return (
+        row["achieved_rps"] >= 0.97 * row["offered_rps"]
+        and row["socket_errors"] == 0
+        and row["status_errors"] == 0
+        and row["p99_ms"] <= p99_limit_ms
+    )
+
+
+def tree(pid: int) -> list[psutil.Process]:
+    """A process and all its descendants (uvicorn workers, Postgres backends)."""
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
+def cpu_seconds(procs: list[psutil.Process]) -> float:
+    """User + system CPU seconds used so far by ``procs`` (gone ones count as 0)."""
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system
+    return total
