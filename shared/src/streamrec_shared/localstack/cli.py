@@ -37,7 +37,9 @@ def _print_summary(desc: StackDescription, took: float) -> None:
 
 def up(args: argparse.Namespace) -> int:
     started = time.monotonic()
-    stack = LocalStack(args.dir, fixed_ports=not args.free_ports)
+    stack = LocalStack(
+        args.dir, fixed_ports=not args.free_ports, durable_broker=args.durable_broker
+    )
     desc = stack.start()
     print("services are healthy; loading demo data..." if args.demo else "services are healthy")
     if args.demo:
@@ -81,6 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     p_up = sub.add_parser("up", help="start broker, Redis, Postgres and the four services")
     p_up.add_argument("--demo", action="store_true", help="load the synthetic demo shop, train")
     p_up.add_argument("--free-ports", action="store_true", help="do not use the default ports")
+    p_up.add_argument(
+        "--durable-broker",
+        action="store_true",
+        help="keep the broker's log in a local S3 bucket (moto) so it survives a broker crash",
+    )
     p_up.add_argument("--timeout", type=float, default=180.0)
     p_up.set_defaults(func=up)
     sub.add_parser("down", help="stop everything the stack started").set_defaults(func=down)

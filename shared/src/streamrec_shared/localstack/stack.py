@@ -110,12 +110,18 @@ class LocalStack:
     """Owns the processes of one stack under ``state_dir``.
 
     ``fixed_ports`` uses the default ports where free (``make up``); tests use free ports.
+    ``durable_broker`` keeps the broker's log in a local S3 bucket (see ``infra``) so that it
+    survives a broker crash; the default in-memory log is faster and dies with the broker.
     """
 
-    def __init__(self, state_dir: Path, *, fixed_ports: bool = False) -> None:
+    def __init__(
+        self, state_dir: Path, *, fixed_ports: bool = False, durable_broker: bool = False
+    ) -> None:
         self.state_dir = state_dir.resolve()
         self.log_dir = self.state_dir / "logs"
         self.fixed_ports = fixed_ports
+        self.durable_broker = durable_broker
+        self.broker_storage = infra.MEMORY
         self.desc: StackDescription | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -139,7 +145,10 @@ class LocalStack:
         )
         desc.save()
         try:
-            self._record(infra.start_broker(ports["broker"], self.log_dir))
+            if self.durable_broker:
+                store, self.broker_storage = infra.start_object_store(free_port(), self.log_dir)
+                self._record(store)
+            self._record(infra.start_broker(ports["broker"], self.log_dir, self.broker_storage))
             self._record(infra.start_redis(ports["redis"], self.state_dir / "redis", self.log_dir))
             self._record(
                 infra.start_postgres(ports["postgres"], self.state_dir / "pg", self.log_dir)
@@ -188,6 +197,14 @@ class LocalStack:
     def stop_process(self, name: str) -> None:
         stop(self.proc(name))
 
+    def restart_broker(self) -> Proc:
+        """Start the broker again on its port, on the same storage (after a stop or a kill)."""
+        assert self.desc is not None
+        port = int(self.desc.kafka_bootstrap.rsplit(":", 1)[1])
+        proc = infra.start_broker(port, self.log_dir, self.broker_storage)
+        self._record(proc)
+        return proc
+
     def wait_healthy(self, services: tuple[str, ...], timeout: float = 120.0) -> None:
         for name in services:
             self.wait_ready(name, path="/healthz", timeout=timeout)
@@ -214,7 +231,10 @@ class LocalStack:
             desc = self.desc = StackDescription.load(self.state_dir)
         if desc is None:
             return
-        order = {name: i for i, name in enumerate([*SERVICES, "broker", "redis", "postgres"])}
+        order = {
+            name: i
+            for i, name in enumerate([*SERVICES, "broker", "object-store", "redis", "postgres"])
+        }
         for proc in sorted(desc.procs, key=lambda p: order.get(p.name, 0)):
             # Postgres: SIGINT is its fast shutdown (SIGTERM waits for clients to leave).
             stop(proc, sig=signal.SIGINT if proc.name == "postgres" else signal.SIGTERM)
