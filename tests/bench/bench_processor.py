@@ -15,7 +15,7 @@
    the throughput run).
 
 Run: ``uv run python tests/bench/bench_processor.py`` (about 2-3 minutes);
-results in tests/bench/results/processor.json.
+results in tests/bench/results/processor.json. ``--throughput-only`` runs part 1 alone.
 """
 
 from __future__ import annotations
@@ -408,6 +408,8 @@ async def run(stack: LocalStack, args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {}
     result["throughput"] = await throughput(stack, args, pids)
     print("throughput:", json.dumps(result["throughput"]), flush=True)
+    if args.throughput_only:
+        return result
     result["freshness"] = await freshness(desc, args, pids)
     print("freshness:", json.dumps(result["freshness"]), flush=True)
     result["memory"] = await memory(desc, pids)
@@ -425,6 +427,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=30)
     parser.add_argument("--requests-per-s", type=int, default=50)
     parser.add_argument("--no-write", action="store_true", help="do not write results JSON")
+    parser.add_argument("--out", type=Path, help=f"results JSON (default {RESULTS})")
+    parser.add_argument(
+        "--throughput-only",
+        action="store_true",
+        help="skip freshness and bytes; results JSON only with --out (keeps the full file)",
+    )
     parser.add_argument("--state-dir", help="keep the stack's state and logs here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-processor-") as tmp:
@@ -453,10 +461,15 @@ def main() -> None:
         "targets": targets,
         **result,
     }
-    if not args.no_write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(out, indent=2) + "\n")
-    t, f, m = result["throughput"], result["freshness"], result["memory"]
+    path = args.out if args.out or args.throughput_only else RESULTS
+    if path is not None and not args.no_write:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(out, indent=2) + "\n")
+    t = result["throughput"]
+    if args.throughput_only:
+        print(f"throughput {t['events_per_s']} events/s ({t['events_per_cpu_s']} per CPU s)")
+        return
+    f, m = result["freshness"], result["memory"]
     print(
         f"throughput {t['events_per_s']} events/s per worker ({t['events_per_cpu_s']} per CPU s); "
         f"freshness (202 -> visible) p50 {f['from_202_ms']['p50']} ms p99 "

@@ -80,6 +80,27 @@ def test_batched_fold_equals_fold_in() -> None:
     assert with_vector(tagged, None, None) is tagged
 
 
+def test_small_profiles_fold_like_fold_in_at_extreme_weights() -> None:
+    """Profiles with fewer items than factors take the S x S (Woodbury) path: same vectors,
+    also for weights at the float16 floor and far above the usual range with a large alpha."""
+    rng = np.random.default_rng(1)
+    n_items, f, alpha, reg = 300, 64, 40.0, 0.05
+    y = (rng.standard_normal((n_items, f)) * 0.1).astype(np.float32)
+    model = build_fold_model(3, y, reg, alpha, list(range(n_items)))
+    profiles = []
+    for n in [1, 2, 3, 7, 16, 31, 63]:
+        codes = rng.choice(n_items, size=n, replace=False)
+        weights = np.exp(rng.uniform(np.log(1e-4), np.log(500.0), size=n))
+        profiles.append(_profile(codes.tolist(), weights.tolist()))
+    vectors = fold_vectors(model, profiles)
+    for p, v in zip(profiles, vectors, strict=True):
+        assert v is not None
+        want = fold_in(
+            y, p.item_codes.astype(np.int64), confidence(p.item_weights, alpha), reg, yty=gram(y)
+        )
+        np.testing.assert_allclose(v, want, rtol=1e-5, atol=1e-6)
+
+
 @dataclass(frozen=True)
 class Trained:
     """events: (user, item, event type, value, ts); factors float32, rows users / items."""

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import gc
+
 import faust
 
 from streamrec_shared import logs
 from streamrec_stream_processor.app import create_app
 from streamrec_stream_processor.settings import get_settings
+
+GC_THRESHOLD0 = 20_000
 
 
 def main() -> None:
@@ -14,6 +18,14 @@ def main() -> None:
     settings = get_settings()
     logs.configure("stream-processor", settings.log.level, json_format=settings.log.json_format)
     app = create_app(settings)
+    # A batch keeps a few thousand container objects alive at once, which refcounting frees
+    # afterwards; at the default gen0 threshold (700) the cycle collector ran every ~50 events,
+    # walking the ~110k objects of faust, aiokafka and pydantic on each older-generation pass
+    # (~15% of the worker's CPU). The startup objects are frozen out of collection; the young
+    # generation is collected every GC_THRESHOLD0 net allocations, so cyclic garbage is
+    # still reclaimed.
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD0, *gc.get_threshold()[1:])
     worker = faust.Worker(
         app,
         loglevel=settings.log.level,

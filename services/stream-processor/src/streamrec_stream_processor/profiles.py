@@ -233,13 +233,15 @@ class FoldModel:
     """One model version's ALS item space, ready for fold-in.
 
     item_factors (n_items, f) float32, rows are the model's items. base (f, f) float64 is
-    ``Y^T Y + regularization * I`` (the precomputed gram plus the ridge). code_to_index
-    (n_codes,) int32 maps an interned product code to its row, -1 when the model lacks it.
+    ``Y^T Y + regularization * I`` (the precomputed gram plus the ridge), base_inv (f, f)
+    float64 its inverse. code_to_index (n_codes,) int32 maps an interned product code to its
+    row, -1 when the model lacks it.
     """
 
     version: int
     item_factors: NDArray[np.float32]
     base: NDArray[np.float64]
+    base_inv: NDArray[np.float64]
     alpha: float
     regularization: float
     code_to_index: NDArray[np.int32]
@@ -278,7 +280,8 @@ def build_fold_model(
     codes = np.asarray(item_codes, dtype=np.int64)
     table = np.full(int(codes.max()) + 1 if codes.size else 0, -1, dtype=np.int32)
     table[codes] = np.arange(codes.size, dtype=np.int32)
-    return FoldModel(version, y, base, float(alpha), float(regularization), table)
+    base_inv: NDArray[np.float64] = np.linalg.inv(base).astype(np.float64)
+    return FoldModel(version, y, base, base_inv, float(alpha), float(regularization), table)
 
 
 def fold_vectors(
@@ -289,10 +292,11 @@ def fold_vectors(
     The same system as ``streamrec_shared.factors.fold_in`` (one implicit-ALS user step with
     ``c = 1 + alpha * w`` for net weights ``w > 0``), for all profiles of a batch at once:
     users are bucketed by their number of items (next power of two), each bucket is padded
-    and its systems ``A (B, f, f)``, ``b (B, f)`` are built with one batched matmul and solved
-    with one stacked ``numpy.linalg.solve`` (float64 throughout). ``chunk_elements`` bounds the
-    padded gather ``(B, S, f)`` per step. Returns a (f,) float32 vector per profile, None where
-    no positive item is in the model (such a profile keeps no vector).
+    to ``(B, S, f)`` and solved with one stacked ``numpy.linalg.solve`` (float64 throughout):
+    ``_solve_full`` for buckets of ``S >= f`` items, ``_solve_small`` (the same solution
+    through an ``S x S`` system) below. ``chunk_elements`` bounds the padded gather per step.
+    Returns a (f,) float32 vector per profile, None where no positive item is in the model
+    (such a profile keeps no vector).
     """
     n_profiles = len(profiles)
     out: list[NDArray[np.float32] | None] = [None] * n_profiles
@@ -330,14 +334,50 @@ def fold_vectors(
             idx[r, c] = rows[sel]
             w[r, c] = weights[sel]
             y = y_all[idx].astype(np.float64)  # (B, S, f); padding rows carry weight 0
-            yt = y.transpose(0, 2, 1)
-            a = model.base + np.matmul(yt * (model.alpha * w)[:, None, :], y)
-            conf = np.where(w > 0, 1.0 + model.alpha * w, 0.0)
-            b = np.matmul(yt, conf[..., None])
-            x = np.linalg.solve(a, b)[..., 0].astype(np.float32)
+            solve = _solve_small if size < f and model.alpha > 0 else _solve_full
+            x = solve(model, y, w).astype(np.float32)
             for k, i in enumerate(chunk.tolist()):
-                out[i] = x[k].reshape(f)
+                out[i] = x[k]
     return out
+
+
+def _solve_full(
+    model: FoldModel, y: NDArray[np.float64], w: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """Fold-in vectors (B, f) float64 of padded items y (B, S, f) with weights w (B, S).
+
+    Builds each user's ``A = base + Y_u^T (alpha W) Y_u`` (B, f, f) and ``b = Y_u^T c`` and
+    solves them stacked. Padding rows have w = 0 and c = 0.
+    """
+    yt = y.transpose(0, 2, 1)
+    a = model.base + np.matmul(yt * (model.alpha * w)[:, None, :], y)
+    conf = np.where(w > 0, 1.0 + model.alpha * w, 0.0)
+    b = np.matmul(yt, conf[..., None])
+    x: NDArray[np.float64] = np.linalg.solve(a, b)[..., 0]
+    return x
+
+
+def _solve_small(
+    model: FoldModel, y: NDArray[np.float64], w: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """``_solve_full``'s vectors (B, f) float64 through S x S systems (Woodbury identity).
+
+    With ``B0 = base``, ``D = alpha W`` (S,) and ``Z = Y_u B0^-1`` (S, f):
+    ``A^-1 Y_u^T c = Z^T D^1/2 (I + D^1/2 Y_u Z^T D^1/2)^-1 D^-1/2 c``, an S x S positive
+    definite system instead of an f x f one (far cheaper while S < f; needs alpha > 0).
+    Padding rows (w = 0) get an identity row and a zero right-hand side, so they add nothing.
+    """
+    n_users, size, f = y.shape
+    z = (y.reshape(-1, f) @ model.base_inv).reshape(n_users, size, f)
+    s = np.sqrt(model.alpha * w)  # (B, S)
+    m = np.matmul(z, y.transpose(0, 2, 1))  # (B, S, S): y_i^T B0^-1 y_j
+    m *= s[:, :, None]
+    m *= s[:, None, :]
+    m[:, np.arange(size), np.arange(size)] += 1.0
+    rhs = np.divide(1.0 + model.alpha * w, s, out=np.zeros_like(w), where=w > 0)
+    v = np.linalg.solve(m, rhs[..., None])[..., 0] * s  # (B, S)
+    x: NDArray[np.float64] = np.matmul(v[:, None, :], z)[:, 0, :]
+    return x
 
 
 def with_vector(
