@@ -8,6 +8,7 @@ from typing import Any
 
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 
+from streamrec_ingest.publisher import Batch
 from streamrec_ingest.settings import IngestOptions, IngestSettings
 from streamrec_shared.settings import (
     ApiKey,
@@ -24,8 +25,9 @@ KEYS = {"admin": "k-admin", "writer": "k-writer", "catalog": "k-catalog", "reade
 @dataclass
 class Sent:
     topic: str
-    key: bytes | None
+    key: bytes
     value: bytes
+    partition: int
 
 
 @dataclass
@@ -35,6 +37,9 @@ class FakeProducer:
     mode: str = "ok"
     sent: list[Sent] = field(default_factory=list)
     fail_starts: int = 0
+    partitions: int = 6
+    batch_capacity: int = 1000
+    batches: int = 0
     starts: int = 0
     stopped: bool = False
     pending: list[asyncio.Future[Any]] = field(default_factory=list)
@@ -51,19 +56,45 @@ class FakeProducer:
             if not fut.done():
                 fut.set_exception(KafkaTimeoutError())
 
+    async def partitions_for(self, topic: str) -> set[int]:
+        return set(range(self.partitions))
+
     async def send(
-        self, topic: str, value: bytes | None = None, key: bytes | None = None
+        self, topic: str, value: bytes, key: bytes, partition: int
     ) -> asyncio.Future[Any]:
+        batch = FakeBatch(1)
+        batch.append(timestamp=None, key=key, value=value)
+        return await self.send_batch(batch, topic, partition=partition)
+
+    def create_batch(self) -> FakeBatch:
+        return FakeBatch(self.batch_capacity)
+
+    async def send_batch(self, batch: Batch, topic: str, *, partition: int) -> asyncio.Future[Any]:
+        assert isinstance(batch, FakeBatch)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        assert value is not None
+        self.batches += 1
         if self.mode == "ok":
-            self.sent.append(Sent(topic, key, value))
+            self.sent.extend(Sent(topic, k, v, partition) for k, v in batch.records)
             fut.set_result(None)
         elif self.mode == "error":
             fut.set_exception(KafkaTimeoutError())
         else:
             self.pending.append(fut)
         return fut
+
+
+@dataclass
+class FakeBatch:
+    """Holds up to ``capacity`` records, as a size-bounded batch builder does."""
+
+    capacity: int
+    records: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+    def append(self, *, timestamp: int | None, key: bytes, value: bytes) -> object | None:
+        if len(self.records) >= self.capacity:
+            return None
+        self.records.append((key, value))
+        return len(self.records)
 
 
 def unit_settings(**ingest: Any) -> IngestSettings:

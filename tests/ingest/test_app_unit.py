@@ -50,8 +50,13 @@ async def test_batch_keeps_order_and_generates_missing_ids(
     assert body["accepted"] == 50
     assert body["event_ids"][3] == "mine"
     assert len(set(body["event_ids"])) == 50
-    assert [decode_event(s.value).event_id for s in producer.sent] == body["event_ids"]
-    assert [s.key for s in producer.sent] == [f"u{i}".encode() for i in range(50)]
+    sent = {decode_event(s.value).event_id: s for s in producer.sent}
+    assert set(sent) == set(body["event_ids"])
+    assert [sent[e].key for e in body["event_ids"]] == [f"u{i}".encode() for i in range(50)]
+    # one batch per partition on the way out, each in the order of the request
+    for partition in {s.partition for s in producer.sent}:
+        ids = [decode_event(s.value).event_id for s in producer.sent if s.partition == partition]
+        assert ids == [e for e in body["event_ids"] if sent[e].partition == partition]
     assert _counter("streamrec_ingest_events_accepted_total", event_type="click") == before + 50
 
 

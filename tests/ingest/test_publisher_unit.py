@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import math
+import random
 import time
+from collections import Counter
 from types import SimpleNamespace
 
 import pytest
+from aiokafka.errors import KafkaTimeoutError
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 
-from streamrec_ingest.publisher import Publisher
+from streamrec_ingest.publisher import DIRECT_MAX, Publisher, murmur2
 from streamrec_shared.errors import RetryableError
 
 from .fakes import FakeProducer
@@ -25,25 +31,57 @@ def _publisher(producers: list[FakeProducer], **kw: float) -> Publisher:
 
 
 async def test_publish_waits_for_every_ack() -> None:
-    producer = FakeProducer()
+    producer = FakeProducer(partitions=1)
     publisher = _publisher([producer])
     await publisher.start()
-    await publisher.publish("t", [(b"k1", b"v1"), (None, b"v2")])
+    await publisher.publish("t", [(b"k1", b"v1"), (b"k2", b"v2")])
     assert [(s.topic, s.key, s.value) for s in producer.sent] == [
         ("t", b"k1", b"v1"),
-        ("t", None, b"v2"),
+        ("t", b"k2", b"v2"),
     ]
     await publisher.close()
     assert producer.stopped
 
 
-async def test_unacknowledged_publish_is_retryable_within_the_bound() -> None:
+async def test_concurrent_publishes_share_batches_and_keep_order_per_partition() -> None:
+    producer = FakeProducer(partitions=3, batch_capacity=7)
+    publisher = _publisher([producer])
+    await publisher.start()
+    calls = [[(f"u{i % 10}".encode(), f"{c}:{i}".encode()) for i in range(20)] for c in range(5)]
+    await asyncio.gather(*(publisher.publish("t", records) for records in calls))
+    assert sorted(s.value for s in producer.sent) == sorted(v for r in calls for _, v in r)
+    # the calls fill the same batches; a full one rolls over to the next
+    per_partition = Counter(s.partition for s in producer.sent)
+    assert producer.batches == sum(math.ceil(n / 7) for n in per_partition.values())
+    for key in {s.key for s in producer.sent}:
+        values = [s.value for s in producer.sent if s.key == key]
+        assert values == sorted(values, key=lambda v: tuple(map(int, v.split(b":"))))
+    await publisher.close()
+
+
+async def test_a_failed_hand_over_is_retryable() -> None:
+    producer = FakeProducer()
+    publisher = _publisher([producer])
+    await publisher.start()
+
+    async def refuse(*args: object, **kwargs: object) -> asyncio.Future[None]:
+        raise KafkaTimeoutError()
+
+    producer.send_batch = refuse  # type: ignore[method-assign]
+    with pytest.raises(RetryableError) as info:
+        await publisher.publish("t", [(b"k", b"v")] * (DIRECT_MAX + 1))
+    assert "KafkaTimeoutError" in info.value.message
+    await publisher.close()
+
+
+@pytest.mark.parametrize("count", [1, DIRECT_MAX + 1])
+async def test_unacknowledged_publish_is_retryable_within_the_bound(count: int) -> None:
     producer = FakeProducer(mode="hang")
     publisher = _publisher([producer], timeout_s=0.2)
     await publisher.start()
     started = time.monotonic()
     with pytest.raises(RetryableError) as info:
-        await publisher.publish("t", [(b"k", b"v")])
+        await publisher.publish("t", [(b"k%d" % i, b"v") for i in range(count)])
     assert time.monotonic() - started < 1.0
     assert info.value.retry_after == 1.0
     assert "0.2 s" in info.value.message
@@ -78,4 +116,25 @@ async def test_a_failing_producer_with_a_live_sender_is_kept() -> None:
     flaky.mode = "ok"
     await publisher.publish("t", [(b"k", b"v")])  # the same producer, recovered
     assert len(flaky.sent) == 1
+    await publisher.close()
+
+
+def test_partition_is_the_default_partitioners_choice() -> None:
+    """Keys land where aiokafka's (the Java client's) partitioner puts them: ordering per user."""
+    rng = random.Random(3)
+    keys = [rng.randbytes(rng.randrange(0, 40)) for _ in range(2000)]
+    keys += [f"u{i}".encode() for i in range(500)]
+    assert [murmur2(k) for k in keys] == [aiokafka_murmur2(k) for k in keys]
+
+
+async def test_records_go_to_the_default_partition_of_their_key() -> None:
+    producer = FakeProducer(partitions=7)
+    publisher = _publisher([producer])
+    await publisher.start()
+    keys = [f"user-{i}".encode() for i in range(200)]
+    await publisher.publish("t", [(k, b"v") for k in keys])
+    every = list(range(7))
+    expected = {k: DefaultPartitioner()(k, every, every) for k in keys}
+    assert len(producer.sent) == len(keys)
+    assert all(s.partition == expected[s.key] for s in producer.sent)
     await publisher.close()

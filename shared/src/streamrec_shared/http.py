@@ -19,7 +19,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -224,6 +224,8 @@ class MetricsMiddleware:
     def __init__(self, app: ASGIApp, service: str) -> None:
         self.app = app
         self.service = service
+        # (route, method, status) -> its counter and histogram: labels() costs a lookup under a lock
+        self._series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -241,15 +243,27 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, capture)
         finally:
-            route = _route_template(scope)
-            method = scope.get("method", "GET")
-            metrics.HTTP_REQUESTS.labels(self.service, route, method, str(status)).inc()
-            metrics.HTTP_REQUEST_DURATION.labels(self.service, route, method).observe(
-                time.perf_counter() - start
+            count, duration = self._series_of(
+                _route_template(scope), scope.get("method", "GET"), status
             )
+            count.inc()
+            duration.observe(time.perf_counter() - start)
+
+    def _series_of(self, route: str, method: str, status: int) -> tuple[Counter, Histogram]:
+        series = self._series.get((route, method, status))
+        if series is None:
+            series = self._series[(route, method, status)] = (
+                metrics.HTTP_REQUESTS.labels(self.service, route, method, str(status)),
+                metrics.HTTP_REQUEST_DURATION.labels(self.service, route, method),
+            )
+        return series
 
 
 def _route_template(scope: Scope) -> str:
+    # the route the router chose, if it matched fully (not a 405); else look through them all
+    chosen = scope.get("route")
+    if chosen is not None and chosen.matches(scope)[0] is Match.FULL:
+        return str(getattr(chosen, "path", "unknown"))
     app = scope.get("app")
     router = getattr(app, "router", None)
     for route in getattr(router, "routes", []):
@@ -319,6 +333,8 @@ class KeyRing:
 
     settings: AuthSettings
     buckets: dict[str, _Bucket] = field(default_factory=dict)
+    # presented value -> its key, for values that matched one: at most one per configured key
+    verified: dict[str, ApiKey] = field(default_factory=dict)
 
     @property
     def open(self) -> bool:
@@ -331,9 +347,12 @@ class KeyRing:
             raise Unauthorized(
                 "X-API-Key: header missing", details={"field": "X-API-Key", "scope": scope}
             )
-        key = self.settings.find(presented)
+        key = self.verified.get(presented)
         if key is None:
-            raise Unauthorized("X-API-Key: unknown key", details={"field": "X-API-Key"})
+            key = self.settings.find(presented)
+            if key is None:
+                raise Unauthorized("X-API-Key: unknown key", details={"field": "X-API-Key"})
+            self.verified[presented] = key
         if scope not in key.scopes and "admin" not in key.scopes:
             raise Forbidden(
                 f"X-API-Key: key '{key.name}' lacks scope '{scope}'",

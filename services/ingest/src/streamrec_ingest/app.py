@@ -113,6 +113,10 @@ def create_app(
         kafka_ok, pg_ok = await asyncio.gather(publisher.reachable(), store.reachable())
         return {"kafka": kafka_ok, "postgres": pg_ok}
 
+    # the write API before the probes: routes are matched in order, events first
+    app.include_router(events.router)
+    app.include_router(catalog.router)
+    app.include_router(orders.router)
     install_common(
         app,
         service="ingest",
@@ -120,9 +124,6 @@ def create_app(
         readiness=readiness,
         on_body_rejected=_count_too_large,
     )
-    app.include_router(events.router)
-    app.include_router(catalog.router)
-    app.include_router(orders.router)
     _document_models(app, events.DOCUMENTED_MODELS)
     return app
 

@@ -33,8 +33,12 @@ async def _state(request: Request) -> IngestState:
     return state
 
 
-async def _events_key(request: Request) -> ApiKey | None:
-    """``events:write``; refusals are counted as rejected events (reason = the refusal)."""
+def authorize_events(request: Request) -> ApiKey | None:
+    """``events:write``; refusals are counted as rejected events (reason = the refusal).
+
+    The events route calls it itself: resolving it and the state through ``Depends`` was about
+    a third of the gateway's own CPU for a single-event request.
+    """
     ring: KeyRing = request.app.state.keyring
     try:
         return ring.authorize(request.headers.get("x-api-key"), "events:write")
@@ -50,6 +54,5 @@ async def _events_key(request: Request) -> ApiKey | None:
 
 
 State = Annotated[IngestState, Depends(_state)]
-EventsKey = Annotated[ApiKey | None, Depends(_events_key)]
 CatalogKey = Annotated[ApiKey | None, require_scope("catalog:write")]
 OrdersKey = Annotated[ApiKey | None, require_scope("events:write")]

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import Counter
 
 from streamrec_ingest import intake
-from streamrec_ingest.deps import EventsKey, State
+from streamrec_ingest.deps import IngestState, authorize_events
 from streamrec_ingest.publisher import Publisher
 from streamrec_ingest.routes.models import EventsAccepted, error_responses
 from streamrec_shared import metrics, topics
@@ -88,7 +88,7 @@ async def accept_events(raw: bytes, publisher: Publisher) -> dict[str, Any]:
     openapi_extra={"requestBody": BODY_SCHEMA},
     summary="Publish user events",
 )
-async def post_events(request: Request, _key: EventsKey, state: State) -> JSONResponse:
+async def post_events(request: Request) -> JSONResponse:
     """One event object, or ``{"events": [...]}`` with 1..1000 events.
 
     202 only after the broker acknowledged every event of the request. Integer ids become
@@ -96,5 +96,7 @@ async def post_events(request: Request, _key: EventsKey, state: State) -> JSONRe
     ``event_id`` is generated when absent — send your own to make retries idempotent. On 503
     the details carry the event_ids used: retry with them.
     """
+    authorize_events(request)
+    state: IngestState = request.app.state.ingest
     body = await accept_events(await request.body(), state.publisher)
     return JSONResponse(body, status_code=202)
