@@ -14,7 +14,7 @@ import pytest_asyncio
 from fastapi import FastAPI
 from pydantic import SecretStr
 
-from streamrec_recommender.app import create_app
+from streamrec_recommender.app import create_app, with_fast_path
 from streamrec_recommender.model_handle import prepare
 from streamrec_recommender.settings import RecommenderSettings
 from streamrec_recommender.synthetic_model import make_bundle
@@ -31,7 +31,7 @@ def settings() -> RecommenderSettings:
 
 async def _client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
+        transport = httpx.ASGITransport(app=with_fast_path(app))  # as uvicorn serves it
         async with httpx.AsyncClient(transport=transport, base_url="http://rec") as c:
             yield c
 

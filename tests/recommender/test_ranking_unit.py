@@ -97,3 +97,29 @@ def test_weighted_mean_ignores_out_of_range() -> None:
     assert mean is not None
     assert mean.tolist() == pytest.approx([0.75, 0.25])
     assert ranking.weighted_mean(vecs, np.array([5]), np.array([1.0], np.float32)) is None
+
+
+@pytest.mark.parametrize("n", [50, 5000, 60_000])
+def test_exact_scorer_matches_brute_force_under_filters(n: int) -> None:
+    rng = np.random.default_rng(n)
+    factors = (rng.normal(size=(n, 16)) * rng.gamma(2.0, 0.5, size=(n, 1))).astype(np.float32)
+    queries = rng.normal(size=(6, 16)).astype(np.float32)
+    queries[5] = -queries[4]  # a query whose best scores may all be negative
+    blocked = rng.random(n) < 0.05
+    allowed = rng.random(n) < 0.5
+    exclude = rng.integers(0, n, size=30)
+    filters = [
+        ItemFilter(),
+        ItemFilter.build(blocked=blocked, blocked_idx=np.flatnonzero(blocked), exclude=exclude),
+        ItemFilter.build(blocked=blocked, exclude=exclude),  # no blocked_idx
+        ItemFilter.build(blocked=blocked[: n // 2], blocked_idx=np.flatnonzero(blocked[: n // 2])),
+        ItemFilter.build(allowed=allowed, exclude=exclude),
+        ItemFilter.build(blocked=blocked, blocked_idx=np.flatnonzero(blocked)),
+    ]
+    scorer = ranking.ExactScorer.build(factors)
+    for c, batch in [(1, 6), (40, 6), (40, 2)]:  # 2 queries: matrix-vector products
+        got = scorer.top(queries[:batch], filters[:batch], c)
+        for q, flt, ranked in zip(queries, filters, got, strict=False):
+            want = ranking.top_candidates(factors @ q, c, flt)
+            assert ranked.indices.tolist() == want.indices.tolist()
+            assert ranked.scores == pytest.approx(want.scores, rel=1e-5, abs=1e-6)

@@ -68,8 +68,23 @@ class Context:
     now: float = 0.0
     vector: tuple[NDArray[np.float32] | None, str | None] | None = None
     """Precomputed ``Engine.user_vector`` result (the batcher computes it for many requests)."""
-    scores: NDArray[np.float32] | None = None
-    """Precomputed dense ``model.item_factors @ vector`` (n,) float32 (writable, one request)."""
+    item_filter: ItemFilter | None = None
+    """Precomputed ``Engine.item_filter`` of this request."""
+    als: Ranked | None = None
+    """Precomputed exact ALS candidates: the best ``Engine.candidates(k)`` (or more) items of
+    the user vector after ``item_filter`` (the batcher scores many requests together)."""
+
+
+@dataclass(frozen=True)
+class _Skipped:
+    """Product ids a request must not show: the unavailable set (shared, not copied per
+    request) and the request's own exclusions and purchases."""
+
+    unavailable: frozenset[str]
+    own: frozenset[str]
+
+    def __contains__(self, product_id: str) -> bool:
+        return product_id in self.own or product_id in self.unavailable
 
 
 @dataclass(frozen=True)
@@ -113,6 +128,8 @@ class Engine:
     ) -> Ranked:
         """Best ``c`` items for a query vector (f,) float32 after the filter."""
         if model.ann is None:
+            if model.exact is not None:
+                return model.exact.top(query[None, :], [item_filter], c)[0]
             scores = model.item_factors @ query
             return ranking.top_candidates(scores, c, item_filter)
         if category is not None and catalog is not None:
@@ -133,6 +150,11 @@ class Engine:
                 return ranking.top_candidates(scores, c, item_filter)
 
     # --- pieces ------------------------------------------------------------------------------
+    def candidates(self, k: int) -> int:
+        """Candidates an algorithm returns for a top-``k`` request (room for filters, boosts
+        and blending)."""
+        return max(self.settings.candidates_min, 4 * k)
+
     def user_vector(
         self, model: ServingModel, prof: profiles.UserProfile | None, user_id: str
     ) -> tuple[NDArray[np.float32] | None, str | None]:
@@ -207,10 +229,10 @@ class Engine:
             allowed = ctx.catalog.allowed_for(category)
         blocked = ctx.catalog.blocked if ctx.catalog is not None else None
         blocked_idx = ctx.catalog.blocked_idx if ctx.catalog is not None else None
-        if blocked is None and ctx.unavailable:
-            blocked = np.zeros(model.n_items, dtype=np.bool_)
-            blocked_idx = model.indices(sorted(ctx.unavailable))
-            blocked[blocked_idx] = True
+        if blocked is None:
+            # No catalog index for this model yet (just swapped in): exclusions cost per
+            # request what the unavailable set holds, an (n,) mask what the catalogue holds.
+            exclude += ctx.unavailable
         flt = ItemFilter.build(
             blocked=blocked,
             allowed=allowed,
@@ -234,8 +256,8 @@ class Engine:
         if algorithm == "als":
             if u is None:
                 return None
-            if ctx.scores is not None and ctx.scores.shape[0] == model.n_items:
-                return ranking.top_candidates(ctx.scores, c, flt)
+            if ctx.als is not None:
+                return ctx.als.head(c)
             return self.search(model, ctx.catalog, u, c, flt, category)
         if algorithm == "itemknn":
             if model.neighbours is None or model.neighbour_sims is None or recent[0].size == 0:
@@ -296,8 +318,12 @@ class Engine:
             ctx.vector if ctx.vector is not None else self.user_vector(model, prof, req.user_id)
         )
         recent = self.recent(model, prof)
-        flt, category = self.item_filter(ctx, model, req)
-        c = max(self.settings.candidates_min, 4 * req.k)
+        flt, category = (
+            (ctx.item_filter, req.category)
+            if ctx.item_filter is not None
+            else self.item_filter(ctx, model, req)
+        )
+        c = self.candidates(req.k)
         has_history = u is not None or recent[0].size > 0
         event_count = prof.event_count if prof is not None else 0
 
@@ -454,15 +480,18 @@ class Engine:
         self, ctx: Context, req: Request, prof: profiles.UserProfile | None
     ) -> tuple[list[tuple[str, float]], str]:
         """Trending by product id (no model needed): filtered, best first."""
-        skip = set(req.exclude) | set(ctx.unavailable)
-        if prof is not None:
-            skip |= set(prof.purchase_history)
+        skip = self._skipped(ctx, req, prof)
         category = req.category or self.attribute_category(ctx, None)
         rows = ctx.trending.by_category.get(category, ()) if category else ctx.trending.global_
         how = "category_trending" if category else "trending"
         if not rows and not req.category:
             rows, how = ctx.trending.global_, "trending"
         return [(p, s) for p, s in rows if p not in skip][: req.k], how
+
+    @staticmethod
+    def _skipped(ctx: Context, req: Request, prof: profiles.UserProfile | None) -> _Skipped:
+        purchased = frozenset(prof.purchase_history) if prof is not None else frozenset()
+        return _Skipped(ctx.unavailable, frozenset(req.exclude) | purchased)
 
     def cold_start_ids(
         self,
@@ -472,9 +501,7 @@ class Engine:
         cold_cat: str | None,
     ) -> tuple[list[tuple[str, float]], str]:
         """Category trending (``category=`` or the user's attributes), then global trending."""
-        skip = set(req.exclude) | set(ctx.unavailable)
-        if prof is not None:
-            skip |= set(prof.purchase_history)
+        skip = self._skipped(ctx, req, prof)
         items: list[tuple[str, float]] = []
         how = "trending"
         if cold_cat is not None:
@@ -484,10 +511,10 @@ class Engine:
             if req.category is not None:
                 return items, how
         if len(items) < req.k:
-            have = {p for p, _ in items} | skip
+            have = {p for p, _ in items}
             floor = min((s for _, s in items), default=None)
             for p, s in ctx.trending.global_:
-                if p in have:
+                if p in have or p in skip:
                     continue
                 if floor is not None:  # below the category's items, order kept
                     floor -= 1e-6

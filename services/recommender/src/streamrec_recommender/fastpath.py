@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from streamrec_recommender.engine import Request
 from streamrec_recommender.routes import render
 from streamrec_recommender.service import Recommender
+from streamrec_recommender.store import count_degraded
 from streamrec_shared import metrics
 
 logger = logging.getLogger(__name__)
@@ -90,7 +91,13 @@ class FastPath:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        answer = await self.recommender.recommend(req)
+        try:
+            answer = await self.recommender.recommend(req)
+        except Exception:  # request boundary: nothing sent yet, so the full app answers instead
+            logger.exception("fast path failed for %s; handing over to the app", scope["path"])
+            count_degraded("fast_path")
+            await self.app(scope, receive, send)
+            return
         body = json.dumps(render(answer, started), separators=(",", ":")).encode()
         await send(
             {

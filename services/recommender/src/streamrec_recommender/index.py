@@ -92,7 +92,10 @@ class AnnIndex:
     def search(self, query: NDArray[np.float32], c: int) -> Ranked:
         """About the best ``c`` items for query (f,) float32, exact scores, best first."""
         n = self.item_factors.shape[0]
-        want = min(n, max(c * self.params.oversample, c + 16))
+        # Oversample only up to the tuned beam width: the graph search explores
+        # max(expansion_search, want) candidates, so a larger want (3 x 100 for a serving
+        # request) would multiply its cost far beyond what the recall tuning paid for.
+        want = min(n, max(c + 16, min(c * self.params.oversample, self.expansion_search)))
         matches = self._index.search(query, want, threads=1)
         keys = np.asarray(matches.keys, dtype=np.int64)
         keys = keys[(keys >= 0) & (keys < n)]

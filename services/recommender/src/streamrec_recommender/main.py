@@ -13,7 +13,7 @@ def main() -> None:
     logs.configure("recommender", settings.log.level, json_format=settings.log.json_format)
     workers = max(1, settings.http.workers)
     uvicorn.run(
-        "streamrec_recommender.app:create_app",
+        "streamrec_recommender.app:create_server",
         factory=True,
         host=settings.http.host,
         port=settings.http.port,

@@ -16,6 +16,7 @@ Serving item space
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib.util
 import logging
 import time
@@ -29,7 +30,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from streamrec_recommender.index import AnnIndex, AnnParams
-from streamrec_recommender.ranking import Ranked
+from streamrec_recommender.ranking import ExactScorer, Ranked
 from streamrec_recommender.settings import ServingSettings
 from streamrec_shared import factors, metrics
 from streamrec_shared.artifacts import ModelBundle
@@ -49,6 +50,8 @@ class ServingModel:
     content_factors (n_content, f) float32, the content model's ALS-space factors L2-normalised
     (-1 = no content vector); content_index (n_content,) int64 the inverse map.
     popular: model popularity over serving indices; popular_by_category: category -> Ranked.
+    Exactly one of ``ann`` (above ``exact_max_items``) and ``exact`` (the norm-sorted copy of
+    the item factors for exact top-k) is set by ``prepare``.
     """
 
     version: int
@@ -70,6 +73,7 @@ class ServingModel:
     popular: Ranked
     popular_by_category: Mapping[str, Ranked]
     ann: AnnIndex | None = None
+    exact: ExactScorer | None = None
     algorithms: tuple[str, ...] = ()
     load_seconds: float = 0.0
     extra: Mapping[str, object] = field(default_factory=dict)
@@ -217,6 +221,7 @@ def prepare(bundle: ModelBundle, settings: ServingSettings) -> ServingModel:
         popular=popular,
         popular_by_category=by_category,
         ann=ann,
+        exact=ExactScorer.build(item_factors) if ann is None else None,
         algorithms=bundle.algorithms,
         load_seconds=time.perf_counter() - started,
     )
@@ -258,6 +263,11 @@ class ModelHandle:
     def swap(self, model: ServingModel) -> None:
         old = self.current
         self.current = model
+        # The model's id maps hold millions of entries that live until the next swap; every
+        # full collection would traverse them (a 100 ms pause with 1M users, seen as p99).
+        # Frozen objects are skipped by the collector and still freed by reference counting
+        # when the model is replaced.
+        gc.freeze()
         metrics.RECOMMENDER_MODEL_VERSION.set(model.version)
         self.update_age()
         logger.info(

@@ -19,7 +19,14 @@ from numpy.typing import ArrayLike, NDArray
 
 NEG_INF = np.float32(-np.inf)
 SAMPLE = 2048
-"""Strided sample size used by ``top_candidates`` to find a score threshold."""
+"""Sample size used by ``top_candidates`` to find a score threshold."""
+_SAMPLE_AT = np.sort(np.random.default_rng(0).random(SAMPLE))
+"""(SAMPLE,) float64 fixed uniform draws in [0, 1): ``top_candidates`` samples positions
+``_SAMPLE_AT * n``. Random rather than strided: item orders are often periodic (ids assigned
+round-robin over categories), and a stride in step with the period samples one category only,
+whose threshold then keeps far too few or far too many items."""
+HEAD = 4096
+"""Items ``ExactScorer`` scores first (largest norms) to bound the rest."""
 
 
 @dataclass(frozen=True)
@@ -134,24 +141,157 @@ def top_candidates(scores: NDArray[np.float32], c: int, item_filter: ItemFilter)
     scores: (n,) float32, one per item; modified in place (filtered items set to -inf).
     """
     item_filter.mask_dense(scores)
-    n = scores.shape[0]
-    if c <= 0 or n == 0:
+    if c <= 0 or scores.shape[0] == 0:
         return Ranked.empty()
+    best = _best_positions(scores, c)
+    return Ranked.of(best, scores[best])
+
+
+def _best_positions(scores: NDArray[np.float32], c: int) -> NDArray[np.int64]:
+    """Positions (<= c,) int64 of the ``c`` largest of ``scores`` (m,) float32, unordered."""
+    n = scores.shape[0]
     if c >= n:
-        return Ranked.of(np.arange(n), scores)
+        return np.arange(n, dtype=np.int64)
     if n >= 16 * SAMPLE:
-        # Exact, but cheaper than argpartition over n: a threshold from a strided sample keeps
-        # (with a safety margin) a few times c items; if fewer than c pass, fall back.
-        sample = scores[:: n // SAMPLE]
-        m = min(sample.shape[0], int(4 * c * sample.shape[0] / n) + 16)
-        threshold = np.partition(sample, sample.shape[0] - m)[sample.shape[0] - m]
+        # Exact, but cheaper than argpartition over n: a threshold from a sample keeps (with a
+        # safety margin) a few times c items; if fewer than c pass, fall back.
+        sample = scores[(_SAMPLE_AT * n).astype(np.int64)]
+        m = min(SAMPLE, int(4 * c * SAMPLE / n) + 16)
+        threshold = np.partition(sample, SAMPLE - m)[SAMPLE - m]
         if threshold > NEG_INF:
             cand = np.flatnonzero(scores >= threshold)
             if c <= cand.shape[0] <= 64 * c:
-                best = cand[np.argpartition(-scores[cand], c - 1)[:c]]
-                return Ranked.of(best, scores[best])
-    part = np.argpartition(-scores, c - 1)[:c]
-    return Ranked.of(part, scores[part])
+                return cand[np.argpartition(-scores[cand], c - 1)[:c]]
+    return np.argpartition(-scores, c - 1)[:c].astype(np.int64)
+
+
+@dataclass(frozen=True, eq=False)
+class ExactScorer:
+    """Exact top-c by inner product that reads only the items that can make the top c.
+
+    The item factors are kept sorted by descending L2 norm. By Cauchy-Schwarz no item can
+    score above ``|u| * |y|``, so once the ``HEAD`` largest-norm items have been scored (and
+    filtered), the c-th best of them is a lower bound ``t`` of the true c-th best score and
+    every item with ``|u| * |y| < t`` can be skipped: the matrix product runs over a prefix
+    of the sorted factors only. With ALS-like factors the large-norm items are the ones users
+    score highest, so the prefix is typically a small part of the catalogue; when the bound
+    prunes nothing (a negative ``t``, heavy filtering) the whole catalogue is scored.
+
+    order (n,) int64: item index at each sorted position; position (n,) int64 its inverse;
+    factors (n, f) float32 = item_factors[order]; neg_norms (n,) float64 ascending: minus the
+    norm of each sorted item (ascending, so ``searchsorted`` finds a prefix without a copy).
+    """
+
+    order: NDArray[np.int64]
+    position: NDArray[np.int64]
+    factors: NDArray[np.float32]
+    neg_norms: NDArray[np.float64]
+
+    @classmethod
+    def build(cls, item_factors: NDArray[np.float32]) -> ExactScorer:
+        """From item factors (n, f) float32."""
+        norms = np.linalg.norm(item_factors.astype(np.float64), axis=1)
+        order = np.argsort(-norms, kind="stable").astype(np.int64)
+        position = np.empty_like(order)
+        position[order] = np.arange(order.shape[0], dtype=np.int64)
+        factors = np.ascontiguousarray(item_factors[order], dtype=np.float32)
+        return cls(order, position, factors, -norms[order])
+
+    def top(
+        self, queries: NDArray[np.float32], filters: Sequence[ItemFilter], c: int
+    ) -> list[Ranked]:
+        """The best ``c`` items of each query (B, f) float32 after its filter (B filters)."""
+        n = self.order.shape[0]
+        head = min(n, HEAD)
+        scores = queries @ self.factors[:head].T  # (B, head)
+        q_norms = np.linalg.norm(queries.astype(np.float64), axis=1)
+        bounds: list[float] = []
+        limits: list[int] = []
+        for j, flt in enumerate(filters):
+            row = scores[j]
+            self._mask(row, 0, flt)
+            bound = _kth_largest(row, c)
+            bounds.append(bound)
+            limits.append(self._limit(bound, float(q_norms[j])))
+        longest = max(limits)
+        # OpenBLAS runs (2..3, f) x (f, m) products slower than separate matrix-vector ones
+        # (each of which also stops at its own limit); from 4 queries on, one product wins.
+        rest = (
+            queries @ self.factors[head:longest].T if longest > head and len(limits) >= 4 else None
+        )
+        out: list[Ranked] = []
+        for j, flt in enumerate(filters):
+            row = scores[j]
+            if limits[j] > head:
+                tail = (
+                    rest[j, : limits[j] - head]
+                    if rest is not None
+                    else self.factors[head : limits[j]] @ queries[j]
+                )
+                self._mask(tail, head, flt)
+                row = np.concatenate([row, tail])
+            if c <= 0:
+                best = np.empty(0, dtype=np.int64)
+            elif bounds[j] > NEG_INF:
+                # The head's c-th best is a lower bound of the c-th best overall: the top c
+                # are among the few items that reach it.
+                cand = np.flatnonzero(row >= bounds[j])
+                best = cand[_best_positions(row[cand], c)]
+            else:
+                best = _best_positions(row, c)
+            out.append(Ranked.of(self.order[best], row[best]))
+        return out
+
+    def _limit(self, bound: float, q_norm: float) -> int:
+        """How many sorted items must be scored for a query of norm ``q_norm`` whose top c
+        are known to score at least ``bound``."""
+        n = int(self.order.shape[0])
+        if not bound > 0.0 or q_norm <= 0.0:
+            return n
+        # 1e-4 relative margin: far above float32 rounding of the products (~1e-6), so an
+        # item past the limit can never out-score the bound after rounding.
+        need = bound * (1.0 - 1e-4) / q_norm
+        return max(min(n, HEAD), int(np.searchsorted(self.neg_norms, -need, side="right")))
+
+    def _mask(self, scores: NDArray[np.float32], start: int, flt: ItemFilter) -> None:
+        """-inf in place for filtered items among sorted positions [start, start + m) whose
+        scores (m,) float32 are given."""
+        items = self.order[start : start + scores.shape[0]]
+        if flt.blocked is not None and flt.blocked_idx is not None:
+            self._mask_items(scores, start, flt.blocked_idx)
+            if flt.blocked.shape[0] < self.order.shape[0]:
+                np.putmask(scores, items >= flt.blocked.shape[0], NEG_INF)
+        elif flt.blocked is not None:
+            np.putmask(scores, _lookup(flt.blocked, items, outside=True), NEG_INF)
+        if flt.allowed is not None:
+            np.putmask(scores, ~_lookup(flt.allowed, items, outside=False), NEG_INF)
+        if flt.exclude.size:
+            self._mask_items(scores, start, flt.exclude)
+
+    def _mask_items(
+        self, scores: NDArray[np.float32], start: int, items: NDArray[np.int64]
+    ) -> None:
+        items = items[(items >= 0) & (items < self.order.shape[0])]
+        pos = self.position[items] - start
+        scores[pos[(pos >= 0) & (pos < scores.shape[0])]] = NEG_INF
+
+
+def _kth_largest(scores: NDArray[np.float32], k: int) -> float:
+    """The k-th largest of ``scores`` (m,) float32; -inf when there are fewer than k."""
+    m = int(scores.shape[0])
+    if not 0 < k <= m:
+        return float(NEG_INF)
+    return float(np.partition(scores, m - k)[m - k])
+
+
+def _lookup(
+    mask: NDArray[np.bool_], items: NDArray[np.int64], *, outside: bool
+) -> NDArray[np.bool_]:
+    """``mask[items]`` (m,) bool, ``outside`` for items beyond the mask (b,) bool."""
+    inside = items < mask.shape[0]
+    out = np.full(items.shape[0], outside, dtype=np.bool_)
+    out[inside] = mask[items[inside]]
+    return out
 
 
 def merge_max(lists: Iterable[Ranked]) -> Ranked:

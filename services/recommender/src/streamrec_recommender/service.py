@@ -32,6 +32,7 @@ from streamrec_recommender.experiments import ExperimentStore
 from streamrec_recommender.model_handle import ModelHandle, ServingModel
 from streamrec_recommender.online import RecTag
 from streamrec_recommender.policy import ArmStats, ThompsonBandit
+from streamrec_recommender.ranking import ItemFilter, Ranked
 from streamrec_recommender.settings import RecommenderSettings
 from streamrec_recommender.store import RedisState, RedisUnavailableError, UserRead, count_degraded
 from streamrec_shared import metrics, profile
@@ -370,8 +371,9 @@ class Recommender:
     def _flush(self) -> None:
         """Score every queued request: one matrix product per batch, then the pure engine.
 
-        Requests that became ready in the same loop turn share a GEMM (B, f) x (f, n) instead
-        of B separate matrix-vector products, which read the whole factor matrix each time.
+        Requests that became ready in the same loop turn share a GEMM (B, f) x (f, n') over
+        the items that can still make their top (``ExactScorer``) instead of B separate
+        matrix-vector products, which would each read those factors again.
         """
         pending, self._pending = self._pending, []
         self._flush_scheduled = False
@@ -381,28 +383,37 @@ class Recommender:
 
     def _score_batch(self, batch: list[tuple[Request, Context, asyncio.Future[Result]]]) -> None:
         started = time.perf_counter()
-        prepared: list[Context] = []
+        model = batch[0][1].model
+        found: dict[int, tuple[NDArray[np.float32] | None, str | None, ItemFilter | None]] = {}
         dense: list[int] = []
         vectors: list[NDArray[np.float32]] = []
-        model = batch[0][1].model
+        filters: list[ItemFilter] = []
         for j, (req, ctx, _) in enumerate(batch):
             if ctx.model is None:
-                prepared.append(ctx)
                 continue
             u, source = self.engine.user_vector(ctx.model, ctx.profile, req.user_id)
-            prepared.append(replace(ctx, vector=(u, source)))
+            flt: ItemFilter | None = None
             if (
                 u is not None
                 and ctx.model is model
-                and ctx.model.ann is None
+                and ctx.model.exact is not None
                 and req.algorithm in ("auto", "als", "hybrid")
             ):
+                flt, _ = self.engine.item_filter(ctx, ctx.model, req)
                 dense.append(j)
                 vectors.append(u)
-        if dense and model is not None:
-            scores = np.stack(vectors) @ model.item_factors.T
-            for row, j in enumerate(dense):
-                prepared[j] = replace(prepared[j], scores=scores[row])
+                filters.append(flt)
+            found[j] = (u, source, flt)
+        als: dict[int, Ranked] = {}
+        if dense and model is not None and model.exact is not None:
+            c = max(self.engine.candidates(batch[j][0].k) for j in dense)
+            als = dict(zip(dense, model.exact.top(np.stack(vectors), filters, c), strict=True))
+        prepared = [
+            replace(ctx, vector=found[j][:2], item_filter=found[j][2], als=als.get(j))
+            if j in found
+            else ctx
+            for j, (_, ctx, _) in enumerate(batch)
+        ]
         for (req, _, fut), ctx in zip(batch, prepared, strict=True):
             if fut.done():
                 continue
