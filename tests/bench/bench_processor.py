@@ -456,7 +456,10 @@ def main() -> None:
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "load_average_1_5_15_at_end": [round(x, 2) for x in os.getloadavg()],
-            "note": "2 cores shared with other engineers' tests and benchmarks while measured",
+            "note": (
+                "2 cores shared by the load, the stack and the worker; "
+                "other work shows in the load average"
+            ),
         },
         "targets": targets,
         **result,
