@@ -97,7 +97,10 @@ def build(settings: ProcessorSettings | None = None) -> Processor:
     settings = settings or get_settings()
     tuning = settings.processor
     app = ProcessorApp(
-        tuning.app_id, fetch_max_wait_ms=tuning.fetch_max_wait_ms, **faust_config(settings)
+        tuning.app_id,
+        fetch_max_wait_ms=tuning.fetch_max_wait_ms,
+        fetch_min_bytes=tuning.fetch_min_bytes,
+        **faust_config(settings),
     )
     events_topic = app.topic(
         topics.EVENTS, partitions=settings.kafka.events_partitions, internal=False

@@ -27,6 +27,10 @@ class ProcessorTuning(BaseModel):
     cython_optimizations: bool = False
     # Longest a fetch waits at the broker for data (faust's fixed default is 1500 ms).
     fetch_max_wait_ms: int = Field(default=50, ge=1, le=10000)
+    # ... unless this many bytes are ready first. With 1 (faust's default), a trickle of small
+    # produce requests is fetched a record or two at a time; measured on the local broker at
+    # 1,200 single-event requests/s: processor 0.27 -> 0.19 cores, broker 0.47 -> 0.36.
+    fetch_min_bytes: int = Field(default=32 * 1024, ge=1)
     # Trending forward decay (see streamrec_shared.profile).
     trending_half_life_hours: float = Field(default=24.0, gt=0)
     max_categories: int = Field(default=16, ge=1, le=1000)

@@ -4,7 +4,7 @@ faust hard-codes ``fetch_max_wait_ms=1500`` for its worker consumer. A broker th
 fetch only when that wait expires (the local Tansu broker does, rather than as soon as new data
 arrives) then adds up to 1.5 s to every event's freshness. ``ProcessorApp`` builds its
 transport from these subclasses, which set aiokafka's fetch wait from
-``ProcessorTuning.fetch_max_wait_ms`` on the consumer before it starts.
+``ProcessorTuning.fetch_max_wait_ms`` (and ``fetch_min_bytes``) on the consumer before it starts.
 
 faust's fetcher loop (``Consumer._drain_messages``) hands each fetched message to the conductor
 inside ``Service.wait_first(callback(message), suspend_flow.wait())``: four tasks and an
@@ -44,9 +44,12 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_consumer(self, loop: asyncio.AbstractEventLoop) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_consumer(loop)
         wait_ms = getattr(self.app, "fetch_max_wait_ms", None)
+        min_bytes = getattr(self.app, "fetch_min_bytes", None)
+        # aiokafka reads these attributes when start() creates its fetcher.
         if wait_ms is not None:
-            # aiokafka reads this attribute when start() creates its fetcher.
             consumer._fetch_max_wait_ms = int(wait_ms)
+        if min_bytes is not None:
+            consumer._fetch_min_bytes = int(min_bytes)
         return consumer
 
 
@@ -113,10 +116,13 @@ class _Transport(faust_aiokafka.Transport):
 
 
 class ProcessorApp(faust.App):
-    """A ``faust.App`` whose Kafka consumer uses ``fetch_max_wait_ms``."""
+    """A ``faust.App`` whose Kafka consumer uses ``fetch_max_wait_ms`` and ``fetch_min_bytes``."""
 
-    def __init__(self, id: str, *, fetch_max_wait_ms: int, **options: Any) -> None:
+    def __init__(
+        self, id: str, *, fetch_max_wait_ms: int, fetch_min_bytes: int = 1, **options: Any
+    ) -> None:
         self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.fetch_min_bytes = fetch_min_bytes
         super().__init__(id, **options)
 
     def _new_transport(self) -> TransportT:

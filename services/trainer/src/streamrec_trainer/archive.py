@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable, Sequence
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.errors import CommitFailedError, KafkaError
 from pydantic import ValidationError
 
@@ -105,6 +106,7 @@ class Archiver:
         self.on_archived = on_archived
         self.consumer: AIOKafkaConsumer | None = None
         self.healthy = False
+        self._lag_due = 0.0
 
     async def run(self) -> None:
         """Forever: (re)connect, fetch, archive, commit. Errors are logged and retried."""
@@ -133,22 +135,37 @@ class Archiver:
             finally:
                 await self.consumer.stop()
 
-    async def _step(self, consumer: AIOKafkaConsumer) -> None:
+    async def _fetch(self, consumer: AIOKafkaConsumer) -> list[ConsumerRecord[bytes, bytes]]:
+        """Records for one transaction: up to ``max_batch``, lingering after the first ones."""
+        settings = self.settings
         fetched = await consumer.getmany(
-            timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.max_batch
+            timeout_ms=settings.poll_timeout_ms, max_records=settings.max_batch
         )
-        events: list[UserEvent] = []
-        for messages in fetched.values():
-            for msg in messages:
-                try:
-                    events.append(decode_event(msg.value))
-                except ValidationError:
-                    # ingest validated it; a record we cannot read is left to the processor's DLQ
-                    logger.warning(
-                        "archive skips undecodable record %s@%s", msg.partition, msg.offset
-                    )
-        if not fetched:
+        records = [msg for messages in fetched.values() for msg in messages]
+        if not records:
+            return records
+        deadline = time.monotonic() + settings.batch_linger_ms / 1000.0
+        while len(records) < settings.max_batch:
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            if left_ms <= 0:
+                break
+            more = await consumer.getmany(
+                timeout_ms=left_ms, max_records=settings.max_batch - len(records)
+            )
+            records.extend(msg for messages in more.values() for msg in messages)
+        return records
+
+    async def _step(self, consumer: AIOKafkaConsumer) -> None:
+        records = await self._fetch(consumer)
+        if not records:
             return
+        events: list[UserEvent] = []
+        for msg in records:
+            try:
+                events.append(decode_event(msg.value))
+            except ValidationError:
+                # ingest validated it; a record we cannot read is left to the processor's DLQ
+                logger.warning("archive skips undecodable record %s@%s", msg.partition, msg.offset)
         inserted = await archive_events(self.pool, events)
         try:
             await consumer.commit()
@@ -157,7 +174,11 @@ class Archiver:
             logger.info("offset commit failed after a rebalance; batch will be replayed")
         if self.on_archived is not None and inserted:
             self.on_archived(inserted)
-        await self._lag(consumer)
+        now = time.monotonic()
+        if now >= self._lag_due:
+            # end_offsets is a request to the broker: not once per batch
+            self._lag_due = now + self.settings.lag_interval_s
+            await self._lag(consumer)
 
     async def _lag(self, consumer: AIOKafkaConsumer) -> None:
         assigned = consumer.assignment()

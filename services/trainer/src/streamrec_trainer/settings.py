@@ -13,6 +13,11 @@ class ArchiveSettings(BaseModel):
     group_id: str = "streamrec-trainer-archive"
     max_batch: int = Field(default=5000, ge=1)
     poll_timeout_ms: int = Field(default=200, ge=1)
+    # Once a batch has its first records, keep fetching this long (or to max_batch) before
+    # writing: a trickle of events then costs one transaction and one offset commit per linger,
+    # not one per fetch of a record or two.
+    batch_linger_ms: int = Field(default=100, ge=0, le=5000)
+    lag_interval_s: float = Field(default=5.0, gt=0, description="consumer-lag metric refresh")
 
 
 class TrainingSettings(BaseModel):
