@@ -25,7 +25,10 @@ async def _wait_archived(client: AsyncStreamrecClient, n: int) -> int:
 
 
 async def test_products_and_events_in_model_out(client: AsyncStreamrecClient) -> None:
-    shop = synthetic.shop(n_users=120, n_products=150, events_per_user=30, seed=11)
+    # own user ids: other tests on the session stack send shops with the default ones
+    shop = synthetic.shop(
+        n_users=120, n_products=150, events_per_user=30, seed=11, user_prefix="e2e-u"
+    )
     for chunk in synthetic.batches(shop.products, 500):
         await client.put_products(chunk)
     accepted = 0

@@ -63,8 +63,13 @@ def shop(
     start: datetime = datetime(2025, 1, 1, tzinfo=UTC),
     days: float = 30.0,
     n_categories: int = 8,
+    user_prefix: str = "u",
 ) -> Shop:
-    """A catalog plus an event history (``POST /v1/events`` objects, sorted by timestamp)."""
+    """A catalog plus an event history (``POST /v1/events`` objects, sorted by timestamp).
+
+    ``user_prefix`` starts every user id: shops sent to one stack with different prefixes do
+    not share users (their profiles and histories stay apart).
+    """
     rng = np.random.default_rng(seed)
     products = catalog(n_products, seed=seed, n_categories=n_categories)
     cats = sorted({p["category"] for p in products})
@@ -75,7 +80,7 @@ def shop(
     popularity = popularity[rng.permutation(n_products)]
     dim = 8
     item_vec = rng.normal(size=(n_products, dim))
-    users = [f"u{i:05d}" for i in range(n_users)]
+    users = [f"{user_prefix}{i:05d}" for i in range(n_users)]
     events: list[dict[str, Any]] = []
     span = days * 86400.0
     for u, user in enumerate(users):
