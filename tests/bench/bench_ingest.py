@@ -9,6 +9,10 @@ are prepared once in Lua (64 distinct batches, 256 distinct single events, 100 u
 no client event_id: ingest generates one per event, as for a client that sends none).
 A 202 means the broker acknowledged every event of the request (acks=all).
 
+Before each level the bench waits until the stack is idle again (the processor, the archive and the
+attribution consumer have caught up with the previous level), so a level is not measured on the
+previous one's backlog.
+
 Reported per rate: achieved requests/s and events/s (202 only), p50/p90/p99/max latency, non-2xx
 answers and socket errors, CPU cores used by ingest and by the broker during the phase.
 "Max sustainable" is the highest rate served at >= 97% of the offered load, without errors,
@@ -33,6 +37,7 @@ import os
 import platform
 import resource
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -124,6 +129,7 @@ def load_phase(
     assert stack.desc is not None
     procs = {p.name: loadgen.tree(p.pid) for p in stack.desc.procs if p.alive()}
     for rate in rates:
+        settled_s = settle(procs)
         cpu0 = {name: loadgen.cpu_seconds(ps) for name, ps in procs.items()}
         wrk0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         machine = psutil.cpu_times()
@@ -144,6 +150,7 @@ def load_phase(
         busy = (os.cpu_count() or 2) - idle
         cores["outside_the_benchmark"] = round(max(0.0, busy - sum(cores.values())), 2)
         res["batch_size"] = batch
+        res["settled_before_s"] = settled_s
         res["loadavg_1m_before"] = round(load0, 2)
         res["cpu_cores"] = cores
         res["ingest_cpu_cores"] = cores.get("ingest", 0.0)
@@ -163,10 +170,26 @@ def load_phase(
             f" non-2xx {res['status_errors']}, socket errors {res['socket_errors']}, "
             f"ingest {res['ingest_cpu_cores']} / broker {res['broker_cpu_cores']} cores "
             f"({res['ingest_cpu_ms_per_request']:.2f} ms ingest CPU per request), "
-            f"machine idle {res['machine_idle_cores']} cores; cores: {cores}",
+            f"machine idle {res['machine_idle_cores']} cores; cores: {cores}; "
+            f"settled {settled_s} s before",
             flush=True,
         )
     return rows
+
+
+def settle(procs: dict[str, list[psutil.Process]], timeout: float = 30.0) -> float:
+    """Wait until the stack is nearly idle (< 0.3 cores for 2 s; idle is ~0.1): the consumers
+    of the previous level's events (processor, archive, attribution) have caught up, so each
+    level is measured on its own load, not the backlog of the one before. At most ``timeout``;
+    returns the seconds waited (recorded per level)."""
+    started = time.monotonic()
+    quiet = 0
+    while time.monotonic() - started < timeout and quiet < 2:
+        before = sum(loadgen.cpu_seconds(ps) for ps in procs.values())
+        time.sleep(1.0)
+        used = sum(loadgen.cpu_seconds(ps) for ps in procs.values()) - before
+        quiet = quiet + 1 if used < 0.3 else 0
+    return round(time.monotonic() - started, 1)
 
 
 def sustainable(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -236,6 +259,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="5 s per level, fewer levels")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    # SIGTERM / SIGINT end the run through the stacks' finally blocks (nothing left running)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install wrk")
     seconds = 5 if args.quick else args.seconds
