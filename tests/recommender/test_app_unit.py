@@ -5,6 +5,7 @@ Everything must still answer (degraded, 200) except what needs a store to write 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -146,3 +147,25 @@ async def test_fast_path_and_framework_give_the_same_answer(client: httpx.AsyncC
     assert set(framework) == set(fast)
     assert [i["product_id"] for i in framework["items"]] == [i["product_id"] for i in fast["items"]]
     assert framework["rec_id"] != fast["rec_id"]
+
+
+async def test_a_failing_batch_scorer_still_answers_every_request() -> None:
+    """The batch step is outside the per-request fallback: if it fails, each request is still
+    scored on its own (here that fails too, so it gets the degraded fallback), never left
+    hanging."""
+    s = settings()
+    model = prepare(make_bundle(n_items=200, n_users=50), s.recommender)
+    assert model.exact is not None
+
+    def broken(*args: object, **kwargs: object) -> object:
+        raise RuntimeError("batch scorer exploded")
+
+    object.__setattr__(model.exact, "top", broken)
+    async for c in _client(create_app(s, model=model, watch_models=False)):
+        answers = await asyncio.gather(
+            *(get(c, f"/v1/recommendations/u000000{i}", k=5, algorithm="als") for i in range(4))
+        )
+        for r in answers:
+            assert r.status_code == 200, r.text
+            body = r.json()
+            assert body["strategy"] == "degraded:error_fallback", body

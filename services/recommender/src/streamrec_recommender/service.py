@@ -383,6 +383,32 @@ class Recommender:
 
     def _score_batch(self, batch: list[tuple[Request, Context, asyncio.Future[Result]]]) -> None:
         started = time.perf_counter()
+        try:
+            prepared = self._prepare(batch)
+        except Exception:  # batch boundary: the futures must settle, never hang
+            logger.exception("batch scoring failed; scoring its %d requests one by one", len(batch))
+            count_degraded("engine")
+            prepared = [ctx for _, ctx, _ in batch]
+        for (req, _, fut), ctx in zip(batch, prepared, strict=True):
+            if fut.done():
+                continue
+            try:
+                result = self.engine.recommend(req, ctx)
+            except Exception:  # batch boundary: one request must not fail the others
+                logger.exception("scoring failed for user %s; serving trending", req.user_id)
+                count_degraded("engine")
+                items, _ = self.engine.trending_ids(ctx, req, ctx.profile)
+                result = Result("popular", "degraded:error_fallback", items, "new")
+            fut.set_result(result)
+        took = (time.perf_counter() - started) / len(batch)
+        metrics.RECOMMENDER_SCORING_DURATION.labels("batch").observe(took)
+
+    def _prepare(
+        self, batch: list[tuple[Request, Context, asyncio.Future[Result]]]
+    ) -> list[Context]:
+        """Each request's context with its user vector, item filter and, for the exact scorer,
+        its ALS candidates from one product over the batch (the engine computes what is left
+        unset itself)."""
         model = batch[0][1].model
         found: dict[int, tuple[NDArray[np.float32] | None, str | None, ItemFilter | None]] = {}
         dense: list[int] = []
@@ -408,25 +434,12 @@ class Recommender:
         if dense and model is not None and model.exact is not None:
             c = max(self.engine.candidates(batch[j][0].k) for j in dense)
             als = dict(zip(dense, model.exact.top(np.stack(vectors), filters, c), strict=True))
-        prepared = [
+        return [
             replace(ctx, vector=found[j][:2], item_filter=found[j][2], als=als.get(j))
             if j in found
             else ctx
             for j, (_, ctx, _) in enumerate(batch)
         ]
-        for (req, _, fut), ctx in zip(batch, prepared, strict=True):
-            if fut.done():
-                continue
-            try:
-                result = self.engine.recommend(req, ctx)
-            except Exception:  # batch boundary: one request must not fail the others
-                logger.exception("scoring failed for user %s; serving trending", req.user_id)
-                count_degraded("engine")
-                items, _ = self.engine.trending_ids(ctx, req, ctx.profile)
-                result = Result("popular", "degraded:error_fallback", items, "new")
-            fut.set_result(result)
-        took = (time.perf_counter() - started) / len(batch)
-        metrics.RECOMMENDER_SCORING_DURATION.labels("batch").observe(took)
 
     def _answer(self, req: Request, result: Result, now: float, *, cached: bool) -> Answer:
         tag = RecTag(now, result.algorithm, result.segment, result.experiment, result.variant)
