@@ -20,18 +20,24 @@ with p99 <= 50 ms. wrk measures latency from when a request is written; a connec
 falls behind its schedule sends late (coordinated omission is not corrected), so at overload
 the achieved rate, not the latency, tells the story.
 
-Two scenarios, each on a fresh local stack: ``whole`` (broker, Redis, Postgres, ingest,
-trainer, processor, recommender: the trainer archives and the processor applies every accepted
-event on the same two cores, as on one box in production) and ``alone`` (the gateway with the
-broker, Redis and Postgres only).
+Two scenarios: ``whole`` (broker, Redis, Postgres, ingest, trainer, processor, recommender: the
+trainer archives and the processor applies every accepted event on the same two cores, as on one
+box in production) and ``alone`` (the gateway with the broker, Redis and Postgres only). Each
+load shape of a scenario runs on its own fresh stack (warm-up, then its levels): the local
+broker (Tansu's memory store) keeps every record and has no retention (its DeleteRecords is
+unimplemented), and it answers each fetch by listing a partition's stored batches, so its CPU per
+fetch grows with the log it holds; on a real Kafka a fetch costs the same whatever the log's
+size. The records the broker holds are recorded per level (``broker_log_records_before``), and
+``--one-stack`` runs both shapes on one stack, singles after batches, to show that effect.
 
-Run: ``uv run python tests/bench/bench_ingest.py`` (about 5 minutes; ``--quick`` about 2);
+Run: ``uv run python tests/bench/bench_ingest.py`` (about 6 minutes; ``--quick`` about 3);
 results in tests/bench/results/ingest.json. Loopback only.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import platform
@@ -48,7 +54,9 @@ from typing import Any
 import httpx
 import loadgen
 import psutil
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from streamrec_shared import topics
 from streamrec_shared.localstack.stack import SERVICES, LocalStack
 
 RESULTS = Path(__file__).parent / "results" / "ingest.json"
@@ -105,6 +113,22 @@ def accepted_total(url: str) -> float | None:
     return sum(values) if values else None
 
 
+def broker_log_records(bootstrap: str) -> int:
+    """Records held in events.v1 (the sum of its end offsets: the local broker deletes none)."""
+
+    async def count() -> int:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+        await consumer.start()
+        try:
+            parts = consumer.partitions_for_topic(topics.EVENTS) or set()
+            tps = [TopicPartition(topics.EVENTS, p) for p in parts]
+            return sum((await consumer.end_offsets(tps)).values())
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(count())
+
+
 def run_wrk(
     url: str, key: str, batch: int, rate: float, seconds: int, script: Path
 ) -> dict[str, Any]:
@@ -130,6 +154,7 @@ def load_phase(
     procs = {p.name: loadgen.tree(p.pid) for p in stack.desc.procs if p.alive()}
     for rate in rates:
         settled_s = settle(procs)
+        log_records = broker_log_records(stack.desc.kafka_bootstrap)
         cpu0 = {name: loadgen.cpu_seconds(ps) for name, ps in procs.items()}
         wrk0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         machine = psutil.cpu_times()
@@ -151,6 +176,7 @@ def load_phase(
         cores["outside_the_benchmark"] = round(max(0.0, busy - sum(cores.values())), 2)
         res["batch_size"] = batch
         res["settled_before_s"] = settled_s
+        res["broker_log_records_before"] = log_records
         res["loadavg_1m_before"] = round(load0, 2)
         res["cpu_cores"] = cores
         res["ingest_cpu_cores"] = cores.get("ingest", 0.0)
@@ -171,7 +197,7 @@ def load_phase(
             f"ingest {res['ingest_cpu_cores']} / broker {res['broker_cpu_cores']} cores "
             f"({res['ingest_cpu_ms_per_request']:.2f} ms ingest CPU per request), "
             f"machine idle {res['machine_idle_cores']} cores; cores: {cores}; "
-            f"settled {settled_s} s before",
+            f"settled {settled_s} s before; broker holds {log_records} records",
             flush=True,
         )
     return rows
@@ -205,30 +231,39 @@ def run_scenario(
     seconds: int,
     tmp: Path,
     script: Path,
+    one_stack: bool,
 ) -> dict[str, Any]:
-    """One stack (ingest + ``services``), warm-up, then both load shapes at every rate."""
-    stack = LocalStack(tmp / ("stack-" + "-".join(services or ("alone",))))
-    started = time.monotonic()
-    try:
-        desc = stack.start(services=services)
-        stack.start_service("ingest", extra_env={"STREAMREC_HTTP__WORKERS": str(workers)})
-        stack.wait_ready("ingest", timeout=120)
-        print(f"stack up in {time.monotonic() - started:.0f}s: ingest + {services}", flush=True)
-        url, key = desc.urls["ingest"], desc.api_keys["writer"]
-        single_worker = workers == 1
-        print("warm-up", flush=True)
-        load_phase(stack, url, key, 100, [50.0], 3, script, False)
-        load_phase(stack, url, key, 1, [300.0], 3, script, False)
-        print("batches of 100 events", flush=True)
-        batched = load_phase(stack, url, key, 100, batch_rates, seconds, script, single_worker)
-        print("single events", flush=True)
-        single = load_phase(stack, url, key, 1, single_rates, seconds, script, single_worker)
-    finally:
-        stack.stop()
+    """Both load shapes at every rate: each on a fresh stack (ingest + ``services``) after a
+    warm-up, or with ``one_stack`` one after the other on the same stack."""
+    shapes = [(100, batch_rates), (1, single_rates)]
+    runs = [shapes] if one_stack else [[shape] for shape in shapes]
+    rows: dict[int, list[dict[str, Any]]] = {}
+    for n, run in enumerate(runs):
+        stack = LocalStack(tmp / ("stack-" + "-".join(services or ("alone",)) + f"-{n}"))
+        started = time.monotonic()
+        try:
+            desc = stack.start(services=services)
+            stack.start_service("ingest", extra_env={"STREAMREC_HTTP__WORKERS": str(workers)})
+            stack.wait_ready("ingest", timeout=120)
+            print(f"stack up in {time.monotonic() - started:.0f}s: ingest + {services}", flush=True)
+            url, key = desc.urls["ingest"], desc.api_keys["writer"]
+            single_worker = workers == 1
+            print("warm-up", flush=True)
+            load_phase(stack, url, key, 100, [50.0], 3, script, False)
+            load_phase(stack, url, key, 1, [300.0], 3, script, False)
+            for batch, rates in run:
+                print("batches of 100 events" if batch > 1 else "single events", flush=True)
+                rows[batch] = load_phase(
+                    stack, url, key, batch, rates, seconds, script, single_worker
+                )
+        finally:
+            stack.stop()
+    batched, single = rows[100], rows[1]
     best_batch, best_single = sustainable(batched), sustainable(single)
     return {
         "services": ["ingest", *services],
         "ingest_workers": workers,
+        "stacks": "one for both load shapes" if one_stack else "a fresh one per load shape",
         "batched_100": batched,
         "single": single,
         "max_sustainable": {
@@ -257,6 +292,12 @@ def main() -> int:
     )
     parser.add_argument("--workers", type=int, default=1, help="ingest uvicorn workers")
     parser.add_argument("--quick", action="store_true", help="5 s per level, fewer levels")
+    parser.add_argument(
+        "--one-stack",
+        action="store_true",
+        help="both load shapes on one stack per scenario (singles after batches) instead of a "
+        "fresh stack per shape",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     # SIGTERM / SIGINT end the run through the stacks' finally blocks (nothing left running)
@@ -287,6 +328,7 @@ def main() -> int:
                 seconds,
                 Path(tmp),
                 script,
+                args.one_stack,
             )
 
     result = {
@@ -305,7 +347,7 @@ def main() -> int:
             "load_generator": loadgen.describe(CONNECTIONS),
             "seconds_per_level": seconds,
             "acks": "all (202 only after the broker acknowledged every event)",
-            "broker": "Tansu 0.6 (memory storage), 6 partitions for events.v1",
+            "broker": "Tansu 0.6 (memory storage, no retention), 6 partitions for events.v1",
             "criteria": f">= 97% of offered, no errors, p99 <= {MAX_P99_MS:g} ms",
         },
         "scenarios": results,

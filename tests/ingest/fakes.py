@@ -90,11 +90,16 @@ class FakeBatch:
     capacity: int
     records: list[tuple[bytes, bytes]] = field(default_factory=list)
 
+    closed: bool = False
+
     def append(self, *, timestamp: int | None, key: bytes, value: bytes) -> object | None:
-        if len(self.records) >= self.capacity:
+        if self.closed or len(self.records) >= self.capacity:
             return None
         self.records.append((key, value))
         return len(self.records)
+
+    def close(self) -> None:
+        self.closed = True
 
 
 def unit_settings(**ingest: Any) -> IngestSettings:

@@ -17,7 +17,7 @@ from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 from streamrec_ingest.publisher import DIRECT_MAX, Publisher, murmur2
 from streamrec_shared.errors import RetryableError
 
-from .fakes import FakeProducer
+from .fakes import FakeBatch, FakeProducer
 
 
 def _publisher(producers: list[FakeProducer], **kw: float) -> Publisher:
@@ -56,6 +56,26 @@ async def test_concurrent_publishes_share_batches_and_keep_order_per_partition()
     for key in {s.key for s in producer.sent}:
         values = [s.value for s in producer.sent if s.key == key]
         assert values == sorted(values, key=lambda v: tuple(map(int, v.split(b":"))))
+    await publisher.close()
+
+
+async def test_batches_are_closed_when_handed_over() -> None:
+    """A closed batch is sent without the producer's linger (kept for single-event sends)."""
+    producer = FakeProducer(partitions=2)
+    publisher = _publisher([producer])
+    await publisher.start()
+    handed: list[bool] = []
+    send_batch = producer.send_batch
+
+    async def watch(batch: FakeBatch, topic: str, *, partition: int) -> asyncio.Future[None]:
+        handed.append(batch.closed)
+        return await send_batch(batch, topic, partition=partition)
+
+    producer.send_batch = watch  # type: ignore[method-assign,assignment]
+    await publisher.publish("t", [(b"k%d" % i, b"v") for i in range(DIRECT_MAX + 6)])
+    assert handed
+    assert all(handed)
+    assert len(producer.sent) == DIRECT_MAX + 6
     await publisher.close()
 
 

@@ -36,8 +36,15 @@ def consumer(
     group_id: str | None,
     auto_offset_reset: str = "earliest",
     max_poll_records: int = 1000,
+    fetch_max_wait_ms: int = 500,
+    fetch_min_bytes: int = 1,
 ) -> AIOKafkaConsumer:
-    """Consumer with auto-commit off: callers commit after their effects are durable."""
+    """Consumer with auto-commit off: callers commit after their effects are durable.
+
+    Background consumers that need not see each record at once ask for ``fetch_min_bytes``
+    per fetch, waiting up to ``fetch_max_wait_ms``: under a trickle of small produces this
+    turns one fetch per produce into one per wait, which is most of a broker's work.
+    """
     return AIOKafkaConsumer(
         *topics,
         bootstrap_servers=settings.bootstrap_servers,
@@ -49,6 +56,8 @@ def consumer(
         heartbeat_interval_ms=settings.heartbeat_interval_ms,
         rebalance_timeout_ms=settings.rebalance_timeout_ms,
         max_poll_records=max_poll_records,
+        fetch_max_wait_ms=fetch_max_wait_ms,
+        fetch_min_bytes=fetch_min_bytes,
         isolation_level="read_uncommitted",
     )
 

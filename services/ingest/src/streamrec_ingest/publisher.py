@@ -54,6 +54,9 @@ class Batch(Protocol):
     def append(self, *, timestamp: int | None, key: bytes, value: bytes) -> object | None:
         """Add a record (``timestamp`` None: now); None when the batch is full or closed."""
 
+    def close(self) -> None:
+        """No more records: the producer sends a closed batch without lingering."""
+
 
 class Producer(Protocol):
     """The part of ``aiokafka.AIOKafkaProducer`` the publisher uses (fakes implement it too)."""
@@ -279,10 +282,13 @@ class Publisher:
         """Hand the partition's batches to ``producer`` in order, until none is left filling.
 
         ``send_batch`` waits while the producer still holds the partition's previous batch;
-        meanwhile records of other requests fill the next one.
+        meanwhile records of other requests fill the next one. A batch is closed as it is handed
+        over: it then goes out as soon as the partition is free, without the producer's linger,
+        which is there to gather the records of single-event requests (``send()``).
         """
         while queue:
             pending = queue.popleft()
+            pending.batch.close()
             try:
                 delivery = await producer.send_batch(pending.batch, topic, partition=partition)
             except KafkaError as exc:

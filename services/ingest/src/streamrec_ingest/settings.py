@@ -19,7 +19,12 @@ class IngestOptions(BaseModel):
         description="bound on waiting for the broker's ack; past it the request gets 503",
     )
     retry_after_s: float = Field(default=1.0, ge=0, description="Retry-After sent with a 503")
-    linger_ms: int = Field(default=2, ge=0, le=100, description="producer batching delay")
+    # How long the producer gathers the records of single-event requests into one batch per
+    # partition (requests of more than a few events send their own batches at once). The broker
+    # stores and every consumer group reads each batch as one unit, and the local broker's cost
+    # per batch read grows with its log: whole local stack, fresh, 2,000 single-event req/s:
+    # 5 -> 10 ms took it from 0.48 to 0.36 cores and the p99 from 46 to 41 ms (p50 10 -> 12 ms).
+    linger_ms: int = Field(default=10, ge=0, le=100, description="producer batching delay")
     producer_retry_s: float = Field(
         default=1.0, gt=0, description="pause between attempts to start the producer"
     )

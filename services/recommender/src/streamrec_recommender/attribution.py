@@ -251,13 +251,31 @@ class Attributor:
         metrics.RECOMMENDER_ONLINE_EVENTS.labels(tag.algorithm, tag.variant or "-", kind).inc()
         return kind
 
-    async def consume(self, settings: KafkaSettings, group_id: str) -> None:
-        """Consume events.v1 forever (own group); commit after the counters are written."""
+    async def consume(
+        self,
+        settings: KafkaSettings,
+        group_id: str,
+        *,
+        fetch_min_bytes: int = 1,
+        fetch_max_wait_ms: int = 500,
+        commit_s: float = 0.0,
+    ) -> None:
+        """Consume events.v1 forever (own group); commit after the counters are written.
+
+        Offsets are committed at most every ``commit_s`` (always after the counters they
+        cover): a restart replays at most that much, and replays are counted once per event id.
+        """
         failures = 0
         while True:
             consumer = kafka.consumer(
-                settings, topics.EVENTS, group_id=group_id, auto_offset_reset="latest"
+                settings,
+                topics.EVENTS,
+                group_id=group_id,
+                auto_offset_reset="latest",
+                fetch_min_bytes=fetch_min_bytes,
+                fetch_max_wait_ms=fetch_max_wait_ms,
             )
+            commit_due = 0.0
             try:
                 await consumer.start()
                 failures = 0
@@ -280,7 +298,10 @@ class Attributor:
                                 events.append(event)
                     if events:
                         await self._apply_retrying(events)
-                    await consumer.commit()
+                    now = time.monotonic()
+                    if now >= commit_due:
+                        await consumer.commit()
+                        commit_due = now + commit_s
             except (KafkaError, OSError) as exc:
                 metrics.RECOMMENDER_DEGRADED.labels("kafka").inc()
                 failures += 1

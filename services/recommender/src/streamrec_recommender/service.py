@@ -132,7 +132,13 @@ class Recommender:
         if s.attribution_consumer:
             self._tasks.append(
                 asyncio.create_task(
-                    self.attributor.consume(self.settings.kafka, s.attribution_group),
+                    self.attributor.consume(
+                        self.settings.kafka,
+                        s.attribution_group,
+                        fetch_min_bytes=s.attribution_fetch_min_bytes,
+                        fetch_max_wait_ms=s.attribution_fetch_max_wait_ms,
+                        commit_s=s.attribution_commit_s,
+                    ),
                     name="attribution",
                 )
             )

@@ -63,6 +63,11 @@ class ServingSettings(BaseModel):
     attribution_consumer: bool = True
     """Consume events.v1 (own group) to attribute clicks and conversions."""
     attribution_group: str = "streamrec-recommender-attribution"
+    attribution_fetch_min_bytes: int = Field(default=1024 * 1024, ge=1)
+    attribution_fetch_max_wait_ms: int = Field(default=1000, ge=1, le=10_000)
+    """Clicks are counted within this wait; fewer, fuller fetches spare the broker."""
+    attribution_commit_s: float = Field(default=1.0, ge=0)
+    """Offsets are committed at most this often (a replay is counted once per event id)."""
     online_flush_s: float = Field(default=0.5, gt=0)
     online_retention_s: int = Field(default=8 * 86_400, ge=3600)
 

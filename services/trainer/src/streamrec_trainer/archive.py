@@ -116,6 +116,8 @@ class Archiver:
                 topics.EVENTS,
                 group_id=self.settings.group_id,
                 max_poll_records=self.settings.max_batch,
+                fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
+                fetch_min_bytes=self.settings.fetch_min_bytes,
             )
             try:
                 await self.consumer.start()
