@@ -169,6 +169,13 @@ def _bounded_json(limit: int, field: str) -> Any:
     return check
 
 
+def new_event_ids(count: int) -> list[str]:
+    """``count`` generated event ids: 128 random bits each, as 32 hex characters, from one read
+    of the OS random source."""
+    fresh = os.urandom(16 * count).hex()
+    return [fresh[i : i + 32] for i in range(0, 32 * count, 32)]
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=False)
 
@@ -203,7 +210,7 @@ class EventIn(_Frozen):
         The fields were validated on the way in, so the record is built without re-validating.
         """
         return UserEvent.model_construct(
-            event_id=self.event_id or os.urandom(16).hex(),
+            event_id=self.event_id or new_event_ids(1)[0],
             user_id=self.user_id,
             event_type=self.event_type,
             product_id=self.product_id,

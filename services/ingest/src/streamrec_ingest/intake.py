@@ -11,7 +11,6 @@ which normalises integer ids and words each error.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
@@ -29,6 +28,7 @@ from streamrec_shared.events import (
     EventBatchIn,
     EventIn,
     UserEvent,
+    new_event_ids,
 )
 from streamrec_shared.http import describe_validation
 
@@ -155,9 +155,7 @@ def encode_events(
     received = _utc_text(received_at)
     stamped = f'"received_at":"{received}",'.encode()
     timed = f'"timestamp":"{received}",'.encode() + stamped
-    # one read of the OS random source for the request: 128 random bits (32 hex) per id
-    fresh = os.urandom(16 * sum(e.event_id is None for e in events)).hex()
-    used = 0
+    fresh = iter(new_event_ids(sum(e.event_id is None for e in events)))
     ids: list[str] = []
     records: list[tuple[bytes, bytes]] = []
     for event in events:
@@ -165,8 +163,7 @@ def encode_events(
         body = event.__pydantic_serializer__.to_json(event, exclude_none=True)
         event_id = event.event_id
         if event_id is None:
-            event_id = fresh[used : used + 32]
-            used += 32
+            event_id = next(fresh)
             head = b'{"kind":"event","schema_version":1,"event_id":"%s",' % event_id.encode()
         else:
             head = b'{"kind":"event","schema_version":1,'
