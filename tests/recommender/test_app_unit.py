@@ -168,4 +168,25 @@ async def test_a_failing_batch_scorer_still_answers_every_request() -> None:
         for r in answers:
             assert r.status_code == 200, r.text
             body = r.json()
-            assert body["strategy"] == "degraded:error_fallback", body
+            assert body["strategy"].startswith("degraded:error_fallback"), body
+
+
+async def test_the_error_fallback_serves_the_model_popularity_without_redis() -> None:
+    """Scoring fails and Redis (its trending lists) is down: the answer is still the model's
+    popularity held in memory, filtered as any answer, not an empty list."""
+    s = settings()
+    model = prepare(make_bundle(n_items=200, n_users=50), s.recommender)
+
+    def broken(*args: object, **kwargs: object) -> object:
+        raise RuntimeError("scorer exploded")
+
+    object.__setattr__(model.exact, "top", broken)
+    popular = [str(model.item_ids[i]) for i in model.popular.indices[:6].tolist()]
+    async for c in _client(create_app(s, model=model, watch_models=False)):
+        r = await get(c, "/v1/recommendations/u0000003", k=5, algorithm="als",
+                      exclude=popular[0])  # fmt: skip
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["strategy"] == "degraded:error_fallback:model", body
+        assert [i["product_id"] for i in body["items"]] == popular[1:6]
+        assert body["model_version"] == model.version

@@ -8,13 +8,16 @@ is small), the category index only when categories or the model change.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
 
 from streamrec_recommender.model_handle import ServingModel
-from streamrec_recommender.ranking import Ranked
+from streamrec_recommender.ranking import ItemFilter, Ranked
+
+ALLOWED_MASKS = 64
+"""Category masks an index keeps (n bytes each) before it starts afresh."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -22,7 +25,8 @@ class CatalogIndex:
     """blocked (n,) bool over the model's serving items (True = never recommend), blocked_idx
     its flatnonzero (b,) int64;
     category_items: category -> item indices (n_c,) int64 sorted; item_category (n,) int32 code
-    into ``category_names`` (-1 unknown)."""
+    into ``category_names`` (-1 unknown); base_filter: the filter of a request that excludes
+    nothing of its own (blocked items only)."""
 
     model_version: int
     unavailable_version: int
@@ -32,13 +36,23 @@ class CatalogIndex:
     category_items: Mapping[str, NDArray[np.int64]]
     category_names: tuple[str, ...]
     item_category: NDArray[np.int32]
+    base_filter: ItemFilter
+    _allowed: dict[str, NDArray[np.bool_]] = field(default_factory=dict, repr=False)
 
     def allowed_for(self, category: str) -> NDArray[np.bool_]:
-        """(n,) bool mask of the category's items (all False for an unknown category)."""
+        """(n,) bool read-only mask of the category's items (all False for an unknown
+        category); built once per category, not per request."""
+        mask = self._allowed.get(category)
+        if mask is not None:
+            return mask
         mask = np.zeros(self.blocked.shape[0], dtype=np.bool_)
         items = self.category_items.get(category)
         if items is not None:
             mask[items] = True
+            if len(self._allowed) >= ALLOWED_MASKS:
+                self._allowed.clear()
+            self._allowed[category] = mask
+        mask.flags.writeable = False
         return mask
 
     def category_of(self, index: int) -> str | None:
@@ -104,15 +118,17 @@ def build(
     else:
         groups, names, codes = category_index(model, categories)
     blocked = blocked_mask(model, unavailable)
+    blocked_idx = np.flatnonzero(blocked).astype(np.int64)
     return CatalogIndex(
         model_version=model.version,
         unavailable_version=unavailable_version,
         categories_revision=categories_revision,
         blocked=blocked,
-        blocked_idx=np.flatnonzero(blocked).astype(np.int64),
+        blocked_idx=blocked_idx,
         category_items=groups,
         category_names=names,
         item_category=codes,
+        base_filter=ItemFilter.build(blocked=blocked, blocked_idx=blocked_idx),
     )
 
 

@@ -223,21 +223,20 @@ class Engine:
             exclude += prof.purchase_history
             if self.settings.exclude_viewed:
                 exclude += prof.view_history
-        allowed = None
         category = req.category
-        if category is not None and ctx.catalog is not None:
-            allowed = ctx.catalog.allowed_for(category)
-        blocked = ctx.catalog.blocked if ctx.catalog is not None else None
-        blocked_idx = ctx.catalog.blocked_idx if ctx.catalog is not None else None
-        if blocked is None:
+        catalog = ctx.catalog
+        if catalog is None:
             # No catalog index for this model yet (just swapped in): exclusions cost per
             # request what the unavailable set holds, an (n,) mask what the catalogue holds.
             exclude += ctx.unavailable
+            return ItemFilter.build(exclude=model.indices(exclude)), category
+        if category is None and not exclude:
+            return catalog.base_filter, None
         flt = ItemFilter.build(
-            blocked=blocked,
-            allowed=allowed,
+            blocked=catalog.blocked,
+            allowed=catalog.allowed_for(category) if category is not None else None,
             exclude=model.indices(exclude),
-            blocked_idx=blocked_idx,
+            blocked_idx=catalog.blocked_idx,
         )
         return flt, category
 
@@ -487,6 +486,32 @@ class Engine:
         if not rows and not req.category:
             rows, how = ctx.trending.global_, "trending"
         return [(p, s) for p, s in rows if p not in skip][: req.k], how
+
+    def fallback_ids(
+        self, ctx: Context, req: Request, prof: profiles.UserProfile | None
+    ) -> tuple[list[tuple[str, float]], str]:
+        """The best answer that needs no scoring: live trending (``trending_ids``), else the
+        popularity list of the model in memory (``"model_popularity"``), same filters."""
+        items, how = self.trending_ids(ctx, req, prof)
+        model = ctx.model
+        if items or model is None:
+            return items, how
+        skip = self._skipped(ctx, req, prof)
+        blocked = (
+            ctx.catalog.blocked
+            if ctx.catalog is not None and ctx.catalog.model_version == model.version
+            else None
+        )
+        ranked = popular_in(model, req.category)
+        for i, s in zip(ranked.indices.tolist(), ranked.scores.tolist(), strict=True):
+            if blocked is not None and blocked[i]:
+                continue
+            pid = str(model.item_ids[i])
+            if pid not in skip:
+                items.append((pid, s))
+                if len(items) >= req.k:
+                    break
+        return items, "model_popularity"
 
     @staticmethod
     def _skipped(ctx: Context, req: Request, prof: profiles.UserProfile | None) -> _Skipped:

@@ -10,7 +10,6 @@ stays the one definition of the contract and produces every error answer.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from urllib.parse import parse_qsl, unquote
@@ -18,7 +17,7 @@ from urllib.parse import parse_qsl, unquote
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from streamrec_recommender.engine import Request
-from streamrec_recommender.routes import render
+from streamrec_recommender.routes import dumps, render
 from streamrec_recommender.service import Recommender
 from streamrec_recommender.store import count_degraded
 from streamrec_shared import metrics
@@ -98,7 +97,7 @@ class FastPath:
             count_degraded("fast_path")
             await self.app(scope, receive, send)
             return
-        body = json.dumps(render(answer, started), separators=(",", ":")).encode()
+        body = dumps(render(answer, started))
         await send(
             {
                 "type": "http.response.start",

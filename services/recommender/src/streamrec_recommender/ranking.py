@@ -91,8 +91,11 @@ class ItemFilter:
         exclude: Iterable[int] = (),
         blocked_idx: NDArray[np.int64] | None = None,
     ) -> ItemFilter:
-        ex = np.unique(np.fromiter(exclude, dtype=np.int64))
-        return cls(blocked=blocked, allowed=allowed, exclude=ex[ex >= 0], blocked_idx=blocked_idx)
+        ex = np.fromiter(exclude, dtype=np.int64)
+        if ex.size:
+            ex = np.unique(ex)
+            ex = ex[ex >= 0]
+        return cls(blocked=blocked, allowed=allowed, exclude=ex, blocked_idx=blocked_idx)
 
     def keep(self, indices: NDArray[np.int64]) -> NDArray[np.bool_]:
         """(m,) bool: which of ``indices`` (m,) int64 this filter lets through."""
@@ -204,7 +207,7 @@ class ExactScorer:
         n = self.order.shape[0]
         head = min(n, HEAD)
         scores = queries @ self.factors[:head].T  # (B, head)
-        q_norms = np.linalg.norm(queries.astype(np.float64), axis=1)
+        q_norms = np.sqrt(np.einsum("ij,ij->i", queries, queries, dtype=np.float64))
         bounds: list[float] = []
         limits: list[int] = []
         for j, flt in enumerate(filters):
@@ -258,7 +261,8 @@ class ExactScorer:
         scores (m,) float32 are given."""
         items = self.order[start : start + scores.shape[0]]
         if flt.blocked is not None and flt.blocked_idx is not None:
-            self._mask_items(scores, start, flt.blocked_idx)
+            if flt.blocked_idx.size:  # ten numpy calls even for nothing to mask
+                self._mask_items(scores, start, flt.blocked_idx)
             if flt.blocked.shape[0] < self.order.shape[0]:
                 np.putmask(scores, items >= flt.blocked.shape[0], NEG_INF)
         elif flt.blocked is not None:

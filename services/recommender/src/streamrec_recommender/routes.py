@@ -7,11 +7,11 @@ domain errors (``streamrec_shared.errors``) map to status codes in the shared ha
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from typing import Annotated, Any, Literal
 
 import numpy as np
+import orjson
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -36,9 +36,12 @@ UserId = Annotated[str, Path(min_length=1, max_length=128)]
 
 
 def _json(body: Any, status: int = 200) -> Response:
-    return Response(
-        json.dumps(body, separators=(",", ":")), status_code=status, media_type="application/json"
-    )
+    return Response(dumps(body), status_code=status, media_type="application/json")
+
+
+def dumps(body: Any) -> bytes:
+    """A response body as compact JSON (orjson: about a tenth of ``json.dumps``' CPU)."""
+    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def render(answer: Answer, started: float) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+import orjson
 from numpy.typing import NDArray
 
 from streamrec_recommender import catalog as catalogs
@@ -334,7 +335,7 @@ class Recommender:
                 "variant": result.variant,
                 "model_version": result.model_version,
             }
-            self.recorder.cache(req.user_id, cache_field, json.dumps(doc).encode(), read.revision)
+            self.recorder.cache(req.user_id, cache_field, orjson.dumps(doc), read.revision)
         return self._answer(req, result, now, cached=False)
 
     def _cached(self, raw: bytes | None) -> dict[str, Any] | None:
@@ -342,8 +343,8 @@ class Recommender:
         if raw is None:
             return None
         try:
-            doc: dict[str, Any] = json.loads(raw)
-        except ValueError:
+            doc: dict[str, Any] = orjson.loads(raw)
+        except orjson.JSONDecodeError:
             return None
         unavailable = self.state.catalog.unavailable
         if unavailable and any(p in unavailable for p, _ in doc.get("items", ())):
@@ -395,19 +396,55 @@ class Recommender:
             logger.exception("batch scoring failed; scoring its %d requests one by one", len(batch))
             count_degraded("engine")
             prepared = [ctx for _, ctx, _ in batch]
-        for (req, _, fut), ctx in zip(batch, prepared, strict=True):
-            if fut.done():
-                continue
-            try:
-                result = self.engine.recommend(req, ctx)
-            except Exception:  # batch boundary: one request must not fail the others
-                logger.exception("scoring failed for user %s; serving trending", req.user_id)
-                count_degraded("engine")
-                items, _ = self.engine.trending_ids(ctx, req, ctx.profile)
-                result = Result("popular", "degraded:error_fallback", items, "new")
-            fut.set_result(result)
-        took = (time.perf_counter() - started) / len(batch)
-        metrics.RECOMMENDER_SCORING_DURATION.labels("batch").observe(took)
+        steps = [(req, ctx, fut) for (req, _, fut), ctx in zip(batch, prepared, strict=True)]
+        self._finish(steps, 0, [time.perf_counter() - started])
+
+    def _finish(
+        self,
+        steps: list[tuple[Request, Context, asyncio.Future[Result]]],
+        i: int,
+        spent: list[float],
+    ) -> None:
+        """Run the engine for request ``i`` of a prepared batch, then schedule the next one.
+
+        One request per loop turn: each answer goes out as soon as it is ready (the request's
+        task is woken before the next step runs), instead of every request of the batch
+        waiting for the last one. ``spent`` accumulates the batch's scoring time.
+        """
+        started = time.perf_counter()
+        req, ctx, fut = steps[i]
+        try:
+            if not fut.done():
+                try:
+                    result = self.engine.recommend(req, ctx)
+                except Exception:  # batch boundary: one request must not fail the others
+                    logger.exception("scoring failed for user %s; serving popularity", req.user_id)
+                    count_degraded("engine")
+                    result = self._fallback(req, ctx)
+                fut.set_result(result)
+        finally:  # the rest of the batch must settle whatever happened here
+            spent[0] += time.perf_counter() - started
+            if i + 1 < len(steps):
+                asyncio.get_running_loop().call_soon(self._finish, steps, i + 1, spent)
+            else:
+                took = spent[0] / len(steps)
+                metrics.RECOMMENDER_SCORING_DURATION.labels("batch").observe(took)
+
+    def _fallback(self, req: Request, ctx: Context) -> Result:
+        """A request whose scoring failed: trending, else the model's popularity (held in
+        memory, so an answer even with Redis down); empty only if that fails too."""
+        items: list[tuple[str, float]] = []
+        how = "trending"
+        try:
+            items, how = self.engine.fallback_ids(ctx, req, ctx.profile)
+        except Exception:  # request boundary: the future must settle
+            logger.exception("fallback failed for user %s", req.user_id)
+        if how == "model_popularity" and ctx.model is not None:
+            return Result(
+                "popular", "degraded:error_fallback:model", items, "new",
+                model_version=ctx.model.version,
+            )  # fmt: skip
+        return Result("popular", "degraded:error_fallback", items, "new")
 
     def _prepare(
         self, batch: list[tuple[Request, Context, asyncio.Future[Result]]]
