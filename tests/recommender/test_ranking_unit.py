@@ -123,3 +123,15 @@ def test_exact_scorer_matches_brute_force_under_filters(n: int) -> None:
             want = ranking.top_candidates(factors @ q, c, flt)
             assert ranked.indices.tolist() == want.indices.tolist()
             assert ranked.scores == pytest.approx(want.scores, rel=1e-5, abs=1e-6)
+
+
+@pytest.mark.parametrize("b", [1, 3, 4, 9])
+def test_products_are_the_inner_products_in_query_major_order(b: int) -> None:
+    rng = np.random.default_rng(b)
+    block = rng.normal(size=(300, 16)).astype(np.float32)
+    queries = rng.normal(size=(b, 16)).astype(np.float32)
+    got = ranking.products(queries, block)
+    assert got.shape == (b, 300)
+    assert got.dtype == np.float32
+    assert got.flags.c_contiguous
+    assert got == pytest.approx(queries @ block.T, rel=1e-5, abs=1e-5)

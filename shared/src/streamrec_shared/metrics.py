@@ -7,6 +7,8 @@ All metrics live in the default registry, served by each service's ``GET /metric
 
 from __future__ import annotations
 
+import asyncio
+
 from prometheus_client import Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -24,6 +26,13 @@ HTTP_REQUEST_DURATION = Histogram(
     "HTTP request latency by service and route template.",
     ["service", "route", "method"],
     buckets=LATENCY_BUCKETS,
+)
+EVENT_LOOP_LAG = Histogram(
+    "streamrec_event_loop_lag_seconds",
+    "How late the event loop woke a timer (``watch_loop_lag``): stalls from CPU-bound work "
+    "or blocking calls on the loop, which every request waiting on that loop shares.",
+    ["service"],
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
 DEPENDENCY_UP = Gauge(
     "streamrec_dependency_up",
@@ -172,3 +181,14 @@ RECOMMENDER_ONLINE_EVENTS = Counter(
     "Online feedback by algorithm, variant and kind (impression, click, conversion).",
     ["algorithm", "variant", "kind"],
 )
+
+
+async def watch_loop_lag(service: str, interval_s: float = 0.05) -> None:
+    """Observe ``EVENT_LOOP_LAG`` every ``interval_s`` until cancelled (uvloop timers have
+    millisecond resolution, so lags under ~1 ms are noise)."""
+    loop = asyncio.get_running_loop()
+    lag = EVENT_LOOP_LAG.labels(service)
+    while True:
+        asked = loop.time() + interval_s
+        await asyncio.sleep(interval_s)
+        lag.observe(max(0.0, loop.time() - asked))

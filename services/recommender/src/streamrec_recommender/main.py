@@ -1,30 +1,81 @@
-"""``streamrec-recommender``: uvicorn with httptools + uvloop, workers from settings."""
+"""``streamrec-recommender``: uvicorn with httptools + uvloop, workers from settings.
+
+With several workers each one listens on its own ``SO_REUSEPORT`` socket, so the kernel spreads
+new connections over the workers by hash. On one shared socket the worker that wakes first
+accepts a whole burst of connections: a client opening its keep-alive pool at once (a load
+balancer, a frontend's HTTP client) lands on one worker while the other idles. Measured with 64
+connections at 1,000 req/s: 64/0 split p99 24-60 ms, 43/21 p99 11 ms, even split 6.7 ms.
+"""
 
 from __future__ import annotations
 
+import socket
+from typing import Any
+
 import uvicorn
+from uvicorn.supervisors import multiprocess
 
 from streamrec_recommender.settings import get_settings
 from streamrec_shared import logs
+
+APP = "streamrec_recommender.app:create_server"
+
+
+def reuse_port_socket(host: str, port: int, backlog: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` that other ``SO_REUSEPORT`` sockets share."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+class ReusePortWorker(multiprocess.Process):
+    """A uvicorn worker that binds its own socket in its own process: when it dies the kernel
+    stops sending it connections (a socket held by the parent would queue them unanswered)."""
+
+    def target(self, sockets: list[socket.socket] | None = None) -> None:  # pragma: no cover
+        config = self.config
+        super().target([reuse_port_socket(config.host, config.port, config.backlog)])
+
+
+class ReusePortSupervisor(multiprocess.Multiprocess):
+    """uvicorn's supervisor (health pings, restarts of dead workers, signals) over
+    ``ReusePortWorker``s. uvicorn builds its workers in three places, all through the module's
+    ``Process``; this supervisor is the only one in its process, so it sets that name."""
+
+    def run(self) -> None:
+        multiprocess.Process = ReusePortWorker  # type: ignore[misc]
+        super().run()
 
 
 def main() -> None:
     settings = get_settings()
     logs.configure("recommender", settings.log.level, json_format=settings.log.json_format)
     workers = max(1, settings.http.workers)
-    uvicorn.run(
-        "streamrec_recommender.app:create_server",
-        factory=True,
-        host=settings.http.host,
-        port=settings.http.port,
-        workers=workers,
-        http="httptools",
-        loop="uvloop",
-        access_log=False,
-        log_config=None,
-        timeout_graceful_shutdown=5,
-        backlog=4096,
-    )
+    options: dict[str, Any] = {
+        "factory": True,
+        "host": settings.http.host,
+        "port": settings.http.port,
+        "workers": workers,
+        "http": "httptools",
+        "loop": "uvloop",
+        "access_log": False,
+        "log_config": None,
+        "timeout_graceful_shutdown": 5,
+        "backlog": 4096,
+    }
+    if workers > 1 and settings.http.port != 0 and hasattr(socket, "SO_REUSEPORT"):
+        ReusePortSupervisor(uvicorn.Config(APP, **options), sockets=[]).run()
+    else:
+        uvicorn.run(APP, **options)
 
 
 if __name__ == "__main__":

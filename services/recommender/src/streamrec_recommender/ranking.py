@@ -206,7 +206,7 @@ class ExactScorer:
         """The best ``c`` items of each query (B, f) float32 after its filter (B filters)."""
         n = self.order.shape[0]
         head = min(n, HEAD)
-        scores = queries @ self.factors[:head].T  # (B, head)
+        scores = products(queries, self.factors[:head])  # (B, head)
         q_norms = np.sqrt(np.einsum("ij,ij->i", queries, queries, dtype=np.float64))
         bounds: list[float] = []
         limits: list[int] = []
@@ -217,10 +217,12 @@ class ExactScorer:
             bounds.append(bound)
             limits.append(self._limit(bound, float(q_norms[j])))
         longest = max(limits)
-        # OpenBLAS runs (2..3, f) x (f, m) products slower than separate matrix-vector ones
-        # (each of which also stops at its own limit); from 4 queries on, one product wins.
+        # From 4 queries on one product over the longest prefix beats a matrix-vector product
+        # per query (each stopping at its own limit).
         rest = (
-            queries @ self.factors[head:longest].T if longest > head and len(limits) >= 4 else None
+            products(queries, self.factors[head:longest])
+            if longest > head and len(limits) >= 4
+            else None
         )
         out: list[Ranked] = []
         for j, flt in enumerate(filters):
@@ -278,6 +280,22 @@ class ExactScorer:
         items = items[(items >= 0) & (items < self.order.shape[0])]
         pos = self.position[items] - start
         scores[pos[(pos >= 0) & (pos < scores.shape[0])]] = NEG_INF
+
+
+def products(queries: NDArray[np.float32], block: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Inner products (B, m) float32, C-contiguous, of queries (B, f) with rows (m, f).
+
+    Not ``queries @ block.T``: for small B OpenBLAS runs that product several times slower
+    than ``block @ queries.T`` (m=4,096, f=64, one thread: 200 vs 70 us at B=2, 230 vs 96 us
+    at B=8), and up to 3 queries a matrix-vector product each is faster still (25 us each).
+    """
+    b = queries.shape[0]
+    if b < 4:
+        out = np.empty((b, block.shape[0]), dtype=np.float32)
+        for j in range(b):
+            np.matmul(block, queries[j], out=out[j])
+        return out
+    return np.ascontiguousarray((block @ queries.T).T)
 
 
 def _kth_largest(scores: NDArray[np.float32], k: int) -> float:

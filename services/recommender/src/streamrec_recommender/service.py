@@ -130,6 +130,9 @@ class Recommender:
         self._tasks.append(
             asyncio.create_task(self.recorder.run(s.online_flush_s), name="online-flush")
         )
+        self._tasks.append(
+            asyncio.create_task(metrics.watch_loop_lag("recommender"), name="loop-lag")
+        )
         if s.attribution_consumer:
             self._tasks.append(
                 asyncio.create_task(
