@@ -13,6 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, cast
 
+from aiokafka.errors import IllegalStateError
 from faust import Stream
 from faust.types import TP, AppT, EventT, StreamT, TopicT
 
@@ -132,7 +133,10 @@ class LagTracker:
             high = self._highwater(tp)
             pos = self.positions.get(key)
             if pos is None:
-                pos = await consumer.position(tp)
+                try:
+                    pos = await consumer.position(tp)
+                except IllegalStateError:  # revoked by a rebalance since assignment() listed it
+                    continue
             if high is None or pos is None:
                 continue
             metrics.PROCESSOR_CONSUMER_LAG.labels(key[0], str(key[1])).set(max(0, high - pos))
