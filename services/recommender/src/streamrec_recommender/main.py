@@ -9,8 +9,9 @@ connections at 1,000 req/s: 64/0 split p99 24-60 ms, 43/21 p99 11 ms, even split
 
 from __future__ import annotations
 
+import os
 import socket
-from typing import Any
+from typing import Any, ClassVar
 
 import uvicorn
 from uvicorn.supervisors import multiprocess
@@ -39,9 +40,33 @@ def reuse_port_socket(host: str, port: int, backlog: int) -> socket.socket:
 
 class ReusePortWorker(multiprocess.Process):
     """A uvicorn worker that binds its own socket in its own process: when it dies the kernel
-    stops sending it connections (a socket held by the parent would queue them unanswered)."""
+    stops sending it connections (a socket held by the parent would queue them unanswered).
+
+    With ``pin`` set, each worker is also pinned to the CPU fewest live siblings hold: its
+    event loop then keeps its caches (the item factors it scans on every request) instead of
+    migrating between cores. On one stack at 1,000 req/s, alternating 15 s runs: p99 6.8-10.3
+    ms pinned (7 runs) against 6.6-27 ms unpinned (8 runs, median 11)."""
+
+    pin: ClassVar[bool] = False
+    siblings: ClassVar[list[ReusePortWorker]] = []
+
+    def __init__(self, config: uvicorn.Config, sockets: list[socket.socket]) -> None:
+        self.cpu = self._free_cpu() if self.pin else None
+        super().__init__(config, sockets)
+        self.siblings.append(self)
+
+    def _free_cpu(self) -> int | None:
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            return None
+        live = [w for w in self.siblings if w.process.exitcode is None]
+        self.siblings[:] = live
+        held = [w.cpu for w in live]
+        return min(cpus, key=held.count)
 
     def target(self, sockets: list[socket.socket] | None = None) -> None:  # pragma: no cover
+        if self.cpu is not None:
+            os.sched_setaffinity(0, {self.cpu})
         config = self.config
         super().target([reuse_port_socket(config.host, config.port, config.backlog)])
 
@@ -73,6 +98,7 @@ def main() -> None:
         "backlog": 4096,
     }
     if workers > 1 and settings.http.port != 0 and hasattr(socket, "SO_REUSEPORT"):
+        ReusePortWorker.pin = settings.http.pin_workers and hasattr(os, "sched_setaffinity")
         ReusePortSupervisor(uvicorn.Config(APP, **options), sockets=[]).run()
     else:
         uvicorn.run(APP, **options)

@@ -87,6 +87,8 @@ class RecommenderHttpSettings(HttpSettings):
 
     port: int = 8001
     workers: int = 2
+    pin_workers: bool = True
+    """With several workers, pin each to its own CPU (``main.ReusePortWorker``)."""
 
 
 class RecommenderSettings(ServiceSettings):
