@@ -10,6 +10,7 @@ import pytest_asyncio
 from fastapi import FastAPI
 
 from streamrec_ingest.app import create_app
+from streamrec_ingest.fastpath import with_fast_path
 
 from .fakes import KEYS, FakeProducer, unit_settings
 
@@ -28,7 +29,8 @@ async def app(producer: FakeProducer) -> AsyncIterator[FastAPI]:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def http(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
+    """A client of what uvicorn serves: the app behind its fast path for POST /v1/events."""
+    transport = httpx.ASGITransport(app=with_fast_path(app))
     async with httpx.AsyncClient(
         transport=transport, base_url="http://ingest", headers={"X-API-Key": KEYS["admin"]}
     ) as client:

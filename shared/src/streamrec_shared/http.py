@@ -97,17 +97,26 @@ def _summary(details: list[dict[str, Any]]) -> str:
     return "invalid request: " + "; ".join(parts) + more
 
 
+def domain_response(exc: StreamrecError) -> JSONResponse:
+    """The answer to a domain error: its status, the error body, ``Retry-After`` when the
+    client should retry (unavailable dependency, rate limit)."""
+    headers: dict[str, str] = {}
+    if isinstance(exc, RetryableError | RateLimited):
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+    return JSONResponse(error_body(exc.code, exc.message, exc.details), exc.status, headers=headers)
+
+
+def internal_error_response() -> JSONResponse:
+    """The answer to an unexpected error: a 500 with no detail (the log has the trace)."""
+    return JSONResponse(error_body("internal", "internal error"), 500)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map domain errors and validation errors to the JSON error format; never a stack trace."""
 
     async def on_domain(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StreamrecError)
-        headers: dict[str, str] = {}
-        if isinstance(exc, RetryableError | RateLimited):
-            headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
-        return JSONResponse(
-            error_body(exc.code, exc.message, exc.details), exc.status, headers=headers
-        )
+        return domain_response(exc)
 
     async def on_request_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
@@ -134,7 +143,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse(error_body("internal", "internal error"), 500)
+        return internal_error_response()
 
     app.add_exception_handler(StreamrecError, on_domain)
     app.add_exception_handler(RequestValidationError, on_request_validation)

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import uvicorn
-from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from streamrec_ingest.app import create_app
+from streamrec_ingest.fastpath import with_fast_path
 from streamrec_ingest.settings import get_settings
 from streamrec_shared import logs
 
 
-def app_factory() -> FastAPI:
-    """What each uvicorn worker builds: logging configured, app from the environment."""
+def app_factory() -> ASGIApp:
+    """What each uvicorn worker builds: logging configured, app from the environment, behind
+    the fast path for single and batched events."""
     settings = get_settings()
     logs.configure("ingest", settings.log.level, json_format=settings.log.json_format)
-    return create_app(settings)
+    return with_fast_path(create_app(settings))
 
 
 def main() -> None:
