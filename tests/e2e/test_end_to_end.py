@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -25,9 +26,16 @@ async def _wait_archived(client: AsyncStreamrecClient, n: int) -> int:
 
 
 async def test_products_and_events_in_model_out(client: AsyncStreamrecClient) -> None:
-    # own user ids: other tests on the session stack send shops with the default ones
+    # own user ids: other tests on the session stack send shops with the default ones. Its
+    # history ends now: other tests send events stamped at receive time, and the trainer's
+    # event-time window, anchored at the newest event, would leave an older history out.
     shop = synthetic.shop(
-        n_users=120, n_products=150, events_per_user=30, seed=11, user_prefix="e2e-u"
+        n_users=120,
+        n_products=150,
+        events_per_user=30,
+        seed=11,
+        user_prefix="e2e-u",
+        start=datetime.now(UTC) - timedelta(days=30),
     )
     for chunk in synthetic.batches(shop.products, 500):
         await client.put_products(chunk)
