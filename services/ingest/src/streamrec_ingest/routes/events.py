@@ -16,6 +16,7 @@ from streamrec_ingest.routes.models import EventsAccepted, error_responses
 from streamrec_shared import metrics, topics
 from streamrec_shared.errors import RetryableError
 from streamrec_shared.events import EVENT_TYPES, EventBatchIn, EventIn
+from streamrec_shared.http import KeyRing
 
 router = APIRouter(tags=["events"])
 
@@ -80,6 +81,15 @@ async def accept_events(raw: bytes, publisher: Publisher) -> dict[str, Any]:
     return {"accepted": len(records), "event_ids": event_ids}
 
 
+async def events_request(
+    ring: KeyRing, presented: str | None, raw: bytes, state: IngestState
+) -> dict[str, Any]:
+    """The whole ``POST /v1/events``: key check, then ``accept_events``; returns the 202 body
+    (the route and ``fastpath.EventsFastPath`` both answer with it)."""
+    authorize_events(ring, presented)
+    return await accept_events(raw, state.publisher)
+
+
 @router.post(
     "/v1/events",
     status_code=202,
@@ -96,7 +106,7 @@ async def post_events(request: Request) -> JSONResponse:
     ``event_id`` is generated when absent — send your own to make retries idempotent. On 503
     the details carry the event_ids used: retry with them.
     """
-    authorize_events(request)
     state: IngestState = request.app.state.ingest
-    body = await accept_events(await request.body(), state.publisher)
+    presented = request.headers.get("x-api-key")
+    body = await events_request(request.app.state.keyring, presented, await request.body(), state)
     return JSONResponse(body, status_code=202)
