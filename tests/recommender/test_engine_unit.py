@@ -186,3 +186,55 @@ def test_ann_index_recall_is_measured_and_exported(tmp_path: object) -> None:
     assert len(set(got) & set(exact.tolist())) >= 17
     again = prepare(make_bundle(n_items=3000, n_users=200, factors=16, seed=3), settings)
     assert again.ann is not None  # mapped from the cache directory this time
+
+
+def batched(eng: Engine, req: Request, c: Context) -> tuple[Context, int]:
+    """What the service's batcher hands the engine: the request's plan, user vector, filter
+    and exact ALS candidates at the depth its plan reads (``Recommender._prepare``)."""
+    assert c.model is not None
+    assert c.model.exact is not None
+    vector = eng.user_vector(c.model, c.profile, req.user_id)
+    plan = eng.plan(req, c, c.model, vector, eng.recent(c.model, c.profile))
+    depth = eng.als_depth(plan, req.k)
+    flt, _ = eng.item_filter(c, c.model, req)
+    als = None
+    if depth and vector[0] is not None:
+        als = c.model.exact.top(vector[0][None, :], [flt], depth)[0]
+    return dataclasses.replace(c, vector=vector, plan=plan, item_filter=flt, als=als), depth
+
+
+@pytest.mark.parametrize("algorithm", ["als", "hybrid", "auto", "itemknn", "popular"])
+@pytest.mark.parametrize("campaign", [False, True])
+def test_candidates_at_the_planned_depth_give_the_same_answer(
+    model: ServingModel, algorithm: str, campaign: bool
+) -> None:
+    camps = [Campaign("push", 0.3, 0, 10, product_ids=("p000003", "p000100"))] if campaign else []
+    seen_depths: set[int] = set()
+    for n in range(12):
+        user = f"u{n:07d}"
+        prof = profile(user, ("p000001", "p000009"), purchases=("p000017",), events=30)
+        base = ctx(model, profile=prof if n % 2 else None, campaigns=camps, now=5.0)
+        req = Request(user, 5, algorithm)
+        direct = engine().recommend(req, base)  # the engine scores for itself (full depth)
+        prepared, depth = batched(engine(), req, base)
+        seen_depths.add(depth)
+        assert engine().recommend(req, prepared) == direct
+    if algorithm == "als":
+        assert seen_depths == ({model_candidates(5)} if campaign else {5})
+    if algorithm in ("itemknn", "popular"):
+        assert seen_depths == {0}  # nothing scored ahead for algorithms that do not read it
+
+
+def model_candidates(k: int) -> int:
+    return engine().candidates(k)
+
+
+def test_plan_reads_no_candidates_for_tiers_without_a_vector(model: ServingModel) -> None:
+    eng = engine()
+    nothing = eng.recent(model, None)
+    new_user = eng.plan(Request("stranger", 5), ctx(model), model, (None, None), nothing)
+    assert (new_user.wanted, new_user.tier) == ("popular", "cold_start")
+    assert eng.als_depth(new_user, 5) == 0
+    vector = eng.user_vector(model, None, "u0000001")
+    hybrid = eng.plan(Request("u0000001", 5, "hybrid"), ctx(model), model, vector, nothing)
+    assert eng.als_depth(hybrid, 5) == eng.candidates(5)

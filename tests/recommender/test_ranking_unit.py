@@ -117,10 +117,14 @@ def test_exact_scorer_matches_brute_force_under_filters(n: int) -> None:
         ItemFilter.build(blocked=blocked, blocked_idx=np.flatnonzero(blocked)),
     ]
     scorer = ranking.ExactScorer.build(factors)
-    for c, batch in [(1, 6), (40, 6), (40, 2)]:  # 2 queries: matrix-vector products
+    per_query = [10, 100, 1, 40, 7, 25]  # one count per query (a batch of mixed requests)
+    cases = [(1, 6), (40, 6), (40, 2), (per_query, 6), (per_query[:2], 2)]
+    for c, batch in cases:  # 2 queries: matrix-vector products
         got = scorer.top(queries[:batch], filters[:batch], c)
-        for q, flt, ranked in zip(queries, filters, got, strict=False):
-            want = ranking.top_candidates(factors @ q, c, flt)
+        counts = [c] * batch if isinstance(c, int) else c
+        assert len(got) == batch
+        for q, flt, count, ranked in zip(queries, filters, counts, got, strict=False):
+            want = ranking.top_candidates(factors @ q, count, flt)
             assert ranked.indices.tolist() == want.indices.tolist()
             assert ranked.scores == pytest.approx(want.scores, rel=1e-5, abs=1e-6)
 

@@ -39,6 +39,8 @@ CATEGORY_ATTRIBUTES = ("category", "preferred_category", "favorite_category", "f
 MAX_RECENT = 50
 EXACT_SUBSET = 200_000
 """Above this many items even a category filter is searched through the ANN index."""
+Vector = tuple[NDArray[np.float32] | None, str | None]
+"""A user vector (f,) float32 or None, and where it came from (see the module docstring)."""
 
 
 @dataclass(frozen=True)
@@ -66,13 +68,29 @@ class Context:
     degraded: tuple[str, ...] = ()
     """Dependencies that failed for this request (e.g. ("redis",))."""
     now: float = 0.0
-    vector: tuple[NDArray[np.float32] | None, str | None] | None = None
+    vector: Vector | None = None
     """Precomputed ``Engine.user_vector`` result (the batcher computes it for many requests)."""
     item_filter: ItemFilter | None = None
     """Precomputed ``Engine.item_filter`` of this request."""
+    plan: Plan | None = None
+    """Precomputed ``Engine.plan`` of this request (drawn once: the bandit samples)."""
     als: Ranked | None = None
-    """Precomputed exact ALS candidates: the best ``Engine.candidates(k)`` (or more) items of
-    the user vector after ``item_filter`` (the batcher scores many requests together)."""
+    """Precomputed exact ALS candidates: the best ``Engine.als_depth(plan, k)`` (or more)
+    items of the user vector after ``item_filter`` (the batcher scores many requests
+    together)."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a request runs, decided before any scoring: the algorithm wanted, the tier
+    (``cold_start``, ``recent_items`` or None), the experiment assignment, and whether a
+    campaign applies to the user's segment."""
+
+    wanted: str
+    tier: str | None
+    choice: tuple[Experiment, Variant] | None
+    segment: str
+    boosted: bool
 
 
 @dataclass(frozen=True)
@@ -157,7 +175,7 @@ class Engine:
 
     def user_vector(
         self, model: ServingModel, prof: profiles.UserProfile | None, user_id: str
-    ) -> tuple[NDArray[np.float32] | None, str | None]:
+    ) -> Vector:
         if prof is not None:
             vec = prof.vector
             if (
@@ -178,10 +196,10 @@ class Engine:
 
     @staticmethod
     def recent(
-        model: ServingModel, prof: profiles.UserProfile | None
+        model: ServingModel | None, prof: profiles.UserProfile | None
     ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
         """Recent weighted items in serving space: (r,) int64 and (r,) float32, weight > 0."""
-        if prof is None or not prof.items:
+        if model is None or prof is None or not prof.items:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
         idx: list[int] = []
         w: list[float] = []
@@ -297,26 +315,70 @@ class Engine:
         return None
 
     # --- the whole request -----------------------------------------------------------------
-    def recommend(self, req: Request, ctx: Context) -> Result:
+    def plan(
+        self,
+        req: Request,
+        ctx: Context,
+        model: ServingModel | None,
+        vector: Vector,
+        recent: tuple[NDArray[np.int64], NDArray[np.float32]],
+    ) -> Plan:
+        """The tier and algorithm of a request (see the module docstring), given its user
+        vector (``user_vector``) and recent items (``recent``)."""
         prof = ctx.profile
         segment: str = profiles.segment_for(prof.event_count) if prof is not None else "new"
+        boosted = any(camp.applies(ctx.now, segment) for camp in ctx.campaigns)
+        choice = assign(ctx.experiments, req.user_id) if req.algorithm == "auto" else None
+        u, vec_source = vector
+        has_recent = recent[0].size > 0
+        event_count = prof.event_count if prof is not None else 0
+        if choice is not None:
+            return Plan(choice[1].algorithm, None, choice, segment, boosted)
+        if req.algorithm != "auto":
+            return Plan(req.algorithm, None, None, segment, boosted)
+        if u is None and not has_recent:
+            return Plan("popular", "cold_start", None, segment, boosted)
+        if 0 < event_count < self.settings.few_events and vec_source != "model_vector":
+            return Plan("recent", "recent_items", None, segment, boosted)
+        if model is None:  # nothing to choose between: trending
+            return Plan("popular", None, None, segment, boosted)
+        stats = ctx.arm_stats.get(segment, {})
+        arms = self.available(model, has_vector=u is not None, has_recent=has_recent)
+        return Plan(self.bandit.choose(stats, self.rng, available=arms), None, None, segment,
+                    boosted)  # fmt: skip
+
+    def als_depth(self, plan: Plan, k: int) -> int:
+        """How many exact ALS candidates a planned request reads: its top ``k`` for ``als``
+        (filters are applied before; only a campaign's min-max normalisation over the
+        candidates needs the full list), ``candidates(k)`` for ``hybrid``'s rank fusion, none
+        for the other algorithms and tiers (a fallback to ``als`` scores for itself)."""
+        if plan.tier is not None or plan.wanted not in ("als", "hybrid"):
+            return 0
+        if plan.wanted == "als" and not plan.boosted:
+            return k
+        return self.candidates(k)
+
+    def recommend(self, req: Request, ctx: Context) -> Result:
+        prof = ctx.profile
         degraded = "degraded:" if ctx.degraded else ""
-        choice: tuple[Experiment, Variant] | None = None
-        if req.algorithm == "auto":
-            choice = assign(ctx.experiments, req.user_id)
-        exp_name = choice[0].name if choice else None
-        var_name = choice[1].name if choice else None
         model = ctx.model
         if model is None:
+            plan = ctx.plan or self.plan(req, ctx, None, (None, None), self.recent(None, prof))
+            exp_name = plan.choice[0].name if plan.choice else None
+            var_name = plan.choice[1].name if plan.choice else None
             items, how = self.trending_ids(ctx, req, prof)
             return Result(
-                "popular", f"{degraded}no_model:{how}", items, segment, exp_name, var_name
+                "popular", f"{degraded}no_model:{how}", items, plan.segment, exp_name, var_name
             )
 
         u, vec_source = (
             ctx.vector if ctx.vector is not None else self.user_vector(model, prof, req.user_id)
         )
         recent = self.recent(model, prof)
+        plan = ctx.plan or self.plan(req, ctx, model, (u, vec_source), recent)
+        wanted, tier, choice, segment = plan.wanted, plan.tier, plan.choice, plan.segment
+        exp_name = choice[0].name if choice else None
+        var_name = choice[1].name if choice else None
         flt, category = (
             (ctx.item_filter, req.category)
             if ctx.item_filter is not None
@@ -324,29 +386,12 @@ class Engine:
         )
         c = self.candidates(req.k)
         has_history = u is not None or recent[0].size > 0
-        event_count = prof.event_count if prof is not None else 0
-
-        if choice is not None:
-            wanted = choice[1].algorithm
-            tier = None
-        elif req.algorithm != "auto":
-            wanted = req.algorithm
-            tier = None
-        elif not has_history:
-            wanted, tier = "popular", "cold_start"
-        elif 0 < event_count < self.settings.few_events and vec_source != "model_vector":
-            wanted, tier = "recent", "recent_items"
-        else:
-            stats = ctx.arm_stats.get(segment, {})
-            arms = self.available(model, has_vector=u is not None, has_recent=recent[0].size > 0)
-            wanted = self.bandit.choose(stats, self.rng, available=arms)
-            tier = None
 
         ranked: Ranked | None = None
         algorithm = wanted
         strategy = ""
         cold = tier == "cold_start" or (not has_history and wanted != "popular")
-        if cold and not any(camp.applies(ctx.now, segment) for camp in ctx.campaigns):
+        if cold and not plan.boosted:
             # Live trending by product id, exactly as GET /v1/trending lists it (it may hold
             # products newer than the model).
             cold_cat = category or self.attribute_category(ctx, model)

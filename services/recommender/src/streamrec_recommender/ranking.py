@@ -201,10 +201,15 @@ class ExactScorer:
         return cls(order, position, factors, -norms[order])
 
     def top(
-        self, queries: NDArray[np.float32], filters: Sequence[ItemFilter], c: int
+        self,
+        queries: NDArray[np.float32],
+        filters: Sequence[ItemFilter],
+        c: int | Sequence[int],
     ) -> list[Ranked]:
-        """The best ``c`` items of each query (B, f) float32 after its filter (B filters)."""
+        """The best ``c`` items of each query (B, f) float32 after its filter (B filters);
+        ``c`` one count for all queries or one per query."""
         n = self.order.shape[0]
+        counts = [c] * len(filters) if isinstance(c, int) else list(c)
         head = min(n, HEAD)
         scores = products(queries, self.factors[:head])  # (B, head)
         q_norms = np.sqrt(np.einsum("ij,ij->i", queries, queries, dtype=np.float64))
@@ -213,7 +218,7 @@ class ExactScorer:
         for j, flt in enumerate(filters):
             row = scores[j]
             self._mask(row, 0, flt)
-            bound = _kth_largest(row, c)
+            bound = _kth_largest(row, counts[j])
             bounds.append(bound)
             limits.append(self._limit(bound, float(q_norms[j])))
         longest = max(limits)
@@ -226,7 +231,7 @@ class ExactScorer:
         )
         out: list[Ranked] = []
         for j, flt in enumerate(filters):
-            row = scores[j]
+            row, c = scores[j], counts[j]
             if limits[j] > head:
                 tail = (
                     rest[j, : limits[j] - head]

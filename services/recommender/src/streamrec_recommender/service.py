@@ -27,7 +27,7 @@ from streamrec_recommender import online
 from streamrec_recommender.attribution import Attributor, OnlineRecorder
 from streamrec_recommender.campaigns import CampaignStore
 from streamrec_recommender.catalog import CatalogIndex
-from streamrec_recommender.engine import Context, Engine, Request, Result
+from streamrec_recommender.engine import Context, Engine, Plan, Request, Result, Vector
 from streamrec_recommender.engine import Settings as EngineSettings
 from streamrec_recommender.experiments import ExperimentStore
 from streamrec_recommender.model_handle import ModelHandle, ServingModel
@@ -452,36 +452,39 @@ class Recommender:
     def _prepare(
         self, batch: list[tuple[Request, Context, asyncio.Future[Result]]]
     ) -> list[Context]:
-        """Each request's context with its user vector, item filter and, for the exact scorer,
-        its ALS candidates from one product over the batch (the engine computes what is left
-        unset itself)."""
+        """Each request's context with its user vector, plan, item filter and, for the exact
+        scorer, the ALS candidates its plan reads from one product over the batch (the engine
+        computes what is left unset itself)."""
         model = batch[0][1].model
-        found: dict[int, tuple[NDArray[np.float32] | None, str | None, ItemFilter | None]] = {}
+        found: dict[int, tuple[Vector, Plan, ItemFilter | None]] = {}
         dense: list[int] = []
         vectors: list[NDArray[np.float32]] = []
         filters: list[ItemFilter] = []
+        depths: list[int] = []
         for j, (req, ctx, _) in enumerate(batch):
             if ctx.model is None:
                 continue
-            u, source = self.engine.user_vector(ctx.model, ctx.profile, req.user_id)
+            vector = self.engine.user_vector(ctx.model, ctx.profile, req.user_id)
+            plan = self.engine.plan(
+                req, ctx, ctx.model, vector, self.engine.recent(ctx.model, ctx.profile)
+            )
+            depth = self.engine.als_depth(plan, req.k)
             flt: ItemFilter | None = None
-            if (
-                u is not None
-                and ctx.model is model
-                and ctx.model.exact is not None
-                and req.algorithm in ("auto", "als", "hybrid")
-            ):
+            u = vector[0]
+            if u is not None and depth > 0 and ctx.model is model and model.exact is not None:
                 flt, _ = self.engine.item_filter(ctx, ctx.model, req)
                 dense.append(j)
                 vectors.append(u)
                 filters.append(flt)
-            found[j] = (u, source, flt)
+                depths.append(depth)
+            found[j] = (vector, plan, flt)
         als: dict[int, Ranked] = {}
         if dense and model is not None and model.exact is not None:
-            c = max(self.engine.candidates(batch[j][0].k) for j in dense)
-            als = dict(zip(dense, model.exact.top(np.stack(vectors), filters, c), strict=True))
+            als = dict(zip(dense, model.exact.top(np.stack(vectors), filters, depths), strict=True))
         return [
-            replace(ctx, vector=found[j][:2], item_filter=found[j][2], als=als.get(j))
+            replace(
+                ctx, vector=found[j][0], plan=found[j][1], item_filter=found[j][2], als=als.get(j)
+            )
             if j in found
             else ctx
             for j, (_, ctx, _) in enumerate(batch)
