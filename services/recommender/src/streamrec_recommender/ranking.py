@@ -401,11 +401,7 @@ def rank_fusion(lists: Sequence[tuple[Ranked, float]], *, k0: float = 60.0) -> R
         score_parts.append(weight / (k0 + ranks))
     if not idx_parts:
         return Ranked.empty()
-    idx = np.concatenate(idx_parts)
-    uniq, inverse = np.unique(idx, return_inverse=True)
-    total = np.zeros(uniq.shape[0], dtype=np.float64)
-    np.add.at(total, inverse, np.concatenate(score_parts))
-    return Ranked.of(uniq, total.astype(np.float32))
+    return _summed(np.concatenate(idx_parts), np.concatenate(score_parts))
 
 
 def blend(primary: Ranked, secondary: Ranked, secondary_weight: float) -> Ranked:
@@ -417,9 +413,14 @@ def blend(primary: Ranked, secondary: Ranked, secondary_weight: float) -> Ranked
     w = float(secondary_weight)
     idx = np.concatenate([primary.indices, secondary.indices])
     sc = np.concatenate([(1.0 - w) * normalise(primary), w * normalise(secondary)])
+    return _summed(idx, sc)
+
+
+def _summed(idx: NDArray[np.int64], scores: NDArray[np.float64]) -> Ranked:
+    """Items (m,) int64 that may repeat, with scores (m,) float64: each item once with the
+    sum of its scores, ranked."""
     uniq, inverse = np.unique(idx, return_inverse=True)
-    total = np.zeros(uniq.shape[0], dtype=np.float64)
-    np.add.at(total, inverse, sc)
+    total = np.bincount(inverse, weights=scores, minlength=uniq.shape[0])
     return Ranked.of(uniq, total.astype(np.float32))
 
 
