@@ -225,6 +225,7 @@ def main() -> None:
     parser.add_argument("--skip-ann", action="store_true")
     parser.add_argument("--quick", action="store_true", help="fewer rates, 10 s each")
     parser.add_argument("--no-write", action="store_true", help="do not write results JSON")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results JSON path")
     parser.add_argument(
         "--services",
         default="ingest,stream-processor,trainer,recommender",
@@ -260,12 +261,12 @@ def main() -> None:
         "workers": 2,
         "services": args.services,
         "wall_s": round(time.time() - started, 1),
-        "command": "uv run python tests/bench/bench_recommender.py",
+        "command": " ".join(["uv run python tests/bench/bench_recommender.py", *sys.argv[1:]]),
     }
     print(json.dumps(results, indent=2))
     if not args.no_write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":
