@@ -3,8 +3,9 @@
 1. Exact scoring: a synthetic model of ``--items`` (100k) products, ``--users`` (1M) users and
    64 factors (written with ``artifacts.ModelBundle``, no training) is registered and announced;
    the recommender (2 uvicorn workers, httptools + uvloop) loads it. ``wrk`` then sends
-   ``GET /v1/recommendations/{user}?k=10`` (``algorithm=auto``, random users of the model plus
-   10% unknown users) at fixed rates: open-loop Poisson arrivals from one schedule (``delay()`` in
+   ``GET /v1/recommendations/{user}?k=10`` (``algorithm=auto`` unless ``--algorithm`` names one;
+   random users of the model plus 10% unknown users) at fixed rates: open-loop Poisson arrivals
+   from one schedule (``delay()`` in
    the Lua script hands each free connection the next slot; 64 connections), so the offered load
    is the target rate whatever the latency. Reported per rate: achieved rate, p50/p90/p99/max
    latency, errors, recommender CPU. "Max sustainable" is the highest rate served at >= 97% of
@@ -227,6 +228,12 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="do not write results JSON")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results JSON path")
     parser.add_argument(
+        "--algorithm",
+        default="auto",
+        choices=["auto", "als", "hybrid", "itemknn", "content", "popular"],
+        help="algorithm= of every request (auto: experiments, tiers and the bandit decide)",
+    )
+    parser.add_argument(
         "--services",
         default="ingest,stream-processor,trainer,recommender",
         help="services of the stack to start (comma list; recommender is required)",
@@ -241,7 +248,8 @@ def main() -> None:
     signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
     with tempfile.TemporaryDirectory(prefix="bench-rec-") as tmp:
         script = Path(tmp) / "rec.lua"
-        script.write_text(loadgen.script(LUA))
+        query = f"k=10&algorithm={args.algorithm}" if args.algorithm != "auto" else "k=10"
+        script.write_text(loadgen.script(LUA.replace("?k=10", f"?{query}")))
         # a fresh index cache: the approximate phase measures a real build
         os.environ["STREAMREC_RECOMMENDER__INDEX_CACHE_DIR"] = str(Path(tmp) / "index")
         stack = LocalStack(Path(tmp) / "stack")
