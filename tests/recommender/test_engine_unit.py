@@ -238,3 +238,29 @@ def test_plan_reads_no_candidates_for_tiers_without_a_vector(model: ServingModel
     vector = eng.user_vector(model, None, "u0000001")
     hybrid = eng.plan(Request("u0000001", 5, "hybrid"), ctx(model), model, vector, nothing)
     assert eng.als_depth(hybrid, 5) == eng.candidates(5)
+
+
+def test_live_trending_in_model_space_follows_the_mirror_and_the_model(
+    model: ServingModel,
+) -> None:
+    eng = engine()
+    first = TrendingMirror(
+        global_=(("p000005", 9.0), ("unknown", 8.0), ("p000002", 7.0)),
+        by_category={"books": (("p000008", 3.0),)},
+        loaded=True,
+    )
+    got, source = eng.popular_ranked(ctx(model, trending=first), model, None, 10)
+    assert source == "trending"
+    assert [str(model.item_ids[i]) for i in got.indices] == ["p000005", "p000002"]
+    books, _ = eng.popular_ranked(ctx(model, trending=first), model, "books", 10)
+    assert [str(model.item_ids[i]) for i in books.indices] == ["p000008"]
+    again, _ = eng.popular_ranked(ctx(model, trending=first), model, None, 1)
+    assert again.indices.tolist() == got.indices[:1].tolist()
+    # a refresh (a new mirror) is seen by the next request
+    second = TrendingMirror(global_=(("p000300", 2.0), ("p000003", 1.0)), loaded=True)
+    fresh, _ = eng.popular_ranked(ctx(model, trending=second), model, None, 10)
+    assert [str(model.item_ids[i]) for i in fresh.indices] == ["p000300", "p000003"]
+    # so is a new model: the same mirror mapped into the other model's item space
+    other = prepare(make_bundle(version=2, n_items=50, n_users=10, seed=3), ServingSettings())
+    mapped, _ = eng.popular_ranked(ctx(other, trending=second), other, None, 10)
+    assert [str(other.item_ids[i]) for i in mapped.indices] == ["p000003"]  # p000300 unknown

@@ -133,6 +133,10 @@ class Engine:
         self.settings = settings
         self.bandit = bandit
         self.rng = rng
+        self._memo: dict[str | None, Ranked] = {}
+        """``_trending_in`` results for ``_memo_trending`` under ``_memo_model``."""
+        self._memo_trending: TrendingMirror | None = None
+        self._memo_model: ServingModel | None = None
 
     # --- vector search ---------------------------------------------------------------------
     def search(
@@ -216,21 +220,35 @@ class Engine:
         self, ctx: Context, model: ServingModel, category: str | None, c: int
     ) -> tuple[Ranked, str]:
         """Trending (live mirror) in serving space, else the model's popularity."""
-        rows = (
-            ctx.trending.by_category.get(category, ())
-            if category is not None
-            else ctx.trending.global_
-        )
-        if rows:
+        live = self._trending_in(ctx.trending, model, category)
+        if len(live):
+            return live.head(c), "trending"
+        return popular_in(model, category).head(c), "model_popularity"
+
+    def _trending_in(
+        self, trending: TrendingMirror, model: ServingModel, category: str | None
+    ) -> Ranked:
+        """A trending list (global or ``category``'s) in the model's item space, products the
+        model does not know left out. Kept until the mirror or the model is replaced (a
+        refresh makes a new mirror), so requests do not map the same few hundred ids each."""
+        if trending is not self._memo_trending or model is not self._memo_model:
+            self._memo.clear()
+            self._memo_trending, self._memo_model = trending, model
+        found = self._memo.get(category)
+        if found is None:
+            rows = (
+                trending.by_category.get(category, ()) if category is not None else trending.global_
+            )
             idx, sc = [], []
             for pid, score in rows:
                 i = model.index_of.get(pid)
                 if i is not None:
                     idx.append(i)
                     sc.append(score)
-            if idx:
-                return Ranked.ordered(idx, sc).head(c), "trending"
-        return popular_in(model, category).head(c), "model_popularity"
+            found = Ranked.ordered(idx, sc)
+            found.indices.flags.writeable = found.scores.flags.writeable = False  # shared
+            self._memo[category] = found
+        return found
 
     def item_filter(
         self, ctx: Context, model: ServingModel, req: Request
