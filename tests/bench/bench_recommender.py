@@ -2,11 +2,12 @@
 
 1. Exact scoring: a synthetic model of ``--items`` (100k) products, ``--users`` (1M) users and
    64 factors (written with ``artifacts.ModelBundle``, no training) is registered and announced;
-   the recommender (2 uvicorn workers, httptools + uvloop) loads it. ``wrk`` then sends
+   the recommender (2 uvicorn workers, httptools + uvloop) loads it (``--trending-events N``: N
+   events of other shoppers go through ingest first, so trending is live). ``wrk`` then sends
    ``GET /v1/recommendations/{user}?k=10`` (``algorithm=auto`` unless ``--algorithm`` names one;
    random users of the model plus 10% unknown users) at fixed rates: open-loop Poisson arrivals
-   from one schedule (``delay()`` in
-   the Lua script hands each free connection the next slot; 64 connections), so the offered load
+   from one schedule (``delay()`` in the Lua script hands each free connection the next slot;
+   64 connections), so the offered load
    is the target rate whatever the latency. Reported per rate: achieved rate, p50/p90/p99/max
    latency, errors, recommender CPU. "Max sustainable" is the highest rate served at >= 97% of
    the offered load with p99 <= 50 ms.
@@ -32,6 +33,7 @@ import signal
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,8 @@ import loadgen
 import psutil
 
 from streamrec_recommender.synthetic_model import activate, next_version, write_bundle
+from streamrec_shared import synthetic
+from streamrec_shared.client import StreamrecClient
 from streamrec_shared.localstack.processes import wait_until
 from streamrec_shared.localstack.stack import LocalStack, StackDescription
 
@@ -152,6 +156,33 @@ async def publish(desc: StackDescription, directory: Path, version: int) -> None
     )
 
 
+def live_trending(desc: StackDescription, n_events: int, n_items: int) -> dict[str, Any]:
+    """Send ``n_events`` events of shoppers outside the benchmark's users (``t`` ids) through
+    ingest, so trending is live as in production, then wait until the recommender answers a
+    new user from it (``cold_start:trending``, not the model's popularity)."""
+    t0 = time.perf_counter()
+    shop = synthetic.shop(
+        n_users=max(1, n_events // 10), n_products=n_items, events_per_user=10, seed=5,
+        start=datetime.now(UTC) - timedelta(hours=6), days=0.25, user_prefix="t",
+    )  # fmt: skip
+    with StreamrecClient(
+        ingest_url=desc.urls["ingest"], api_key=desc.api_keys["writer"], timeout=30.0
+    ) as client:
+        sent = client.send_events(shop.events[:n_events])["accepted"]
+    url = desc.urls["recommender"]
+
+    def live() -> bool:
+        r = httpx.get(f"{url}/v1/recommendations/nobody-{time.monotonic_ns()}", timeout=5.0)
+        return r.status_code == 200 and r.json().get("strategy") == "cold_start:trending"
+
+    wait_until(live, timeout=120, what="recommender answering from live trending")
+    trending = httpx.get(f"{url}/v1/trending", params={"k": 100}, timeout=5.0).json()
+    out = {"events": sent, "trending_top100": len(trending.get("items", []))}
+    print(f"live trending: {sent} events sent, {out['trending_top100']} of a top 100 trending, "
+          f"after {time.perf_counter() - t0:.1f}s", flush=True)  # fmt: skip
+    return out
+
+
 def run(stack: LocalStack, args: argparse.Namespace, script: Path) -> dict[str, Any]:
     desc = stack.desc
     assert desc is not None
@@ -169,6 +200,8 @@ def run(stack: LocalStack, args: argparse.Namespace, script: Path) -> dict[str, 
     wait_for_version(url, version, timeout=300)
     print(f"exact: model v{version} ({args.items} items, {args.users} users) written in "
           f"{written:.1f}s, serving after {time.perf_counter() - t0:.1f}s", flush=True)  # fmt: skip
+    if args.trending_events:
+        results["live_trending"] = live_trending(desc, args.trending_events, args.items)
     run_wrk(url, 200, 5, args.users, script)  # warm-up
     rows = load_phase(stack, url, args.rates, args.seconds, args.users, script)
     at_1000 = next((r for r in rows if r["offered_rps"] == 1000), None)
@@ -227,6 +260,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer rates, 10 s each")
     parser.add_argument("--no-write", action="store_true", help="do not write results JSON")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results JSON path")
+    parser.add_argument(
+        "--trending-events",
+        type=int,
+        default=0,
+        help="events sent through ingest before the exact phase, so trending is live",
+    )
     parser.add_argument(
         "--algorithm",
         default="auto",
