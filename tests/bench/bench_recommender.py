@@ -8,9 +8,8 @@
    random users of the model plus 10% unknown users) at fixed rates: open-loop Poisson arrivals
    from one schedule (``delay()`` in the Lua script hands each free connection the next slot;
    64 connections), so the offered load is the target rate whatever the latency. Reported per
-   rate: achieved rate, p50/p90/p99/max
-   latency, errors, recommender CPU. "Max sustainable" is the highest rate served at >= 97% of
-   the offered load with p99 <= 50 ms.
+   rate: achieved rate, p50/p90/p99/max latency, errors, recommender CPU. "Max sustainable" is
+   the highest rate served at >= 97% of the offered load with p99 <= 50 ms.
 2. Approximate index: a model of ``--ann-items`` (1M) products; the recommender builds the
    usearch HNSW index (one worker builds and caches it, the other maps it), tunes the search
    expansion to recall@20 >= target against exact search and exports the recall; then the same
