@@ -194,13 +194,17 @@ def batched(eng: Engine, req: Request, c: Context) -> tuple[Context, int]:
     assert c.model is not None
     assert c.model.exact is not None
     vector = eng.user_vector(c.model, c.profile, req.user_id)
-    plan = eng.plan(req, c, c.model, vector, eng.recent(c.model, c.profile))
+    recent = eng.recent(c.model, c.profile)
+    plan = eng.plan(req, c, c.model, vector, recent)
     depth = eng.als_depth(plan, req.k)
     flt, _ = eng.item_filter(c, c.model, req)
     als = None
     if depth and vector[0] is not None:
         als = c.model.exact.top(vector[0][None, :], [flt], depth)[0]
-    return dataclasses.replace(c, vector=vector, plan=plan, item_filter=flt, als=als), depth
+    prepared = dataclasses.replace(
+        c, vector=vector, recent=recent, plan=plan, item_filter=flt, als=als
+    )
+    return prepared, depth
 
 
 @pytest.mark.parametrize("algorithm", ["als", "hybrid", "auto", "itemknn", "popular"])

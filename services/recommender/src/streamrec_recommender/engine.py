@@ -41,6 +41,8 @@ EXACT_SUBSET = 200_000
 """Above this many items even a category filter is searched through the ANN index."""
 Vector = tuple[NDArray[np.float32] | None, str | None]
 """A user vector (f,) float32 or None, and where it came from (see the module docstring)."""
+Recent = tuple[NDArray[np.int64], NDArray[np.float32]]
+"""A profile's recent items in serving space (r,) int64 and their weights (r,) float32."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,8 @@ class Context:
     """Precomputed ``Engine.user_vector`` result (the batcher computes it for many requests)."""
     item_filter: ItemFilter | None = None
     """Precomputed ``Engine.item_filter`` of this request."""
+    recent: Recent | None = None
+    """Precomputed ``Engine.recent`` of this request's profile."""
     plan: Plan | None = None
     """Precomputed ``Engine.plan`` of this request (drawn once: the bandit samples)."""
     als: Ranked | None = None
@@ -199,9 +203,7 @@ class Engine:
         return None, None
 
     @staticmethod
-    def recent(
-        model: ServingModel | None, prof: profiles.UserProfile | None
-    ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    def recent(model: ServingModel | None, prof: profiles.UserProfile | None) -> Recent:
         """Recent weighted items in serving space: (r,) int64 and (r,) float32, weight > 0."""
         if model is None or prof is None or not prof.items:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
@@ -283,7 +285,7 @@ class Engine:
         ctx: Context,
         model: ServingModel,
         u: NDArray[np.float32] | None,
-        recent: tuple[NDArray[np.int64], NDArray[np.float32]],
+        recent: Recent,
         flt: ItemFilter,
         category: str | None,
         c: int,
@@ -339,7 +341,7 @@ class Engine:
         ctx: Context,
         model: ServingModel | None,
         vector: Vector,
-        recent: tuple[NDArray[np.int64], NDArray[np.float32]],
+        recent: Recent,
     ) -> Plan:
         """The tier and algorithm of a request (see the module docstring), given its user
         vector (``user_vector``) and recent items (``recent``)."""
@@ -392,7 +394,7 @@ class Engine:
         u, vec_source = (
             ctx.vector if ctx.vector is not None else self.user_vector(model, prof, req.user_id)
         )
-        recent = self.recent(model, prof)
+        recent = ctx.recent if ctx.recent is not None else self.recent(model, prof)
         plan = ctx.plan or self.plan(req, ctx, model, (u, vec_source), recent)
         wanted, tier, choice, segment = plan.wanted, plan.tier, plan.choice, plan.segment
         exp_name = choice[0].name if choice else None

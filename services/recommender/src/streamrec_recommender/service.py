@@ -27,7 +27,7 @@ from streamrec_recommender import online
 from streamrec_recommender.attribution import Attributor, OnlineRecorder
 from streamrec_recommender.campaigns import CampaignStore
 from streamrec_recommender.catalog import CatalogIndex
-from streamrec_recommender.engine import Context, Engine, Plan, Request, Result, Vector
+from streamrec_recommender.engine import Context, Engine, Plan, Recent, Request, Result, Vector
 from streamrec_recommender.engine import Settings as EngineSettings
 from streamrec_recommender.experiments import ExperimentStore
 from streamrec_recommender.model_handle import ModelHandle, ServingModel
@@ -456,7 +456,7 @@ class Recommender:
         scorer, the ALS candidates its plan reads from one product over the batch (the engine
         computes what is left unset itself)."""
         model = batch[0][1].model
-        found: dict[int, tuple[Vector, Plan, ItemFilter | None]] = {}
+        found: dict[int, tuple[Vector, Recent, Plan, ItemFilter | None]] = {}
         dense: list[int] = []
         vectors: list[NDArray[np.float32]] = []
         filters: list[ItemFilter] = []
@@ -465,9 +465,8 @@ class Recommender:
             if ctx.model is None:
                 continue
             vector = self.engine.user_vector(ctx.model, ctx.profile, req.user_id)
-            plan = self.engine.plan(
-                req, ctx, ctx.model, vector, self.engine.recent(ctx.model, ctx.profile)
-            )
+            recent = self.engine.recent(ctx.model, ctx.profile)
+            plan = self.engine.plan(req, ctx, ctx.model, vector, recent)
             depth = self.engine.als_depth(plan, req.k)
             flt: ItemFilter | None = None
             u = vector[0]
@@ -477,13 +476,18 @@ class Recommender:
                 vectors.append(u)
                 filters.append(flt)
                 depths.append(depth)
-            found[j] = (vector, plan, flt)
+            found[j] = (vector, recent, plan, flt)
         als: dict[int, Ranked] = {}
         if dense and model is not None and model.exact is not None:
             als = dict(zip(dense, model.exact.top(np.stack(vectors), filters, depths), strict=True))
         return [
             replace(
-                ctx, vector=found[j][0], plan=found[j][1], item_filter=found[j][2], als=als.get(j)
+                ctx,
+                vector=found[j][0],
+                recent=found[j][1],
+                plan=found[j][2],
+                item_filter=found[j][3],
+                als=als.get(j),
             )
             if j in found
             else ctx
