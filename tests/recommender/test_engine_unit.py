@@ -224,13 +224,9 @@ def test_candidates_at_the_planned_depth_give_the_same_answer(
         seen_depths.add(depth)
         assert engine().recommend(req, prepared) == direct
     if algorithm == "als":
-        assert seen_depths == ({model_candidates(5)} if campaign else {5})
+        assert seen_depths == ({engine().candidates(5)} if campaign else {5})
     if algorithm in ("itemknn", "popular"):
         assert seen_depths == {0}  # nothing scored ahead for algorithms that do not read it
-
-
-def model_candidates(k: int) -> int:
-    return engine().candidates(k)
 
 
 def test_plan_reads_no_candidates_for_tiers_without_a_vector(model: ServingModel) -> None:

@@ -356,12 +356,10 @@ class Engine:
             return Plan(choice[1].algorithm, None, choice, segment, boosted)
         if req.algorithm != "auto":
             return Plan(req.algorithm, None, None, segment, boosted)
-        if u is None and not has_recent:
+        if model is None or (u is None and not has_recent):
             return Plan("popular", "cold_start", None, segment, boosted)
         if 0 < event_count < self.settings.few_events and vec_source != "model_vector":
             return Plan("recent", "recent_items", None, segment, boosted)
-        if model is None:  # nothing to choose between: trending
-            return Plan("popular", None, None, segment, boosted)
         stats = ctx.arm_stats.get(segment, {})
         arms = self.available(model, has_vector=u is not None, has_recent=has_recent)
         return Plan(self.bandit.choose(stats, self.rng, available=arms), None, None, segment,
