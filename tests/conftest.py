@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-
-from streamrec_shared.client import AsyncStreamrecClient
-from streamrec_shared.localstack.stack import SERVICES, LocalStack, StackDescription
+from streamrec_client import AsyncStreamrecClient
+from streamrec_dev.localstack.stack import SERVICES, LocalStack, StackDescription
 
 
 def _services() -> tuple[str, ...]:

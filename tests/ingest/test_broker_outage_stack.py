@@ -26,9 +26,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from streamrec_shared.localstack.processes import kill
-from streamrec_shared.localstack.stack import LocalStack, StackDescription
+from streamrec_dev.localstack.processes import kill
+from streamrec_dev.localstack.stack import LocalStack, StackDescription
 
 from .probe import archived_ids, eventually
 

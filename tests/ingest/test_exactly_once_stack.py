@@ -14,14 +14,14 @@ import asyncpg
 import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
+from streamrec_client import AsyncStreamrecClient
+from streamrec_dev.localstack.stack import LocalStack, StackDescription
 
 from streamrec_ingest.app import create_app
 from streamrec_ingest.deps import IngestState
 from streamrec_ingest.settings import IngestOptions, IngestSettings
 from streamrec_shared import topics
-from streamrec_shared.client import AsyncStreamrecClient
 from streamrec_shared.events import decode_event
-from streamrec_shared.localstack.stack import LocalStack, StackDescription
 from streamrec_shared.profile import ProfileReader, UserProfile
 from streamrec_shared.settings import KafkaSettings, PostgresSettings
 

@@ -6,7 +6,7 @@
   ``/v1/metrics/online`` report it better than control, with a p-value.
 - With Redis stopped, recommendations keep coming (200) with a degraded strategy.
 
-A synthetic model (``streamrec_recommender.synthetic_model``, products ``p000000``..) is
+A synthetic model (``streamrec_dev.synthetic_model``, products ``p000000``..) is
 registered and announced so these tests do not depend on training; if the trainer publishes
 another version meanwhile, the tests hold for whatever version serves.
 """
@@ -24,12 +24,11 @@ import httpx
 import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
-
-from streamrec_recommender.synthetic_model import activate, next_version, write_bundle
-from streamrec_shared import synthetic
-from streamrec_shared.client import ApiError, AsyncStreamrecClient
-from streamrec_shared.localstack import infra
-from streamrec_shared.localstack.stack import LocalStack, StackDescription
+from streamrec_client import ApiError, AsyncStreamrecClient
+from streamrec_dev import synthetic
+from streamrec_dev.localstack import infra
+from streamrec_dev.localstack.stack import LocalStack, StackDescription
+from streamrec_dev.synthetic_model import activate, next_version, write_bundle
 
 pytestmark = [pytest.mark.stack]
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-
-from streamrec_shared.localstack import infra
-from streamrec_shared.localstack.processes import free_port, stop
+from streamrec_dev.localstack import infra
+from streamrec_dev.localstack.processes import free_port, stop
 
 
 @pytest.fixture(scope="module")

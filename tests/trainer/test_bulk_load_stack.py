@@ -18,9 +18,8 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
-
-from streamrec_shared import synthetic
-from streamrec_shared.localstack.stack import StackDescription
+from streamrec_dev import synthetic
+from streamrec_dev.localstack.stack import StackDescription
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 

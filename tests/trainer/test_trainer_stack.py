@@ -10,11 +10,10 @@ from typing import Any
 
 import asyncpg
 import pytest
-
-from streamrec_shared import synthetic
-from streamrec_shared.client import AsyncStreamrecClient
-from streamrec_shared.localstack.processes import kill
-from streamrec_shared.localstack.stack import LocalStack, StackDescription
+from streamrec_client import AsyncStreamrecClient
+from streamrec_dev import synthetic
+from streamrec_dev.localstack.processes import kill
+from streamrec_dev.localstack.stack import LocalStack, StackDescription
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 

@@ -21,9 +21,9 @@ import logging
 from datetime import datetime
 from typing import Any
 
+from streamrec_ingest.catalog_db import Store, order_purchases
 from streamrec_ingest.publisher import Publisher, keyed
 from streamrec_ingest.settings import IngestOptions
-from streamrec_ingest.store import Store, order_purchases
 from streamrec_shared import metrics, topics
 from streamrec_shared.errors import RetryableError
 from streamrec_shared.events import OrderIn

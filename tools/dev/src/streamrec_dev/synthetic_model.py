@@ -1,7 +1,7 @@
 """A synthetic model bundle (written with ``streamrec_shared.artifacts``) for tests and benchmarks.
 
 Products ``p000000``, ``p000001``, ... with category ``CATEGORIES[i % n_categories]`` (the same
-ids and categories as ``streamrec_shared.synthetic.catalog``); users ``u0000000``, ...
+ids and categories as ``streamrec_dev.synthetic.catalog``); users ``u0000000``, ...
 Item factors cluster by category, users mix one or two category centroids, so the factors have
 the structure of trained ALS factors (a random gaussian matrix would be unrealistically hard
 for the approximate index). Item-kNN neighbours are items of the same category, popularity is
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
+from streamrec_dev.synthetic import CATEGORIES
 
 from streamrec_shared.artifacts import (
     AlsArrays,
@@ -25,7 +26,6 @@ from streamrec_shared.artifacts import (
     ModelBundle,
     PopularArrays,
 )
-from streamrec_shared.synthetic import CATEGORIES
 
 
 def product_id(i: int) -> str:

@@ -9,9 +9,8 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
-from streamrec_shared import synthetic
-from streamrec_shared.client import AsyncStreamrecClient
+from streamrec_client import AsyncStreamrecClient
+from streamrec_dev import synthetic
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 

@@ -7,9 +7,9 @@ import logging
 import time
 from typing import Any
 
-from streamrec_shared import synthetic
-from streamrec_shared.client import AsyncStreamrecClient
-from streamrec_shared.localstack.stack import StackDescription
+from streamrec_client import AsyncStreamrecClient
+from streamrec_dev import synthetic
+from streamrec_dev.localstack.stack import StackDescription
 
 logger = logging.getLogger(__name__)
 

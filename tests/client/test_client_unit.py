@@ -10,14 +10,13 @@ from typing import Any
 
 import httpx
 import pytest
-
-from streamrec_shared import client as client_module
-from streamrec_shared.client import (
+from streamrec_client import (
     ApiError,
     AsyncStreamrecClient,
     StreamrecClient,
     retry_after_s,
 )
+from streamrec_client import client as client_module
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
