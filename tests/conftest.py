@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+
 from streamrec_client import AsyncStreamrecClient
 from streamrec_dev.localstack.stack import SERVICES, LocalStack, StackDescription
 

@@ -55,8 +55,8 @@ import httpx
 import loadgen
 import psutil
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from streamrec_dev.localstack.stack import SERVICES, LocalStack
 
+from streamrec_dev.localstack.stack import SERVICES, LocalStack
 from streamrec_shared import topics
 
 RESULTS = Path(__file__).parent / "results" / "ingest.json"

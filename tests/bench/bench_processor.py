@@ -40,10 +40,10 @@ import httpx
 import numpy as np
 import psutil
 from redis.asyncio import Redis
+
 from streamrec_client import AsyncStreamrecClient
 from streamrec_dev import synthetic
 from streamrec_dev.localstack.stack import LocalStack, StackDescription
-
 from streamrec_shared import kafka, topics
 from streamrec_shared.artifacts import AlsArrays, DataWindow, ModelBundle
 from streamrec_shared.events import ModelAnnouncement, UserEvent, encode

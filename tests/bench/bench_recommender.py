@@ -39,6 +39,7 @@ from typing import Any
 import httpx
 import loadgen
 import psutil
+
 from streamrec_client import StreamrecClient
 from streamrec_dev import synthetic
 from streamrec_dev.localstack.processes import wait_until

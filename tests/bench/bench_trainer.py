@@ -52,6 +52,7 @@ import httpx
 import numpy as np
 import psutil
 from numpy.typing import NDArray
+
 from streamrec_dev.localstack.stack import LocalStack, StackDescription
 
 RESULTS = Path(__file__).parent / "results" / "trainer.json"

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from streamrec_client import (
     ApiError,
     AsyncStreamrecClient,

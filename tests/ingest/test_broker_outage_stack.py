@@ -26,6 +26,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from streamrec_dev.localstack.processes import kill
 from streamrec_dev.localstack.stack import LocalStack, StackDescription
 

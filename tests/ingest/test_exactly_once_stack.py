@@ -14,9 +14,9 @@ import asyncpg
 import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
+
 from streamrec_client import AsyncStreamrecClient
 from streamrec_dev.localstack.stack import LocalStack, StackDescription
-
 from streamrec_ingest.app import create_app
 from streamrec_ingest.deps import IngestState
 from streamrec_ingest.settings import IngestOptions, IngestSettings

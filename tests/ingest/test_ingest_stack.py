@@ -16,9 +16,9 @@ import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
+
 from streamrec_client import ApiError, AsyncStreamrecClient
 from streamrec_dev.localstack.stack import StackDescription
-
 from streamrec_shared import topics
 from streamrec_shared.events import MAX_BATCH, decode_event, decode_product, decode_user
 

@@ -6,8 +6,8 @@ import dataclasses
 
 import numpy as np
 import pytest
-from streamrec_dev.synthetic_model import make_bundle
 
+from streamrec_dev.synthetic_model import make_bundle
 from streamrec_recommender import catalog as catalogs
 from streamrec_recommender.engine import Context, Engine, Request, Settings
 from streamrec_recommender.model_handle import ServingModel, prepare

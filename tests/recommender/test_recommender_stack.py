@@ -24,6 +24,7 @@ import httpx
 import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
+
 from streamrec_client import ApiError, AsyncStreamrecClient
 from streamrec_dev import synthetic
 from streamrec_dev.localstack import infra

@@ -12,9 +12,9 @@ from typing import Any, cast
 
 import psutil
 import pytest
+
 from streamrec_dev.localstack.processes import wait_until
 from streamrec_dev.localstack.stack import LocalStack, StackDescription
-
 from streamrec_recommender.main import ReusePortWorker
 
 

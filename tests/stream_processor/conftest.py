@@ -9,9 +9,9 @@ import pytest
 import pytest_asyncio
 from pydantic import SecretStr
 from redis.asyncio import Redis
+
 from streamrec_dev.localstack import infra
 from streamrec_dev.localstack.processes import free_port, stop
-
 from streamrec_shared.settings import RedisSettings
 from streamrec_stream_processor.store import RedisStore
 

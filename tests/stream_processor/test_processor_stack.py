@@ -22,10 +22,10 @@ import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis.asyncio import Redis
+
 from streamrec_client import AsyncStreamrecClient
 from streamrec_dev.localstack.processes import Proc, free_port, kill, spawn, stop
 from streamrec_dev.localstack.stack import LocalStack, StackDescription
-
 from streamrec_shared import topics
 from streamrec_shared.profile import (
     UNAVAILABLE,

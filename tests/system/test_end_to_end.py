@@ -9,6 +9,7 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from streamrec_client import AsyncStreamrecClient
 from streamrec_dev import synthetic
 

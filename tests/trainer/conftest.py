@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+
 from streamrec_dev.localstack import infra
 from streamrec_dev.localstack.processes import free_port, stop
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+
 from streamrec_dev import synthetic
 from streamrec_dev.localstack.stack import StackDescription
 

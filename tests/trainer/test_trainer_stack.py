@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+
 from streamrec_client import AsyncStreamrecClient
 from streamrec_dev import synthetic
 from streamrec_dev.localstack.processes import kill

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
-from streamrec_dev.synthetic import CATEGORIES
 
+from streamrec_dev.synthetic import CATEGORIES
 from streamrec_shared.artifacts import (
     AlsArrays,
     ContentArrays,

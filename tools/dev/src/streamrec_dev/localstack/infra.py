@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
 from streamrec_dev.localstack.processes import Proc, port_open, spawn, tail, wait_until
 
 PG_USER = "streamrec-pg"

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 from pydantic import SecretStr
+
 from streamrec_dev.localstack import infra
 from streamrec_dev.localstack.processes import (
     Proc,
@@ -26,7 +27,6 @@ from streamrec_dev.localstack.processes import (
     tail,
     wait_until,
 )
-
 from streamrec_shared import topics
 from streamrec_shared.settings import KafkaSettings, PostgresSettings, hash_key
 
