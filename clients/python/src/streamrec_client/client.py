@@ -1,137 +1,177 @@
-"""Typed HTTP clients for streamrec (httpx): events, catalog, orders, recommendations, training.
+"""Clients for the streamrec HTTP API (httpx + pydantic): ``StreamrecClient`` (blocking) and
+``AsyncStreamrecClient``, with the same methods and typed answers (``streamrec_client.models``).
 
-``AsyncStreamrecClient`` and ``StreamrecClient`` (sync) share one retry policy: ``503``, ``429``,
-``502``, ``504`` and connection errors are retried honouring ``Retry-After`` (seconds or an
-HTTP date), up to ``max_retries`` times and ``max_wait`` seconds of waiting in total; every other
-4xx raises :class:`ApiError` at once with the server's error body, so callers see which field
-was wrong (``err.details``).
+Each API call is defined once (``_calls``: method, service, path, body, response model); the two
+clients only differ in how they send it. One retry policy (``RetryPolicy``) for both: ``429``,
+``502``, ``503``, ``504`` and connection errors are retried up to ``max_retries`` times and
+``max_wait`` seconds of waiting in total, waiting what ``Retry-After`` asks (seconds or an HTTP
+date; plus up to 20 % so many clients do not return together), else an exponential backoff with
+full jitter. Every other error answer raises :class:`ApiError` at once with the server's error
+body, so callers see which field was wrong (``err.details``).
 
-Retrying a write is safe: events get an ``event_id`` on the client before the first attempt
-(unless they carry one), so the server sees the same ids on every attempt and downstream counts
-each event once; orders are idempotent on ``order_id``; catalog writes are full-state puts.
+Ids in paths are percent-escaped (``a/b`` is one id, not a path). Retrying a write is safe:
+events get an ``event_id`` on the client before the first attempt (unless they carry one), so the
+server sees the same ids on every attempt and downstream counts each event once; orders are
+idempotent on ``order_id``; catalog writes are full-state puts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
+import random
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypedDict
+from typing import Any, Generic, Literal, TypeVar
+from urllib.parse import quote
 
 import httpx
+from pydantic import BaseModel
 
+from streamrec_client.models import (
+    EventsAccepted,
+    OrderAccepted,
+    ProductsAccepted,
+    Recommendations,
+    TrainAccepted,
+    TrainJob,
+    UserAccepted,
+    UserProfile,
+)
+
+Service = Literal["ingest", "recommender", "trainer"]
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 MAX_BATCH = 1000
-# how the clients wait between attempts (tests replace these)
+# how the clients wait between attempts and draw jitter (tests replace these)
 _async_sleep = asyncio.sleep
 _sleep = time.sleep
+_random = random.random
 
-
-class EventsAccepted(TypedDict):
-    accepted: int
-    event_ids: list[str]
-
-
-class ProductsAccepted(TypedDict):
-    accepted: int
-    product_ids: list[str]
-
-
-class UserAccepted(TypedDict):
-    accepted: int
-    user_id: str
-
-
-class OrderAccepted(TypedDict):
-    accepted: int
-    order_id: str
-    event_ids: list[str]
-    replayed: bool
+T = TypeVar("T", bound=BaseModel)
 
 
 class ApiError(Exception):
-    """A non-retryable error answer (or retries exhausted)."""
+    """A non-retryable error answer (or retries exhausted): ``status``, ``code``, ``details``."""
 
     def __init__(self, status: int, body: Any) -> None:
         self.status = status
         self.body = body
-        err = body.get("error", {}) if isinstance(body, dict) else {}
+        err = self._error()
         super().__init__(f"HTTP {status}: {err.get('code', '')} {err.get('message', body)}")
+
+    def _error(self) -> dict[str, Any]:
+        err = self.body.get("error") if isinstance(self.body, dict) else None
+        return err if isinstance(err, dict) else {}
 
     @property
     def code(self) -> str | None:
-        err = self.body.get("error", {}) if isinstance(self.body, dict) else {}
-        return err.get("code") if isinstance(err, dict) else None
+        return self._error().get("code")
 
     @property
     def details(self) -> Any:
-        return self.body.get("error", {}).get("details") if isinstance(self.body, dict) else None
+        return self._error().get("details")
 
 
-def retry_after_s(response: httpx.Response | None, attempt: int) -> float:
-    """Seconds to wait before attempt ``attempt + 1``: Retry-After, else exponential backoff."""
-    if response is not None:
-        value = response.headers.get("retry-after")
-        if value:
-            try:
-                return max(0.0, float(value))
-            except ValueError:
-                pass
-            try:
-                when = email.utils.parsedate_to_datetime(value)
-            except (TypeError, ValueError):
-                when = None
-            if when is not None:
-                if when.tzinfo is None:
-                    when = when.replace(tzinfo=UTC)
-                return max(0.0, (when - datetime.now(UTC)).total_seconds())
-    return float(min(0.1 * 2**attempt, 5.0))
+def retry_after_s(response: httpx.Response | None) -> float | None:
+    """The wait a ``Retry-After`` header asks for (seconds or an HTTP date), None without one."""
+    value = response.headers.get("retry-after") if response is not None else None
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-def _decode(response: httpx.Response) -> Any:
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When and how long to wait before another attempt (see the module docstring)."""
+
+    max_retries: int = 5
+    max_wait: float = 30.0
+    backoff_base: float = 0.1
+    backoff_cap: float = 5.0
+    retry_after_jitter: float = 0.2
+
+    def delay(self, attempt: int, response: httpx.Response | None) -> float:
+        """Seconds before attempt ``attempt + 1`` (``attempt`` counts from 0)."""
+        asked = retry_after_s(response)
+        if asked is not None:
+            return asked * (1.0 + self.retry_after_jitter * _random())
+        return float(min(self.backoff_cap, self.backoff_base * 2**attempt) * _random())
+
+
+@dataclass
+class _Attempts:
+    """The retry state of one call: ``next_delay`` says how long to wait, or raises."""
+
+    policy: RetryPolicy
+    retry: bool
+    attempt: int = 0
+    waited: float = 0.0
+
+    def next_delay(self, outcome: httpx.Response | httpx.TransportError) -> float | None:
+        """None when ``outcome`` is a success; else the wait before retrying; else raises."""
+        response = outcome if isinstance(outcome, httpx.Response) else None
+        if response is not None and response.status_code < 400:
+            return None
+        retryable = response is None or response.status_code in RETRY_STATUSES
+        delay = self.policy.delay(self.attempt, response)
+        if (
+            not (self.retry and retryable)
+            or self.attempt >= self.policy.max_retries
+            or self.waited + delay > self.policy.max_wait
+        ):
+            if isinstance(outcome, httpx.TransportError):
+                raise outcome
+            raise ApiError(outcome.status_code, _json_or_text(outcome))
+        self.attempt += 1
+        self.waited += delay
+        return delay
+
+
+def _json_or_text(response: httpx.Response) -> Any:
+    if not response.content:
+        return None
     try:
         return response.json()
     except ValueError:
         return {"error": {"code": "http_error", "message": response.text[:200]}}
 
 
-class _Retry:
-    """The retry decision shared by both clients."""
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    """One HTTP request of the API and the model its answer is parsed into."""
 
-    def __init__(self, max_retries: int, max_wait: float) -> None:
-        self.max_retries = max_retries
-        self.max_wait = max_wait
-        self.waited = 0.0
+    method: str
+    service: Service
+    path: str
+    model: type[T]
+    json: Any = None
+    params: Mapping[str, Any] | None = None
 
-    def delay(
-        self,
-        attempt: int,
-        response: httpx.Response | None,
-        error: httpx.TransportError | None,
-        retry: bool,
-    ) -> float:
-        """Seconds to sleep before retrying; raises when the call is over."""
-        if response is not None and response.status_code < 400:
-            raise AssertionError("success is not retried")
-        final = not retry or attempt >= self.max_retries
-        if error is not None:
-            if final:
-                raise error
-        else:
-            assert response is not None
-            if final or response.status_code not in RETRY_STATUSES:
-                raise ApiError(response.status_code, _decode(response))
-        delay = retry_after_s(response, attempt)
-        if self.waited + delay > self.max_wait:
-            if error is not None:
-                raise error
-            assert response is not None
-            raise ApiError(response.status_code, _decode(response))
-        self.waited += delay
-        return delay
+
+@dataclass(frozen=True)
+class Plan(Generic[T]):
+    """The requests of one client method (several for big batches) and how to merge answers."""
+
+    calls: Sequence[Call[T]]
+    merge: Callable[[list[T]], T] = field(default=lambda answers: answers[0])
+
+
+def _path(template: str, *ids: str | int) -> str:
+    """``template`` with each id percent-escaped as one path segment."""
+    return template.format(*(quote(str(i), safe="") for i in ids))
 
 
 def with_event_ids(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -145,9 +185,81 @@ def with_event_ids(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _chunks(items: list[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
+def _batched(
+    path: str, key: str, items: list[dict[str, Any]], model: type[T], ids: str
+) -> Plan[T]:
+    """POST ``{key: chunk}`` per chunk of <= MAX_BATCH; answers summed (accepted, ids)."""
+    calls = [
+        Call("POST", "ingest", path, model, json={key: items[i : i + MAX_BATCH]})
+        for i in range(0, len(items), MAX_BATCH)
+    ]
+
+    def merge(answers: list[T]) -> T:
+        return model.model_validate(
+            {
+                "accepted": sum(getattr(a, "accepted") for a in answers),  # noqa: B009
+                ids: [i for a in answers for i in getattr(a, ids)],
+            }
+        )
+
+    return Plan(calls, merge)
+
+
+class _calls:  # noqa: N801 (a namespace of call definitions)
+    """Every API call the clients offer, defined once."""
+
+    @staticmethod
+    def send_events(events: Iterable[Mapping[str, Any]]) -> Plan[EventsAccepted]:
+        return _batched("/v1/events", "events", with_event_ids(events), EventsAccepted, "event_ids")
+
+    @staticmethod
+    def send_event(event: Mapping[str, Any]) -> Plan[EventsAccepted]:
+        (prepared,) = with_event_ids([event])
+        return Plan([Call("POST", "ingest", "/v1/events", EventsAccepted, json=prepared)])
+
+    @staticmethod
+    def put_product(product_id: str, product: Mapping[str, Any]) -> Plan[ProductsAccepted]:
+        body = {k: v for k, v in product.items() if k != "product_id"}
+        path = _path("/v1/products/{}", product_id)
+        return Plan([Call("PUT", "ingest", path, ProductsAccepted, json=body)])
+
+    @staticmethod
+    def put_products(products: Iterable[Mapping[str, Any]]) -> Plan[ProductsAccepted]:
+        items = [dict(p) for p in products]
+        return _batched("/v1/products", "products", items, ProductsAccepted, "product_ids")
+
+    @staticmethod
+    def delete_product(product_id: str) -> Plan[ProductsAccepted]:
+        path = _path("/v1/products/{}", product_id)
+        return Plan([Call("DELETE", "ingest", path, ProductsAccepted)])
+
+    @staticmethod
+    def put_user(user_id: str, attributes: Mapping[str, Any]) -> Plan[UserAccepted]:
+        body = {"attributes": dict(attributes)}
+        return Plan([Call("PUT", "ingest", _path("/v1/users/{}", user_id), UserAccepted, body)])
+
+    @staticmethod
+    def post_order(order: Mapping[str, Any]) -> Plan[OrderAccepted]:
+        return Plan([Call("POST", "ingest", "/v1/orders", OrderAccepted, json=dict(order))])
+
+    @staticmethod
+    def recommendations(user_id: str, params: Mapping[str, Any]) -> Plan[Recommendations]:
+        path = _path("/v1/recommendations/{}", user_id)
+        return Plan([Call("GET", "recommender", path, Recommendations, params=params)])
+
+    @staticmethod
+    def user_profile(user_id: str) -> Plan[UserProfile]:
+        path = _path("/v1/users/{}/profile", user_id)
+        return Plan([Call("GET", "recommender", path, UserProfile)])
+
+    @staticmethod
+    def train(params: Mapping[str, Any] | None) -> Plan[TrainAccepted]:
+        body = {"params": dict(params)} if params else {}
+        return Plan([Call("POST", "trainer", "/v1/train", TrainAccepted, json=body)])
+
+    @staticmethod
+    def train_job(job_id: str) -> Plan[TrainJob]:
+        return Plan([Call("GET", "trainer", _path("/v1/train/{}", job_id), TrainJob)])
 
 
 class _Base:
@@ -162,9 +274,12 @@ class _Base:
         max_wait: float,
     ) -> None:
         self.headers = {"X-API-Key": api_key} if api_key else {}
-        self.urls = {"ingest": ingest_url, "recommender": recommender_url, "trainer": trainer_url}
-        self.max_retries = max_retries
-        self.max_wait = max_wait
+        self.urls: dict[str, str | None] = {
+            "ingest": ingest_url,
+            "recommender": recommender_url,
+            "trainer": trainer_url,
+        }
+        self.retry_policy = RetryPolicy(max_retries=max_retries, max_wait=max_wait)
 
     def _url(self, service: str, path: str) -> str:
         base = self.urls.get(service)
@@ -172,9 +287,136 @@ class _Base:
             raise ValueError(f"no base URL configured for the {service} service")
         return base.rstrip("/") + path
 
+    def _attempts(self, retry: bool = True) -> _Attempts:
+        return _Attempts(self.retry_policy, retry)
+
+
+_POLL_S = 0.25
+
+
+class StreamrecClient(_Base):
+    """Blocking client for one or more streamrec services (a base URL per service)."""
+
+    def __init__(
+        self,
+        *,
+        ingest_url: str | None = None,
+        recommender_url: str | None = None,
+        trainer_url: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 10.0,
+        max_retries: int = 5,
+        max_wait: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        super().__init__(
+            ingest_url=ingest_url,
+            recommender_url=recommender_url,
+            trainer_url=trainer_url,
+            api_key=api_key,
+            max_retries=max_retries,
+            max_wait=max_wait,
+        )
+        self._http = httpx.Client(headers=self.headers, timeout=timeout, transport=transport)
+
+    def __enter__(self) -> StreamrecClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def request(
+        self,
+        method: str,
+        service: Service,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        retry: bool = True,
+    ) -> Any:
+        """Any endpoint: send with retries, return the parsed JSON (None for an empty body)."""
+        url = self._url(service, path)
+        attempts = self._attempts(retry)
+        while True:
+            try:
+                outcome: httpx.Response | httpx.TransportError = self._http.request(
+                    method, url, json=json, params=params
+                )
+            except httpx.TransportError as exc:
+                outcome = exc
+            delay = attempts.next_delay(outcome)
+            if delay is None:
+                assert isinstance(outcome, httpx.Response)
+                return _json_or_text(outcome)
+            _sleep(delay)
+
+    def _run(self, plan: Plan[T]) -> T:
+        return plan.merge(
+            [
+                c.model.model_validate(
+                    self.request(c.method, c.service, c.path, json=c.json, params=c.params)
+                )
+                for c in plan.calls
+            ]
+        )
+
+    # --- ingest ---
+    def send_events(self, events: Iterable[Mapping[str, Any]]) -> EventsAccepted:
+        """POST events in batches of <= 1000; each gets an event_id first, so retries dedupe."""
+        return self._run(_calls.send_events(events))
+
+    def send_event(self, event: Mapping[str, Any]) -> EventsAccepted:
+        return self._run(_calls.send_event(event))
+
+    def put_product(self, product_id: str, product: Mapping[str, Any]) -> ProductsAccepted:
+        return self._run(_calls.put_product(product_id, product))
+
+    def put_products(self, products: Iterable[Mapping[str, Any]]) -> ProductsAccepted:
+        """POST products in batches of <= 1000 (each with its product_id)."""
+        return self._run(_calls.put_products(products))
+
+    def delete_product(self, product_id: str) -> ProductsAccepted:
+        return self._run(_calls.delete_product(product_id))
+
+    def put_user(self, user_id: str, attributes: Mapping[str, Any]) -> UserAccepted:
+        return self._run(_calls.put_user(user_id, attributes))
+
+    def post_order(self, order: Mapping[str, Any]) -> OrderAccepted:
+        """Idempotent on ``order_id``: a retried order is stored and counted once."""
+        return self._run(_calls.post_order(order))
+
+    # --- recommender ---
+    def recommendations(self, user_id: str, **params: Any) -> Recommendations:
+        """``k``, ``algorithm``, ``category``, ``exclude`` as query parameters."""
+        return self._run(_calls.recommendations(user_id, params))
+
+    def user_profile(self, user_id: str) -> UserProfile:
+        return self._run(_calls.user_profile(user_id))
+
+    # --- trainer ---
+    def train(self, params: Mapping[str, Any] | None = None) -> str:
+        """Start a training job; returns its id."""
+        return self._run(_calls.train(params)).job_id
+
+    def train_job(self, job_id: str) -> TrainJob:
+        return self._run(_calls.train_job(job_id))
+
+    def wait_for_job(self, job_id: str, *, timeout: float = 300.0) -> TrainJob:
+        """Poll a training job until it leaves queued/running."""
+        deadline = time.monotonic() + timeout
+        while not (job := self.train_job(job_id)).finished:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"training job {job_id} still {job.status}")
+            _sleep(_POLL_S)
+        return job
+
 
 class AsyncStreamrecClient(_Base):
-    """Async client for one or more streamrec services (base URLs per service)."""
+    """Async twin of :class:`StreamrecClient`: the same methods, awaited."""
 
     def __init__(
         self,
@@ -213,233 +455,78 @@ class AsyncStreamrecClient(_Base):
     async def request(
         self,
         method: str,
-        service: str,
+        service: Service,
         path: str,
         *,
         json: Any = None,
         params: Mapping[str, Any] | None = None,
         retry: bool = True,
     ) -> Any:
-        """Send one request; retry 429/5xx-unavailable per ``Retry-After``; return parsed JSON."""
-        policy = _Retry(self.max_retries, self.max_wait)
+        """Any endpoint: send with retries, return the parsed JSON (None for an empty body)."""
         url = self._url(service, path)
-        attempt = 0
+        attempts = self._attempts(retry)
         while True:
-            response: httpx.Response | None = None
-            error: httpx.TransportError | None = None
             try:
-                response = await self._http.request(method, url, json=json, params=params)
+                outcome: httpx.Response | httpx.TransportError = await self._http.request(
+                    method, url, json=json, params=params
+                )
             except httpx.TransportError as exc:
-                error = exc
-            if response is not None and response.status_code < 400:
-                return _decode(response) if response.content else None
-            await _async_sleep(policy.delay(attempt, response, error, retry))
-            attempt += 1
+                outcome = exc
+            delay = attempts.next_delay(outcome)
+            if delay is None:
+                assert isinstance(outcome, httpx.Response)
+                return _json_or_text(outcome)
+            await _async_sleep(delay)
 
-    # --- ingest ---
+    async def _run(self, plan: Plan[T]) -> T:
+        answers = []
+        for c in plan.calls:
+            raw = await self.request(c.method, c.service, c.path, json=c.json, params=c.params)
+            answers.append(c.model.model_validate(raw))
+        return plan.merge(answers)
+
     async def send_events(self, events: Iterable[Mapping[str, Any]]) -> EventsAccepted:
-        """POST events in batches of <= 1000; each gets an event_id first, so retries dedupe."""
-        prepared = with_event_ids(events)
-        total: EventsAccepted = {"accepted": 0, "event_ids": []}
-        for chunk in _chunks(prepared, MAX_BATCH):
-            result: EventsAccepted = await self.request(
-                "POST", "ingest", "/v1/events", json={"events": chunk}
-            )
-            total["accepted"] += result["accepted"]
-            total["event_ids"].extend(result["event_ids"])
-        return total
+        return await self._run(_calls.send_events(events))
 
     async def send_event(self, event: Mapping[str, Any]) -> EventsAccepted:
-        (prepared,) = with_event_ids([event])
-        result: EventsAccepted = await self.request("POST", "ingest", "/v1/events", json=prepared)
-        return result
+        return await self._run(_calls.send_event(event))
 
     async def put_product(self, product_id: str, product: Mapping[str, Any]) -> ProductsAccepted:
-        body = {k: v for k, v in product.items() if k != "product_id"}
-        result: ProductsAccepted = await self.request(
-            "PUT", "ingest", f"/v1/products/{product_id}", json=body
-        )
-        return result
+        return await self._run(_calls.put_product(product_id, product))
 
     async def put_products(self, products: Iterable[Mapping[str, Any]]) -> ProductsAccepted:
-        """POST products in batches of <= 1000 (each with its product_id)."""
-        items = [dict(p) for p in products]
-        total: ProductsAccepted = {"accepted": 0, "product_ids": []}
-        for chunk in _chunks(items, MAX_BATCH):
-            result: ProductsAccepted = await self.request(
-                "POST", "ingest", "/v1/products", json={"products": chunk}
-            )
-            total["accepted"] += result["accepted"]
-            total["product_ids"].extend(result["product_ids"])
-        return total
+        return await self._run(_calls.put_products(products))
 
     async def delete_product(self, product_id: str) -> ProductsAccepted:
-        result: ProductsAccepted = await self.request(
-            "DELETE", "ingest", f"/v1/products/{product_id}"
-        )
-        return result
+        return await self._run(_calls.delete_product(product_id))
 
     async def put_user(self, user_id: str, attributes: Mapping[str, Any]) -> UserAccepted:
-        result: UserAccepted = await self.request(
-            "PUT", "ingest", f"/v1/users/{user_id}", json={"attributes": dict(attributes)}
-        )
-        return result
+        return await self._run(_calls.put_user(user_id, attributes))
 
     async def post_order(self, order: Mapping[str, Any]) -> OrderAccepted:
-        """Idempotent on ``order_id``: a retried order is stored and counted once."""
-        result: OrderAccepted = await self.request("POST", "ingest", "/v1/orders", json=order)
-        return result
+        return await self._run(_calls.post_order(order))
 
-    # --- recommender ---
-    async def recommendations(self, user_id: str, **params: Any) -> dict[str, Any]:
-        result: dict[str, Any] = await self.request(
-            "GET", "recommender", f"/v1/recommendations/{user_id}", params=params
-        )
-        return result
+    async def recommendations(self, user_id: str, **params: Any) -> Recommendations:
+        return await self._run(_calls.recommendations(user_id, params))
 
-    async def user_profile(self, user_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self.request(
-            "GET", "recommender", f"/v1/users/{user_id}/profile"
-        )
-        return result
+    async def user_profile(self, user_id: str) -> UserProfile:
+        return await self._run(_calls.user_profile(user_id))
 
-    # --- trainer ---
-    async def train(self) -> str:
-        result = await self.request("POST", "trainer", "/v1/train", json={})
-        return str(result["job_id"])
+    async def train(self, params: Mapping[str, Any] | None = None) -> str:
+        return (await self._run(_calls.train(params))).job_id
 
-    async def train_job(self, job_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self.request("GET", "trainer", f"/v1/train/{job_id}")
-        return result
+    async def train_job(self, job_id: str) -> TrainJob:
+        return await self._run(_calls.train_job(job_id))
 
     async def wait_for_job(
         self,
         job_id: str,
         *,
         timeout: float = 300.0,  # noqa: ASYNC109 (a polling deadline, kept for callers)
-    ) -> dict[str, Any]:
-        """Poll a training job until it leaves queued/running."""
+    ) -> TrainJob:
         deadline = time.monotonic() + timeout
-        while True:
-            job = await self.train_job(job_id)
-            if job["status"] not in ("queued", "running"):
-                return job
+        while not (job := await self.train_job(job_id)).finished:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"training job {job_id} still {job['status']}")
-            await asyncio.sleep(0.25)
-
-
-class StreamrecClient(_Base):
-    """Blocking twin of :class:`AsyncStreamrecClient` (scripts, notebooks, loaders)."""
-
-    def __init__(
-        self,
-        *,
-        ingest_url: str | None = None,
-        recommender_url: str | None = None,
-        trainer_url: str | None = None,
-        api_key: str | None = None,
-        timeout: float = 10.0,
-        max_retries: int = 5,
-        max_wait: float = 30.0,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        super().__init__(
-            ingest_url=ingest_url,
-            recommender_url=recommender_url,
-            trainer_url=trainer_url,
-            api_key=api_key,
-            max_retries=max_retries,
-            max_wait=max_wait,
-        )
-        self._http = httpx.Client(headers=self.headers, timeout=timeout, transport=transport)
-
-    def __enter__(self) -> StreamrecClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._http.close()
-
-    def request(
-        self,
-        method: str,
-        service: str,
-        path: str,
-        *,
-        json: Any = None,
-        params: Mapping[str, Any] | None = None,
-        retry: bool = True,
-    ) -> Any:
-        """Send one request; retry 429/5xx-unavailable per ``Retry-After``; return parsed JSON."""
-        policy = _Retry(self.max_retries, self.max_wait)
-        url = self._url(service, path)
-        attempt = 0
-        while True:
-            response: httpx.Response | None = None
-            error: httpx.TransportError | None = None
-            try:
-                response = self._http.request(method, url, json=json, params=params)
-            except httpx.TransportError as exc:
-                error = exc
-            if response is not None and response.status_code < 400:
-                return _decode(response) if response.content else None
-            _sleep(policy.delay(attempt, response, error, retry))
-            attempt += 1
-
-    def send_events(self, events: Iterable[Mapping[str, Any]]) -> EventsAccepted:
-        """POST events in batches of <= 1000; each gets an event_id first, so retries dedupe."""
-        prepared = with_event_ids(events)
-        total: EventsAccepted = {"accepted": 0, "event_ids": []}
-        for chunk in _chunks(prepared, MAX_BATCH):
-            result: EventsAccepted = self.request(
-                "POST", "ingest", "/v1/events", json={"events": chunk}
-            )
-            total["accepted"] += result["accepted"]
-            total["event_ids"].extend(result["event_ids"])
-        return total
-
-    def send_event(self, event: Mapping[str, Any]) -> EventsAccepted:
-        (prepared,) = with_event_ids([event])
-        result: EventsAccepted = self.request("POST", "ingest", "/v1/events", json=prepared)
-        return result
-
-    def put_product(self, product_id: str, product: Mapping[str, Any]) -> ProductsAccepted:
-        body = {k: v for k, v in product.items() if k != "product_id"}
-        result: ProductsAccepted = self.request(
-            "PUT", "ingest", f"/v1/products/{product_id}", json=body
-        )
-        return result
-
-    def put_products(self, products: Iterable[Mapping[str, Any]]) -> ProductsAccepted:
-        items = [dict(p) for p in products]
-        total: ProductsAccepted = {"accepted": 0, "product_ids": []}
-        for chunk in _chunks(items, MAX_BATCH):
-            result: ProductsAccepted = self.request(
-                "POST", "ingest", "/v1/products", json={"products": chunk}
-            )
-            total["accepted"] += result["accepted"]
-            total["product_ids"].extend(result["product_ids"])
-        return total
-
-    def delete_product(self, product_id: str) -> ProductsAccepted:
-        result: ProductsAccepted = self.request("DELETE", "ingest", f"/v1/products/{product_id}")
-        return result
-
-    def put_user(self, user_id: str, attributes: Mapping[str, Any]) -> UserAccepted:
-        result: UserAccepted = self.request(
-            "PUT", "ingest", f"/v1/users/{user_id}", json={"attributes": dict(attributes)}
-        )
-        return result
-
-    def post_order(self, order: Mapping[str, Any]) -> OrderAccepted:
-        result: OrderAccepted = self.request("POST", "ingest", "/v1/orders", json=order)
-        return result
-
-    def recommendations(self, user_id: str, **params: Any) -> dict[str, Any]:
-        result: dict[str, Any] = self.request(
-            "GET", "recommender", f"/v1/recommendations/{user_id}", params=params
-        )
-        return result
+                raise TimeoutError(f"training job {job_id} still {job.status}")
+            await _async_sleep(_POLL_S)
+        return job

@@ -44,7 +44,7 @@ async def load(
             await asyncio.sleep(0.2)
         if train:
             job_id = await client.train()
-            job = await client.wait_for_job(job_id)
+            job = (await client.wait_for_job(job_id)).model_dump()
     return {"products": len(shop.products), "events": sent, "users": len(shop.users), "job": job}
 
 
