@@ -226,7 +226,8 @@ async def test_ids_in_paths_are_escaped_and_answers_typed(sleeps: list[float]) -
     assert script.requests[0].url.raw_path == b"/v1/recommendations/a%2Fb%3Fc?k=5"
     assert isinstance(rec, Recommendations)
     assert rec.items[0].product_id == "p1"
-    assert rec.experiment is not None and rec.experiment.variant == "v"
+    assert rec.experiment is not None
+    assert rec.experiment.variant == "v"
     assert rec["items"][0]["score"] == 0.5
     assert rec.model_extra == {"future_field": 1}
 

@@ -30,7 +30,8 @@ import pytest
 from streamrec_dev.localstack.processes import kill
 from streamrec_dev.localstack.stack import LocalStack, StackDescription
 
-from .probe import archived_ids, eventually
+from ..polling import eventually
+from .probe import archived_ids
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
@@ -107,7 +108,7 @@ async def _wait_archived(dsn: str, ids: list[str], what: str) -> dict[str, int]:
     return await eventually(
         lambda: archived_ids(dsn, ids),
         lambda found: len(found) == len(ids),
-        within=90,
+        timeout=90,
         what=what,
         interval=0.5,
     )

@@ -16,9 +16,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -31,29 +30,14 @@ from streamrec_dev.localstack import infra
 from streamrec_dev.localstack.stack import LocalStack, StackDescription
 from streamrec_dev.synthetic_model import activate, next_version, write_bundle
 
+from ..polling import eventually
+
 pytestmark = [pytest.mark.stack]
 
 N_PRODUCTS = 300
 EVENT_TIME = 1_737_374_400  # 2025-01-20T12:00Z: inside the synthetic shop's event-time window,
 # so these events do not move the training window of other tests in the same stack session
 ALGORITHMS = ("auto", "als", "itemknn", "content", "popular", "hybrid")
-T = TypeVar("T")
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T | None]], *, timeout: float, what: str, interval: float = 0.05
-) -> T:
-    """Poll ``probe`` until it returns something other than None (or time out)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = await probe()
-        if got is not None:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        await asyncio.sleep(interval)
-
-
 def ids(rec: dict[str, Any]) -> list[str]:
     return [item["product_id"] for item in rec["items"]]
 

@@ -185,9 +185,7 @@ def with_event_ids(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _batched(
-    path: str, key: str, items: list[dict[str, Any]], model: type[T], ids: str
-) -> Plan[T]:
+def _batched(path: str, key: str, items: list[dict[str, Any]], model: type[T], ids: str) -> Plan[T]:
     """POST ``{key: chunk}`` per chunk of <= MAX_BATCH; answers summed (accepted, ids)."""
     calls = [
         Call("POST", "ingest", path, model, json={key: items[i : i + MAX_BATCH]})
