@@ -38,6 +38,8 @@ N_PRODUCTS = 300
 EVENT_TIME = 1_737_374_400  # 2025-01-20T12:00Z: inside the synthetic shop's event-time window,
 # so these events do not move the training window of other tests in the same stack session
 ALGORITHMS = ("auto", "als", "itemknn", "content", "popular", "hybrid")
+
+
 def ids(rec: dict[str, Any]) -> list[str]:
     return [item["product_id"] for item in rec["items"]]
 
