@@ -4,6 +4,12 @@ Where a Docker engine is available, ``STREAMREC_TEST_EXTERNAL=1`` with the usual
 ``STREAMREC_*`` settings can point the services at containers instead; here the fixture starts
 local processes in a temp dir on free ports and stops them afterwards.
 ``STREAMREC_TEST_SERVICES=ingest,trainer`` starts only some services (while developing).
+
+Every fixture that starts a server process is listed in ``SERVER_FIXTURES``; a test that uses
+one of them, directly or through another fixture, is marked ``stack`` at collection
+(``pytest_collection_modifyitems``), so ``pytest -m "not stack"`` (``make test-fast``) never
+starts a process. moto's S3 server (tests/shared) runs in a thread of the test process and does
+not count.
 """
 
 from __future__ import annotations
@@ -16,7 +22,18 @@ import pytest
 import pytest_asyncio
 
 from streamrec_client import AsyncStreamrecClient
+from streamrec_dev.localstack import infra
+from streamrec_dev.localstack.processes import free_port, stop
 from streamrec_dev.localstack.stack import SERVICES, LocalStack, StackDescription
+
+SERVER_FIXTURES = frozenset({"local_stack", "private_postgres", "private_redis"})
+"""Fixtures that start processes: whatever uses them is a ``stack`` test."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.stack)
 
 
 def _services() -> tuple[str, ...]:
@@ -55,3 +72,27 @@ async def client(stack: StackDescription) -> AsyncIterator[AsyncStreamrecClient]
         api_key=stack.api_keys["admin"],
     ) as c:
         yield c
+
+
+@pytest.fixture(scope="module")
+def private_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The DSN of a Postgres server of the requesting test module alone (database streamrec)."""
+    root = tmp_path_factory.mktemp("pg")
+    port = free_port()
+    proc = infra.start_postgres(port, root / "data", root)
+    try:
+        yield f"postgresql://streamrec@127.0.0.1:{port}/streamrec"
+    finally:
+        stop(proc)
+
+
+@pytest.fixture(scope="session")
+def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of a Redis server of our own (not the stack's): unit tests may FLUSHDB it."""
+    root = tmp_path_factory.mktemp("redis")
+    port = free_port()
+    proc = infra.start_redis(port, root / "data", root)
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        stop(proc)
