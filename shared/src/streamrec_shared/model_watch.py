@@ -20,7 +20,7 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from streamrec_shared import kafka, topics
-from streamrec_shared.events import ModelAnnouncement
+from streamrec_shared.events import ModelAnnouncement, decode
 from streamrec_shared.settings import KafkaSettings
 
 logger = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ class ModelWatcher:
                 consumer.seek(tp, max(0, end - 1))  # the latest announcement, then new ones
                 async for msg in consumer:
                     try:
-                        ann = ModelAnnouncement.model_validate_json(msg.value)
+                        ann = decode(msg.value, ModelAnnouncement)
                     except ValidationError:
                         logger.warning("ignoring malformed models.v1 record at %s", msg.offset)
                         continue
