@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import TypeAdapter
 
-from streamrec_ingest.catalog_db import Store
+from streamrec_ingest.catalog_db import CatalogDb
 from streamrec_ingest.deps import IngestState
 from streamrec_ingest.orders import OrderReconciler
 from streamrec_ingest.publisher import Producer, Publisher
@@ -69,7 +69,7 @@ def create_app(
         before_start=create_topics if settings.kafka.create_topics and producer is None else None,
         check_timeout_s=options.check_timeout_s,
     )
-    store = Store(
+    store = CatalogDb(
         open_pool if pool is None else None,
         pool=pool,
         retry_after_s=options.retry_after_s,

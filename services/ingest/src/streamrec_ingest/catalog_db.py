@@ -115,7 +115,7 @@ def order_purchases(order: OrderIn, ts: datetime, received_at: datetime) -> list
     ]
 
 
-class Store:
+class CatalogDb:
     """Postgres access for ingest. ``open_pool`` is called until it succeeds."""
 
     def __init__(

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from streamrec_ingest.catalog_db import Store
+from streamrec_ingest.catalog_db import CatalogDb
 from streamrec_ingest.orders import OrderReconciler
 from streamrec_ingest.publisher import Publisher
 from streamrec_ingest.settings import IngestSettings
@@ -23,7 +23,7 @@ class IngestState:
 
     settings: IngestSettings
     publisher: Publisher
-    store: Store
+    store: CatalogDb
     reconciler: OrderReconciler
 
 
