@@ -31,16 +31,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel
 
-from streamrec_client.models import (
-    EventsAccepted,
-    OrderAccepted,
-    ProductsAccepted,
-    Recommendations,
-    TrainAccepted,
-    TrainJob,
-    UserAccepted,
-    UserProfile,
-)
+from streamrec_client import models
 
 Service = Literal["ingest", "recommender", "trainer"]
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
@@ -207,70 +198,80 @@ class _calls:  # noqa: N801 (a namespace of call definitions)
     """Every API call the clients offer, defined once."""
 
     @staticmethod
-    def send_events(events: Iterable[Mapping[str, Any]]) -> Plan[EventsAccepted]:
-        return _batched("/v1/events", "events", with_event_ids(events), EventsAccepted, "event_ids")
+    def send_events(events: Iterable[Mapping[str, Any]]) -> Plan[models.EventsAccepted]:
+        return _batched(
+            "/v1/events", "events", with_event_ids(events), models.EventsAccepted, "event_ids"
+        )
 
     @staticmethod
-    def send_event(event: Mapping[str, Any]) -> Plan[EventsAccepted]:
+    def send_event(event: Mapping[str, Any]) -> Plan[models.EventsAccepted]:
         (prepared,) = with_event_ids([event])
-        return Plan([Call("POST", "ingest", "/v1/events", EventsAccepted, json=prepared)])
+        return Plan([Call("POST", "ingest", "/v1/events", models.EventsAccepted, json=prepared)])
 
     @staticmethod
-    def put_product(product_id: str, product: Mapping[str, Any]) -> Plan[ProductsAccepted]:
+    def put_product(product_id: str, product: Mapping[str, Any]) -> Plan[models.ProductsAccepted]:
         body = {k: v for k, v in product.items() if k != "product_id"}
         path = _path("/v1/products/{}", product_id)
-        return Plan([Call("PUT", "ingest", path, ProductsAccepted, json=body)])
+        return Plan([Call("PUT", "ingest", path, models.ProductsAccepted, json=body)])
 
     @staticmethod
-    def put_products(products: Iterable[Mapping[str, Any]]) -> Plan[ProductsAccepted]:
+    def put_products(products: Iterable[Mapping[str, Any]]) -> Plan[models.ProductsAccepted]:
         items = [dict(p) for p in products]
-        return _batched("/v1/products", "products", items, ProductsAccepted, "product_ids")
+        return _batched("/v1/products", "products", items, models.ProductsAccepted, "product_ids")
 
     @staticmethod
-    def delete_product(product_id: str) -> Plan[ProductsAccepted]:
+    def delete_product(product_id: str) -> Plan[models.ProductsAccepted]:
         path = _path("/v1/products/{}", product_id)
-        return Plan([Call("DELETE", "ingest", path, ProductsAccepted)])
+        return Plan([Call("DELETE", "ingest", path, models.ProductsAccepted)])
 
     @staticmethod
-    def put_user(user_id: str, attributes: Mapping[str, Any]) -> Plan[UserAccepted]:
+    def put_user(user_id: str, attributes: Mapping[str, Any]) -> Plan[models.UserAccepted]:
         body = {"attributes": dict(attributes)}
-        return Plan([Call("PUT", "ingest", _path("/v1/users/{}", user_id), UserAccepted, body)])
+        return Plan(
+            [Call("PUT", "ingest", _path("/v1/users/{}", user_id), models.UserAccepted, body)]
+        )
 
     @staticmethod
-    def post_order(order: Mapping[str, Any]) -> Plan[OrderAccepted]:
-        return Plan([Call("POST", "ingest", "/v1/orders", OrderAccepted, json=dict(order))])
+    def post_order(order: Mapping[str, Any]) -> Plan[models.OrderAccepted]:
+        return Plan([Call("POST", "ingest", "/v1/orders", models.OrderAccepted, json=dict(order))])
 
     @staticmethod
-    def recommendations(user_id: str, params: Mapping[str, Any]) -> Plan[Recommendations]:
+    def recommendations(user_id: str, params: Mapping[str, Any]) -> Plan[models.Recommendations]:
         path = _path("/v1/recommendations/{}", user_id)
-        return Plan([Call("GET", "recommender", path, Recommendations, params=params)])
+        return Plan([Call("GET", "recommender", path, models.Recommendations, params=params)])
 
     @staticmethod
-    def user_profile(user_id: str) -> Plan[UserProfile]:
+    def user_profile(user_id: str) -> Plan[models.UserProfile]:
         path = _path("/v1/users/{}/profile", user_id)
-        return Plan([Call("GET", "recommender", path, UserProfile)])
+        return Plan([Call("GET", "recommender", path, models.UserProfile)])
 
     @staticmethod
-    def train(params: Mapping[str, Any] | None) -> Plan[TrainAccepted]:
+    def train(params: Mapping[str, Any] | None) -> Plan[models.TrainAccepted]:
         body = {"params": dict(params)} if params else {}
-        return Plan([Call("POST", "trainer", "/v1/train", TrainAccepted, json=body)])
+        return Plan([Call("POST", "trainer", "/v1/train", models.TrainAccepted, json=body)])
 
     @staticmethod
-    def train_job(job_id: str) -> Plan[TrainJob]:
-        return Plan([Call("GET", "trainer", _path("/v1/train/{}", job_id), TrainJob)])
+    def train_job(job_id: str) -> Plan[models.TrainJob]:
+        return Plan([Call("GET", "trainer", _path("/v1/train/{}", job_id), models.TrainJob)])
 
 
 class _Base:
+    """What both clients share: base URLs, the API key header, the retry policy."""
+
     def __init__(
         self,
         *,
-        ingest_url: str | None,
-        recommender_url: str | None,
-        trainer_url: str | None,
-        api_key: str | None,
-        max_retries: int,
-        max_wait: float,
+        ingest_url: str | None = None,
+        recommender_url: str | None = None,
+        trainer_url: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 10.0,
+        max_retries: int = 5,
+        max_wait: float = 30.0,
+        transport: Any = None,
     ) -> None:
+        """``transport``: an ``httpx.BaseTransport`` (sync) or ``AsyncBaseTransport`` (async),
+        e.g. ``httpx.MockTransport`` in tests."""
         self.headers = {"X-API-Key": api_key} if api_key else {}
         self.urls: dict[str, str | None] = {
             "ingest": ingest_url,
@@ -278,6 +279,10 @@ class _Base:
             "trainer": trainer_url,
         }
         self.retry_policy = RetryPolicy(max_retries=max_retries, max_wait=max_wait)
+        self._open(timeout, transport)
+
+    def _open(self, timeout: float, transport: Any) -> None:
+        raise NotImplementedError
 
     def _url(self, service: str, path: str) -> str:
         base = self.urls.get(service)
@@ -295,26 +300,7 @@ _POLL_S = 0.25
 class StreamrecClient(_Base):
     """Blocking client for one or more streamrec services (a base URL per service)."""
 
-    def __init__(
-        self,
-        *,
-        ingest_url: str | None = None,
-        recommender_url: str | None = None,
-        trainer_url: str | None = None,
-        api_key: str | None = None,
-        timeout: float = 10.0,
-        max_retries: int = 5,
-        max_wait: float = 30.0,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        super().__init__(
-            ingest_url=ingest_url,
-            recommender_url=recommender_url,
-            trainer_url=trainer_url,
-            api_key=api_key,
-            max_retries=max_retries,
-            max_wait=max_wait,
-        )
+    def _open(self, timeout: float, transport: httpx.BaseTransport | None) -> None:
         self._http = httpx.Client(headers=self.headers, timeout=timeout, transport=transport)
 
     def __enter__(self) -> StreamrecClient:
@@ -363,36 +349,36 @@ class StreamrecClient(_Base):
         )
 
     # --- ingest ---
-    def send_events(self, events: Iterable[Mapping[str, Any]]) -> EventsAccepted:
+    def send_events(self, events: Iterable[Mapping[str, Any]]) -> models.EventsAccepted:
         """POST events in batches of <= 1000; each gets an event_id first, so retries dedupe."""
         return self._run(_calls.send_events(events))
 
-    def send_event(self, event: Mapping[str, Any]) -> EventsAccepted:
+    def send_event(self, event: Mapping[str, Any]) -> models.EventsAccepted:
         return self._run(_calls.send_event(event))
 
-    def put_product(self, product_id: str, product: Mapping[str, Any]) -> ProductsAccepted:
+    def put_product(self, product_id: str, product: Mapping[str, Any]) -> models.ProductsAccepted:
         return self._run(_calls.put_product(product_id, product))
 
-    def put_products(self, products: Iterable[Mapping[str, Any]]) -> ProductsAccepted:
+    def put_products(self, products: Iterable[Mapping[str, Any]]) -> models.ProductsAccepted:
         """POST products in batches of <= 1000 (each with its product_id)."""
         return self._run(_calls.put_products(products))
 
-    def delete_product(self, product_id: str) -> ProductsAccepted:
+    def delete_product(self, product_id: str) -> models.ProductsAccepted:
         return self._run(_calls.delete_product(product_id))
 
-    def put_user(self, user_id: str, attributes: Mapping[str, Any]) -> UserAccepted:
+    def put_user(self, user_id: str, attributes: Mapping[str, Any]) -> models.UserAccepted:
         return self._run(_calls.put_user(user_id, attributes))
 
-    def post_order(self, order: Mapping[str, Any]) -> OrderAccepted:
+    def post_order(self, order: Mapping[str, Any]) -> models.OrderAccepted:
         """Idempotent on ``order_id``: a retried order is stored and counted once."""
         return self._run(_calls.post_order(order))
 
     # --- recommender ---
-    def recommendations(self, user_id: str, **params: Any) -> Recommendations:
+    def recommendations(self, user_id: str, **params: Any) -> models.Recommendations:
         """``k``, ``algorithm``, ``category``, ``exclude`` as query parameters."""
         return self._run(_calls.recommendations(user_id, params))
 
-    def user_profile(self, user_id: str) -> UserProfile:
+    def user_profile(self, user_id: str) -> models.UserProfile:
         return self._run(_calls.user_profile(user_id))
 
     # --- trainer ---
@@ -400,10 +386,10 @@ class StreamrecClient(_Base):
         """Start a training job; returns its id."""
         return self._run(_calls.train(params)).job_id
 
-    def train_job(self, job_id: str) -> TrainJob:
+    def train_job(self, job_id: str) -> models.TrainJob:
         return self._run(_calls.train_job(job_id))
 
-    def wait_for_job(self, job_id: str, *, timeout: float = 300.0) -> TrainJob:
+    def wait_for_job(self, job_id: str, *, timeout: float = 300.0) -> models.TrainJob:
         """Poll a training job until it leaves queued/running."""
         deadline = time.monotonic() + timeout
         while not (job := self.train_job(job_id)).finished:
@@ -416,26 +402,7 @@ class StreamrecClient(_Base):
 class AsyncStreamrecClient(_Base):
     """Async twin of :class:`StreamrecClient`: the same methods, awaited."""
 
-    def __init__(
-        self,
-        *,
-        ingest_url: str | None = None,
-        recommender_url: str | None = None,
-        trainer_url: str | None = None,
-        api_key: str | None = None,
-        timeout: float = 10.0,
-        max_retries: int = 5,
-        max_wait: float = 30.0,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        super().__init__(
-            ingest_url=ingest_url,
-            recommender_url=recommender_url,
-            trainer_url=trainer_url,
-            api_key=api_key,
-            max_retries=max_retries,
-            max_wait=max_wait,
-        )
+    def _open(self, timeout: float, transport: httpx.AsyncBaseTransport | None) -> None:
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
         self._http = httpx.AsyncClient(
             headers=self.headers, timeout=timeout, limits=limits, transport=transport
@@ -483,37 +450,39 @@ class AsyncStreamrecClient(_Base):
             answers.append(c.model.model_validate(raw))
         return plan.merge(answers)
 
-    async def send_events(self, events: Iterable[Mapping[str, Any]]) -> EventsAccepted:
+    async def send_events(self, events: Iterable[Mapping[str, Any]]) -> models.EventsAccepted:
         return await self._run(_calls.send_events(events))
 
-    async def send_event(self, event: Mapping[str, Any]) -> EventsAccepted:
+    async def send_event(self, event: Mapping[str, Any]) -> models.EventsAccepted:
         return await self._run(_calls.send_event(event))
 
-    async def put_product(self, product_id: str, product: Mapping[str, Any]) -> ProductsAccepted:
+    async def put_product(
+        self, product_id: str, product: Mapping[str, Any]
+    ) -> models.ProductsAccepted:
         return await self._run(_calls.put_product(product_id, product))
 
-    async def put_products(self, products: Iterable[Mapping[str, Any]]) -> ProductsAccepted:
+    async def put_products(self, products: Iterable[Mapping[str, Any]]) -> models.ProductsAccepted:
         return await self._run(_calls.put_products(products))
 
-    async def delete_product(self, product_id: str) -> ProductsAccepted:
+    async def delete_product(self, product_id: str) -> models.ProductsAccepted:
         return await self._run(_calls.delete_product(product_id))
 
-    async def put_user(self, user_id: str, attributes: Mapping[str, Any]) -> UserAccepted:
+    async def put_user(self, user_id: str, attributes: Mapping[str, Any]) -> models.UserAccepted:
         return await self._run(_calls.put_user(user_id, attributes))
 
-    async def post_order(self, order: Mapping[str, Any]) -> OrderAccepted:
+    async def post_order(self, order: Mapping[str, Any]) -> models.OrderAccepted:
         return await self._run(_calls.post_order(order))
 
-    async def recommendations(self, user_id: str, **params: Any) -> Recommendations:
+    async def recommendations(self, user_id: str, **params: Any) -> models.Recommendations:
         return await self._run(_calls.recommendations(user_id, params))
 
-    async def user_profile(self, user_id: str) -> UserProfile:
+    async def user_profile(self, user_id: str) -> models.UserProfile:
         return await self._run(_calls.user_profile(user_id))
 
     async def train(self, params: Mapping[str, Any] | None = None) -> str:
         return (await self._run(_calls.train(params))).job_id
 
-    async def train_job(self, job_id: str) -> TrainJob:
+    async def train_job(self, job_id: str) -> models.TrainJob:
         return await self._run(_calls.train_job(job_id))
 
     async def wait_for_job(
@@ -521,7 +490,7 @@ class AsyncStreamrecClient(_Base):
         job_id: str,
         *,
         timeout: float = 300.0,  # noqa: ASYNC109 (a polling deadline, kept for callers)
-    ) -> TrainJob:
+    ) -> models.TrainJob:
         deadline = time.monotonic() + timeout
         while not (job := await self.train_job(job_id)).finished:
             if time.monotonic() > deadline:
