@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypedDict, TypeVar, Unpack
 from urllib.parse import quote
 
 import httpx
@@ -102,24 +102,36 @@ class RetryPolicy:
         return float(min(self.backoff_cap, self.backoff_base * 2**attempt) * _random())
 
 
-@dataclass
-class _Attempts:
-    """The retry state of one call: ``next_delay`` says how long to wait, or raises."""
+class RequestOptions(TypedDict, total=False):
+    """Options of ``request``: a JSON body, query parameters, and whether to retry."""
 
-    policy: RetryPolicy
+    json: Any
+    params: Mapping[str, Any] | None
     retry: bool
+
+
+@dataclass
+class _Exchange:
+    """One call and its retry state: ``settle`` takes each attempt's outcome and says how long
+    to wait before the next (None: done, the answer is in ``result``), or raises."""
+
+    method: str
+    url: str
+    options: RequestOptions
+    policy: RetryPolicy
     attempt: int = 0
     waited: float = 0.0
+    result: Any = None
 
-    def next_delay(self, outcome: httpx.Response | httpx.TransportError) -> float | None:
-        """None when ``outcome`` is a success; else the wait before retrying; else raises."""
+    def settle(self, outcome: httpx.Response | httpx.TransportError) -> float | None:
         response = outcome if isinstance(outcome, httpx.Response) else None
         if response is not None and response.status_code < 400:
+            self.result = _json_or_text(response)
             return None
         retryable = response is None or response.status_code in RETRY_STATUSES
         delay = self.policy.delay(self.attempt, response)
         if (
-            not (self.retry and retryable)
+            not (self.options.get("retry", True) and retryable)
             or self.attempt >= self.policy.max_retries
             or self.waited + delay > self.policy.max_wait
         ):
@@ -290,8 +302,10 @@ class _Base:
             raise ValueError(f"no base URL configured for the {service} service")
         return base.rstrip("/") + path
 
-    def _attempts(self, retry: bool = True) -> _Attempts:
-        return _Attempts(self.retry_policy, retry)
+    def _exchange(
+        self, method: str, service: Service, path: str, options: RequestOptions
+    ) -> _Exchange:
+        return _Exchange(method, self._url(service, path), options, self.retry_policy)
 
 
 _POLL_S = 0.25
@@ -313,30 +327,24 @@ class StreamrecClient(_Base):
         self._http.close()
 
     def request(
-        self,
-        method: str,
-        service: Service,
-        path: str,
-        *,
-        json: Any = None,
-        params: Mapping[str, Any] | None = None,
-        retry: bool = True,
+        self, method: str, service: Service, path: str, **options: Unpack[RequestOptions]
     ) -> Any:
         """Any endpoint: send with retries, return the parsed JSON (None for an empty body)."""
-        url = self._url(service, path)
-        attempts = self._attempts(retry)
-        while True:
-            try:
-                outcome: httpx.Response | httpx.TransportError = self._http.request(
-                    method, url, json=json, params=params
-                )
-            except httpx.TransportError as exc:
-                outcome = exc
-            delay = attempts.next_delay(outcome)
-            if delay is None:
-                assert isinstance(outcome, httpx.Response)
-                return _json_or_text(outcome)
+        call = self._exchange(method, service, path, options)
+        while (delay := call.settle(self._attempt(call))) is not None:
             _sleep(delay)
+        return call.result
+
+    def _attempt(self, call: _Exchange) -> httpx.Response | httpx.TransportError:
+        try:
+            return self._http.request(
+                call.method,
+                call.url,
+                json=call.options.get("json"),
+                params=call.options.get("params"),
+            )
+        except httpx.TransportError as exc:
+            return exc
 
     def _run(self, plan: Plan[T]) -> T:
         return plan.merge(
@@ -418,30 +426,24 @@ class AsyncStreamrecClient(_Base):
         await self._http.aclose()
 
     async def request(
-        self,
-        method: str,
-        service: Service,
-        path: str,
-        *,
-        json: Any = None,
-        params: Mapping[str, Any] | None = None,
-        retry: bool = True,
+        self, method: str, service: Service, path: str, **options: Unpack[RequestOptions]
     ) -> Any:
         """Any endpoint: send with retries, return the parsed JSON (None for an empty body)."""
-        url = self._url(service, path)
-        attempts = self._attempts(retry)
-        while True:
-            try:
-                outcome: httpx.Response | httpx.TransportError = await self._http.request(
-                    method, url, json=json, params=params
-                )
-            except httpx.TransportError as exc:
-                outcome = exc
-            delay = attempts.next_delay(outcome)
-            if delay is None:
-                assert isinstance(outcome, httpx.Response)
-                return _json_or_text(outcome)
+        call = self._exchange(method, service, path, options)
+        while (delay := call.settle(await self._attempt(call))) is not None:
             await _async_sleep(delay)
+        return call.result
+
+    async def _attempt(self, call: _Exchange) -> httpx.Response | httpx.TransportError:
+        try:
+            return await self._http.request(
+                call.method,
+                call.url,
+                json=call.options.get("json"),
+                params=call.options.get("params"),
+            )
+        except httpx.TransportError as exc:
+            return exc
 
     async def _run(self, plan: Plan[T]) -> T:
         answers = []
