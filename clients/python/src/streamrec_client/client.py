@@ -123,6 +123,10 @@ class _Exchange:
     waited: float = 0.0
     result: Any = None
 
+    def send_args(self) -> dict[str, Any]:
+        """The body and query of the request, as httpx's ``request`` takes them."""
+        return {"json": self.options.get("json"), "params": self.options.get("params")}
+
     def settle(self, outcome: httpx.Response | httpx.TransportError) -> float | None:
         response = outcome if isinstance(outcome, httpx.Response) else None
         if response is not None and response.status_code < 400:
@@ -337,12 +341,7 @@ class StreamrecClient(_Base):
 
     def _attempt(self, call: _Exchange) -> httpx.Response | httpx.TransportError:
         try:
-            return self._http.request(
-                call.method,
-                call.url,
-                json=call.options.get("json"),
-                params=call.options.get("params"),
-            )
+            return self._http.request(call.method, call.url, **call.send_args())
         except httpx.TransportError as exc:
             return exc
 
@@ -436,12 +435,7 @@ class AsyncStreamrecClient(_Base):
 
     async def _attempt(self, call: _Exchange) -> httpx.Response | httpx.TransportError:
         try:
-            return await self._http.request(
-                call.method,
-                call.url,
-                json=call.options.get("json"),
-                params=call.options.get("params"),
-            )
+            return await self._http.request(call.method, call.url, **call.send_args())
         except httpx.TransportError as exc:
             return exc
 
