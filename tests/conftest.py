@@ -14,8 +14,9 @@ not count.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ import pytest_asyncio
 
 from streamrec_client import AsyncStreamrecClient
 from streamrec_dev.localstack import infra
-from streamrec_dev.localstack.processes import free_port, stop
+from streamrec_dev.localstack.processes import Proc, free_port, stop
 from streamrec_dev.localstack.stack import SERVICES, LocalStack, StackDescription
 
 SERVER_FIXTURES = frozenset({"local_stack", "private_postgres", "private_redis"})
@@ -74,25 +75,30 @@ async def client(stack: StackDescription) -> AsyncIterator[AsyncStreamrecClient]
         yield c
 
 
+@contextlib.contextmanager
+def _server(
+    tmp_path_factory: pytest.TempPathFactory, start: Callable[[int, Path, Path], Proc], url: str
+) -> Iterator[str]:
+    """Run ``start(port, data_dir, log_dir)`` on a free port; yield ``url`` with that port."""
+    root = tmp_path_factory.mktemp("server")
+    port = free_port()
+    proc = start(port, root / "data", root)
+    try:
+        yield url.format(port=port)
+    finally:
+        stop(proc)
+
+
 @pytest.fixture(scope="module")
 def private_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The DSN of a Postgres server of the requesting test module alone (database streamrec)."""
-    root = tmp_path_factory.mktemp("pg")
-    port = free_port()
-    proc = infra.start_postgres(port, root / "data", root)
-    try:
-        yield f"postgresql://streamrec@127.0.0.1:{port}/streamrec"
-    finally:
-        stop(proc)
+    dsn = "postgresql://streamrec@127.0.0.1:{port}/streamrec"
+    with _server(tmp_path_factory, infra.start_postgres, dsn) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
 def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The URL of a Redis server of our own (not the stack's): unit tests may FLUSHDB it."""
-    root = tmp_path_factory.mktemp("redis")
-    port = free_port()
-    proc = infra.start_redis(port, root / "data", root)
-    try:
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        stop(proc)
+    with _server(tmp_path_factory, infra.start_redis, "redis://127.0.0.1:{port}/0") as url:
+        yield url

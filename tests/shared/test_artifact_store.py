@@ -26,13 +26,12 @@ from streamrec_shared.artifact_store import (
 )
 from streamrec_shared.artifacts import (
     MANIFEST_NAME,
-    AlsArrays,
     ArtifactError,
-    DataWindow,
     ModelBundle,
-    TopNArrays,
 )
 from streamrec_shared.settings import ArtifactSettings
+
+from ..bundles import tiny_bundle
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -40,22 +39,18 @@ if TYPE_CHECKING:
 
 def make_bundle(version: int) -> ModelBundle:
     """A small valid bundle whose factors depend on ``version``."""
-    rng = np.random.default_rng(version)
-    return ModelBundle(
+    return tiny_bundle(
         version=version,
+        item_ids=["p1", "p2", "p3"],
+        user_ids=["alice", "bob"],
+        topn_users=["bob"],
+        topn_items=[[2, 0]],
+        topn_scores=[[0.9, 0.5]],
+        dim=4,
+        seed=version,
         created_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
-        data_window=DataWindow.from_timestamps(1_291_191_960, 1_323_433_800),
-        als=AlsArrays(
-            item_ids=np.array(["p1", "p2", "p3"]),
-            user_ids=np.array(["alice", "bob"]),
-            item_factors=rng.normal(size=(3, 4)).astype(np.float32),
-            user_factors=rng.normal(size=(2, 4)).astype(np.float32),
-            regularization=0.1,
-            alpha=2.0,
-        ),
-        topn=TopNArrays(
-            user_ids=np.array(["bob"]), items=np.array([[2, 0]]), scores=np.array([[0.9, 0.5]])
-        ),
+        window=(1_291_191_960, 1_323_433_800),
+        alpha=2.0,
         metrics={"ndcg@20": 0.1 * version},
     )
 

@@ -51,6 +51,6 @@ def test_to_record_fills_what_ingest_resolves() -> None:
     assert len(EVENT.event_id) == 32
     assert (EVENT.value, EVENT.rec_id, EVENT.kind, EVENT.schema_version) == (4.0, "r", "event", 1)
     assert UserEvent.model_validate(EVENT.model_dump()) == EVENT  # a valid record
-    assert ProductRecord(
-        product_id="p1", name="n", category="c", price=2.5, updated_at=T0
-    ) == PRODUCT
+    assert (
+        ProductRecord(product_id="p1", name="n", category="c", price=2.5, updated_at=T0) == PRODUCT
+    )
