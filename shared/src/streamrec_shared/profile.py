@@ -535,6 +535,35 @@ class CodeBook:
         return [self._names[c] if c < n else "" for c in wanted]
 
 
+async def resolve(
+    user_id: str, p: PackedProfile, products: CodeBook, categories: CodeBook
+) -> UserProfile:
+    """A packed profile with its product and category codes resolved to names (every reader
+    of ``sr:u:<user_id>`` goes through this)."""
+    codes = np.concatenate([p.item_codes, p.view_codes, p.purchase_codes]).tolist()
+    names = await products.names(codes)
+    n_i, n_v = len(p.item_codes), len(p.view_codes)
+    cats = await categories.names(p.category_codes.tolist())
+    has_vector = p.model_version != 0 and len(p.vector) > 0
+    return UserProfile(
+        user_id=user_id,
+        items=tuple(names[:n_i]),
+        weights=p.item_weights,
+        view_history=tuple(names[n_i : n_i + n_v]),
+        purchase_history=tuple(names[n_i + n_v :]),
+        category_affinity={
+            c: float(w) for c, w in zip(cats, p.category_weights.tolist(), strict=True)
+        },
+        counts={t: int(c) for t, c in zip(EVENT_TYPES, p.counts.tolist(), strict=True)},
+        event_count=p.event_count,
+        segment=p.segment,
+        vector=p.vector if has_vector else None,
+        model_version=p.model_version if has_vector else None,
+        first_event_ts=p.first_ts,
+        last_event_ts=p.last_ts,
+    )
+
+
 class ProfileReader:
     """Async read access to the derived state, for the recommender.
 
@@ -571,28 +600,7 @@ class ProfileReader:
         return None if raw is None else decode_vector(_binary(raw))
 
     async def _resolve(self, user_id: str, p: PackedProfile) -> UserProfile:
-        codes = np.concatenate([p.item_codes, p.view_codes, p.purchase_codes]).tolist()
-        names = await self._products.names(codes)
-        n_i, n_v = len(p.item_codes), len(p.view_codes)
-        cats = await self._categories.names(p.category_codes.tolist())
-        has_vector = p.model_version != 0 and len(p.vector) > 0
-        return UserProfile(
-            user_id=user_id,
-            items=tuple(names[:n_i]),
-            weights=p.item_weights,
-            view_history=tuple(names[n_i : n_i + n_v]),
-            purchase_history=tuple(names[n_i + n_v :]),
-            category_affinity={
-                c: float(w) for c, w in zip(cats, p.category_weights.tolist(), strict=True)
-            },
-            counts={t: int(c) for t, c in zip(EVENT_TYPES, p.counts.tolist(), strict=True)},
-            event_count=p.event_count,
-            segment=p.segment,
-            vector=p.vector if has_vector else None,
-            model_version=p.model_version if has_vector else None,
-            first_event_ts=p.first_ts,
-            last_event_ts=p.last_ts,
-        )
+        return await resolve(user_id, p, self._products, self._categories)
 
     async def get_user_attributes(self, user_id: str) -> dict[str, Any] | None:
         """Attributes from ``users.v1`` (``PUT /v1/users/{id}``), or None."""
