@@ -49,7 +49,7 @@ from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 from streamrec_shared.artifacts import MANIFEST_NAME, ArtifactError, ModelBundle
-from streamrec_shared.settings import ArtifactSettings, ServiceSettings
+from streamrec_shared.settings import ArtifactSettings, artifact_settings_from_env
 
 if TYPE_CHECKING:
     from boto3.s3.transfer import TransferConfig
@@ -490,7 +490,7 @@ def open_version(uri: str, settings: ArtifactSettings | None = None) -> Path:
     from a thread in async code. Errors as ``local_copy``.
     """
     if settings is None:
-        settings = ServiceSettings().artifacts
+        settings = artifact_settings_from_env()
     path = local_copy(uri, settings.cache_dir, endpoint_url=settings.endpoint_url)
     if urlparse(uri).scheme == "s3":
         prune_cache(settings.cache_dir, keep=[path])

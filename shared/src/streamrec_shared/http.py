@@ -2,7 +2,8 @@
 
 Errors are always ``{"error": {"code", "message", "details"}}``; validation errors list each
 invalid item by location (``events[3].timestamp``) with the reason. Routes raise domain errors
-from ``streamrec_shared.errors`` and hold no try/except.
+from ``streamrec_shared.errors`` and the handlers installed here answer them; a route catches
+one only to count it or add details, and re-raises it.
 """
 
 from __future__ import annotations
