@@ -230,6 +230,14 @@ async def test_ids_in_paths_are_escaped_and_answers_typed(sleeps: list[float]) -
     assert rec.experiment.variant == "v"
     assert rec["items"][0]["score"] == 0.5
     assert rec.model_extra == {"future_field": 1}
+    # reads like the JSON object it came from
+    assert set(rec) == {"user_id", "rec_id", "algorithm", "items", "experiment", "future_field"}
+    assert "model_version" not in rec
+    assert rec.get("model_version", -1) == -1
+    assert rec.get("experiment", {}).get("name") == "e"
+    assert dict(rec.items[0]) == {"product_id": "p1", "score": 0.5}
+    assert rec.model_dump()["items"] == [{"product_id": "p1", "score": 0.5}]
+    assert rec == Recommendations.model_validate(answer)
 
 
 def test_wait_for_job_polls_until_finished(sleeps: list[float]) -> None:

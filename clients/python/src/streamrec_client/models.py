@@ -1,13 +1,14 @@
 """Response bodies of the streamrec HTTP API, as pydantic models.
 
 Unknown fields are kept (``extra="allow"``), so a newer server never breaks an older client.
-``body["field"]`` and ``body.get("field", default)`` work as well as ``body.field``, for code
-written against the earlier dict-returning client (``get`` treats a field the server left out,
-i.e. None, as absent).
+Each body also reads like the JSON object it came from (``body["field"]``, ``body.get("field",
+default)``, ``"field" in body``, ``set(body)``: the fields the server sent), for code written
+against the earlier dict-returning client; ``model_dump()`` gives the plain dict.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -25,8 +26,23 @@ class Body(BaseModel):
             raise KeyError(name) from None
 
     def get(self, name: str, default: Any = None) -> Any:
-        value = getattr(self, name, None)
+        """The field's value, or ``default`` when the server did not send it (or sent null)."""
+        value = getattr(self, name, None) if name in self.keys() else None
         return default if value is None else value
+
+    def keys(self) -> list[str]:
+        """The fields the server sent, declared ones first."""
+        sent = [name for name in type(self).model_fields if name in self.model_fields_set]
+        return sent + list(self.model_extra or {})
+
+    def __iter__(self) -> Iterator[str]:  # type: ignore[override]
+        return iter(self.keys())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.keys()
+
+    def __len__(self) -> int:
+        return len(self.keys())
 
 
 class EventsAccepted(Body):
