@@ -14,6 +14,15 @@ def _arrived(value: object) -> bool:
     return value is not None and value is not False
 
 
+def now(check: Callable[[], T]) -> Callable[[], Awaitable[T]]:
+    """A synchronous check as a probe for ``eventually`` (state another task changes)."""
+
+    async def probe() -> T:
+        return check()
+
+    return probe
+
+
 async def eventually(
     probe: Callable[[], Awaitable[T]],
     done: Callable[[T], bool] = _arrived,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -16,6 +15,8 @@ from prometheus_client import REGISTRY
 from streamrec_ingest.app import create_app
 from streamrec_shared.events import decode_event
 
+from ..polling import eventually
+from ..polling import now as _now
 from .fakes import KEYS, FakeProducer, unit_settings
 
 EVENT = {"user_id": "u1", "event_type": "view", "product_id": "p1"}
@@ -174,10 +175,9 @@ async def test_producer_started_in_background_when_broker_is_down() -> None:
         r = await client.post("/v1/events", json=EVENT)
         assert r.status_code == 503
         assert "not connected" in r.json()["error"]["message"]
-        deadline = time.monotonic() + 5
-        while producer.starts < 3:
-            assert time.monotonic() < deadline, "producer never started"
-            await asyncio.sleep(0.02)
+        await eventually(
+            _now(lambda: producer.starts >= 3), timeout=5, what="the producer", interval=0.02
+        )
         r = await client.post("/v1/events", json=EVENT)
         assert r.status_code == 202
     assert producer.stopped
