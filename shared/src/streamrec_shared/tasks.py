@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 
 async def cancel_all(tasks: Iterable[asyncio.Task[None]]) -> None:
@@ -15,3 +15,12 @@ async def cancel_all(tasks: Iterable[asyncio.Task[None]]) -> None:
     for task in pending:
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def retry_every(interval_s: float, attempt: Callable[[], Awaitable[bool]]) -> None:
+    """Wait ``interval_s``, call ``attempt``; again until it returns True (a dependency that
+    was not there at start: run it as a background task, cancel it on shutdown)."""
+    while True:
+        await asyncio.sleep(interval_s)
+        if await attempt():
+            return
