@@ -334,23 +334,19 @@ class S3ArtifactStore(ArtifactStore):
         with tempfile.TemporaryDirectory(prefix="streamrec-upload-") as tmp:
             staging = Path(tmp) / f"v{version}"
             manifest = bundle.save(staging)
+            files = _check_manifest_files(manifest, self.uri(version))
+            # the manifest LAST: the version exists for readers from that moment on
+            uploads = [(name, "application/octet-stream") for name in files]
+            uploads.append((MANIFEST_NAME, "application/json"))
             try:
-                for name in _check_manifest_files(manifest, self.uri(version)):
+                for name, content_type in uploads:
                     self.client.upload_file(
                         str(staging / name),
                         self.bucket,
                         self._key(version, name),
-                        ExtraArgs={"ContentType": "application/octet-stream"},
+                        ExtraArgs={"ContentType": content_type},
                         Config=config,
                     )
-                # LAST: the version exists for readers from this moment on
-                self.client.upload_file(
-                    str(staging / MANIFEST_NAME),
-                    self.bucket,
-                    self._key(version, MANIFEST_NAME),
-                    ExtraArgs={"ContentType": "application/json"},
-                    Config=config,
-                )
             except BaseException:
                 self._cleanup_failed(version)
                 raise

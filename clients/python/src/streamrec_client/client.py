@@ -89,10 +89,15 @@ class RetryPolicy:
     """When and how long to wait before another attempt (see the module docstring)."""
 
     max_retries: int = 5
+    """Attempts after the first."""
     max_wait: float = 30.0
+    """Seconds of waiting between attempts, in total, before giving up."""
     backoff_base: float = 0.1
+    """Without Retry-After: up to ``backoff_base * 2**attempt`` seconds (full jitter) ..."""
     backoff_cap: float = 5.0
+    """... and never more than this."""
     retry_after_jitter: float = 0.2
+    """With Retry-After: that wait plus up to this fraction of it."""
 
     def delay(self, attempt: int, response: httpx.Response | None) -> float:
         """Seconds before attempt ``attempt + 1`` (``attempt`` counts from 0)."""
