@@ -234,6 +234,7 @@ def decode_user_attributes(raw: bytes | str) -> tuple[dict[str, Any], float]:
 _HEADER = struct.Struct("<BIBBHHHHHIhqddB")  # then n_types u32 counters
 _FORMAT1_HEADER = struct.Struct("<BIBBHHHHHIhqdd6I")  # read only
 N_TYPES = len(EVENT_TYPES)
+_COUNTS = struct.Struct(f"<{N_TYPES}I")
 HEADER_BYTES = _HEADER.size + 4 * N_TYPES  # 72 with six event types
 REV_PREFIX_BYTES = 5
 """The first 5 bytes (magic + rev) are what the writer's compare-and-set checks."""
@@ -343,8 +344,11 @@ def encode_profile(p: PackedProfile) -> bytes:
         p.last_ts,
         N_TYPES,
     )
-    counts = np.zeros(N_TYPES, dtype=_U32)
-    counts[: len(p.counts)] = p.counts[:N_TYPES]
+    if len(p.counts) == N_TYPES:
+        counts = np.asarray(p.counts, dtype=_U32)
+    else:  # built by hand with fewer counters
+        counts = np.zeros(N_TYPES, dtype=_U32)
+        counts[: len(p.counts)] = p.counts[:N_TYPES]
     codes = np.concatenate((p.item_codes, p.view_codes, p.purchase_codes, p.category_codes))
     weights = np.concatenate((p.item_weights, p.category_weights))
     np.minimum(np.maximum(weights, -F16_MAX, out=weights), F16_MAX, out=weights)
@@ -369,7 +373,10 @@ def _unpack_header(raw: bytes) -> tuple[tuple[Any, ...], tuple[int, ...], int]:
         *fields, n_types = _HEADER.unpack_from(raw)
         end = _HEADER.size + 4 * n_types
         if len(raw) >= end:
-            counts = struct.unpack_from(f"<{n_types}I", raw, _HEADER.size)
+            if n_types == N_TYPES:
+                counts = _COUNTS.unpack_from(raw, _HEADER.size)
+            else:
+                counts = struct.unpack_from(f"<{n_types}I", raw, _HEADER.size)
             return tuple(fields), counts, end
     elif magic == _FORMAT1_MAGIC and len(raw) >= _FORMAT1_HEADER.size:
         values = _FORMAT1_HEADER.unpack_from(raw)
