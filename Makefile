@@ -32,7 +32,7 @@ fmt: install ## Format the code with ruff
 	@$(UV) run --frozen ruff check --fix .
 
 typecheck: install ## mypy (strict) on every package
-	@$(UV) run --frozen mypy shared/src services/ingest/src services/stream-processor/src services/recommender/src services/trainer/src
+	@$(UV) run --frozen mypy shared/src tools/dev/src clients/python/src services/ingest/src services/stream-processor/src services/recommender/src services/trainer/src
 
 test: install ## Run the whole test suite (starts its own local stack on free ports)
 	@$(UV) run --frozen pytest -q

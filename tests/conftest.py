@@ -4,19 +4,37 @@ Where a Docker engine is available, ``STREAMREC_TEST_EXTERNAL=1`` with the usual
 ``STREAMREC_*`` settings can point the services at containers instead; here the fixture starts
 local processes in a temp dir on free ports and stops them afterwards.
 ``STREAMREC_TEST_SERVICES=ingest,trainer`` starts only some services (while developing).
+
+Every fixture that starts a server process is listed in ``SERVER_FIXTURES``; a test that uses
+one of them, directly or through another fixture, is marked ``stack`` at collection
+(``pytest_collection_modifyitems``), so ``pytest -m "not stack"`` (``make test-fast``) never
+starts a process. moto's S3 server (tests/shared) runs in a thread of the test process and does
+not count.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
-from streamrec_shared.client import AsyncStreamrecClient
-from streamrec_shared.localstack.stack import SERVICES, LocalStack, StackDescription
+from streamrec_client import AsyncStreamrecClient
+from streamrec_dev.localstack import infra
+from streamrec_dev.localstack.processes import Proc, free_port, stop
+from streamrec_dev.localstack.stack import SERVICES, LocalStack, StackDescription
+
+SERVER_FIXTURES = frozenset({"local_stack", "private_postgres", "private_redis"})
+"""Fixtures that start processes: whatever uses them is a ``stack`` test."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.stack)
 
 
 def _services() -> tuple[str, ...]:
@@ -55,3 +73,32 @@ async def client(stack: StackDescription) -> AsyncIterator[AsyncStreamrecClient]
         api_key=stack.api_keys["admin"],
     ) as c:
         yield c
+
+
+@contextlib.contextmanager
+def _server(
+    tmp_path_factory: pytest.TempPathFactory, start: Callable[[int, Path, Path], Proc], url: str
+) -> Iterator[str]:
+    """Run ``start(port, data_dir, log_dir)`` on a free port; yield ``url`` with that port."""
+    root = tmp_path_factory.mktemp("server")
+    port = free_port()
+    proc = start(port, root / "data", root)
+    try:
+        yield url.format(port=port)
+    finally:
+        stop(proc)
+
+
+@pytest.fixture(scope="module")
+def private_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The DSN of a Postgres server of the requesting test module alone (database streamrec)."""
+    dsn = "postgresql://streamrec@127.0.0.1:{port}/streamrec"
+    with _server(tmp_path_factory, infra.start_postgres, dsn) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of a Redis server of our own (not the stack's): unit tests may FLUSHDB it."""
+    with _server(tmp_path_factory, infra.start_redis, "redis://127.0.0.1:{port}/0") as url:
+        yield url

@@ -56,8 +56,8 @@ import loadgen
 import psutil
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from streamrec_dev.localstack.stack import SERVICES, LocalStack
 from streamrec_shared import topics
-from streamrec_shared.localstack.stack import SERVICES, LocalStack
 
 RESULTS = Path(__file__).parent / "results" / "ingest.json"
 CONNECTIONS = 64

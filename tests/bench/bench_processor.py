@@ -41,11 +41,12 @@ import numpy as np
 import psutil
 from redis.asyncio import Redis
 
-from streamrec_shared import kafka, synthetic, topics
+from streamrec_client import AsyncStreamrecClient
+from streamrec_dev import synthetic
+from streamrec_dev.localstack.stack import LocalStack, StackDescription
+from streamrec_shared import kafka, topics
 from streamrec_shared.artifacts import AlsArrays, DataWindow, ModelBundle
-from streamrec_shared.client import AsyncStreamrecClient
 from streamrec_shared.events import ModelAnnouncement, UserEvent, encode
-from streamrec_shared.localstack.stack import LocalStack, StackDescription
 from streamrec_shared.profile import CATALOG, decode_profile, profile_key
 from streamrec_shared.settings import KafkaSettings
 

@@ -40,11 +40,11 @@ import httpx
 import loadgen
 import psutil
 
-from streamrec_recommender.synthetic_model import activate, next_version, write_bundle
-from streamrec_shared import synthetic
-from streamrec_shared.client import StreamrecClient
-from streamrec_shared.localstack.processes import wait_until
-from streamrec_shared.localstack.stack import LocalStack, StackDescription
+from streamrec_client import StreamrecClient
+from streamrec_dev import synthetic
+from streamrec_dev.localstack.processes import wait_until
+from streamrec_dev.localstack.stack import LocalStack, StackDescription
+from streamrec_dev.synthetic_model import activate, next_version, write_bundle
 
 RESULTS = Path(__file__).parent / "results" / "recommender.json"
 CONNECTIONS = 64

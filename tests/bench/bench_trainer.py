@@ -53,7 +53,7 @@ import numpy as np
 import psutil
 from numpy.typing import NDArray
 
-from streamrec_shared.localstack.stack import LocalStack, StackDescription
+from streamrec_dev.localstack.stack import LocalStack, StackDescription
 
 RESULTS = Path(__file__).parent / "results" / "trainer.json"
 TARGET_TOTAL_S = {1_000_000: 30.0, 10_000_000: 240.0}  # full retrain, wall seconds

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import asyncpg
@@ -60,25 +58,6 @@ async def read_since(
                 return records
     finally:
         await consumer.stop()
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]],
-    done: Callable[[T], bool],
-    *,
-    within: float,
-    what: str,
-    interval: float = 0.2,
-) -> T:
-    """Poll ``probe()`` until ``done(value)``; fail naming ``what`` after ``within`` s."""
-    deadline = time.monotonic() + within
-    while True:
-        value = await probe()
-        if done(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within:.0f}s waiting for {what}: {value!r}")
-        await asyncio.sleep(interval)
 
 
 async def archived_ids(dsn: str, event_ids: list[str]) -> dict[str, int]:

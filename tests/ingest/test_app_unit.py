@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -16,9 +15,19 @@ from prometheus_client import REGISTRY
 from streamrec_ingest.app import create_app
 from streamrec_shared.events import decode_event
 
+from ..polling import eventually
+from ..polling import now as _now
 from .fakes import KEYS, FakeProducer, unit_settings
 
 EVENT = {"user_id": "u1", "event_type": "view", "product_id": "p1"}
+
+
+def asgi_client(app: FastAPI, key: str | None) -> httpx.AsyncClient:
+    """A client of ``app`` in this process, with ``key`` as its X-API-Key (if any)."""
+    headers = {"X-API-Key": key} if key is not None else {}
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://ingest", headers=headers
+    )
 
 
 def _counter(name: str, **labels: str) -> float:
@@ -107,10 +116,7 @@ async def test_oversized_body_is_413(
 async def test_events_need_a_key_with_scope(
     app: FastAPI, producer: FakeProducer, key: str | None, status: int, code: str
 ) -> None:
-    headers = {"X-API-Key": key} if key else {}
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://ingest", headers=headers
-    ) as client:
+    async with asgi_client(app, key) as client:
         r = await client.post("/v1/events", json=EVENT)
     assert r.status_code == status
     assert r.json()["error"]["code"] == code
@@ -119,11 +125,7 @@ async def test_events_need_a_key_with_scope(
 
 
 async def test_catalog_scope_is_separate(app: FastAPI) -> None:
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app),
-        base_url="http://ingest",
-        headers={"X-API-Key": KEYS["writer"]},
-    ) as client:
+    async with asgi_client(app, KEYS["writer"]) as client:
         r = await client.put("/v1/products/p1", json={"name": "n", "category": "c", "price": 1.0})
     assert r.status_code == 403
     assert "catalog:write" in r.json()["error"]["message"]
@@ -131,11 +133,7 @@ async def test_catalog_scope_is_separate(app: FastAPI) -> None:
 
 async def test_rate_limit_per_key_is_429_with_retry_after(app: FastAPI) -> None:
     # the writer key allows a burst of 5 then 5/s
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app),
-        base_url="http://ingest",
-        headers={"X-API-Key": KEYS["writer"]},
-    ) as client:
+    async with asgi_client(app, KEYS["writer"]) as client:
         statuses = [(await client.post("/v1/events", json=EVENT)) for _ in range(8)]
     assert [r.status_code for r in statuses[:5]] == [202] * 5
     limited = [r for r in statuses if r.status_code == 429]
@@ -172,19 +170,14 @@ async def test_producer_started_in_background_when_broker_is_down() -> None:
     app = create_app(settings, producer=producer)
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app),
-            base_url="http://ingest",
-            headers={"X-API-Key": KEYS["admin"]},
-        ) as client,
+        asgi_client(app, KEYS["admin"]) as client,
     ):
         r = await client.post("/v1/events", json=EVENT)
         assert r.status_code == 503
         assert "not connected" in r.json()["error"]["message"]
-        deadline = time.monotonic() + 5
-        while producer.starts < 3:
-            assert time.monotonic() < deadline, "producer never started"
-            await asyncio.sleep(0.02)
+        await eventually(
+            _now(lambda: producer.starts >= 3), timeout=5, what="the producer", interval=0.02
+        )
         r = await client.post("/v1/events", json=EVENT)
         assert r.status_code == 202
     assert producer.stopped

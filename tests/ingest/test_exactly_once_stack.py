@@ -15,17 +15,18 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
+from streamrec_client import AsyncStreamrecClient
+from streamrec_dev.localstack.stack import LocalStack, StackDescription
 from streamrec_ingest.app import create_app
 from streamrec_ingest.deps import IngestState
 from streamrec_ingest.settings import IngestOptions, IngestSettings
 from streamrec_shared import topics
-from streamrec_shared.client import AsyncStreamrecClient
 from streamrec_shared.events import decode_event
-from streamrec_shared.localstack.stack import LocalStack, StackDescription
 from streamrec_shared.profile import ProfileReader, UserProfile
 from streamrec_shared.settings import KafkaSettings, PostgresSettings
 
-from .probe import archived_ids, end_offsets, eventually, read_since
+from ..polling import eventually
+from .probe import archived_ids, end_offsets, read_since
 
 pytestmark = pytest.mark.stack
 
@@ -71,7 +72,7 @@ async def test_duplicate_event_ids_are_archived_and_counted_once(
     archived = await eventually(
         lambda: archived_ids(stack.postgres_dsn, ids),
         lambda found: len(found) == 3,
-        within=60,
+        timeout=60,
         what="the archive to hold the three event ids",
     )
     assert archived == {i: 1 for i in ids}
@@ -86,7 +87,7 @@ async def test_duplicate_event_ids_are_archived_and_counted_once(
         applied = await eventually(
             profile,
             lambda p: p is not None and f"{tag}-sentinel" in p.purchase_history,
-            within=60,
+            timeout=60,
             what="the processor to apply the sentinel purchase",
         )
     finally:

@@ -17,10 +17,10 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from streamrec_client import ApiError, AsyncStreamrecClient
+from streamrec_dev.localstack.stack import StackDescription
 from streamrec_shared import topics
-from streamrec_shared.client import ApiError, AsyncStreamrecClient
 from streamrec_shared.events import MAX_BATCH, decode_event, decode_product, decode_user
-from streamrec_shared.localstack.stack import StackDescription
 
 from .cases import BAD, GOOD
 from .probe import end_offsets, read_since

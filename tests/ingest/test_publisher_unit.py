@@ -17,6 +17,8 @@ from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 from streamrec_ingest.publisher import DIRECT_MAX, Publisher, murmur2
 from streamrec_shared.errors import RetryableError
 
+from ..polling import eventually
+from ..polling import now as _now
 from .fakes import FakeBatch, FakeProducer
 
 
@@ -117,10 +119,12 @@ async def test_a_producer_whose_sender_died_is_replaced() -> None:
     await publisher.start()
     with pytest.raises(RetryableError):
         await publisher.publish("t", [(b"k", b"v")])
-    deadline = time.monotonic() + 5
-    while publisher.started is False or fresh.starts == 0:
-        assert time.monotonic() < deadline, "no new producer"
-        await asyncio.sleep(0.01)
+    await eventually(
+        _now(lambda: publisher.started is True and fresh.starts > 0),
+        timeout=5,
+        what="a new producer",
+        interval=0.01,
+    )
     await publisher.publish("t", [(b"k", b"v")])
     assert dead.stopped
     assert len(fresh.sent) == 1

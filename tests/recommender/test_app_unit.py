@@ -15,10 +15,10 @@ import pytest_asyncio
 from fastapi import FastAPI
 from pydantic import SecretStr
 
+from streamrec_dev.synthetic_model import make_bundle
 from streamrec_recommender.app import create_app, with_fast_path
 from streamrec_recommender.model_handle import prepare
 from streamrec_recommender.settings import RecommenderSettings
-from streamrec_recommender.synthetic_model import make_bundle
 
 
 def settings() -> RecommenderSettings:

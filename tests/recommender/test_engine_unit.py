@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from streamrec_dev.synthetic_model import make_bundle
 from streamrec_recommender import catalog as catalogs
 from streamrec_recommender.engine import Context, Engine, Request, Settings
 from streamrec_recommender.model_handle import ServingModel, prepare
@@ -14,7 +15,6 @@ from streamrec_recommender.policy import Experiment, ThompsonBandit, Variant
 from streamrec_recommender.ranking import Campaign
 from streamrec_recommender.settings import ServingSettings
 from streamrec_recommender.store import TrendingMirror
-from streamrec_recommender.synthetic_model import make_bundle
 from streamrec_shared.metrics import RECOMMENDER_ANN_RECALL
 from streamrec_shared.profile import UserProfile
 

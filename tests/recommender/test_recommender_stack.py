@@ -6,7 +6,7 @@
   ``/v1/metrics/online`` report it better than control, with a p-value.
 - With Redis stopped, recommendations keep coming (200) with a degraded strategy.
 
-A synthetic model (``streamrec_recommender.synthetic_model``, products ``p000000``..) is
+A synthetic model (``streamrec_dev.synthetic_model``, products ``p000000``..) is
 registered and announced so these tests do not depend on training; if the trainer publishes
 another version meanwhile, the tests hold for whatever version serves.
 """
@@ -16,20 +16,21 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
-from streamrec_recommender.synthetic_model import activate, next_version, write_bundle
-from streamrec_shared import synthetic
-from streamrec_shared.client import ApiError, AsyncStreamrecClient
-from streamrec_shared.localstack import infra
-from streamrec_shared.localstack.stack import LocalStack, StackDescription
+from streamrec_client import ApiError, AsyncStreamrecClient
+from streamrec_dev import synthetic
+from streamrec_dev.localstack import infra
+from streamrec_dev.localstack.stack import LocalStack, StackDescription
+from streamrec_dev.synthetic_model import activate, next_version, write_bundle
+
+from ..polling import eventually
 
 pytestmark = [pytest.mark.stack]
 
@@ -37,21 +38,6 @@ N_PRODUCTS = 300
 EVENT_TIME = 1_737_374_400  # 2025-01-20T12:00Z: inside the synthetic shop's event-time window,
 # so these events do not move the training window of other tests in the same stack session
 ALGORITHMS = ("auto", "als", "itemknn", "content", "popular", "hybrid")
-T = TypeVar("T")
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T | None]], *, timeout: float, what: str, interval: float = 0.05
-) -> T:
-    """Poll ``probe`` until it returns something other than None (or time out)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = await probe()
-        if got is not None:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        await asyncio.sleep(interval)
 
 
 def ids(rec: dict[str, Any]) -> list[str]:

@@ -13,9 +13,9 @@ from typing import Any, cast
 import psutil
 import pytest
 
+from streamrec_dev.localstack.processes import wait_until
+from streamrec_dev.localstack.stack import LocalStack, StackDescription
 from streamrec_recommender.main import ReusePortWorker
-from streamrec_shared.localstack.processes import wait_until
-from streamrec_shared.localstack.stack import LocalStack, StackDescription
 
 
 def _listening(proc: psutil.Process, port: int) -> int:

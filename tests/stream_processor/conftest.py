@@ -2,30 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
-from streamrec_shared.localstack import infra
-from streamrec_shared.localstack.processes import free_port, stop
 from streamrec_shared.settings import RedisSettings
 from streamrec_stream_processor.store import RedisStore
 
 
 @pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def redis_url(private_redis: str) -> str:
     """A Redis server of our own (not the stack's): unit tests may FLUSHDB it."""
-    root: Path = tmp_path_factory.mktemp("sp-redis")
-    port = free_port()
-    proc = infra.start_redis(port, root / "data", root)
-    try:
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        stop(proc)
+    return private_redis
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -14,7 +14,7 @@ import sys
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -23,10 +23,10 @@ import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis.asyncio import Redis
 
+from streamrec_client import AsyncStreamrecClient
+from streamrec_dev.localstack.processes import Proc, free_port, kill, spawn, stop
+from streamrec_dev.localstack.stack import LocalStack, StackDescription
 from streamrec_shared import topics
-from streamrec_shared.client import AsyncStreamrecClient
-from streamrec_shared.localstack.processes import Proc, free_port, kill, spawn, stop
-from streamrec_shared.localstack.stack import LocalStack, StackDescription
 from streamrec_shared.profile import (
     UNAVAILABLE,
     ProfileReader,
@@ -34,23 +34,14 @@ from streamrec_shared.profile import (
     rec_cache_key,
 )
 
+from ..polling import eventually
+
 pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(600)]
 
 PRODUCTS = [f"sp-p{i}" for i in range(30)]
 
 
 # --- helpers ----------------------------------------------------------------------------------
-async def eventually(
-    check: Callable[[], Awaitable[bool]], *, timeout: float, what: str, interval: float = 0.1
-) -> None:
-    """Poll ``check`` until true, or fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if await check():
-            return
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        await asyncio.sleep(interval)
 
 
 async def scrape(url: str) -> str:

@@ -11,6 +11,7 @@ import pytest
 from redis.asyncio import Redis
 
 from streamrec_shared import topics
+from streamrec_shared.artifact_store import open_version
 from streamrec_shared.artifacts import AlsArrays, DataWindow, ModelBundle
 from streamrec_shared.events import ModelAnnouncement, ProductRecord, UserEvent, UserRecord, encode
 from streamrec_shared.profile import (
@@ -24,7 +25,7 @@ from streamrec_shared.profile import (
     profile_key,
     rec_cache_key,
 )
-from streamrec_stream_processor.foldin import ModelHandle, local_path
+from streamrec_stream_processor.foldin import ModelHandle
 from streamrec_stream_processor.profiles import ProfileConfig
 from streamrec_stream_processor.store import (
     ProfileWrite,
@@ -198,7 +199,7 @@ async def test_event_updater_end_to_end(store: RedisStore, redis: Redis, tmp_pat
         ),
     )
     bundle.save(tmp_path / "v4")
-    assert local_path((tmp_path / "v4").as_uri()) == tmp_path / "v4"
+    assert open_version((tmp_path / "v4").as_uri()) == tmp_path / "v4"
     await models.load(
         ModelAnnouncement(version=4, artifact_uri=(tmp_path / "v4").as_uri(), activated_at=T0)
     )

@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 
+import asyncpg
 import pytest
+import pytest_asyncio
 
-from streamrec_shared.localstack import infra
-from streamrec_shared.localstack.processes import free_port, stop
+from streamrec_shared.postgres import create_pool
+from streamrec_shared.settings import PostgresSettings
 
 
 @pytest.fixture(scope="module")
-def dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def dsn(private_postgres: str) -> str:
     """A Postgres server of this test module alone, with the streamrec database."""
-    root = tmp_path_factory.mktemp("pg")
-    port = free_port()
-    proc = infra.start_postgres(port, root / "data", root)
+    return private_postgres
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def pool(dsn: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on the module's Postgres, with the archive, catalog and registry tables empty."""
+    pool = await create_pool(PostgresSettings(dsn=dsn, max_size=2))
+    await pool.execute(
+        "TRUNCATE user_product_interactions, model_versions, users, products CASCADE"
+    )
     try:
-        yield f"postgresql://streamrec@127.0.0.1:{port}/streamrec"
+        yield pool
     finally:
-        stop(proc)
+        await pool.close()

@@ -9,9 +9,7 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -19,8 +17,10 @@ import asyncpg
 import httpx
 import pytest
 
-from streamrec_shared import synthetic
-from streamrec_shared.localstack.stack import StackDescription
+from streamrec_dev import synthetic
+from streamrec_dev.localstack.stack import StackDescription
+
+from ..polling import eventually
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
@@ -61,14 +61,6 @@ async def _duplicates(stack: StackDescription) -> float:
     return 0.0
 
 
-async def _wait_for(predicate: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.2)
-
-
 async def _load_twice(stack: StackDescription, path: Path, prefix: str, n: int) -> None:
     """Load, wait for the archive to hold n rows; load again, wait until the trainer has seen
     every replayed event as a duplicate, and check that there are still n rows."""
@@ -78,7 +70,7 @@ async def _load_twice(stack: StackDescription, path: Path, prefix: str, n: int) 
     async def archived() -> bool:
         return await _archived(stack.postgres_dsn, prefix) >= n
 
-    await _wait_for(archived, 90, "the archive to hold the first load")
+    await eventually(archived, timeout=90, what="the archive to hold the first load", interval=0.2)
     assert await _archived(stack.postgres_dsn, prefix) == n
 
     before = await _duplicates(stack)
@@ -88,7 +80,9 @@ async def _load_twice(stack: StackDescription, path: Path, prefix: str, n: int) 
     async def replayed() -> bool:
         return await _duplicates(stack) >= before + n
 
-    await _wait_for(replayed, 90, "the archive to consume the second load")
+    await eventually(
+        replayed, timeout=90, what="the archive to consume the second load", interval=0.2
+    )
     assert await _archived(stack.postgres_dsn, prefix) == n
 
 

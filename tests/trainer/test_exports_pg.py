@@ -9,19 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
-import numpy as np
 import pytest
-import pytest_asyncio
 
-from streamrec_shared.artifacts import AlsArrays, DataWindow, ModelBundle, TopNArrays
 from streamrec_shared.events import UserEvent
-from streamrec_shared.postgres import create_pool
-from streamrec_shared.settings import PostgresSettings
 from streamrec_trainer import cli
 from streamrec_trainer.exports import (
     export_interactions,
@@ -32,20 +26,12 @@ from streamrec_trainer.exports import (
 )
 from streamrec_trainer.settings import get_settings
 
+from ..bundles import tiny_bundle
+
 pytestmark = pytest.mark.slow
 
 KEY = b"k" * 40
 T0 = datetime(2011, 1, 4, 10, 0, tzinfo=UTC)
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def pool(dsn: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(PostgresSettings(dsn=dsn, max_size=2))
-    await pool.execute("TRUNCATE user_product_interactions, model_versions CASCADE")
-    try:
-        yield pool
-    finally:
-        await pool.close()
 
 
 def events(n: int = 6) -> list[UserEvent]:
@@ -130,22 +116,15 @@ def test_cli_export_convert_import_and_snapshots(
 async def test_cli_snapshots_of_the_active_model(
     dsn: str, pool: asyncpg.Pool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    rng = np.random.default_rng(1)
-    bundle = ModelBundle(
+    bundle = tiny_bundle(
         version=3,
+        item_ids=["p0", "p1"],
+        user_ids=["u0"],
+        topn_users=["u0"],
+        topn_items=[[1, 0]],
+        topn_scores=[[2.0, 1.0]],
+        seed=1,
         created_at=T0,
-        data_window=DataWindow.from_timestamps(0, 1),
-        als=AlsArrays(
-            item_ids=np.array(["p0", "p1"]),
-            user_ids=np.array(["u0"]),
-            item_factors=rng.normal(size=(2, 2)).astype(np.float32),
-            user_factors=rng.normal(size=(1, 2)).astype(np.float32),
-            regularization=0.1,
-            alpha=1.0,
-        ),
-        topn=TopNArrays(
-            user_ids=np.array(["u0"]), items=np.array([[1, 0]]), scores=np.array([[2.0, 1.0]])
-        ),
     )
     bundle.save(tmp_path / "artifacts" / "v3")
     await pool.execute(

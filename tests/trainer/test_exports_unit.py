@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from streamrec_shared.artifacts import AlsArrays, DataWindow, ModelBundle, TopNArrays
+from streamrec_shared.artifacts import ModelBundle
 from streamrec_shared.events import UserEvent
 from streamrec_trainer import cli
 from streamrec_trainer.exports import (
@@ -40,6 +40,8 @@ from streamrec_trainer.exports import (
     write_export,
 )
 from streamrec_trainer.settings import ExportSettings, get_settings
+
+from ..bundles import tiny_bundle
 
 KEY = b"k" * 40
 OTHER_KEY = b"o" * 40
@@ -85,24 +87,13 @@ def events() -> list[UserEvent]:
 
 
 def bundle() -> ModelBundle:
-    rng = np.random.default_rng(0)
-    return ModelBundle(
+    return tiny_bundle(
         version=12,
-        created_at=datetime(2026, 2, 1, tzinfo=UTC),
-        data_window=DataWindow.from_timestamps(0, 1),
-        als=AlsArrays(
-            item_ids=np.array(["p1", "p2", "p3", "p4"]),
-            user_ids=np.array(["alice", "bob"]),
-            item_factors=rng.normal(size=(4, 2)).astype(np.float32),
-            user_factors=rng.normal(size=(2, 2)).astype(np.float32),
-            regularization=0.1,
-            alpha=1.0,
-        ),
-        topn=TopNArrays(
-            user_ids=np.array(["alice", "bob"]),
-            items=np.array([[3, 1, 0], [2, -1, -1]]),
-            scores=np.array([[0.9, 0.5, 0.25], [0.7, 0.0, 0.0]]),
-        ),
+        item_ids=["p1", "p2", "p3", "p4"],
+        user_ids=["alice", "bob"],
+        topn_users=["alice", "bob"],
+        topn_items=[[3, 1, 0], [2, -1, -1]],
+        topn_scores=[[0.9, 0.5, 0.25], [0.7, 0.0, 0.0]],
     )
 
 

@@ -3,18 +3,18 @@ rejected model never replaces the active one, and activate rolls back (the recom
 
 from __future__ import annotations
 
-import asyncio
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import pytest
 
-from streamrec_shared import synthetic
-from streamrec_shared.client import AsyncStreamrecClient
-from streamrec_shared.localstack.processes import kill
-from streamrec_shared.localstack.stack import LocalStack, StackDescription
+from streamrec_client import AsyncStreamrecClient
+from streamrec_dev import synthetic
+from streamrec_dev.localstack.processes import kill
+from streamrec_dev.localstack.stack import LocalStack, StackDescription
+
+from ..polling import eventually
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
@@ -31,14 +31,6 @@ async def _archived(dsn: str, prefix: str) -> tuple[int, int]:
         return int(row["n"]), int(row["d"])
     finally:
         await conn.close()
-
-
-async def _wait_for(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.2)
 
 
 async def test_trainer_killed_mid_batch_loses_and_duplicates_nothing(
@@ -61,7 +53,7 @@ async def test_trainer_killed_mid_batch_loses_and_duplicates_nothing(
         n, _ = await _archived(stack.postgres_dsn, "kill-")
         return n >= len(events)
 
-    await _wait_for(caught_up, 90, "the archive to catch up")
+    await eventually(caught_up, timeout=90, what="the archive to catch up", interval=0.2)
     n, distinct = await _archived(stack.postgres_dsn, "kill-")
     assert n == distinct == len({e["event_id"] for e in events})
 
@@ -92,7 +84,7 @@ async def test_rejected_model_does_not_replace_active_and_rollback_is_served(
         n, _ = await _archived(stack.postgres_dsn, "e31-")
         return n >= len(shop.events)
 
-    await _wait_for(archived, 60, "the archive")
+    await eventually(archived, timeout=60, what="the archive", interval=0.2)
 
     # the session stack holds other tests' models too: publish two baselines explicitly
     first = await _job(client, {"gate_tolerance": 1.0})
@@ -130,4 +122,6 @@ async def test_rejected_model_does_not_replace_active_and_rollback_is_served(
         rec = await client.recommendations(shop.users[0], k=5, algorithm="als")
         return bool(rec["model_version"] == first["model_version"])
 
-    await _wait_for(served, 10, "the recommender to serve the rolled-back version")
+    await eventually(
+        served, timeout=10, what="the recommender to serve the rolled-back version", interval=0.2
+    )

@@ -3,17 +3,13 @@ COPY of integer-coded rows gives exactly the events the archive holds in the win
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import numpy as np
 import pytest
-import pytest_asyncio
 
 from streamrec_shared.events import UserEvent
-from streamrec_shared.postgres import create_pool
-from streamrec_shared.settings import PostgresSettings
 from streamrec_trainer import warehouse
 from streamrec_trainer.archive import archive_events
 from streamrec_trainer.dataset import Interactions
@@ -26,16 +22,6 @@ TYPES = ("view", "click", "add_to_cart", "remove_from_cart", "purchase", "rating
 # ids whose byte order, code-point order and a linguistic collation disagree
 USERS = ("u1", "U2", "ü3", "u10", "Z", "a", "😀", "ab")
 PRODUCTS = ("p1", "P1", "p-2", "é", "p10")
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def pool(dsn: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(PostgresSettings(dsn=dsn, max_size=2))
-    await pool.execute("TRUNCATE user_product_interactions, users, products CASCADE")
-    try:
-        yield pool
-    finally:
-        await pool.close()
 
 
 def _events(n: int) -> list[UserEvent]:

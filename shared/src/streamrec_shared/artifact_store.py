@@ -15,8 +15,9 @@ A version exists for readers once its ``manifest.json`` does:
   manifest FIRST. S3 has strong read-after-write consistency, so a reader that finds the
   manifest finds every file it lists, and a reader never sees a partial version.
 
-Readers (recommender, stream processor) turn an ``artifact_uri`` into a directory for
-``ModelBundle.load`` with ``local_copy(uri, cache_dir)``: a ``file://`` URI is its own path; an
+Readers (recommender, stream processor, trainer exports) turn an announced ``artifact_uri`` into
+a directory for ``ModelBundle.load`` with ONE function, whatever the scheme: ``open_version(uri,
+settings)`` (``local_copy(uri, cache_dir)`` underneath): a ``file://`` URI is its own path; an
 ``s3://`` version is downloaded once into ``cache_dir/v<N>`` (the files the manifest lists,
 sha256-verified by ``ModelBundle.load`` before the copy is renamed into place).
 
@@ -48,7 +49,7 @@ from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 from streamrec_shared.artifacts import MANIFEST_NAME, ArtifactError, ModelBundle
-from streamrec_shared.settings import ArtifactSettings
+from streamrec_shared.settings import ArtifactSettings, artifact_settings_from_env
 
 if TYPE_CHECKING:
     from boto3.s3.transfer import TransferConfig
@@ -66,8 +67,8 @@ _SOURCE_MARKER = ".source-uri"  # in a reader's cached copy: the URI it was down
 _DELETE_BATCH = 1000  # S3 DeleteObjects limit
 
 
-def local_path(uri: str) -> Path:
-    """The directory of a ``file://`` URI."""
+def _file_path(uri: str) -> Path:
+    """The directory of a ``file://`` URI (readers use ``open_version``)."""
     parsed = urlparse(uri)
     if parsed.scheme != "file":
         raise ValueError(f"not a file:// URI: {uri!r}")
@@ -109,7 +110,7 @@ class ArtifactStore(ABC):
         """
         scheme = urlparse(base_uri).scheme
         if scheme == "file":
-            return LocalArtifactStore(local_path(base_uri))
+            return LocalArtifactStore(_file_path(base_uri))
         if scheme == "s3":
             return S3ArtifactStore(
                 base_uri, client=s3_client or s3_client_for(endpoint_url=endpoint_url)
@@ -233,7 +234,7 @@ class LocalArtifactStore(ArtifactStore):
 
     def owns(self, uri: str) -> int | None:
         try:
-            version, path = version_of(uri), local_path(uri)
+            version, path = version_of(uri), _file_path(uri)
         except ValueError:
             return None
         return version if path == self.base / f"v{version}" else None
@@ -244,7 +245,7 @@ class LocalArtifactStore(ArtifactStore):
 
 
 def _local_version(uri: str) -> Path:
-    path = local_path(uri)
+    path = _file_path(uri)
     if not (path / MANIFEST_NAME).is_file():
         raise FileNotFoundError(f"no model version at {uri}")
     return path
@@ -333,23 +334,19 @@ class S3ArtifactStore(ArtifactStore):
         with tempfile.TemporaryDirectory(prefix="streamrec-upload-") as tmp:
             staging = Path(tmp) / f"v{version}"
             manifest = bundle.save(staging)
+            files = _check_manifest_files(manifest, self.uri(version))
+            # the manifest LAST: the version exists for readers from that moment on
+            uploads = [(name, "application/octet-stream") for name in files]
+            uploads.append((MANIFEST_NAME, "application/json"))
             try:
-                for name in _check_manifest_files(manifest, self.uri(version)):
+                for name, content_type in uploads:
                     self.client.upload_file(
                         str(staging / name),
                         self.bucket,
                         self._key(version, name),
-                        ExtraArgs={"ContentType": "application/octet-stream"},
+                        ExtraArgs={"ContentType": content_type},
                         Config=config,
                     )
-                # LAST: the version exists for readers from this moment on
-                self.client.upload_file(
-                    str(staging / MANIFEST_NAME),
-                    self.bucket,
-                    self._key(version, MANIFEST_NAME),
-                    ExtraArgs={"ContentType": "application/json"},
-                    Config=config,
-                )
             except BaseException:
                 self._cleanup_failed(version)
                 raise
@@ -477,6 +474,23 @@ def local_copy(
     base = uri.rstrip("/").rsplit("/", 1)[0]
     store = S3ArtifactStore(base, client=s3_client or s3_client_for(endpoint_url=endpoint_url))
     return store.local_copy(uri, cache_dir)
+
+
+def open_version(uri: str, settings: ArtifactSettings | None = None) -> Path:
+    """THE artifact reader: a local directory holding model version ``uri`` for
+    ``ModelBundle.load``, for every scheme the store writes (``file://``, ``s3://``).
+
+    ``settings`` (default: ``STREAMREC_ARTIFACTS__*`` from the environment, as the service's own
+    settings read them) gives the S3 endpoint and the download cache; after an ``s3://``
+    download the cache keeps only this version (and downloads in progress). Blocking: call it
+    from a thread in async code. Errors as ``local_copy``.
+    """
+    if settings is None:
+        settings = artifact_settings_from_env()
+    path = local_copy(uri, settings.cache_dir, endpoint_url=settings.endpoint_url)
+    if urlparse(uri).scheme == "s3":
+        prune_cache(settings.cache_dir, keep=[path])
+    return path
 
 
 def prune_cache(

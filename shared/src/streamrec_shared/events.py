@@ -16,7 +16,7 @@ import math
 import os
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar, get_args, overload
 
 from pydantic import (
     AfterValidator,
@@ -25,6 +25,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    TypeAdapter,
     field_validator,
     model_validator,
 )
@@ -45,14 +46,11 @@ MIN_UNIX_S = 0.0
 MAX_UNIX_S = 32503680000.0
 
 EventType = Literal["view", "click", "add_to_cart", "remove_from_cart", "purchase", "rating"]
-EVENT_TYPES: tuple[EventType, ...] = (
-    "view",
-    "click",
-    "add_to_cart",
-    "remove_from_cart",
-    "purchase",
-    "rating",
-)
+"""THE list of event types. Append only: a type's position is its code in the trainer's
+warehouse files and the index of its counter in packed profiles. Adding one: append it here,
+give it a weight in ``streamrec_shared.weights.EVENT_WEIGHTS`` (a test checks every type has
+one); the API enum, metrics labels, profile counters and archive codes follow."""
+EVENT_TYPES: tuple[EventType, ...] = get_args(EventType)
 
 _NO_SPACE = re.compile(r"^[^\s\x00-\x1f\x7f]+$")
 _EVENT_ID = re.compile(r"^[A-Za-z0-9._:\-]+$")
@@ -210,17 +208,12 @@ class EventIn(_Frozen):
         The fields were validated on the way in, so the record is built without re-validating.
         """
         return UserEvent.model_construct(
-            event_id=self.event_id or new_event_ids(1)[0],
-            user_id=self.user_id,
-            event_type=self.event_type,
-            product_id=self.product_id,
-            timestamp=self.timestamp or received_at,
+            **{
+                **self.__dict__,
+                "event_id": self.event_id or new_event_ids(1)[0],
+                "timestamp": self.timestamp or received_at,
+            },
             received_at=received_at,
-            value=self.value,
-            price=self.price,
-            session_id=self.session_id,
-            rec_id=self.rec_id,
-            context=self.context,
         )
 
 
@@ -268,17 +261,8 @@ class ProductIn(_Frozen):
     )
 
     def to_record(self, product_id: str, updated_at: datetime) -> ProductRecord:
-        return ProductRecord.model_construct(
-            product_id=product_id,
-            name=self.name,
-            category=self.category,
-            price=self.price,
-            in_stock=self.in_stock,
-            active=self.active,
-            attributes=self.attributes,
-            description=self.description,
-            updated_at=updated_at,
-        )
+        fields = {k: v for k, v in self.__dict__.items() if k in _PRODUCT_FIELDS}
+        return ProductRecord.model_construct(**fields, product_id=product_id, updated_at=updated_at)
 
 
 class ProductBatchItem(ProductIn):
@@ -388,16 +372,41 @@ def encode(record: BaseModel) -> bytes:
     return record.model_dump_json(exclude_none=True).encode()
 
 
+_PRODUCT_FIELDS = frozenset(ProductIn.model_fields)
+
+TopicRecord = Annotated[
+    UserEvent | ProductRecord | UserRecord | ModelAnnouncement, Field(discriminator="kind")
+]
+"""Every record on streamrec's topics, told apart by ``kind`` (event, product, user, model)."""
+AnyRecord = UserEvent | ProductRecord | UserRecord | ModelAnnouncement
+R = TypeVar("R", UserEvent, ProductRecord, UserRecord, ModelAnnouncement)
+_ANY_RECORD: TypeAdapter[AnyRecord] = TypeAdapter(TopicRecord)
+
+
+@overload
+def decode(raw: bytes | str) -> AnyRecord: ...
+@overload
+def decode(raw: bytes | str, kind: type[R]) -> R: ...
+def decode(raw: bytes | str, kind: type[R] | None = None) -> AnyRecord | R:
+    """THE decoder of topic values: the record ``raw`` holds, chosen by its ``kind``; with
+    ``kind``, only a record of that class is accepted (a topic's consumer passes its topic's
+    class, ``topics.RECORDS[topic]``). Raises ``pydantic.ValidationError`` on poison input
+    (including a record of another kind)."""
+    if kind is None:
+        return _ANY_RECORD.validate_json(raw)
+    return kind.model_validate_json(raw)
+
+
 def decode_event(raw: bytes) -> UserEvent:
-    """Parse an ``events.v1`` value; raises ``pydantic.ValidationError`` on poison input."""
-    return UserEvent.model_validate_json(raw)
+    """``decode(raw, UserEvent)``: an ``events.v1`` value."""
+    return decode(raw, UserEvent)
 
 
 def decode_product(raw: bytes) -> ProductRecord:
-    """Parse a ``catalog.v1`` value; raises ``pydantic.ValidationError`` on poison input."""
-    return ProductRecord.model_validate_json(raw)
+    """``decode(raw, ProductRecord)``: a ``catalog.v1`` value."""
+    return decode(raw, ProductRecord)
 
 
 def decode_user(raw: bytes) -> UserRecord:
-    """Parse a ``users.v1`` value; raises ``pydantic.ValidationError`` on poison input."""
-    return UserRecord.model_validate_json(raw)
+    """``decode(raw, UserRecord)``: a ``users.v1`` value."""
+    return decode(raw, UserRecord)

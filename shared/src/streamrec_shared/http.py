@@ -2,7 +2,8 @@
 
 Errors are always ``{"error": {"code", "message", "details"}}``; validation errors list each
 invalid item by location (``events[3].timestamp``) with the reason. Routes raise domain errors
-from ``streamrec_shared.errors`` and hold no try/except.
+from ``streamrec_shared.errors`` and the handlers installed here answer them; a route catches
+one only to count it or add details, and re-raises it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from streamrec_shared import metrics
+from streamrec_shared import logs, metrics
 from streamrec_shared.errors import (
     Forbidden,
     RateLimited,
@@ -33,7 +34,7 @@ from streamrec_shared.errors import (
     StreamrecError,
     Unauthorized,
 )
-from streamrec_shared.settings import ApiKey, AuthSettings, HttpSettings
+from streamrec_shared.settings import ApiKey, AuthSettings, HttpSettings, LogSettings
 from streamrec_shared.settings import Scope as KeyScope
 
 logger = logging.getLogger(__name__)
@@ -398,3 +399,28 @@ def require_scope(scope: KeyScope) -> Any:
 
 
 AdminKey = Annotated[ApiKey | None, require_scope("admin")]
+
+
+def serve(
+    app: ASGIApp | str,
+    service: str,
+    http: HttpSettings,
+    log: LogSettings,
+    **uvicorn_options: Any,
+) -> None:
+    """Configure logging for ``service`` and run ``app`` (an app, or a ``"module:factory"``
+    string with ``factory=True``) under uvicorn with httptools and uvloop, on ``http``'s address.
+    uvicorn's own logging and access log are off: the services log through ``logs``."""
+    import uvicorn  # the service's dependency; imported here so importing this module stays light
+
+    logs.configure(service, log.level, json_format=log.json_format)
+    uvicorn.run(
+        app,
+        host=http.host,
+        port=http.port,
+        http="httptools",
+        loop="uvloop",
+        log_config=None,
+        access_log=False,
+        **uvicorn_options,
+    )

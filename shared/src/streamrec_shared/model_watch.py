@@ -20,8 +20,9 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from streamrec_shared import kafka, topics
-from streamrec_shared.events import ModelAnnouncement
+from streamrec_shared.events import ModelAnnouncement, decode
 from streamrec_shared.settings import KafkaSettings
+from streamrec_shared.tasks import cancel_all
 
 logger = logging.getLogger(__name__)
 
@@ -79,11 +80,7 @@ class ModelWatcher:
         self._tasks.append(asyncio.create_task(self._kafka_loop(), name="model-announcements"))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self._tasks)
         self._tasks.clear()
 
     async def _offer(self, ann: ModelAnnouncement) -> None:
@@ -125,7 +122,7 @@ class ModelWatcher:
                 consumer.seek(tp, max(0, end - 1))  # the latest announcement, then new ones
                 async for msg in consumer:
                     try:
-                        ann = ModelAnnouncement.model_validate_json(msg.value)
+                        ann = decode(msg.value, ModelAnnouncement)
                     except ValidationError:
                         logger.warning("ignoring malformed models.v1 record at %s", msg.offset)
                         continue

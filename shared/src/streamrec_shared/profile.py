@@ -48,11 +48,11 @@ Why product ids are interned
     in-process cache of ``sr:dict:p`` that it extends with one ``LRANGE`` when it meets a code
     it has not seen, so callers only ever see product ids.
 
-Profile codec (``PROFILE_FORMAT`` = 1, little-endian; see ``_HEADER``)
-    header 71 B: magic u8 (0xA1), rev u32, segment u8, n_seen u8, dim u16, n_items u16,
-    n_views u16, n_purchases u16, n_categories u16, model_version u32 (0 = no vector),
-    partition i16 (-1 = none), offset i64, first_ts f64, last_ts f64,
-    counts u32 x 6 (``streamrec_shared.events.EVENT_TYPES`` order), then the arrays:
+Profile codec (``PROFILE_FORMAT`` = 2, little-endian; see ``_HEADER``)
+    header 48 + 4 * n_types B: magic u8 (0xA2), rev u32, segment u8, n_seen u8, dim u16,
+    n_items u16, n_views u16, n_purchases u16, n_categories u16, model_version u32 (0 = no
+    vector), partition i16 (-1 = none), offset i64, first_ts f64, last_ts f64, n_types u8,
+    counts u32 x n_types (``streamrec_shared.events.EVENT_TYPES`` order), then the arrays:
     seen u64[n_seen] (8-byte blake2b digests of the newest event ids, newest last);
     codes u24[n_items + n_views + n_purchases + n_categories]: item codes (sorted by weight,
     descending), view history and purchase history (most recent first), category codes
@@ -60,10 +60,17 @@ Profile codec (``PROFILE_FORMAT`` = 1, little-endian; see ``_HEADER``)
     vector f32[dim]. Codes are 3-byte unsigned integers (``MAX_CODE``: 16.7 M distinct ids).
     Item and category weights are net event weights (``streamrec_shared.weights``) decayed to
     ``last_ts``, the newest *event* time applied to the profile; ``UserProfile.weights_at``
-    values them at a later event time. Size: 71 + 8 * n_seen + 5 * n_items + 3 * (n_views +
-    n_purchases) + 5 * n_categories + 4 * dim bytes; with 16 seen, 200 items, 50 views,
-    20 purchases, 8 categories and 64 factors that is 1,705 B, and ``MEMORY USAGE`` (Redis 6.2,
-    jemalloc size class 1,792 B + key and object overhead) reports about 1,850 B per profile.
+    values them at a later event time. Size: 72 + 8 * n_seen + 5 * n_items + 3 * (n_views +
+    n_purchases) + 5 * n_categories + 4 * dim bytes with six event types; with 16 seen, 200
+    items, 50 views, 20 purchases, 8 categories and 64 factors that is 1,706 B, and
+    ``MEMORY USAGE`` (Redis 6.2, jemalloc size class 1,792 B + key and object overhead) reports
+    about 1,850 B per profile.
+
+    The counters follow ``EVENT_TYPES``: the header says how many it holds, a profile written
+    before a type was appended reads with 0 for it, and the next event rewrites it with every
+    counter. Format 1 (magic 0xA1: the same header without ``n_types`` and exactly six
+    counters) is still read, and replaced by format 2 on the user's next event; the
+    compare-and-set works across both since it compares the stored bytes it read.
 
 Exactly-once (how the processor writes ``sr:u:<user_id>``)
     The processor commits Kafka offsets only after a batch is in Redis (at-least-once), and
@@ -112,8 +119,9 @@ from redis.asyncio import Redis
 from streamrec_shared.events import EVENT_TYPES
 
 PREFIX = "sr:"
-PROFILE_FORMAT = 1
-PROFILE_MAGIC = 0xA1
+PROFILE_FORMAT = 2
+PROFILE_MAGIC = 0xA2
+_FORMAT1_MAGIC = 0xA1
 
 PRODUCT_DICT = f"{PREFIX}dict:p"
 PRODUCT_DICT_INDEX = f"{PREFIX}dict:p:ix"
@@ -223,8 +231,11 @@ def decode_user_attributes(raw: bytes | str) -> tuple[dict[str, Any], float]:
 
 
 # --- the profile codec ----------------------------------------------------------------------
-_HEADER = struct.Struct("<BIBBHHHHHIhqdd6I")
-HEADER_BYTES = _HEADER.size  # 71
+_HEADER = struct.Struct("<BIBBHHHHHIhqddB")  # then n_types u32 counters
+_FORMAT1_HEADER = struct.Struct("<BIBBHHHHHIhqdd6I")  # read only
+N_TYPES = len(EVENT_TYPES)
+_COUNTS = struct.Struct(f"<{N_TYPES}I")
+HEADER_BYTES = _HEADER.size + 4 * N_TYPES  # 72 with six event types
 REV_PREFIX_BYTES = 5
 """The first 5 bytes (magic + rev) are what the writer's compare-and-set checks."""
 
@@ -272,7 +283,7 @@ class PackedProfile:
     item_codes (n_items,) uint32 and item_weights (n_items,) float32: net decayed weights valued
     at ``last_ts``, descending. view_codes (n_views,) / purchase_codes (n_purchases,) uint32,
     most recent first. category_codes (n_categories,) uint32 + category_weights float32 valued at
-    ``last_ts``, descending. counts (6,) uint32 per event type in ``EVENT_TYPES`` order.
+    ``last_ts``, descending. counts (n_types,) uint32 per event type in ``EVENT_TYPES`` order.
     vector (dim,) float32 in the ALS space of ``model_version`` (dim 0 and version 0: none).
     seen (n_seen,) uint64 ``event_digest`` of the newest applied event ids, newest last.
     ``partition`` / ``offset``: the events.v1 position of the newest applied event (-1: none).
@@ -286,7 +297,7 @@ class PackedProfile:
     offset: int = -1
     first_ts: float = 0.0
     last_ts: float = 0.0
-    counts: NDArray[np.uint32] = field(default_factory=lambda: np.zeros(6, dtype=np.uint32))
+    counts: NDArray[np.uint32] = field(default_factory=lambda: np.zeros(N_TYPES, dtype=np.uint32))
     seen: NDArray[np.uint64] = field(default_factory=lambda: _EMPTY_U64)
     item_codes: NDArray[np.uint32] = field(default_factory=lambda: _EMPTY_U32)
     item_weights: NDArray[np.float32] = field(default_factory=lambda: _EMPTY_F32)
@@ -331,14 +342,20 @@ def encode_profile(p: PackedProfile) -> bytes:
         p.offset,
         p.first_ts,
         p.last_ts,
-        *p.counts.tolist(),
+        N_TYPES,
     )
+    if len(p.counts) == N_TYPES:
+        counts = np.asarray(p.counts, dtype=_U32)
+    else:  # built by hand with fewer counters
+        counts = np.zeros(N_TYPES, dtype=_U32)
+        counts[: len(p.counts)] = p.counts[:N_TYPES]
     codes = np.concatenate((p.item_codes, p.view_codes, p.purchase_codes, p.category_codes))
     weights = np.concatenate((p.item_weights, p.category_weights))
     np.minimum(np.maximum(weights, -F16_MAX, out=weights), F16_MAX, out=weights)
     return b"".join(
         (
             header,
+            counts.tobytes(),
             np.asarray(p.seen, dtype=_U64).tobytes(),
             _pack_u24(codes),
             weights.astype(_F16).tobytes(),
@@ -347,13 +364,32 @@ def encode_profile(p: PackedProfile) -> bytes:
     )
 
 
+def _unpack_header(raw: bytes) -> tuple[tuple[Any, ...], tuple[int, ...], int]:
+    """``(the 14 fixed header fields, stored counters, offset of the arrays)`` of format 2 or 1.
+
+    Raises ``ValueError`` on a foreign or truncated value."""
+    magic = raw[0] if raw else None
+    if magic == PROFILE_MAGIC and len(raw) >= _HEADER.size:
+        *fields, n_types = _HEADER.unpack_from(raw)
+        end = _HEADER.size + 4 * n_types
+        if len(raw) >= end:
+            if n_types == N_TYPES:
+                counts = _COUNTS.unpack_from(raw, _HEADER.size)
+            else:
+                counts = struct.unpack_from(f"<{n_types}I", raw, _HEADER.size)
+            return tuple(fields), counts, end
+    elif magic == _FORMAT1_MAGIC and len(raw) >= _FORMAT1_HEADER.size:
+        values = _FORMAT1_HEADER.unpack_from(raw)
+        return values[:14], values[14:], _FORMAT1_HEADER.size
+    raise ValueError(f"not a streamrec profile (format {PROFILE_FORMAT} or 1)")
+
+
 def decode_profile(raw: bytes) -> PackedProfile:
     """Unpack ``encode_profile`` output. Raises ``ValueError`` on a foreign or truncated value.
 
     The arrays of the result may be read-only views of ``raw``; copy before modifying in place.
     """
-    if len(raw) < HEADER_BYTES or raw[0] != PROFILE_MAGIC:
-        raise ValueError("not a streamrec profile (format 1)")
+    fields, stored_counts, pos = _unpack_header(raw)
     (
         _magic,
         rev,
@@ -369,14 +405,16 @@ def decode_profile(raw: bytes) -> PackedProfile:
         offset,
         first_ts,
         last_ts,
-        *counts,
-    ) = _HEADER.unpack_from(raw)
+    ) = fields
     n_codes = n_items + n_views + n_purchases + n_categories
     n_weights = n_items + n_categories
-    expected = HEADER_BYTES + 8 * n_seen + 3 * n_codes + 2 * n_weights + 4 * dim
+    expected = pos + 8 * n_seen + 3 * n_codes + 2 * n_weights + 4 * dim
     if len(raw) != expected:
         raise ValueError(f"profile has {len(raw)} bytes, header says {expected}")
-    pos = HEADER_BYTES
+    counts = np.zeros(N_TYPES, dtype=np.uint32)
+    # a profile of a newer writer with more event types: the types this code knows
+    n_known = min(N_TYPES, len(stored_counts))
+    counts[:n_known] = stored_counts[:n_known]
     seen = np.frombuffer(raw, dtype=_U64, count=n_seen, offset=pos)
     pos += 8 * n_seen
     codes = _unpack_u24(raw, pos, n_codes)
@@ -395,7 +433,7 @@ def decode_profile(raw: bytes) -> PackedProfile:
         offset=offset,
         first_ts=first_ts,
         last_ts=last_ts,
-        counts=np.array(counts, dtype=np.uint32),
+        counts=counts,
         seen=seen,
         item_codes=codes[:a],
         item_weights=weights[:a],
@@ -409,9 +447,7 @@ def decode_profile(raw: bytes) -> PackedProfile:
 
 def decode_vector(raw: bytes) -> tuple[int, NDArray[np.float32]] | None:
     """Only ``(model_version, vector (dim,) float32)`` of a packed profile; None without one."""
-    if len(raw) < HEADER_BYTES or raw[0] != PROFILE_MAGIC:
-        raise ValueError("not a streamrec profile (format 1)")
-    fields = _HEADER.unpack_from(raw)
+    fields = _unpack_header(raw)[0]
     dim, model_version = fields[4], fields[9]
     if dim == 0 or model_version == 0:
         return None
@@ -506,6 +542,35 @@ class CodeBook:
         return [self._names[c] if c < n else "" for c in wanted]
 
 
+async def resolve(
+    user_id: str, p: PackedProfile, products: CodeBook, categories: CodeBook
+) -> UserProfile:
+    """A packed profile with its product and category codes resolved to names (every reader
+    of ``sr:u:<user_id>`` goes through this)."""
+    codes = np.concatenate([p.item_codes, p.view_codes, p.purchase_codes]).tolist()
+    names = await products.names(codes)
+    n_i, n_v = len(p.item_codes), len(p.view_codes)
+    cats = await categories.names(p.category_codes.tolist())
+    has_vector = p.model_version != 0 and len(p.vector) > 0
+    return UserProfile(
+        user_id=user_id,
+        items=tuple(names[:n_i]),
+        weights=p.item_weights,
+        view_history=tuple(names[n_i : n_i + n_v]),
+        purchase_history=tuple(names[n_i + n_v :]),
+        category_affinity={
+            c: float(w) for c, w in zip(cats, p.category_weights.tolist(), strict=True)
+        },
+        counts={t: int(c) for t, c in zip(EVENT_TYPES, p.counts.tolist(), strict=True)},
+        event_count=p.event_count,
+        segment=p.segment,
+        vector=p.vector if has_vector else None,
+        model_version=p.model_version if has_vector else None,
+        first_event_ts=p.first_ts,
+        last_event_ts=p.last_ts,
+    )
+
+
 class ProfileReader:
     """Async read access to the derived state, for the recommender.
 
@@ -542,28 +607,7 @@ class ProfileReader:
         return None if raw is None else decode_vector(_binary(raw))
 
     async def _resolve(self, user_id: str, p: PackedProfile) -> UserProfile:
-        codes = np.concatenate([p.item_codes, p.view_codes, p.purchase_codes]).tolist()
-        names = await self._products.names(codes)
-        n_i, n_v = len(p.item_codes), len(p.view_codes)
-        cats = await self._categories.names(p.category_codes.tolist())
-        has_vector = p.model_version != 0 and len(p.vector) > 0
-        return UserProfile(
-            user_id=user_id,
-            items=tuple(names[:n_i]),
-            weights=p.item_weights,
-            view_history=tuple(names[n_i : n_i + n_v]),
-            purchase_history=tuple(names[n_i + n_v :]),
-            category_affinity={
-                c: float(w) for c, w in zip(cats, p.category_weights.tolist(), strict=True)
-            },
-            counts={t: int(c) for t, c in zip(EVENT_TYPES, p.counts.tolist(), strict=True)},
-            event_count=p.event_count,
-            segment=p.segment,
-            vector=p.vector if has_vector else None,
-            model_version=p.model_version if has_vector else None,
-            first_event_ts=p.first_ts,
-            last_event_ts=p.last_ts,
-        )
+        return await resolve(user_id, p, self._products, self._categories)
 
     async def get_user_attributes(self, user_id: str) -> dict[str, Any] | None:
         """Attributes from ``users.v1`` (``PUT /v1/users/{id}``), or None."""

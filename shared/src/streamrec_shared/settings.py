@@ -102,6 +102,19 @@ class ArtifactSettings(BaseModel):
     cache_dir: Path = Field(default_factory=_default_artifact_cache)
 
 
+class _ArtifactEnvironment(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="STREAMREC_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    artifacts: ArtifactSettings = ArtifactSettings()
+
+
+def artifact_settings_from_env() -> ArtifactSettings:
+    """``STREAMREC_ARTIFACTS__*`` as every service's settings read it (and nothing else)."""
+    return _ArtifactEnvironment().artifacts
+
+
 class LogSettings(BaseModel):
     level: str = "INFO"
     json_format: bool = True

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from streamrec_shared.events import ModelAnnouncement, ProductRecord, UserEvent, UserRecord
 
 EVENTS = "events.v1"
 CATALOG = "catalog.v1"
 USERS = "users.v1"
 MODELS = "models.v1"
 DEAD_LETTER = "events.dlq.v1"
+
+RECORDS: Mapping[str, type[UserEvent | ProductRecord | UserRecord | ModelAnnouncement]] = (
+    MappingProxyType(
+        {EVENTS: UserEvent, CATALOG: ProductRecord, USERS: UserRecord, MODELS: ModelAnnouncement}
+    )
+)
+"""The record class of each topic's values (``events.decode(raw, RECORDS[topic])``); the
+dead-letter topic holds the raw value of whatever failed, with the reason in its headers."""
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,8 @@ from types import MappingProxyType
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from streamrec_shared.events import EVENT_TYPES, EventType
+
 SECONDS_PER_DAY = 86_400.0
 
 VIEW_WEIGHT = 1.0
@@ -49,9 +51,13 @@ EVENT_WEIGHTS: Mapping[str, float] = MappingProxyType(
         "purchase": PURCHASE_WEIGHT,
     }
 )
-"""Fixed weight per event type; ``rating`` depends on its value (see ``event_weight``)."""
+"""Fixed weight per event type of ``streamrec_shared.events.EVENT_TYPES``; ``rating`` depends
+on its value (see ``event_weight``)."""
+VALUE_WEIGHTED: frozenset[EventType] = frozenset({"rating"})
+"""Event types whose weight depends on the event's value."""
 
-EVENT_TYPES: tuple[str, ...] = (*EVENT_WEIGHTS, "rating")
+if set(EVENT_WEIGHTS) | VALUE_WEIGHTED != set(EVENT_TYPES):  # pragma: no cover (import-time)
+    raise RuntimeError("every event type in events.EVENT_TYPES needs a weight here")
 
 
 def rating_weight(value: float | None) -> float:

@@ -19,12 +19,12 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import TypeAdapter
 
+from streamrec_ingest.catalog_db import CatalogDb
 from streamrec_ingest.deps import IngestState
 from streamrec_ingest.orders import OrderReconciler
 from streamrec_ingest.publisher import Producer, Publisher
 from streamrec_ingest.routes import catalog, events, orders
 from streamrec_ingest.settings import IngestSettings, get_settings
-from streamrec_ingest.store import Store
 from streamrec_shared import kafka, metrics, postgres, topics
 from streamrec_shared.http import KeyRing, install_common
 
@@ -69,7 +69,7 @@ def create_app(
         before_start=create_topics if settings.kafka.create_topics and producer is None else None,
         check_timeout_s=options.check_timeout_s,
     )
-    store = Store(
+    store = CatalogDb(
         open_pool if pool is None else None,
         pool=pool,
         retry_after_s=options.retry_after_s,

@@ -7,10 +7,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from streamrec_ingest.catalog_db import CatalogDb
 from streamrec_ingest.orders import OrderReconciler
 from streamrec_ingest.publisher import Publisher
 from streamrec_ingest.settings import IngestSettings
-from streamrec_ingest.store import Store
 from streamrec_shared import metrics
 from streamrec_shared.errors import Forbidden, RateLimited, Unauthorized
 from streamrec_shared.http import KeyRing, require_scope
@@ -23,7 +23,7 @@ class IngestState:
 
     settings: IngestSettings
     publisher: Publisher
-    store: Store
+    store: CatalogDb
     reconciler: OrderReconciler
 
 

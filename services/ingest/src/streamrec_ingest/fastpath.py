@@ -1,8 +1,8 @@
 """A lean ASGI path for the hottest write, ``POST /v1/events``.
 
 Shops' clients send single events at high rates, and for a single event the framework's work
-(routing, the middleware and exception layers FastAPI wraps around every app) was ~30% of the
-gateway's CPU (py-spy at 2,000 req/s, 0.32 ms per request). This wrapper answers that request
+(routing, the middleware and exception layers FastAPI wraps around every app) is a large share
+of the gateway's CPU (tests/bench/bench_ingest.py measures it). This wrapper answers that request
 itself with the route's own steps (``routes.events.events_request``), the same
 answers (``JSONResponse``, ``domain_response`` for every refusal) and the same HTTP metrics.
 A request it cannot judge from its headers alone (no or oversized ``Content-Length``, a CORS

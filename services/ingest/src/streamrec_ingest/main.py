@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import uvicorn
 from starlette.types import ASGIApp
 
 from streamrec_ingest.app import create_app
 from streamrec_ingest.fastpath import with_fast_path
 from streamrec_ingest.settings import get_settings
-from streamrec_shared import logs
+from streamrec_shared import http, logs
 
 
 def app_factory() -> ASGIApp:
@@ -21,17 +20,13 @@ def app_factory() -> ASGIApp:
 
 def main() -> None:
     settings = get_settings()
-    logs.configure("ingest", settings.log.level, json_format=settings.log.json_format)
-    uvicorn.run(
+    http.serve(
         "streamrec_ingest.main:app_factory",
+        "ingest",
+        settings.http,
+        settings.log,
         factory=True,
-        host=settings.http.host,
-        port=settings.http.port,
         workers=settings.http.workers,
-        loop="uvloop",
-        http="httptools",
-        log_config=None,
-        access_log=False,
         timeout_graceful_shutdown=10,
     )
 

@@ -21,9 +21,9 @@ import logging
 from datetime import datetime
 from typing import Any
 
+from streamrec_ingest.catalog_db import CatalogDb, order_purchases
 from streamrec_ingest.publisher import Publisher, keyed
 from streamrec_ingest.settings import IngestOptions
-from streamrec_ingest.store import Store, order_purchases
 from streamrec_shared import metrics, topics
 from streamrec_shared.errors import RetryableError
 from streamrec_shared.events import OrderIn
@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 
 async def accept_order(
-    order: OrderIn, *, store: Store, publisher: Publisher, received_at: datetime
+    order: OrderIn, *, store: CatalogDb, publisher: Publisher, received_at: datetime
 ) -> dict[str, Any]:
     """Store then publish; returns the 202 body. Raises 409/503 as domain errors."""
     saved = await store.save_order(order, order.timestamp or received_at, received_at)
@@ -51,7 +51,7 @@ async def accept_order(
 class OrderReconciler:
     """Every ``interval``: republish stored order lines that never reached the archive."""
 
-    def __init__(self, store: Store, publisher: Publisher, options: IngestOptions) -> None:
+    def __init__(self, store: CatalogDb, publisher: Publisher, options: IngestOptions) -> None:
         self.store = store
         self.publisher = publisher
         self.options = options

@@ -38,6 +38,7 @@ from pydantic import BaseModel
 from streamrec_shared import metrics
 from streamrec_shared.errors import RetryableError
 from streamrec_shared.events import encode
+from streamrec_shared.tasks import retry_every
 
 logger = logging.getLogger(__name__)
 
@@ -198,10 +199,7 @@ class Publisher:
         return True
 
     async def _keep_starting(self) -> None:
-        while True:
-            await asyncio.sleep(self.start_retry_s)
-            if await self._try_start():
-                return
+        await retry_every(self.start_retry_s, self._try_start)
 
     def _unavailable(self, reason: str) -> RetryableError:
         return RetryableError(

@@ -21,9 +21,8 @@ class IngestOptions(BaseModel):
     retry_after_s: float = Field(default=1.0, ge=0, description="Retry-After sent with a 503")
     # How long the producer gathers the records of single-event requests into one batch per
     # partition (requests of more than a few events send their own batches at once). The broker
-    # stores and every consumer group reads each batch as one unit, and the local broker's cost
-    # per batch read grows with its log: whole local stack, fresh, 2,000 single-event req/s:
-    # 5 -> 10 ms took it from 0.48 to 0.36 cores and the p99 from 46 to 41 ms (p50 10 -> 12 ms).
+    # stores and every consumer group reads each batch as one unit, so fewer, larger batches
+    # cost the broker less; 10 ms trades a few ms of p50 for that (tests/bench/bench_ingest.py).
     linger_ms: int = Field(default=10, ge=0, le=100, description="producer batching delay")
     producer_retry_s: float = Field(
         default=1.0, gt=0, description="pause between attempts to start the producer"

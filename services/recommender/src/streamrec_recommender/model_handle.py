@@ -24,7 +24,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 import numpy as np
 from numpy.typing import NDArray
@@ -33,6 +32,7 @@ from streamrec_recommender.index import AnnIndex, AnnParams
 from streamrec_recommender.ranking import ExactScorer, Ranked
 from streamrec_recommender.settings import ServingSettings
 from streamrec_shared import factors, metrics
+from streamrec_shared.artifact_store import open_version
 from streamrec_shared.artifacts import ModelBundle
 from streamrec_shared.events import ModelAnnouncement
 
@@ -117,14 +117,6 @@ class ServingModel:
 def ann_available() -> bool:
     """Whether the approximate index's library (usearch) can be imported."""
     return importlib.util.find_spec("usearch") is not None
-
-
-def bundle_path(artifact_uri: str) -> Path:
-    """The local directory of a ``file:///.../v<N>`` artifact URI."""
-    parsed = urlparse(artifact_uri)
-    if parsed.scheme not in ("", "file"):
-        raise ValueError(f"unsupported artifact URI scheme {parsed.scheme!r} (file:// only)")
-    return Path(unquote(parsed.path))
 
 
 def prepare(bundle: ModelBundle, settings: ServingSettings) -> ServingModel:
@@ -256,7 +248,7 @@ class ModelHandle:
             cur = self.current
             if cur is not None and cur.version == ann.version:
                 return
-            path = bundle_path(ann.artifact_uri)
+            path = await asyncio.to_thread(open_version, ann.artifact_uri)
             model = await asyncio.to_thread(load, path, self.settings)
             self.swap(model)
 

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 import faust
 
 from streamrec_shared import metrics
+from streamrec_shared.artifact_store import open_version
 from streamrec_shared.artifacts import ModelBundle
 from streamrec_shared.events import ModelAnnouncement
 from streamrec_shared.model_watch import ModelWatcher
@@ -30,16 +29,6 @@ from streamrec_stream_processor.store import RedisStore
 logger = logging.getLogger(__name__)
 
 
-def local_path(uri: str) -> Path:
-    """The directory of a ``file://`` artifact URI (other schemes are not supported here)."""
-    parsed = urlparse(uri)
-    if parsed.scheme == "file":
-        return Path(unquote(parsed.path))
-    if parsed.scheme == "":
-        return Path(uri)
-    raise ValueError(f"unsupported artifact URI scheme {parsed.scheme!r}: {uri}")
-
-
 class ModelHandle:
     """Holds the current fold-in model; ``load`` builds and swaps in a new one."""
 
@@ -49,7 +38,7 @@ class ModelHandle:
 
     async def load(self, announcement: ModelAnnouncement) -> None:
         """Load the announced version (artifacts read and gram computed in a thread)."""
-        path = local_path(announcement.artifact_uri)
+        path = await asyncio.to_thread(open_version, announcement.artifact_uri)
         bundle = await asyncio.to_thread(ModelBundle.load, path)
         item_ids = bundle.als.item_ids.tolist()
         codes = await self.store.intern(PRODUCT_DICT, item_ids)

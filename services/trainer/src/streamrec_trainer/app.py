@@ -16,13 +16,14 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from streamrec_shared import kafka, topics
+from streamrec_shared.artifact_store import ArtifactStore
 from streamrec_shared.http import AdminKey, KeyRing, install_common
 from streamrec_shared.postgres import create_pool
+from streamrec_shared.tasks import cancel_all
 from streamrec_trainer.archive import Archiver
 from streamrec_trainer.jobs import JobRunner
 from streamrec_trainer.registry import Registry
 from streamrec_trainer.settings import TrainerSettings, get_settings
-from streamrec_trainer.store import ArtifactStore
 
 logger = logging.getLogger(__name__)
 
@@ -77,11 +78,7 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_all(tasks)
             await producer.stop()
             await pool.close()
 

@@ -23,7 +23,8 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
 
-from streamrec_shared.weights import EVENT_TYPES, decay_factors, event_weights
+from streamrec_shared.events import EVENT_TYPES
+from streamrec_shared.weights import decay_factors, event_weights
 
 logger = logging.getLogger(__name__)
 

@@ -52,7 +52,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import asyncpg
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from streamrec_shared.artifact_store import local_copy
+from streamrec_shared.artifact_store import open_version
 from streamrec_shared.artifacts import ArtifactError, ModelBundle
 from streamrec_shared.events import Id, UserEvent
 from streamrec_shared.postgres import create_pool
@@ -608,9 +608,7 @@ def _export_snapshots(args: argparse.Namespace, settings: TrainerSettings) -> in
     uri = args.artifact
     if uri is None:
         _, uri = asyncio.run(_model_uri(settings, args.version))
-    directory = local_copy(
-        uri, settings.artifacts.cache_dir, endpoint_url=settings.artifacts.endpoint_url
-    )
+    directory = open_version(uri, settings.artifacts)
     bundle = ModelBundle.load(directory)
     if bundle.topn is None:
         logger.warning("model version %s has no topn lists: empty export", bundle.version)

@@ -17,11 +17,11 @@ from typing import Any
 import asyncpg
 
 from streamrec_shared import metrics
+from streamrec_shared.artifact_store import ArtifactStore
 from streamrec_shared.errors import NotFound
 from streamrec_trainer import pipeline
 from streamrec_trainer.registry import Registry
 from streamrec_trainer.settings import TrainingSettings
-from streamrec_trainer.store import ArtifactStore
 
 logger = logging.getLogger(__name__)
 

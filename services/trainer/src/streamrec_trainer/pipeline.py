@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from streamrec_shared import metrics
+from streamrec_shared.artifact_store import ArtifactStore
 from streamrec_trainer import warehouse
 from streamrec_trainer.dataset import Dataset
 from streamrec_trainer.evaluate import evaluate, temporal_holdout
@@ -41,7 +42,6 @@ from streamrec_trainer.models.fit import FittedModels, TrainParams, fit_all
 from streamrec_trainer.models.itemknn import ItemKnnParams
 from streamrec_trainer.registry import Registry
 from streamrec_trainer.settings import TrainingSettings
-from streamrec_trainer.store import ArtifactStore
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

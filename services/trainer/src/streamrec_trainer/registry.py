@@ -13,9 +13,9 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from streamrec_shared import metrics, topics
+from streamrec_shared.artifact_store import ArtifactStore
 from streamrec_shared.errors import Conflict, NotFound
 from streamrec_shared.events import ModelAnnouncement, encode
-from streamrec_trainer.store import ArtifactStore
 
 logger = logging.getLogger(__name__)
 

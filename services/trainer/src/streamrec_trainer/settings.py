@@ -18,9 +18,7 @@ class ArchiveSettings(BaseModel):
     # not one per fetch of a record or two.
     batch_linger_ms: int = Field(default=100, ge=0, le=5000)
     # Each fetch waits for this many bytes (or fetch_max_wait_ms): the archive needs no
-    # per-record latency, and fetches are most of a broker's work under a trickle of produces
-    # (measured with the whole local stack at 2,000 single-event requests/s, together with the
-    # attribution consumer's same change: broker 0.57 -> 0.46 cores).
+    # per-record latency, and fetches are most of a broker's work under a trickle of produces.
     fetch_min_bytes: int = Field(default=1024 * 1024, ge=1)
     fetch_max_wait_ms: int = Field(default=1000, ge=1, le=10_000)
     lag_interval_s: float = Field(default=5.0, gt=0, description="consumer-lag metric refresh")

@@ -9,7 +9,7 @@ The interactions of a window (millions of rows) travel as ``COPY (SELECT ...) TO
   hashes, in the same REPEATABLE READ snapshot. That is exact: two ids of one vocabulary with
   the same hash (odds ~k^2 / 2^65) are detected, and the load then integer-codes the ids in SQL
   with a join instead (``_ROWS_JOINED``, about twice the server time of hashing);
-- the event type is its index in ``weights.EVENT_TYPES``, a missing value NaN, the time epoch
+- the event type is its index in ``events.EVENT_TYPES``, a missing value NaN, the time epoch
   seconds.
 """
 
@@ -26,7 +26,7 @@ import asyncpg
 import numpy as np
 from numpy.typing import NDArray
 
-from streamrec_shared.weights import EVENT_TYPES
+from streamrec_shared.events import EVENT_TYPES
 from streamrec_trainer.dataset import Catalog, Interactions, catalog_from_records
 
 logger = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Path
 
 from streamrec_ingest.deps import CatalogKey, IngestState, State
 from streamrec_ingest.publisher import keyed
-from streamrec_ingest.routes.models import ProductsAccepted, UserAccepted, error_responses
+from streamrec_ingest.routes.schemas import ProductsAccepted, UserAccepted, error_responses
 from streamrec_shared import metrics, topics
 from streamrec_shared.errors import NotFound
 from streamrec_shared.events import (

@@ -12,7 +12,7 @@ from prometheus_client import Counter
 from streamrec_ingest import intake
 from streamrec_ingest.deps import IngestState, authorize_events
 from streamrec_ingest.publisher import Publisher
-from streamrec_ingest.routes.models import EventsAccepted, error_responses
+from streamrec_ingest.routes.schemas import EventsAccepted, error_responses
 from streamrec_shared import metrics, topics
 from streamrec_shared.errors import RetryableError
 from streamrec_shared.events import EVENT_TYPES, EventBatchIn, EventIn

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from streamrec_ingest.deps import OrdersKey, State
 from streamrec_ingest.orders import accept_order
-from streamrec_ingest.routes.models import OrderAccepted, error_responses
+from streamrec_ingest.routes.schemas import OrderAccepted, error_responses
 from streamrec_shared.events import OrderIn
 
 router = APIRouter(tags=["orders"])

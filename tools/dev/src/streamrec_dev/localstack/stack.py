@@ -17,9 +17,8 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from streamrec_shared import topics
-from streamrec_shared.localstack import infra
-from streamrec_shared.localstack.processes import (
+from streamrec_dev.localstack import infra
+from streamrec_dev.localstack.processes import (
     Proc,
     free_port,
     port_open,
@@ -28,6 +27,7 @@ from streamrec_shared.localstack.processes import (
     tail,
     wait_until,
 )
+from streamrec_shared import topics
 from streamrec_shared.settings import KafkaSettings, PostgresSettings, hash_key
 
 logger = logging.getLogger(__name__)

@@ -12,26 +12,16 @@ from typing import Any
 import numpy as np
 import pytest
 
-from streamrec_shared.artifacts import (
-    AlsArrays,
-    ArtifactError,
-    ContentArrays,
-    DataWindow,
-    ItemKnnArrays,
-    ModelBundle,
-    PopularArrays,
-    TopNArrays,
-    sha256_file,
-)
+from streamrec_shared import artifacts
 
 F = 3
 
 
-def _bundle(version: int = 7, **overrides: Any) -> ModelBundle:
+def _bundle(version: int = 7, **overrides: Any) -> artifacts.ModelBundle:
     rng = np.random.default_rng(0)
     items = np.array(["p1", "p2", "p3", "p4"])
     users = np.array(["alice", "bob"])
-    als = AlsArrays(
+    als = artifacts.AlsArrays(
         item_ids=items,
         user_ids=users,
         item_factors=rng.normal(size=(4, F)).astype(np.float32),
@@ -39,7 +29,7 @@ def _bundle(version: int = 7, **overrides: Any) -> ModelBundle:
         regularization=0.1,
         alpha=0.2,
     )
-    content = ContentArrays(
+    content = artifacts.ContentArrays(
         item_ids=np.array(["p1", "p2", "p3", "p4", "new"]),
         vector_data=np.array([1.0, 0.6, 0.8, 1.0, 1.0]),
         vector_indices=np.array([0, 1, 2, 2, 1]),
@@ -54,21 +44,21 @@ def _bundle(version: int = 7, **overrides: Any) -> ModelBundle:
     kwargs: dict[str, Any] = dict(
         version=version,
         created_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
-        data_window=DataWindow.from_timestamps(1_291_191_960, 1_323_433_800),
+        data_window=artifacts.DataWindow.from_timestamps(1_291_191_960, 1_323_433_800),
         als=als,
-        itemknn=ItemKnnArrays(
+        itemknn=artifacts.ItemKnnArrays(
             neighbours=np.array([[1, 2], [0, -1], [3, 0], [2, 1]]),
             neighbour_scores=np.array([[0.9, 0.1], [0.9, 0.0], [0.5, 0.4], [0.5, 0.3]]),
         ),
         content=content,
-        popular=PopularArrays(
+        popular=artifacts.PopularArrays(
             item_scores=np.array([3.0, 2.0, 1.0, 0.0]),
             top_items=np.array([0, 1, 2]),
             categories=np.array(["mugs"]),
             category_items=np.array([[0, 1, -1]]),
             category_scores=np.array([[3.0, 2.0, 0.0]]),
         ),
-        topn=TopNArrays(
+        topn=artifacts.TopNArrays(
             user_ids=np.array(["bob"]), items=np.array([[2, 3]]), scores=np.array([[1.0, 0.5]])
         ),
         params={"als": {"factors": F}, "half_life_days": None},
@@ -77,7 +67,7 @@ def _bundle(version: int = 7, **overrides: Any) -> ModelBundle:
         extra_files={"ease_topn": {"items": np.arange(6).reshape(2, 3), "names": np.array(["x"])}},
     )
     kwargs.update(overrides)
-    return ModelBundle(**kwargs)
+    return artifacts.ModelBundle(**kwargs)
 
 
 def test_round_trip(tmp_path: Path) -> None:
@@ -112,9 +102,9 @@ def test_round_trip(tmp_path: Path) -> None:
     assert on_disk["data_window"]["start"].startswith("2010-12-01T08:26:00")
     assert on_disk["content_vocabulary"]["categories"] == ["mugs"]
     for name, digest in manifest["files"].items():
-        assert sha256_file(tmp_path / "7" / name) == digest
+        assert artifacts.sha256_file(tmp_path / "7" / name) == digest
 
-    loaded = ModelBundle.load(tmp_path / "7")
+    loaded = artifacts.ModelBundle.load(tmp_path / "7")
     assert loaded.version == 7
     assert loaded.created_at == bundle.created_at
     assert loaded.als.item_ids.dtype.kind == "U"
@@ -150,8 +140,8 @@ def test_tampered_file_is_rejected(tmp_path: Path) -> None:
     data["neighbours"] = data["neighbours"][::-1].copy()
     with path.open("wb") as fh:
         np.savez(fh, **data)
-    with pytest.raises(ArtifactError, match="sha256"):
-        ModelBundle.load(tmp_path / "7")
+    with pytest.raises(artifacts.ArtifactError, match="sha256"):
+        artifacts.ModelBundle.load(tmp_path / "7")
 
 
 def test_object_arrays_never_load(tmp_path: Path) -> None:
@@ -164,37 +154,37 @@ def test_object_arrays_never_load(tmp_path: Path) -> None:
         zf.writestr("user_ids.npy", buf.getvalue())
         zf.writestr("items.npy", b"")
     manifest = json.loads((root / "manifest.json").read_text())
-    manifest["files"]["topn.npz"] = sha256_file(root / "topn.npz")
+    manifest["files"]["topn.npz"] = artifacts.sha256_file(root / "topn.npz")
     (root / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ArtifactError, match="pickle"):
-        ModelBundle.load(root)
+    with pytest.raises(artifacts.ArtifactError, match="pickle"):
+        artifacts.ModelBundle.load(root)
 
 
 def test_validation_of_contents(tmp_path: Path) -> None:
-    with pytest.raises(ArtifactError, match="itemknn rows"):
+    with pytest.raises(artifacts.ArtifactError, match="itemknn rows"):
         _bundle(
-            itemknn=ItemKnnArrays(
+            itemknn=artifacts.ItemKnnArrays(
                 neighbours=np.zeros((2, 2), dtype=np.int32),
                 neighbour_scores=np.zeros((2, 2), dtype=np.float32),
             )
         )
-    with pytest.raises(ArtifactError, match="indices outside"):
+    with pytest.raises(artifacts.ArtifactError, match="indices outside"):
         _bundle(
-            topn=TopNArrays(
+            topn=artifacts.TopNArrays(
                 user_ids=np.array(["a"]), items=np.array([[9]]), scores=np.array([[1.0]])
             )
         )
-    with pytest.raises(ArtifactError, match="object array"):
+    with pytest.raises(artifacts.ArtifactError, match="object array"):
         _bundle(extra_files={"bad": {"x": np.array([object()], dtype=object)}})
-    with pytest.raises(ArtifactError, match="extra file name"):
+    with pytest.raises(artifacts.ArtifactError, match="extra file name"):
         _bundle(extra_files={"als": {"x": np.zeros(1)}})
-    with pytest.raises(ArtifactError, match="timezone"):
+    with pytest.raises(artifacts.ArtifactError, match="timezone"):
         _bundle(created_at=datetime(2026, 1, 1))
-    with pytest.raises(ArtifactError, match="JSON"):
+    with pytest.raises(artifacts.ArtifactError, match="JSON"):
         _bundle(metrics={"x": float("nan")})
     # object-dtype ids are converted to unicode, never stored as objects
     b = _bundle(
-        als=AlsArrays(
+        als=artifacts.AlsArrays(
             item_ids=np.array(["p1", "p2", "p3", "p4"], dtype=object),
             user_ids=np.array(["a", "b"]),
             item_factors=np.zeros((4, F), dtype=np.float32),
@@ -212,19 +202,19 @@ def test_manifest_mismatch_is_rejected(tmp_path: Path) -> None:
     manifest = json.loads(path.read_text())
     manifest["n_items"] = 99
     path.write_text(json.dumps(manifest))
-    with pytest.raises(ArtifactError, match="n_items"):
-        ModelBundle.load(tmp_path / "7")
+    with pytest.raises(artifacts.ArtifactError, match="n_items"):
+        artifacts.ModelBundle.load(tmp_path / "7")
     manifest["format_version"] = 2
     path.write_text(json.dumps(manifest))
-    with pytest.raises(ArtifactError, match="format_version"):
-        ModelBundle.load(tmp_path / "7")
+    with pytest.raises(artifacts.ArtifactError, match="format_version"):
+        artifacts.ModelBundle.load(tmp_path / "7")
 
 
 def test_minimal_bundle_has_only_als(tmp_path: Path) -> None:
     b = _bundle(itemknn=None, content=None, popular=None, topn=None, extra_files={})
     assert b.algorithms == ("als",)
     b.save(tmp_path / "1")
-    loaded = ModelBundle.load(tmp_path / "1")
+    loaded = artifacts.ModelBundle.load(tmp_path / "1")
     assert loaded.itemknn is None
     assert loaded.content is None
     assert loaded.topn is None

@@ -1,4 +1,5 @@
-"""Response bodies of the write API (for the OpenAPI document and the typed client)."""
+"""Response bodies of the write API, for the OpenAPI document (the Python client mirrors them
+in ``streamrec_client.models``)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """A synthetic model bundle (written with ``streamrec_shared.artifacts``) for tests and benchmarks.
 
 Products ``p000000``, ``p000001``, ... with category ``CATEGORIES[i % n_categories]`` (the same
-ids and categories as ``streamrec_shared.synthetic.catalog``); users ``u0000000``, ...
+ids and categories as ``streamrec_dev.synthetic.catalog``); users ``u0000000``, ...
 Item factors cluster by category, users mix one or two category centroids, so the factors have
 the structure of trained ALS factors (a random gaussian matrix would be unrealistically hard
 for the approximate index). Item-kNN neighbours are items of the same category, popularity is
@@ -17,15 +17,8 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from streamrec_shared.artifacts import (
-    AlsArrays,
-    ContentArrays,
-    DataWindow,
-    ItemKnnArrays,
-    ModelBundle,
-    PopularArrays,
-)
-from streamrec_shared.synthetic import CATEGORIES
+from streamrec_dev.synthetic import CATEGORIES
+from streamrec_shared import artifacts
 
 
 def product_id(i: int) -> str:
@@ -53,7 +46,7 @@ def make_bundle(
     n_content_only: int = 0,
     seed: int = 0,
     popular_top: int = 500,
-) -> ModelBundle:
+) -> artifacts.ModelBundle:
     """A complete, consistent bundle (als, itemknn, content, popular)."""
     rng = np.random.default_rng(seed)
     cats = CATEGORIES[: max(1, min(n_categories, len(CATEGORIES)))]
@@ -99,11 +92,11 @@ def make_bundle(
         cat_items[c, : best.size] = best
         cat_scores[c, : best.size] = pop[best]
 
-    return ModelBundle(
+    return artifacts.ModelBundle(
         version=version,
         created_at=datetime.now(UTC),
-        data_window=DataWindow.from_timestamps(1_735_689_600.0, 1_738_281_600.0),
-        als=AlsArrays(
+        data_window=artifacts.DataWindow.from_timestamps(1_735_689_600.0, 1_738_281_600.0),
+        als=artifacts.AlsArrays(
             item_ids=item_ids,
             user_ids=user_ids,
             item_factors=y,
@@ -111,8 +104,8 @@ def make_bundle(
             regularization=0.05,
             alpha=2.0,
         ),
-        itemknn=ItemKnnArrays(neighbours=neighbours, neighbour_scores=sims),
-        content=ContentArrays(
+        itemknn=artifacts.ItemKnnArrays(neighbours=neighbours, neighbour_scores=sims),
+        content=artifacts.ContentArrays(
             item_ids=content_ids,
             vector_data=np.ones(n_content, dtype=np.float32),
             vector_indices=content_cat.astype(np.int32),
@@ -124,7 +117,7 @@ def make_bundle(
             text_idf=np.ones(1, dtype=np.float32),
             vocabulary={"categories": list(cats), "synthetic": True},
         ),
-        popular=PopularArrays(
+        popular=artifacts.PopularArrays(
             item_scores=pop,
             top_items=top,
             categories=np.asarray(cats, dtype=np.str_),

@@ -9,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from streamrec_shared.localstack import demo
-from streamrec_shared.localstack.stack import SERVICES, LocalStack, StackDescription
+from streamrec_dev.localstack import demo
+from streamrec_dev.localstack.stack import SERVICES, LocalStack, StackDescription
 
 DEFAULT_DIR = Path(".streamrec")
 

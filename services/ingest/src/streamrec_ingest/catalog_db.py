@@ -25,6 +25,7 @@ import asyncpg
 
 from streamrec_shared.errors import Conflict, RetryableError
 from streamrec_shared.events import OrderIn, ProductRecord, UserEvent, UserRecord
+from streamrec_shared.tasks import retry_every
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +116,7 @@ def order_purchases(order: OrderIn, ts: datetime, received_at: datetime) -> list
     ]
 
 
-class Store:
+class CatalogDb:
     """Postgres access for ingest. ``open_pool`` is called until it succeeds."""
 
     def __init__(
@@ -152,10 +153,7 @@ class Store:
         return True
 
     async def _keep_opening(self) -> None:
-        while True:
-            await asyncio.sleep(self.reconnect_s)
-            if await self._try_open():
-                return
+        await retry_every(self.reconnect_s, self._try_open)
 
     async def close(self) -> None:
         if self._opener is not None:

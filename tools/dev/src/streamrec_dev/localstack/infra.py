@@ -28,7 +28,7 @@ from pathlib import Path
 
 import httpx
 
-from streamrec_shared.localstack.processes import Proc, port_open, spawn, tail, wait_until
+from streamrec_dev.localstack.processes import Proc, port_open, spawn, tail, wait_until
 
 PG_USER = "streamrec-pg"
 

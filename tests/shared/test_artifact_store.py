@@ -9,15 +9,12 @@ progress; ``delete`` refuses URIs outside the store; the reader cache verifies a
 from __future__ import annotations
 
 import os
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
-from moto.server import ThreadedMotoServer
 
 from streamrec_shared.artifact_store import (
     ArtifactStore,
@@ -29,13 +26,12 @@ from streamrec_shared.artifact_store import (
 )
 from streamrec_shared.artifacts import (
     MANIFEST_NAME,
-    AlsArrays,
     ArtifactError,
-    DataWindow,
     ModelBundle,
-    TopNArrays,
 )
 from streamrec_shared.settings import ArtifactSettings
+
+from ..bundles import tiny_bundle
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -43,22 +39,18 @@ if TYPE_CHECKING:
 
 def make_bundle(version: int) -> ModelBundle:
     """A small valid bundle whose factors depend on ``version``."""
-    rng = np.random.default_rng(version)
-    return ModelBundle(
+    return tiny_bundle(
         version=version,
+        item_ids=["p1", "p2", "p3"],
+        user_ids=["alice", "bob"],
+        topn_users=["bob"],
+        topn_items=[[2, 0]],
+        topn_scores=[[0.9, 0.5]],
+        dim=4,
+        seed=version,
         created_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
-        data_window=DataWindow.from_timestamps(1_291_191_960, 1_323_433_800),
-        als=AlsArrays(
-            item_ids=np.array(["p1", "p2", "p3"]),
-            user_ids=np.array(["alice", "bob"]),
-            item_factors=rng.normal(size=(3, 4)).astype(np.float32),
-            user_factors=rng.normal(size=(2, 4)).astype(np.float32),
-            regularization=0.1,
-            alpha=2.0,
-        ),
-        topn=TopNArrays(
-            user_ids=np.array(["bob"]), items=np.array([[2, 0]]), scores=np.array([[0.9, 0.5]])
-        ),
+        window=(1_291_191_960, 1_323_433_800),
+        alpha=2.0,
         metrics={"ndcg@20": 0.1 * version},
     )
 
@@ -171,38 +163,6 @@ def test_prune_cache(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------------- s3://
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    """A real S3 API (moto's server) on 127.0.0.1, random port, for this module."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Credentials the standard way (environment), nothing from this machine's AWS config."""
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-
-
-@pytest.fixture
-def bucket(s3_endpoint: str, aws_env: None) -> str:
-    name = f"streamrec-{uuid.uuid4().hex[:12]}"
-    s3_client_for(endpoint_url=s3_endpoint).create_bucket(Bucket=name)
-    return name
 
 
 def keys(client: S3Client, bucket: str) -> list[str]:

@@ -7,9 +7,9 @@ import logging
 import time
 from typing import Any
 
-from streamrec_shared import synthetic
-from streamrec_shared.client import AsyncStreamrecClient
-from streamrec_shared.localstack.stack import StackDescription
+from streamrec_client import AsyncStreamrecClient
+from streamrec_dev import synthetic
+from streamrec_dev.localstack.stack import StackDescription
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ async def load(
             await asyncio.sleep(0.2)
         if train:
             job_id = await client.train()
-            job = await client.wait_for_job(job_id)
+            job = (await client.wait_for_job(job_id)).model_dump()
     return {"products": len(shop.products), "events": sent, "users": len(shop.users), "job": job}
 
 

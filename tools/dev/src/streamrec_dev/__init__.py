@@ -1,0 +1,1 @@
+"""streamrec developer tooling: local stack, synthetic data. Never imported by a service."""
