@@ -15,8 +15,8 @@ import pytest_asyncio
 from fastapi import FastAPI
 from pydantic import SecretStr
 
-from streamrec_recommender.app import create_app, with_fast_path
-from streamrec_recommender.model_handle import prepare
+from streamrec_recommender.api.app import create_app, with_fast_path
+from streamrec_recommender.runtime.model_handle import prepare
 from streamrec_recommender.settings import RecommenderSettings
 from streamrec_recommender.synthetic_model import make_bundle
 

@@ -7,13 +7,13 @@ import dataclasses
 import numpy as np
 import pytest
 
-from streamrec_recommender import catalog as catalogs
-from streamrec_recommender.engine import Context, Engine, Request, Settings
-from streamrec_recommender.model_handle import ServingModel, prepare
-from streamrec_recommender.policy import Experiment, ThompsonBandit, Variant
-from streamrec_recommender.ranking import Campaign
+from streamrec_recommender.adapters.redis_state import TrendingMirror
+from streamrec_recommender.runtime.model_handle import ServingModel, prepare
+from streamrec_recommender.serving import catalog as catalogs
+from streamrec_recommender.serving.engine import Context, Engine, Request, Settings
+from streamrec_recommender.serving.policy import Experiment, ThompsonBandit, Variant
+from streamrec_recommender.serving.ranking import Campaign
 from streamrec_recommender.settings import ServingSettings
-from streamrec_recommender.store import TrendingMirror
 from streamrec_recommender.synthetic_model import make_bundle
 from streamrec_shared.metrics import RECOMMENDER_ANN_RECALL
 from streamrec_shared.profile import UserProfile

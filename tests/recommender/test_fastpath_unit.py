@@ -7,8 +7,8 @@ from typing import cast
 from prometheus_client import REGISTRY
 from starlette.types import Receive, Scope, Send
 
-from streamrec_recommender.fastpath import FastPath, parse
-from streamrec_recommender.service import Recommender
+from streamrec_recommender.api.fastpath import FastPath, parse
+from streamrec_recommender.runtime.recommender import Recommender
 
 
 def test_parse_accepts_ordinary_requests() -> None:

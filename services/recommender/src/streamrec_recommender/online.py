@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from streamrec_recommender.policy import ArmStats, Experiment
+from streamrec_recommender.serving.policy import ArmStats, Experiment
 
 KINDS = ("imp", "clk", "hit", "conv")
 ALGORITHM_CODES = {"als": "a", "itemknn": "i", "content": "c", "popular": "p", "hybrid": "h"}

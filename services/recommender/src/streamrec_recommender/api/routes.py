@@ -17,14 +17,14 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from streamrec_recommender import online
-from streamrec_recommender.campaigns import to_json as campaign_json
-from streamrec_recommender.deps import RecommenderDep
-from streamrec_recommender.engine import Request
-from streamrec_recommender.experiments import PostgresUnavailableError, to_json
-from streamrec_recommender.policy import Experiment, Variant, validate_experiment
-from streamrec_recommender.ranking import Campaign, ItemFilter, Ranked
-from streamrec_recommender.service import Answer, Recommender
-from streamrec_recommender.store import RedisUnavailableError, count_degraded
+from streamrec_recommender.adapters.campaigns import to_json as campaign_json
+from streamrec_recommender.adapters.experiments import PostgresUnavailableError, to_json
+from streamrec_recommender.adapters.redis_state import RedisUnavailableError, count_degraded
+from streamrec_recommender.api.deps import RecommenderDep
+from streamrec_recommender.runtime.recommender import Answer, Recommender
+from streamrec_recommender.serving.engine import Request
+from streamrec_recommender.serving.policy import Experiment, Variant, validate_experiment
+from streamrec_recommender.serving.ranking import Campaign, ItemFilter, Ranked
 from streamrec_shared.errors import InvalidInput, NotFound, RetryableError
 from streamrec_shared.http import AdminKey
 

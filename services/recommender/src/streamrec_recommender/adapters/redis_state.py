@@ -30,8 +30,8 @@ from redis.connection import HiredisRespSerializer
 from redis.exceptions import RedisError
 from redis.typing import EncodableT
 
-from streamrec_recommender.breaker import CircuitBreaker
-from streamrec_recommender.resp import RespConnection
+from streamrec_recommender.adapters.breaker import CircuitBreaker
+from streamrec_recommender.adapters.resp import RespConnection
 from streamrec_shared import metrics, profile
 from streamrec_shared.events import EVENT_TYPES
 from streamrec_shared.settings import RedisSettings

@@ -22,20 +22,33 @@ import numpy as np
 import orjson
 from numpy.typing import NDArray
 
-from streamrec_recommender import catalog as catalogs
 from streamrec_recommender import online
+from streamrec_recommender.adapters.campaigns import CampaignStore
+from streamrec_recommender.adapters.experiments import ExperimentStore
+from streamrec_recommender.adapters.redis_state import (
+    RedisState,
+    RedisUnavailableError,
+    UserRead,
+    count_degraded,
+)
 from streamrec_recommender.attribution import Attributor, OnlineRecorder
-from streamrec_recommender.campaigns import CampaignStore
-from streamrec_recommender.catalog import CatalogIndex
-from streamrec_recommender.engine import Context, Engine, Plan, Recent, Request, Result, Vector
-from streamrec_recommender.engine import Settings as EngineSettings
-from streamrec_recommender.experiments import ExperimentStore
-from streamrec_recommender.model_handle import ModelHandle, ServingModel
 from streamrec_recommender.online import RecTag
-from streamrec_recommender.policy import ArmStats, ThompsonBandit
-from streamrec_recommender.ranking import ItemFilter, Ranked
+from streamrec_recommender.runtime.model_handle import ModelHandle, ServingModel
+from streamrec_recommender.serving import catalog as catalogs
+from streamrec_recommender.serving.catalog import CatalogIndex
+from streamrec_recommender.serving.engine import (
+    Context,
+    Engine,
+    Plan,
+    Recent,
+    Request,
+    Result,
+    Vector,
+)
+from streamrec_recommender.serving.engine import Settings as EngineSettings
+from streamrec_recommender.serving.policy import ArmStats, ThompsonBandit
+from streamrec_recommender.serving.ranking import ItemFilter, Ranked
 from streamrec_recommender.settings import RecommenderSettings
-from streamrec_recommender.store import RedisState, RedisUnavailableError, UserRead, count_degraded
 from streamrec_shared import metrics, profile
 from streamrec_shared.events import ModelAnnouncement
 from streamrec_shared.model_watch import ModelWatcher

@@ -16,10 +16,10 @@ from urllib.parse import parse_qsl, unquote
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from streamrec_recommender.engine import Request
-from streamrec_recommender.routes import dumps, render
-from streamrec_recommender.service import Recommender
-from streamrec_recommender.store import count_degraded
+from streamrec_recommender.adapters.redis_state import count_degraded
+from streamrec_recommender.api.routes import dumps, render
+from streamrec_recommender.runtime.recommender import Recommender
+from streamrec_recommender.serving.engine import Request
 from streamrec_shared import metrics
 
 logger = logging.getLogger(__name__)

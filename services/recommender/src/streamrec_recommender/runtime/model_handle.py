@@ -29,8 +29,8 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 from numpy.typing import NDArray
 
-from streamrec_recommender.index import AnnIndex, AnnParams
-from streamrec_recommender.ranking import ExactScorer, Ranked
+from streamrec_recommender.runtime.index import AnnIndex, AnnParams
+from streamrec_recommender.serving.ranking import ExactScorer, Ranked
 from streamrec_recommender.settings import ServingSettings
 from streamrec_shared import factors, metrics
 from streamrec_shared.artifacts import ModelBundle

@@ -27,12 +27,18 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from streamrec_recommender import ranking
-from streamrec_recommender.catalog import CatalogIndex, popular_in
-from streamrec_recommender.model_handle import ServingModel
-from streamrec_recommender.policy import ArmStats, Experiment, ThompsonBandit, Variant, assign
-from streamrec_recommender.ranking import ItemFilter, Ranked
-from streamrec_recommender.store import TrendingMirror
+from streamrec_recommender.adapters.redis_state import TrendingMirror
+from streamrec_recommender.runtime.model_handle import ServingModel
+from streamrec_recommender.serving import ranking
+from streamrec_recommender.serving.catalog import CatalogIndex, popular_in
+from streamrec_recommender.serving.policy import (
+    ArmStats,
+    Experiment,
+    ThompsonBandit,
+    Variant,
+    assign,
+)
+from streamrec_recommender.serving.ranking import ItemFilter, Ranked
 from streamrec_shared import profile as profiles
 
 CATEGORY_ATTRIBUTES = ("category", "preferred_category", "favorite_category", "favourite_category")
