@@ -10,6 +10,7 @@ from functools import lru_cache
 
 from pydantic import BaseModel, Field
 
+from streamrec_shared.algorithms import REGISTRY
 from streamrec_shared.settings import HttpSettings, ServiceSettings
 
 
@@ -52,7 +53,8 @@ class ServingSettings(BaseModel):
     # --- policy ---
     bandit_window_s: int = Field(default=3600, ge=60)
     bandit_refresh_s: float = Field(default=5.0, gt=0)
-    bandit_arms: list[str] = Field(default_factory=lambda: ["als", "itemknn", "content", "hybrid"])
+    bandit_arms: list[str] = Field(default_factory=lambda: list(REGISTRY.arms))
+    """Default: every served algorithm marked as an arm in ``streamrec_shared.algorithms``."""
     experiments_refresh_s: float = Field(default=5.0, gt=0)
     campaigns_refresh_s: float = Field(default=2.0, gt=0)
 

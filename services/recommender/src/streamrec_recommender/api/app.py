@@ -23,8 +23,8 @@ from streamrec_recommender.adapters.redis_state import RedisState, connect
 from streamrec_recommender.adapters.resp import RespConnection
 from streamrec_recommender.api import routes
 from streamrec_recommender.api.fastpath import FastPath
-from streamrec_recommender.runtime.model_handle import ServingModel
 from streamrec_recommender.runtime.recommender import Recommender
+from streamrec_recommender.serving.model import ServingModel
 from streamrec_recommender.settings import RecommenderSettings, get_settings
 from streamrec_shared import logs
 from streamrec_shared.http import KeyRing, install_common

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from streamrec_recommender.runtime.model_handle import ServingModel
+from streamrec_recommender.serving.model import ServingModel
 from streamrec_recommender.serving.ranking import ItemFilter, Ranked
 
 ALLOWED_MASKS = 64
