@@ -95,7 +95,9 @@ class RecommenderHttpSettings(HttpSettings):
 
 class RecommenderSettings(ServiceSettings):
     http: RecommenderHttpSettings = RecommenderHttpSettings()
-    recommender: ServingSettings = ServingSettings()
+    recommender: ServingSettings = Field(default_factory=ServingSettings)
+    """Built per settings object (not once at import), so defaults derived from the algorithm
+    registry (``bandit_arms``) include algorithms registered before the settings are made."""
 
 
 @lru_cache(maxsize=1)
