@@ -82,7 +82,7 @@ def _dataset() -> Dataset:
         [
             {"product_id": f"p{i}", "category": "A", "price": 1.0 + i, "name": f"thing {i}"}
             for i in range(N_ITEMS)
-        ]  # fmt: skip
+        ]
     )
     return Dataset(interactions=Interactions.from_records(rows), catalog=catalog)
 
