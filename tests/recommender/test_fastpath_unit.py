@@ -23,35 +23,34 @@ from streamrec_recommender.synthetic_model import make_bundle
 
 
 def test_parse_accepts_ordinary_requests() -> None:
-    req = parse("/v1/recommendations/u 1", {"k": "5", "algorithm": "als", "category": "",
-                                             "exclude": "a, b,,"})  # fmt: skip
+    req = parse("/v1/recommendations/u 1", b"k=5&algorithm=als&category=&exclude=a,%20b,,")
     assert req is not None
     assert (req.user_id, req.k, req.algorithm, req.category) == ("u 1", 5, "als", None)
     assert req.exclude == ("a", "b")
-    default = parse("/v1/recommendations/x", {})
+    default = parse("/v1/recommendations/x", b"")
     assert default is not None
     assert (default.k, default.algorithm) == (10, "auto")
     # the path arrives percent-decoded once (by the server): it is not decoded again
-    once = parse("/v1/recommendations/u0000%31", {})
+    once = parse("/v1/recommendations/u0000%31", b"")
     assert once is not None
     assert once.user_id == "u0000%31"
     # unknown parameters are ignored, as the route ignores them
-    assert parse("/v1/recommendations/x", {"trace": "1"}) == default
+    assert parse("/v1/recommendations/x", b"trace=1") == default
 
 
 def test_parse_defers_what_the_route_rejects() -> None:
     for path, query in [
-        ("/v1/recommendations/", {}),
-        ("/v1/recommendations/a/b", {}),
-        ("/v1/recommendations/x", {"k": "0"}),
-        ("/v1/recommendations/x", {"k": "101"}),
-        ("/v1/recommendations/x", {"k": "-1"}),
-        ("/v1/recommendations/x", {"k": "ten"}),
-        ("/v1/recommendations/x", {"k": "\u00b2"}),  # str.isdigit() says yes, int() says no
-        ("/v1/recommendations/x", {"k": ""}),
-        ("/v1/recommendations/x", {"algorithm": "magic"}),
-        ("/v1/recommendations/" + "u" * 129, {}),
-        ("/v1/recommendations/x", {"category": "c" * 129}),
+        ("/v1/recommendations/", b""),
+        ("/v1/recommendations/a/b", b""),
+        ("/v1/recommendations/x", b"k=0"),
+        ("/v1/recommendations/x", b"k=101"),
+        ("/v1/recommendations/x", b"k=-1"),
+        ("/v1/recommendations/x", b"k=ten"),
+        ("/v1/recommendations/x", b"k=%C2%B2"),  # str.isdigit() says yes, int() says no
+        ("/v1/recommendations/x", b"k="),
+        ("/v1/recommendations/x", b"algorithm=magic"),
+        ("/v1/recommendations/" + "u" * 129, b""),
+        ("/v1/recommendations/x", b"category=" + b"c" * 129),
     ]:
         assert parse(path, query) is None, (path, query)
 

@@ -27,6 +27,7 @@ from redis.asyncio import Redis
 
 from streamrec_recommender.synthetic_model import activate, next_version, write_bundle
 from streamrec_shared import synthetic
+from streamrec_shared.algorithms import REGISTRY
 from streamrec_shared.client import ApiError, AsyncStreamrecClient
 from streamrec_shared.localstack import infra
 from streamrec_shared.localstack.stack import LocalStack, StackDescription
@@ -36,7 +37,7 @@ pytestmark = [pytest.mark.stack]
 N_PRODUCTS = 300
 EVENT_TIME = 1_737_374_400  # 2025-01-20T12:00Z: inside the synthetic shop's event-time window,
 # so these events do not move the training window of other tests in the same stack session
-ALGORITHMS = ("auto", "als", "itemknn", "content", "popular", "hybrid")
+ALGORITHMS = ("auto", *REGISTRY.served)
 T = TypeVar("T")
 
 

@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import logging
 import time
-from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from streamrec_recommender.adapters.redis_state import count_degraded
-from streamrec_recommender.api.request import PREFIX, ROUTE, parse
+from streamrec_recommender.api.request import (
+    PREFIX,
+    ROUTE,
+    RecommendationQuery,
+    read_query,
+    user_of,
+)
 from streamrec_recommender.api.routes import dumps, render
 from streamrec_recommender.runtime.recommender import Recommender
 from streamrec_shared import metrics
@@ -26,6 +31,8 @@ from streamrec_shared import metrics
 logger = logging.getLogger(__name__)
 
 _HEADERS = [(b"content-type", b"application/json")]
+QUERY_CACHE = 4096
+"""Distinct query strings whose reading is kept (frontends send a handful: ``k=10`` ...)."""
 
 
 class FastPath:
@@ -37,6 +44,17 @@ class FastPath:
             200: metrics.HTTP_REQUESTS.labels("recommender", ROUTE, "GET", "200"),
         }
         self._duration = metrics.HTTP_REQUEST_DURATION.labels("recommender", ROUTE, "GET")
+        self._queries: dict[bytes, RecommendationQuery | None] = {}
+
+    def _query(self, raw: bytes) -> RecommendationQuery | None:
+        """``read_query(raw)``, remembered per distinct query string (a reading is immutable)."""
+        try:
+            return self._queries[raw]
+        except KeyError:
+            if len(self._queries) >= QUERY_CACHE:
+                self._queries.clear()
+            found = self._queries[raw] = read_query(raw)
+            return found
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -47,13 +65,12 @@ class FastPath:
         ):
             await self.app(scope, receive, send)
             return
-        query = scope.get("query_string", b"")
-        # as Starlette reads a query string: latin-1, then percent-decoding as UTF-8
-        pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True) if query else ()
-        req = parse(scope["path"], dict(pairs))
-        if req is None:
+        user_id = user_of(scope["path"])
+        query = self._query(scope.get("query_string", b""))
+        if user_id is None or query is None:
             await self.app(scope, receive, send)
             return
+        req = query.to_request(user_id)
         started = time.perf_counter()
         try:
             answer = await self.recommender.recommend(req)

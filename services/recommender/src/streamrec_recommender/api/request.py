@@ -10,6 +10,7 @@ values come from ``streamrec_shared.algorithms.REGISTRY`` when a request is vali
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
@@ -64,14 +65,28 @@ def excluded(raw: str | None) -> tuple[str, ...]:
     return tuple(p for p in (s.strip() for s in raw.split(",")) if p)
 
 
-def parse(path: str, query: dict[str, str]) -> Request | None:
-    """The request of a ``GET`` of ``path`` (percent-decoded once, as the ASGI server gives it
-    and the route sees it) with ``query`` (name -> last value); None when it is not a valid
-    recommendations call (the route then answers, e.g. the 422)."""
+def user_of(path: str) -> str | None:
+    """The user id of a recommendations path, percent-decoded once (as the ASGI server gives
+    it and the route sees it); None when the route would not match or validate it."""
     user_id = path[len(PREFIX) :]
     if not 1 <= len(user_id) <= USER_ID_MAX or "/" in user_id:
         return None
+    return user_id
+
+
+def read_query(raw: bytes) -> RecommendationQuery | None:
+    """A raw query string read as Starlette reads it (latin-1, then percent-decoding as UTF-8,
+    the last of repeated names) and validated by ``RecommendationQuery``; None when invalid."""
+    pairs = parse_qsl(raw.decode("latin-1"), keep_blank_values=True) if raw else ()
     try:
-        return RecommendationQuery.model_validate(query).to_request(user_id)
+        return RecommendationQuery.model_validate(dict(pairs))
     except ValidationError:
         return None
+
+
+def parse(path: str, query: bytes) -> Request | None:
+    """The request of a ``GET`` of ``path`` with the raw ``query``; None when it is not a valid
+    recommendations call (the route then answers, e.g. the 422)."""
+    user_id = user_of(path)
+    found = read_query(query) if user_id is not None else None
+    return found.to_request(user_id) if found is not None and user_id is not None else None

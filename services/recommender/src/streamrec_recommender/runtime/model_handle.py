@@ -4,13 +4,8 @@ A ``ServingModel`` is built once per model version from an ``artifacts.ModelBund
 changes afterwards; ``ModelHandle.current`` is replaced atomically (one attribute assignment)
 when ``streamrec_shared.model_watch.ModelWatcher`` announces a new active version (models.v1,
 registry polling as fallback). Requests take one reference at their start and use it to the
-end, so a swap never mixes two versions inside one response.
-
-Serving item space
-    Rows ``0 .. n_trained-1`` are the ALS items (``als.npz`` order); the rows after them are
-    catalogue products known only to the content model (no interaction at training time),
-    placed in the ALS space by the content projection. That is how a new product can be
-    recommended before anybody touched it.
+end, so a swap never mixes two versions inside one response. The serving item space is
+described in ``serving.model``.
 """
 
 from __future__ import annotations
