@@ -453,7 +453,7 @@ class ModelBundle:
 
     def _parts(self) -> dict[str, dict[str, NDArray[Any]]]:
         parts: dict[str, dict[str, NDArray[Any]]] = {"als": self.als.to_arrays()}
-        for name in ("itemknn", "content", "popular", "topn"):
+        for name in CORE_FILES[1:]:  # after als
             part = getattr(self, name)
             if part is not None:
                 parts[name] = part.to_arrays()

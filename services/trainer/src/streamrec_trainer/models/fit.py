@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 class TrainParams:
     """Everything ``fit_all`` needs. ``half_life_days`` decays event weights relative to the end
     of the data window (None = no decay). ``ease`` None skips EASE (offline-only algorithm).
-    ``topn_algorithm`` names the scorer whose lists go into topn.npz ("als", "itemknn", "ease")
+    ``topn_algorithm`` names the fitted algorithm whose lists go into topn.npz (e.g. "als")
     for users active within ``topn_active_days`` of the window end."""
 
     half_life_days: float | None = None
@@ -60,7 +60,7 @@ class TrainParams:
 
     def params_for(self, name: str) -> Any:
         """The parameters of algorithm ``name`` (None: do not fit it)."""
-        if name in _FIELDS:
+        if name in self.__dataclass_fields__:  # a built-in algorithm's group
             return getattr(self, name)
         if name in self.plugins:
             return self.plugins[name]
@@ -86,10 +86,6 @@ class TrainParams:
             else:
                 kwargs[key] = value
         return cls(**kwargs, plugins=plugins)
-
-
-_FIELDS = frozenset(("als", "itemknn", "content", "popular", "ease"))
-"""Algorithms whose parameters are ``TrainParams`` fields (the others: ``plugins``)."""
 
 
 @dataclass(frozen=True)
