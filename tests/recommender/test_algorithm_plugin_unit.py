@@ -16,7 +16,6 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from pydantic import SecretStr
 
 from streamrec_recommender import online
 from streamrec_recommender.api.app import create_app, with_fast_path
@@ -124,19 +123,11 @@ def test_the_bundle_carries_the_toy_arrays(bundle: ModelBundle, model: ServingMo
     assert "toy" in offline.default_grids()  # and streamrec eval evaluates it
 
 
-def _settings() -> RecommenderSettings:
-    s = RecommenderSettings()
-    s.redis.url = SecretStr("redis://127.0.0.1:9/0")  # nothing listens: degraded, still 200
-    s.postgres.dsn = SecretStr("postgresql://x@127.0.0.1:9/x")
-    s.kafka.bootstrap_servers = "127.0.0.1:9"
-    s.recommender.attribution_consumer = False
-    return s
-
-
 async def test_the_recommender_serves_algorithm_toy(
-    bundle: ModelBundle, model: ServingModel
+    bundle: ModelBundle, model: ServingModel, offline_settings: RecommenderSettings
 ) -> None:
-    app = create_app(_settings(), model=model, watch_models=False)
+    """Redis and Postgres unreachable: degraded answers, still algorithm=toy's items."""
+    app = create_app(offline_settings, model=model, watch_models=False)
     async with app.router.lifespan_context(app):
         for asgi in (with_fast_path(app), app):
             transport = httpx.ASGITransport(app=asgi)

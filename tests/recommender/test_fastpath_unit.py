@@ -10,7 +10,6 @@ import httpx
 import pytest
 import pytest_asyncio
 from prometheus_client import REGISTRY
-from pydantic import SecretStr
 from starlette.types import Receive, Scope, Send
 
 from streamrec_recommender.api.app import create_app, with_fast_path
@@ -55,19 +54,12 @@ def test_parse_defers_what_the_route_rejects() -> None:
         assert parse(path, query) is None, (path, query)
 
 
-def _settings() -> RecommenderSettings:
-    s = RecommenderSettings()
-    s.redis.url = SecretStr("redis://127.0.0.1:9/0")  # discard port: nothing listens
-    s.postgres.dsn = SecretStr("postgresql://x@127.0.0.1:9/x")
-    s.kafka.bootstrap_servers = "127.0.0.1:9"
-    s.recommender.attribution_consumer = False
-    return s
-
-
 @pytest_asyncio.fixture(loop_scope="session")
-async def both() -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
+async def both(
+    offline_settings: RecommenderSettings,
+) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
     """(fast path in front of the app, the app alone) over one app and one lifespan."""
-    s = _settings()
+    s = offline_settings
     model = prepare(make_bundle(n_items=200, n_users=50), s.recommender)
     app = create_app(s, model=model, watch_models=False)
     async with app.router.lifespan_context(app):

@@ -21,17 +21,8 @@ from numpy.typing import NDArray
 
 from streamrec_shared.artifacts import AlsArrays
 from streamrec_trainer.dataset import index_of
+from streamrec_trainer.models import registry
 from streamrec_trainer.models.base import as_csr32, single_threaded_blas
-from streamrec_trainer.models.registry import (
-    Fitting,
-    OfflineAdapter,
-    OfflineContext,
-    Params,
-    TrainerAlgorithm,
-    grid,
-    half_life,
-    register,
-)
 
 if TYPE_CHECKING:
     from streamrec_trainer.models.fit import FittedModels
@@ -164,7 +155,7 @@ def align_factors(
 
 
 # --- registration (streamrec_trainer.models.registry) ------------------------------------------
-def _fit(fitting: Fitting, params: AlsParams) -> AlsModel:
+def _fit(fitting: registry.Fitting, params: AlsParams) -> AlsModel:
     return fit_als(
         fitting.x,
         params,
@@ -186,12 +177,12 @@ def _bundle(model: AlsModel, fitted: FittedModels) -> AlsArrays:
     )
 
 
-def offline_als(ctx: OfflineContext, p: Params) -> AlsModel:
+def offline_als(ctx: registry.OfflineContext, p: registry.Params) -> AlsModel:
     """ALS on the holdout's training part (cached per parameter point: content_to_als reads
     the chosen one again)."""
 
     def fit() -> AlsModel:
-        x = ctx.holdout.matrix(half_life(p)).matrix
+        x = ctx.holdout.matrix(registry.half_life(p)).matrix
         params = AlsParams(
             factors=int(p["factors"]),
             regularization=float(p["regularization"]),
@@ -204,15 +195,15 @@ def offline_als(ctx: OfflineContext, p: Params) -> AlsModel:
     return model
 
 
-register(
-    TrainerAlgorithm(
+registry.register(
+    registry.TrainerAlgorithm(
         "als",
         AlsParams,
         _fit,
         bundle=_bundle,
         offline={
-            "als": OfflineAdapter(
-                grid(
+            "als": registry.OfflineAdapter(
+                registry.grid(
                     half_life_days=[None, 90.0],
                     factors=[32, 64, 128],
                     regularization=[0.1, 1.0],

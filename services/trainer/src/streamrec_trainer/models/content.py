@@ -34,18 +34,9 @@ from numpy.typing import ArrayLike, NDArray
 
 from streamrec_shared.artifacts import ContentArrays
 from streamrec_trainer.dataset import Catalog
+from streamrec_trainer.models import registry
 from streamrec_trainer.models.als import offline_als
 from streamrec_trainer.models.base import as_csr32
-from streamrec_trainer.models.registry import (
-    Fitting,
-    OfflineAdapter,
-    OfflineContext,
-    Params,
-    TrainerAlgorithm,
-    grid,
-    half_life,
-    register,
-)
 
 if TYPE_CHECKING:
     from streamrec_trainer.models.fit import FittedModels
@@ -376,7 +367,7 @@ def fit_content(
 
 
 # --- registration (streamrec_trainer.models.registry) ------------------------------------------
-def _fit(fitting: Fitting, params: ContentParams) -> ContentModel:
+def _fit(fitting: registry.Fitting, params: ContentParams) -> ContentModel:
     """Featuriser on the catalogue; ridge map onto the ALS factors of items with interactions."""
     als = fitting.models["als"]
     item_counts = np.diff(fitting.x.tocsc().indptr)
@@ -407,12 +398,14 @@ def _bundle(model: ContentModel, fitted: FittedModels) -> ContentArrays:
     )
 
 
-def _offline_content(ctx: OfflineContext, p: Params) -> ContentModel:
+def _offline_content(ctx: registry.OfflineContext, p: registry.Params) -> ContentModel:
     del p
     return fit_content(ctx.catalog, ctx.holdout.item_ids, ContentParams())
 
 
-def _offline_content_to_als(ctx: OfflineContext, p: Params) -> MappedFactorsScorer:
+def _offline_content_to_als(
+    ctx: registry.OfflineContext, p: registry.Params
+) -> MappedFactorsScorer:
     """ALS user factors against item factors predicted from content by a ridge map fitted on
     the *other* items (5-fold out-of-fold), i.e. every item scored as if it were brand new."""
     chosen = ctx.chosen.get("als")
@@ -427,24 +420,24 @@ def _offline_content_to_als(ctx: OfflineContext, p: Params) -> MappedFactorsScor
     return MappedFactorsScorer(user_factors=als.user_factors, item_factors=predicted)
 
 
-def _als_half_life(ctx: OfflineContext, p: Params) -> float | None:
+def _als_half_life(ctx: registry.OfflineContext, p: registry.Params) -> float | None:
     chosen = ctx.chosen.get("als")
-    return half_life(chosen if chosen is not None else p)
+    return registry.half_life(chosen if chosen is not None else p)
 
 
-register(
-    TrainerAlgorithm(
+registry.register(
+    registry.TrainerAlgorithm(
         "content",
         ContentParams,
         _fit,
         after=("als",),
         bundle=_bundle,
         offline={
-            "content": OfflineAdapter(
-                grid(half_life_days=[None, 90.0]), _offline_content, order=50
+            "content": registry.OfflineAdapter(
+                registry.grid(half_life_days=[None, 90.0]), _offline_content, order=50
             ),
-            "content_to_als": OfflineAdapter(
-                grid(l2=[1.0, 10.0, 100.0]),
+            "content_to_als": registry.OfflineAdapter(
+                registry.grid(l2=[1.0, 10.0, 100.0]),
                 _offline_content_to_als,
                 order=51,
                 needs=("als",),

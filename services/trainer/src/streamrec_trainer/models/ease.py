@@ -13,17 +13,8 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
+from streamrec_trainer.models import registry
 from streamrec_trainer.models.base import as_csr32
-from streamrec_trainer.models.registry import (
-    Fitting,
-    OfflineAdapter,
-    OfflineContext,
-    Params,
-    TrainerAlgorithm,
-    grid,
-    half_life,
-    register,
-)
 
 
 @dataclass(frozen=True)
@@ -72,24 +63,26 @@ def fit_ease(weights: sp.csr_matrix, params: EaseParams) -> EaseModel:
 
 
 # --- registration (streamrec_trainer.models.registry) ------------------------------------------
-def _fit(fitting: Fitting, params: EaseParams) -> EaseModel:
+def _fit(fitting: registry.Fitting, params: EaseParams) -> EaseModel:
     return fit_ease(fitting.x, params)
 
 
-def _offline(ctx: OfflineContext, p: Params) -> EaseModel:
-    x = ctx.holdout.matrix(half_life(p)).matrix
+def _offline(ctx: registry.OfflineContext, p: registry.Params) -> EaseModel:
+    x = ctx.holdout.matrix(registry.half_life(p)).matrix
     return fit_ease(x, EaseParams(l2=float(p["l2"]), binary=bool(p["binary"])))
 
 
-register(
-    TrainerAlgorithm(
+registry.register(
+    registry.TrainerAlgorithm(
         "ease",
         EaseParams,
         _fit,  # offline-only: nothing shipped (a dense n_items^2 matrix)
         offline={
-            "ease": OfflineAdapter(
-                grid(half_life_days=[None], l2=[100.0, 300.0, 1000.0, 3000.0], binary=[True])
-                + grid(half_life_days=[90.0], l2=[300.0, 1000.0], binary=[False]),
+            "ease": registry.OfflineAdapter(
+                registry.grid(
+                    half_life_days=[None], l2=[100.0, 300.0, 1000.0, 3000.0], binary=[True]
+                )
+                + registry.grid(half_life_days=[90.0], l2=[300.0, 1000.0], binary=[False]),
                 _offline,
                 order=40,
             )

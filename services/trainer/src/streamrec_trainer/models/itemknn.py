@@ -17,17 +17,8 @@ from implicit.nearest_neighbours import ItemItemRecommender, bm25_weight
 from numpy.typing import NDArray
 
 from streamrec_shared.artifacts import ItemKnnArrays
+from streamrec_trainer.models import registry
 from streamrec_trainer.models.base import Scorer, as_csr32, single_threaded_blas
-from streamrec_trainer.models.registry import (
-    Fitting,
-    OfflineAdapter,
-    OfflineContext,
-    Params,
-    TrainerAlgorithm,
-    grid,
-    half_life,
-    register,
-)
 
 if TYPE_CHECKING:
     from streamrec_trainer.models.fit import FittedModels
@@ -118,7 +109,7 @@ def fit_itemknn(weights: sp.csr_matrix, params: ItemKnnParams) -> ItemKnnModel:
 
 
 # --- registration (streamrec_trainer.models.registry) ------------------------------------------
-def _fit(fitting: Fitting, params: ItemKnnParams) -> ItemKnnModel:
+def _fit(fitting: registry.Fitting, params: ItemKnnParams) -> ItemKnnModel:
     return fit_itemknn(fitting.x, params)
 
 
@@ -128,9 +119,11 @@ def _bundle(model: ItemKnnModel, fitted: FittedModels) -> ItemKnnArrays:
     return ItemKnnArrays(neighbours=fitted.similar_items, neighbour_scores=fitted.similar_scores)
 
 
-def _offline(method: Literal["bm25", "cosine"]) -> Callable[[OfflineContext, Params], Scorer]:
-    def fit(ctx: OfflineContext, p: Params) -> Scorer:
-        x = ctx.holdout.matrix(half_life(p)).matrix
+def _offline(
+    method: Literal["bm25", "cosine"],
+) -> Callable[[registry.OfflineContext, registry.Params], Scorer]:
+    def fit(ctx: registry.OfflineContext, p: registry.Params) -> Scorer:
+        x = ctx.holdout.matrix(registry.half_life(p)).matrix
         params = ItemKnnParams(
             method=method, k=int(p["k"]), binary=bool(p["binary"]), num_threads=ctx.threads
         )
@@ -139,20 +132,20 @@ def _offline(method: Literal["bm25", "cosine"]) -> Callable[[OfflineContext, Par
     return fit
 
 
-register(
-    TrainerAlgorithm(
+registry.register(
+    registry.TrainerAlgorithm(
         "itemknn",
         ItemKnnParams,
         _fit,
         bundle=_bundle,
         offline={
-            "itemknn_bm25": OfflineAdapter(
-                grid(half_life_days=[None, 90.0], k=[50, 100, 200], binary=[True, False]),
+            "itemknn_bm25": registry.OfflineAdapter(
+                registry.grid(half_life_days=[None, 90.0], k=[50, 100, 200], binary=[True, False]),
                 _offline("bm25"),
                 order=20,
             ),
-            "itemknn_cosine": OfflineAdapter(
-                grid(half_life_days=[None, 90.0], k=[50, 200], binary=[True, False]),
+            "itemknn_cosine": registry.OfflineAdapter(
+                registry.grid(half_life_days=[None, 90.0], k=[50, 200], binary=[True, False]),
                 _offline("cosine"),
                 order=21,
             ),

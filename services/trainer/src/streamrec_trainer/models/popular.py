@@ -18,17 +18,8 @@ from numpy.typing import ArrayLike, NDArray
 from streamrec_shared.artifacts import PopularArrays
 from streamrec_shared.factors import top_k
 from streamrec_shared.weights import PURCHASE_WEIGHT
+from streamrec_trainer.models import registry
 from streamrec_trainer.models.base import as_csr32
-from streamrec_trainer.models.registry import (
-    Fitting,
-    OfflineAdapter,
-    OfflineContext,
-    Params,
-    TrainerAlgorithm,
-    grid,
-    half_life,
-    register,
-)
 
 if TYPE_CHECKING:
     from streamrec_trainer.models.fit import FittedModels
@@ -102,7 +93,7 @@ def fit_popular(
 
 
 # --- registration (streamrec_trainer.models.registry) ------------------------------------------
-def _fit(fitting: Fitting, params: PopularParams) -> PopularModel:
+def _fit(fitting: registry.Fitting, params: PopularParams) -> PopularModel:
     categories = fitting.dataset.catalog.reindex(fitting.matrix.item_ids).categories
     return fit_popular(fitting.x, params, categories)
 
@@ -118,24 +109,26 @@ def _bundle(model: PopularModel, fitted: FittedModels) -> PopularArrays:
     )
 
 
-def _offline(ctx: OfflineContext, p: Params) -> PopularModel:
-    x = ctx.holdout.matrix(half_life(p)).matrix
+def _offline(ctx: registry.OfflineContext, p: registry.Params) -> PopularModel:
+    x = ctx.holdout.matrix(registry.half_life(p)).matrix
     return fit_popular(x, PopularParams(cap=p["cap"]))
 
 
-register(
-    TrainerAlgorithm(
+registry.register(
+    registry.TrainerAlgorithm(
         "popular",
         PopularParams,
         _fit,
         bundle=_bundle,
         offline={
             # undecayed distinct buyers, no tuning: the reference's popularity
-            "popular_baseline": OfflineAdapter(
+            "popular_baseline": registry.OfflineAdapter(
                 [{"half_life_days": None, "cap": 5.0}], _offline, order=10
             ),
-            "popular": OfflineAdapter(
-                grid(half_life_days=[None, 30.0, 90.0], cap=[5.0, None]), _offline, order=11
+            "popular": registry.OfflineAdapter(
+                registry.grid(half_life_days=[None, 30.0, 90.0], cap=[5.0, None]),
+                _offline,
+                order=11,
             ),
         },
     )
