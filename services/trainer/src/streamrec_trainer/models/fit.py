@@ -26,10 +26,10 @@ from streamrec_trainer.dataset import (
 )
 from streamrec_trainer.models.als import AlsModel, AlsParams, align_factors
 from streamrec_trainer.models.base import Scorer
-from streamrec_trainer.models.content import ContentModel, ContentParams
-from streamrec_trainer.models.ease import EaseModel, EaseParams
+from streamrec_trainer.models.content import ContentParams
+from streamrec_trainer.models.ease import EaseParams
 from streamrec_trainer.models.itemknn import ItemKnnModel, ItemKnnParams
-from streamrec_trainer.models.popular import PopularModel, PopularParams
+from streamrec_trainer.models.popular import PopularParams
 from streamrec_trainer.models.registry import TRAINERS, Fitting, load_builtin, trained
 from streamrec_trainer.models.topn import top_n, top_n_from_scores
 
@@ -105,27 +105,8 @@ class FittedModels:
 
     @property
     def als(self) -> AlsModel:
+        """The ALS model (every bundle carries one: it defines the item and user spaces)."""
         model: AlsModel = self.models["als"]
-        return model
-
-    @property
-    def itemknn(self) -> ItemKnnModel:
-        model: ItemKnnModel = self.models["itemknn"]
-        return model
-
-    @property
-    def content(self) -> ContentModel:
-        model: ContentModel = self.models["content"]
-        return model
-
-    @property
-    def popular(self) -> PopularModel:
-        model: PopularModel = self.models["popular"]
-        return model
-
-    @property
-    def ease(self) -> EaseModel | None:
-        model: EaseModel | None = self.models.get("ease")
         return model
 
     def scorers(self) -> dict[str, Scorer]:
