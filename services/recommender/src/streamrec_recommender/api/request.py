@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from streamrec_recommender.serving.context import Request
-from streamrec_shared.algorithms import REGISTRY
+from streamrec_shared.algorithms import AUTO, REGISTRY
 
 PREFIX = "/v1/recommendations/"
 ROUTE = "/v1/recommendations/{user_id}"
@@ -24,12 +24,12 @@ USER_ID_MAX = 128
 
 def _algorithm(value: str) -> str:
     if value not in REGISTRY.accepted:
-        raise ValueError(f"one of {', '.join(sorted(REGISTRY.accepted))}")
+        raise ValueError(f"one of {', '.join((AUTO, *REGISTRY.served))}")
     return value
 
 
 def _algorithm_schema(schema: dict[str, Any]) -> None:
-    schema["enum"] = sorted(REGISTRY.accepted)
+    schema["enum"] = [AUTO, *REGISTRY.served]
 
 
 AlgorithmName = Annotated[
