@@ -10,8 +10,9 @@ per side, which registers itself under the same name:
 
 Derived here: the recommender's accepted ``algorithm=`` values (``served`` plus ``auto``), the
 default bandit arms (``arms``), the rec-id code of each algorithm (``codes``), the fallback
-chain of an explicitly requested algorithm (``fallbacks``) and the members of ``hybrid``'s rank
-fusion with their weights (``hybrid_members``). Adding an algorithm: one ``register`` call (or
+chain of an explicitly requested algorithm (``fallbacks``), the members of ``hybrid``'s rank
+fusion with their weights (``hybrid_members``) and those of the ``recent_items`` tier
+(``recent_members``). Adding an algorithm: one ``register`` call (or
 one entry in ``BUILTIN``) plus its module on each side.
 
 Pure: no I/O, no numpy.
@@ -37,6 +38,8 @@ class Algorithm:
     fallback: position in the chain an unavailable explicit request falls back along
     (lower first; None: never a fallback).
     hybrid_weight: weight of its list in ``hybrid``'s rank fusion (0: not a member).
+    recent_weight: weight of its list in the ``recent_items`` tier (users with a few events:
+    rank fusion of these lists, blended with trending; 0: not a member).
     trained: the trainer fits it (``hybrid`` only combines the others).
     """
 
@@ -46,13 +49,14 @@ class Algorithm:
     arm: bool = True
     fallback: int | None = None
     hybrid_weight: float = 0.0
+    recent_weight: float = 0.0
     trained: bool = True
 
 
 BUILTIN: tuple[Algorithm, ...] = (
     Algorithm("als", "a", fallback=0, hybrid_weight=1.0),
-    Algorithm("itemknn", "i", fallback=1, hybrid_weight=0.8),
-    Algorithm("content", "c", fallback=2, hybrid_weight=0.5),
+    Algorithm("itemknn", "i", fallback=1, hybrid_weight=0.8, recent_weight=1.0),
+    Algorithm("content", "c", fallback=2, hybrid_weight=0.5, recent_weight=0.6),
     Algorithm("popular", "p", arm=False, fallback=3),
     Algorithm("hybrid", "h", trained=False),
     Algorithm("ease", "e", served=False, arm=False),
@@ -75,6 +79,7 @@ class Registry:
         self.by_code: dict[str, str] = {}
         self.fallback_order: tuple[str, ...] = ()
         self.hybrid_members: tuple[tuple[str, float], ...] = ()
+        self.recent_members: tuple[tuple[str, float], ...] = ()
         for entry in entries:
             self.register(entry)
 
@@ -109,6 +114,9 @@ class Registry:
         self.fallback_order = tuple(e.name for e in chain)
         self.hybrid_members = tuple(
             (e.name, e.hybrid_weight) for e in entries if e.hybrid_weight > 0 and e.served
+        )
+        self.recent_members = tuple(
+            (e.name, e.recent_weight) for e in entries if e.recent_weight > 0 and e.served
         )
 
     def __getitem__(self, name: str) -> Algorithm:

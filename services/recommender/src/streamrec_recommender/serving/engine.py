@@ -345,13 +345,17 @@ class Engine:
             if source == "model_popularity":
                 strategy += ":model"
         elif tier == "recent_items":
-            knn = self.run("itemknn", job, c)
-            content = self.run("content", job, c)
-            base_parts = [(r, w) for r, w in ((knn, 1.0), (content, 0.6)) if r is not None]
+            base_parts: list[tuple[Ranked, float]] = []
+            algorithm = "popular"  # named after the first member that found candidates
+            for name, weight in REGISTRY.recent_members:
+                part = self.run(name, job, c)
+                if part is not None:
+                    if algorithm == "popular" and len(part):
+                        algorithm = name
+                    base_parts.append((part, weight))
             base = ranking.rank_fusion(base_parts) if base_parts else Ranked.empty()
             pop = self.run("popular", job, c) or Ranked.empty()
             ranked = ranking.blend(base, pop, self.settings.trending_blend)
-            algorithm = "itemknn" if knn is not None else "content" if content else "popular"
             strategy = "recent_items"
         else:
             for algo in REGISTRY.fallbacks(wanted):
