@@ -13,21 +13,11 @@ import httpx
 import pytest
 import pytest_asyncio
 from fastapi import FastAPI
-from pydantic import SecretStr
 
 from streamrec_dev.synthetic_model import make_bundle
-from streamrec_recommender.app import create_app, with_fast_path
-from streamrec_recommender.model_handle import prepare
+from streamrec_recommender.api.app import create_app, with_fast_path
+from streamrec_recommender.runtime.model_handle import prepare
 from streamrec_recommender.settings import RecommenderSettings
-
-
-def settings() -> RecommenderSettings:
-    s = RecommenderSettings()
-    s.redis.url = SecretStr("redis://127.0.0.1:9/0")  # discard port: nothing listens
-    s.postgres.dsn = SecretStr("postgresql://x@127.0.0.1:9/x")
-    s.kafka.bootstrap_servers = "127.0.0.1:9"
-    s.recommender.attribution_consumer = False
-    return s
 
 
 async def _client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
@@ -38,16 +28,18 @@ async def _client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    s = settings()
+async def client(offline_settings: RecommenderSettings) -> AsyncIterator[httpx.AsyncClient]:
+    s = offline_settings
     model = prepare(make_bundle(n_items=200, n_users=50), s.recommender)
     async for c in _client(create_app(s, model=model, watch_models=False)):
         yield c
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def empty_client() -> AsyncIterator[httpx.AsyncClient]:
-    async for c in _client(create_app(settings(), watch_models=False)):
+async def empty_client(
+    offline_settings: RecommenderSettings,
+) -> AsyncIterator[httpx.AsyncClient]:
+    async for c in _client(create_app(offline_settings, watch_models=False)):
         yield c
 
 
@@ -130,30 +122,21 @@ async def test_readiness_needs_a_model_or_popularity(
 
 
 @pytest.mark.parametrize("origin", ["https://shop.example"])
-async def test_cors_when_configured(origin: str) -> None:
-    s = settings()
+async def test_cors_when_configured(origin: str, offline_settings: RecommenderSettings) -> None:
+    s = offline_settings
     s.http.cors_origins = [origin]
     async for c in _client(create_app(s, watch_models=False)):
         r = await c.get("/healthz", headers={"Origin": origin})
         assert r.headers.get("access-control-allow-origin") == origin
 
 
-async def test_fast_path_and_framework_give_the_same_answer(client: httpx.AsyncClient) -> None:
-    # An unknown parameter sends the request through FastAPI (which ignores it); the plain
-    # request takes the fast path. Same contract, same items.
-    path = "/v1/recommendations/u0000009"
-    framework = (await get(client, path, k=4, algorithm="als", trace="1")).json()
-    fast = (await get(client, path, k=4, algorithm="als")).json()
-    assert set(framework) == set(fast)
-    assert [i["product_id"] for i in framework["items"]] == [i["product_id"] for i in fast["items"]]
-    assert framework["rec_id"] != fast["rec_id"]
-
-
-async def test_a_failing_batch_scorer_still_answers_every_request() -> None:
+async def test_a_failing_batch_scorer_still_answers_every_request(
+    offline_settings: RecommenderSettings,
+) -> None:
     """The batch step is outside the per-request fallback: if it fails, each request is still
     scored on its own (here that fails too, so it gets the degraded fallback), never left
     hanging."""
-    s = settings()
+    s = offline_settings
     model = prepare(make_bundle(n_items=200, n_users=50), s.recommender)
     assert model.exact is not None
 
@@ -171,10 +154,12 @@ async def test_a_failing_batch_scorer_still_answers_every_request() -> None:
             assert body["strategy"].startswith("degraded:error_fallback"), body
 
 
-async def test_the_error_fallback_serves_the_model_popularity_without_redis() -> None:
+async def test_the_error_fallback_serves_the_model_popularity_without_redis(
+    offline_settings: RecommenderSettings,
+) -> None:
     """Scoring fails and Redis (its trending lists) is down: the answer is still the model's
     popularity held in memory, filtered as any answer, not an empty list."""
-    s = settings()
+    s = offline_settings
     model = prepare(make_bundle(n_items=200, n_users=50), s.recommender)
 
     def broken(*args: object, **kwargs: object) -> object:

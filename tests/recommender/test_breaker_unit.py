@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streamrec_recommender.breaker import CircuitBreaker
+from streamrec_recommender.adapters.breaker import CircuitBreaker
 
 
 def test_breaker_cycle() -> None:

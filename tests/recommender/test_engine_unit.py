@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 
 from streamrec_dev.synthetic_model import make_bundle
-from streamrec_recommender import catalog as catalogs
-from streamrec_recommender.engine import Context, Engine, Request, Settings
-from streamrec_recommender.model_handle import ServingModel, prepare
-from streamrec_recommender.policy import Experiment, ThompsonBandit, Variant
-from streamrec_recommender.ranking import Campaign
+from streamrec_recommender.runtime.model_handle import prepare
+from streamrec_recommender.serving import catalog as catalogs
+from streamrec_recommender.serving.context import Context, Job, Request, TrendingMirror
+from streamrec_recommender.serving.engine import Engine, Settings
+from streamrec_recommender.serving.model import ServingModel
+from streamrec_recommender.serving.policy import Experiment, ThompsonBandit, Variant
+from streamrec_recommender.serving.ranking import Campaign
 from streamrec_recommender.settings import ServingSettings
-from streamrec_recommender.store import TrendingMirror
 from streamrec_shared.metrics import RECOMMENDER_ANN_RECALL
 from streamrec_shared.profile import UserProfile
 
@@ -188,23 +189,15 @@ def test_ann_index_recall_is_measured_and_exported(tmp_path: object) -> None:
     assert again.ann is not None  # mapped from the cache directory this time
 
 
-def batched(eng: Engine, req: Request, c: Context) -> tuple[Context, int]:
-    """What the service's batcher hands the engine: the request's plan, user vector, filter
-    and exact ALS candidates at the depth its plan reads (``Recommender._prepare``)."""
+def batched(eng: Engine, req: Request, c: Context) -> tuple[Job, int]:
+    """What the service's batcher hands the engine: the prepared job with the exact ALS
+    candidates at the depth its plan reads (``Recommender._prepare``)."""
     assert c.model is not None
     assert c.model.exact is not None
-    vector = eng.user_vector(c.model, c.profile, req.user_id)
-    recent = eng.recent(c.model, c.profile)
-    plan = eng.plan(req, c, c.model, vector, recent)
-    depth = eng.als_depth(plan, req.k)
-    flt, _ = eng.item_filter(c, c.model, req)
-    als = None
-    if depth and vector[0] is not None:
-        als = c.model.exact.top(vector[0][None, :], [flt], depth)[0]
-    prepared = dataclasses.replace(
-        c, vector=vector, recent=recent, plan=plan, item_filter=flt, als=als
-    )
-    return prepared, depth
+    job = eng.prepare(req, c)
+    if job.depth and job.u is not None and job.flt is not None:
+        job.als = c.model.exact.top(job.u[None, :], [job.flt], job.depth)[0]
+    return job, job.depth
 
 
 @pytest.mark.parametrize("algorithm", ["als", "hybrid", "auto", "itemknn", "popular"])
@@ -220,9 +213,9 @@ def test_candidates_at_the_planned_depth_give_the_same_answer(
         base = ctx(model, profile=prof if n % 2 else None, campaigns=camps, now=5.0)
         req = Request(user, 5, algorithm)
         direct = engine().recommend(req, base)  # the engine scores for itself (full depth)
-        prepared, depth = batched(engine(), req, base)
+        job, depth = batched(engine(), req, base)
         seen_depths.add(depth)
-        assert engine().recommend(req, prepared) == direct
+        assert engine().answer(job) == direct
     if algorithm == "als":
         assert seen_depths == ({engine().candidates(5)} if campaign else {5})
     if algorithm in ("itemknn", "popular"):

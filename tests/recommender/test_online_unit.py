@@ -10,7 +10,7 @@ import pytest
 from streamrec_recommender import online
 from streamrec_recommender.attribution import may_count
 from streamrec_recommender.online import RecTag
-from streamrec_recommender.policy import Experiment, Variant
+from streamrec_recommender.serving.policy import Experiment, Variant
 from streamrec_shared.events import EVENT_TYPES, UserEvent, encode
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamrec_recommender import policy
-from streamrec_recommender.policy import ArmStats, Experiment, ThompsonBandit, Variant
+from streamrec_recommender.serving import policy
+from streamrec_recommender.serving.policy import ArmStats, Experiment, ThompsonBandit, Variant
 
 
 def _exp(weights: tuple[float, float] = (0.7, 0.3), status: str = "running") -> Experiment:

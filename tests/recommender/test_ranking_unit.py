@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamrec_recommender import ranking
-from streamrec_recommender.ranking import Campaign, ItemFilter, Ranked
+from streamrec_recommender.serving import ranking
+from streamrec_recommender.serving.ranking import Campaign, ItemFilter, Ranked
 
 
 def test_ranked_of_sorts_best_first_ties_by_index_and_drops_neg_inf() -> None:

@@ -29,6 +29,7 @@ from streamrec_dev import synthetic
 from streamrec_dev.localstack import infra
 from streamrec_dev.localstack.stack import LocalStack, StackDescription
 from streamrec_dev.synthetic_model import activate, next_version, write_bundle
+from streamrec_shared.algorithms import REGISTRY
 
 from ..polling import eventually
 
@@ -37,7 +38,7 @@ pytestmark = [pytest.mark.stack]
 N_PRODUCTS = 300
 EVENT_TIME = 1_737_374_400  # 2025-01-20T12:00Z: inside the synthetic shop's event-time window,
 # so these events do not move the training window of other tests in the same stack session
-ALGORITHMS = ("auto", "als", "itemknn", "content", "popular", "hybrid")
+ALGORITHMS = ("auto", *REGISTRY.served)
 
 
 def ids(rec: dict[str, Any]) -> list[str]:

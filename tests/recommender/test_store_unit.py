@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streamrec_recommender.store import category_of
+from streamrec_recommender.adapters.redis_state import category_of
 from streamrec_shared.profile import CatalogState, encode_catalog_state
 
 

@@ -15,7 +15,7 @@ import pytest
 from pydantic import SecretStr
 
 from streamrec_dev.synthetic_model import make_bundle
-from streamrec_recommender.model_handle import ModelHandle as ServingHandle
+from streamrec_recommender.runtime.model_handle import ModelHandle as ServingHandle
 from streamrec_recommender.settings import ServingSettings
 from streamrec_shared.artifact_store import ArtifactStore, open_version
 from streamrec_shared.artifacts import ModelBundle

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from streamrec_shared.algorithms import BUILTIN, Algorithm, Registry
 from streamrec_shared.factors import confidence, fold_in, gram
 from streamrec_trainer.dataset import Catalog, Dataset, Interactions, catalog_from_records
 from streamrec_trainer.models import (
@@ -308,3 +309,26 @@ def test_top_n_for_user_ids() -> None:
     assert not set(items[0].tolist()) & set(seen.tolist())
     with pytest.raises(ValueError, match="unknown algorithm"):
         fitted.top_n_for(["u1"], 3, algorithm="ease")
+
+
+def test_the_registry_derives_every_list_of_names() -> None:
+    reg = Registry(BUILTIN)
+    assert reg.served == ("als", "itemknn", "content", "popular", "hybrid")
+    assert reg.accepted == {"auto", *reg.served}
+    assert reg.arms == ("als", "itemknn", "content", "hybrid")
+    assert reg.fallbacks("content") == ("content", "als", "itemknn", "popular")
+    assert dict(reg.hybrid_members) == {"als": 1.0, "itemknn": 0.8, "content": 0.5}
+    assert reg.trained() == ("als", "itemknn", "content", "popular", "ease")
+    codes = reg.codes  # a live view: a module may bind it once
+    reg.register(Algorithm("extra", "x", fallback=9, hybrid_weight=0.1))
+    assert codes["extra"] == "x"
+    assert reg.by_code["x"] == "extra"
+    assert "extra" in reg.accepted
+    assert reg.fallbacks("als")[-1] == "extra"
+    reg.unregister("extra")
+    assert "extra" not in codes
+    assert "extra" not in reg.accepted
+    with pytest.raises(ValueError, match="already used"):
+        reg.register(Algorithm("other", "a"))
+    with pytest.raises(ValueError, match="bad algorithm name"):
+        reg.register(Algorithm("auto", "z"))

@@ -14,7 +14,9 @@ A model version is one directory::
     <root>/<version>/content.npz     see ``ContentArrays``
     <root>/<version>/popular.npz     see ``PopularArrays``
     <root>/<version>/topn.npz        see ``TopNArrays``
-    <root>/<version>/<other>.npz     any further arrays the trainer adds (``extra_files``)
+    <root>/<version>/<other>.npz     any further arrays the trainer adds (``extra_files``),
+                                     e.g. a plug-in algorithm's own arrays under its name
+                                     (``streamrec_shared.algorithms``)
 
 Every item index in every file refers to a row of ``als.npz`` ``item_ids`` (the model's item
 index space), except ``content.npz``, which carries its own ``item_ids`` because it also covers
@@ -451,7 +453,7 @@ class ModelBundle:
 
     def _parts(self) -> dict[str, dict[str, NDArray[Any]]]:
         parts: dict[str, dict[str, NDArray[Any]]] = {"als": self.als.to_arrays()}
-        for name in ("itemknn", "content", "popular", "topn"):
+        for name in CORE_FILES[1:]:  # after als
             part = getattr(self, name)
             if part is not None:
                 parts[name] = part.to_arrays()

@@ -31,7 +31,7 @@ from redis.exceptions import RedisError
 
 from streamrec_recommender import online
 from streamrec_recommender.online import RecTag
-from streamrec_recommender.policy import ArmStats
+from streamrec_recommender.serving.policy import ArmStats
 from streamrec_shared import kafka, metrics, profile, topics
 from streamrec_shared.events import UserEvent, decode_event
 from streamrec_shared.settings import KafkaSettings

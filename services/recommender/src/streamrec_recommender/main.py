@@ -19,7 +19,7 @@ from uvicorn.supervisors import multiprocess
 from streamrec_recommender.settings import get_settings
 from streamrec_shared import logs
 
-APP = "streamrec_recommender.app:create_server"
+APP = "streamrec_recommender.api.app:create_server"
 
 
 def reuse_port_socket(host: str, port: int, backlog: int) -> socket.socket:

@@ -29,12 +29,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from streamrec_recommender.policy import ArmStats, Experiment
+from streamrec_recommender.serving.policy import ArmStats, Experiment
+from streamrec_shared.algorithms import REGISTRY
 
 KINDS = ("imp", "clk", "hit", "conv")
-ALGORITHM_CODES = {"als": "a", "itemknn": "i", "content": "c", "popular": "p", "hybrid": "h"}
+ALGORITHM_CODES = REGISTRY.codes
+"""Algorithm -> one-letter code in rec ids (``streamrec_shared.algorithms``; live view)."""
 SEGMENT_CODES = {"new": "n", "light": "l", "heavy": "h"}
-_ALGORITHMS = {v: k for k, v in ALGORITHM_CODES.items()}
+_ALGORITHMS = REGISTRY.by_code
 _SEGMENTS = {v: k for k, v in SEGMENT_CODES.items()}
 NONE = "-"
 BUCKET_S = 60

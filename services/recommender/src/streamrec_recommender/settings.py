@@ -10,6 +10,7 @@ from functools import lru_cache
 
 from pydantic import BaseModel, Field
 
+from streamrec_shared.algorithms import REGISTRY
 from streamrec_shared.settings import HttpSettings, ServiceSettings
 
 
@@ -52,7 +53,8 @@ class ServingSettings(BaseModel):
     # --- policy ---
     bandit_window_s: int = Field(default=3600, ge=60)
     bandit_refresh_s: float = Field(default=5.0, gt=0)
-    bandit_arms: list[str] = Field(default_factory=lambda: ["als", "itemknn", "content", "hybrid"])
+    bandit_arms: list[str] = Field(default_factory=lambda: list(REGISTRY.arms))
+    """Default: every served algorithm marked as an arm in ``streamrec_shared.algorithms``."""
     experiments_refresh_s: float = Field(default=5.0, gt=0)
     campaigns_refresh_s: float = Field(default=2.0, gt=0)
 
@@ -93,7 +95,9 @@ class RecommenderHttpSettings(HttpSettings):
 
 class RecommenderSettings(ServiceSettings):
     http: RecommenderHttpSettings = RecommenderHttpSettings()
-    recommender: ServingSettings = ServingSettings()
+    recommender: ServingSettings = Field(default_factory=ServingSettings)
+    """Built per settings object (not once at import), so defaults derived from the algorithm
+    registry (``bandit_arms``) include algorithms registered before the settings are made."""
 
 
 @lru_cache(maxsize=1)

@@ -20,30 +20,24 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
-from streamrec_trainer.dataset import Catalog, load, temporal_split
-from streamrec_trainer.evaluate import DEFAULT_KS, Holdout, evaluate, make_holdout
-from streamrec_trainer.models.als import AlsModel, AlsParams, fit_als
-from streamrec_trainer.models.base import Scorer
-from streamrec_trainer.models.content import (
-    ContentParams,
-    MappedFactorsScorer,
-    fit_content,
-    out_of_fold_factors,
+from streamrec_trainer.dataset import load, temporal_split
+from streamrec_trainer.evaluate import DEFAULT_KS, evaluate, make_holdout
+from streamrec_trainer.models.registry import (
+    OfflineAdapter,
+    OfflineContext,
+    Params,
+    half_life,
+    offline_adapters,
 )
-from streamrec_trainer.models.ease import EaseParams, fit_ease
-from streamrec_trainer.models.itemknn import ItemKnnParams, fit_itemknn
-from streamrec_trainer.models.popular import PopularParams, fit_popular
 
 logger = logging.getLogger(__name__)
-
-Params = dict[str, Any]
 
 # Reference figures (HR@20, NDCG@20) from /work/shared/data/online-retail/README.md, same protocol.
 REFERENCE_ONLINE_RETAIL: Mapping[str, tuple[str, float, float]] = {
@@ -58,138 +52,28 @@ SELECTION_METRIC = "ndcg@20"
 TIEBREAK_METRIC = "hr@20"
 
 
-def _grid(**axes: Sequence[Any]) -> list[Params]:
-    points: list[Params] = [{}]
-    for name, values in axes.items():
-        points = [{**p, name: v} for p in points for v in values]
-    return points
+def adapters() -> dict[str, OfflineAdapter]:
+    """Every algorithm's offline adapters (its module registers them), in report order."""
+    return offline_adapters()
 
 
 def default_grids() -> dict[str, list[Params]]:
     """Small grids (about two minutes on two cores for the Online Retail log)."""
-    return {
-        "popular_baseline": [{"half_life_days": None, "cap": 5.0}],
-        "popular": _grid(half_life_days=[None, 30.0, 90.0], cap=[5.0, None]),
-        "itemknn_bm25": _grid(half_life_days=[None, 90.0], k=[50, 100, 200], binary=[True, False]),
-        "itemknn_cosine": _grid(half_life_days=[None, 90.0], k=[50, 200], binary=[True, False]),
-        "als": _grid(
-            half_life_days=[None, 90.0],
-            factors=[32, 64, 128],
-            regularization=[0.1, 1.0],
-            alpha=[0.05, 0.2, 1.0],
-        ),
-        "ease": _grid(half_life_days=[None], l2=[100.0, 300.0, 1000.0, 3000.0], binary=[True])
-        + _grid(half_life_days=[90.0], l2=[300.0, 1000.0], binary=[False]),
-        "content": _grid(half_life_days=[None, 90.0]),
-        "content_to_als": _grid(l2=[1.0, 10.0, 100.0]),
-    }
+    return {name: list(a.grid) for name, a in adapters().items()}
 
 
-ALGORITHM_ORDER = tuple(default_grids())
-
-
-@dataclass
-class _Context:
-    """What the fitters share within one split: the holdout, catalogue, threads, chosen ALS."""
-
-    holdout: Holdout
-    catalog: Catalog
-    threads: int
-    als_params: Params | None = None
-    _als_cache: dict[str, AlsModel] = field(default_factory=dict)
-
-    def als(self, params: Params) -> AlsModel:
-        key = json.dumps(params, sort_keys=True)
-        if key not in self._als_cache:
-            self._als_cache[key] = _fit_als(self, params)
-        return self._als_cache[key]
-
-
-def _hl(params: Params) -> float | None:
-    value = params.get("half_life_days")
-    return None if value is None else float(value)
-
-
-def _fit_popular(ctx: _Context, p: Params) -> Scorer:
-    x = ctx.holdout.matrix(_hl(p)).matrix
-    return fit_popular(x, PopularParams(cap=p["cap"]))
-
-
-def _fit_knn(method: str) -> Callable[[_Context, Params], Scorer]:
-    def fit(ctx: _Context, p: Params) -> Scorer:
-        x = ctx.holdout.matrix(_hl(p)).matrix
-        params = ItemKnnParams(
-            method="bm25" if method == "bm25" else "cosine",
-            k=int(p["k"]),
-            binary=bool(p["binary"]),
-            num_threads=ctx.threads,
-        )
-        return fit_itemknn(x, params)
-
-    return fit
-
-
-def _fit_als(ctx: _Context, p: Params) -> AlsModel:
-    x = ctx.holdout.matrix(_hl(p)).matrix
-    params = AlsParams(
-        factors=int(p["factors"]),
-        regularization=float(p["regularization"]),
-        alpha=float(p["alpha"]),
-        num_threads=ctx.threads,
-    )
-    return fit_als(x, params)
-
-
-def _fit_ease(ctx: _Context, p: Params) -> Scorer:
-    x = ctx.holdout.matrix(_hl(p)).matrix
-    return fit_ease(x, EaseParams(l2=float(p["l2"]), binary=bool(p["binary"])))
-
-
-def _fit_content(ctx: _Context, p: Params) -> Scorer:
-    del p
-    return fit_content(ctx.catalog, ctx.holdout.item_ids, ContentParams())
-
-
-def _fit_content_to_als(ctx: _Context, p: Params) -> Scorer:
-    """ALS user factors against item factors predicted from content by a ridge map fitted on
-    the *other* items (5-fold out-of-fold), i.e. every item scored as if it were brand new."""
-    if ctx.als_params is None:
-        raise RuntimeError("content_to_als needs the chosen ALS parameters first")
-    als = ctx.als(ctx.als_params)
-    model = fit_content(ctx.catalog, ctx.holdout.item_ids, ContentParams())
-    n = model.n_model_items
-    predicted = out_of_fold_factors(
-        model.vectors[:n], als.item_factors, float(p["l2"]), folds=5, seed=0
-    )
-    return MappedFactorsScorer(user_factors=als.user_factors, item_factors=predicted)
-
-
-FITTERS: dict[str, Callable[[_Context, Params], Scorer]] = {
-    "popular_baseline": _fit_popular,
-    "popular": _fit_popular,
-    "itemknn_bm25": _fit_knn("bm25"),
-    "itemknn_cosine": _fit_knn("cosine"),
-    "als": lambda ctx, p: ctx.als(p),
-    "ease": _fit_ease,
-    "content": _fit_content,
-    "content_to_als": _fit_content_to_als,
-}
-
-
-def _half_life_for_scoring(algorithm: str, p: Params, ctx: _Context) -> float | None:
-    if algorithm == "content_to_als" and ctx.als_params is not None:
-        return _hl(ctx.als_params)
-    return _hl(p)
+def algorithm_order() -> tuple[str, ...]:
+    return tuple(adapters())
 
 
 def _run(
-    algorithm: str, p: Params, ctx: _Context, ks: Sequence[int]
+    algorithm: str, p: Params, ctx: OfflineContext, ks: Sequence[int]
 ) -> tuple[dict[str, float], float]:
     start = time.perf_counter()
-    scorer = FITTERS[algorithm](ctx, p)
-    metrics = evaluate(
-        scorer, ctx.holdout, half_life_days=_half_life_for_scoring(algorithm, p, ctx), ks=ks
-    )
+    adapter = adapters()[algorithm]
+    scorer = adapter.fit(ctx, p)
+    hl = adapter.scoring_half_life(ctx, p) if adapter.scoring_half_life else half_life(p)
+    metrics = evaluate(scorer, ctx.holdout, half_life_days=hl, ks=ks)
     return metrics, time.perf_counter() - start
 
 
@@ -264,12 +148,15 @@ def run_eval(
     Writes markdown to ``out_file`` and JSON to ``out_file`` with suffix ``.json`` when given.
     """
     started = time.perf_counter()
-    chosen_algorithms = list(algorithms or ALGORITHM_ORDER)
-    unknown = set(chosen_algorithms) - set(FITTERS)
+    known = adapters()
+    chosen_algorithms = list(algorithms or known)
+    unknown = set(chosen_algorithms) - set(known)
     if unknown:
-        raise ValueError(f"unknown algorithms {sorted(unknown)}; known: {list(FITTERS)}")
-    if "content_to_als" in chosen_algorithms and "als" not in chosen_algorithms:
-        chosen_algorithms.insert(chosen_algorithms.index("content_to_als"), "als")
+        raise ValueError(f"unknown algorithms {sorted(unknown)}; known: {list(known)}")
+    for name in list(chosen_algorithms):  # what an adapter reads is evaluated before it
+        for need in known[name].needs:
+            if need not in chosen_algorithms:
+                chosen_algorithms.insert(chosen_algorithms.index(name), need)
     all_grids = {**default_grids(), **(grids or {})}
 
     data = load(path, fmt)
@@ -277,8 +164,8 @@ def run_eval(
     inner, val, val_cutoff = temporal_split(train, val_fraction)
     test_holdout = make_holdout(train, test, cutoff, novel_only=novel_only)
     val_holdout = make_holdout(inner, val, val_cutoff, novel_only=novel_only)
-    val_ctx = _Context(val_holdout, data.catalog, threads)
-    test_ctx = _Context(test_holdout, data.catalog, threads)
+    val_ctx = OfflineContext(val_holdout, data.catalog, threads)
+    test_ctx = OfflineContext(test_holdout, data.catalog, threads)
 
     total = sum(len(all_grids[a]) for a in chosen_algorithms)
     bar = tqdm(total=total + len(chosen_algorithms), desc="eval", disable=not progress)
@@ -295,8 +182,7 @@ def run_eval(
             bar.update(1)
         assert best is not None
         params, val_metrics = best
-        if algorithm == "als":
-            val_ctx.als_params = test_ctx.als_params = params
+        val_ctx.chosen[algorithm] = test_ctx.chosen[algorithm] = params
         bar.set_postfix_str(f"{algorithm} refit on full train"[:60])
         test_metrics, seconds = _run(algorithm, params, test_ctx, ks)
         bar.update(1)
@@ -461,7 +347,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     )
     parser.add_argument("--threads", type=int, default=2, help="implicit threads (BLAS stays at 1)")
     parser.add_argument(
-        "--algorithms", default=None, help=f"comma list, default all: {','.join(ALGORITHM_ORDER)}"
+        "--algorithms", default=None, help=f"comma list, default all: {','.join(algorithm_order())}"
     )
     parser.add_argument("--no-progress", action="store_true")
     return parser

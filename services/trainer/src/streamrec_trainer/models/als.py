@@ -12,14 +12,20 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
 from numpy.typing import NDArray
 
+from streamrec_shared.artifacts import AlsArrays
 from streamrec_trainer.dataset import index_of
+from streamrec_trainer.models import registry
 from streamrec_trainer.models.base import as_csr32, single_threaded_blas
+
+if TYPE_CHECKING:
+    from streamrec_trainer.models.fit import FittedModels
 
 logger = logging.getLogger(__name__)
 
@@ -146,3 +152,66 @@ def align_factors(
         regularization=model.regularization,
         alpha=model.alpha,
     )
+
+
+# --- registration (streamrec_trainer.models.registry) ------------------------------------------
+def _fit(fitting: registry.Fitting, params: AlsParams) -> AlsModel:
+    return fit_als(
+        fitting.x,
+        params,
+        init=fitting.init,
+        iterations=fitting.iterations if fitting.init is not None else None,
+        exact_rows=fitting.exact_rows,
+    )
+
+
+def _bundle(model: AlsModel, fitted: FittedModels) -> AlsArrays:
+    m = fitted.matrix
+    return AlsArrays(
+        item_ids=m.item_ids,
+        user_ids=m.user_ids,
+        item_factors=model.item_factors,
+        user_factors=model.user_factors,
+        regularization=model.regularization,
+        alpha=model.alpha,
+    )
+
+
+def offline_als(ctx: registry.OfflineContext, p: registry.Params) -> AlsModel:
+    """ALS on the holdout's training part (cached per parameter point: content_to_als reads
+    the chosen one again)."""
+
+    def fit() -> AlsModel:
+        x = ctx.holdout.matrix(registry.half_life(p)).matrix
+        params = AlsParams(
+            factors=int(p["factors"]),
+            regularization=float(p["regularization"]),
+            alpha=float(p["alpha"]),
+            num_threads=ctx.threads,
+        )
+        return fit_als(x, params)
+
+    model: AlsModel = ctx.cached("als", p, fit)
+    return model
+
+
+registry.register(
+    registry.TrainerAlgorithm(
+        "als",
+        AlsParams,
+        _fit,
+        bundle=_bundle,
+        offline={
+            "als": registry.OfflineAdapter(
+                registry.grid(
+                    half_life_days=[None, 90.0],
+                    factors=[32, 64, 128],
+                    regularization=[0.1, 1.0],
+                    alpha=[0.05, 0.2, 1.0],
+                ),
+                offline_als,
+                order=30,
+            )
+        },
+    )
+)

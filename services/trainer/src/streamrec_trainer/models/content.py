@@ -26,14 +26,20 @@ import zlib
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
 
+from streamrec_shared.artifacts import ContentArrays
 from streamrec_trainer.dataset import Catalog
+from streamrec_trainer.models import registry
+from streamrec_trainer.models.als import offline_als
 from streamrec_trainer.models.base import as_csr32
+
+if TYPE_CHECKING:
+    from streamrec_trainer.models.fit import FittedModels
 
 FEATURIZER_NAME = "streamrec-content-v1"
 TOKEN_RE = re.compile(r"[a-z0-9]+")
@@ -358,3 +364,85 @@ def fit_content(
         bias=bias,
         item_factors=predicted,
     )
+
+
+# --- registration (streamrec_trainer.models.registry) ------------------------------------------
+def _fit(fitting: registry.Fitting, params: ContentParams) -> ContentModel:
+    """Featuriser on the catalogue; ridge map onto the ALS factors of items with interactions."""
+    als = fitting.models["als"]
+    item_counts = np.diff(fitting.x.tocsc().indptr)
+    return fit_content(
+        fitting.dataset.catalog,
+        fitting.matrix.item_ids,
+        params,
+        item_factors=als.item_factors,
+        fit_rows=np.flatnonzero(item_counts > 0).astype(np.int64),
+    )
+
+
+def _bundle(model: ContentModel, fitted: FittedModels) -> ContentArrays:
+    del fitted
+    if model.projection is None or model.bias is None or model.item_factors is None:
+        raise ValueError("content model has no ALS map")
+    return ContentArrays(
+        item_ids=model.item_ids,
+        vector_data=model.vectors.data,
+        vector_indices=model.vectors.indices,
+        vector_indptr=model.vectors.indptr,
+        n_features=model.featurizer.n_features,
+        projection=model.projection,
+        projection_bias=model.bias,
+        item_factors=model.item_factors,
+        text_idf=model.featurizer.text_idf,
+        vocabulary=model.featurizer.vocabulary(),
+    )
+
+
+def _offline_content(ctx: registry.OfflineContext, p: registry.Params) -> ContentModel:
+    del p
+    return fit_content(ctx.catalog, ctx.holdout.item_ids, ContentParams())
+
+
+def _offline_content_to_als(
+    ctx: registry.OfflineContext, p: registry.Params
+) -> MappedFactorsScorer:
+    """ALS user factors against item factors predicted from content by a ridge map fitted on
+    the *other* items (5-fold out-of-fold), i.e. every item scored as if it were brand new."""
+    chosen = ctx.chosen.get("als")
+    if chosen is None:
+        raise RuntimeError("content_to_als needs the chosen ALS parameters first")
+    als = offline_als(ctx, chosen)
+    model = fit_content(ctx.catalog, ctx.holdout.item_ids, ContentParams())
+    n = model.n_model_items
+    predicted = out_of_fold_factors(
+        model.vectors[:n], als.item_factors, float(p["l2"]), folds=5, seed=0
+    )
+    return MappedFactorsScorer(user_factors=als.user_factors, item_factors=predicted)
+
+
+def _als_half_life(ctx: registry.OfflineContext, p: registry.Params) -> float | None:
+    chosen = ctx.chosen.get("als")
+    return registry.half_life(chosen if chosen is not None else p)
+
+
+registry.register(
+    registry.TrainerAlgorithm(
+        "content",
+        ContentParams,
+        _fit,
+        after=("als",),
+        bundle=_bundle,
+        offline={
+            "content": registry.OfflineAdapter(
+                registry.grid(half_life_days=[None, 90.0]), _offline_content, order=50
+            ),
+            "content_to_als": registry.OfflineAdapter(
+                registry.grid(l2=[1.0, 10.0, 100.0]),
+                _offline_content_to_als,
+                order=51,
+                needs=("als",),
+                scoring_half_life=_als_half_life,
+            ),
+        },
+    )
+)

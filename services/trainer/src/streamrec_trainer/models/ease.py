@@ -13,6 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
+from streamrec_trainer.models import registry
 from streamrec_trainer.models.base import as_csr32
 
 
@@ -59,3 +60,32 @@ def fit_ease(weights: sp.csr_matrix, params: EaseParams) -> EaseModel:
     b = -p / np.diag(p)[None, :]
     b[np.diag_indices(n_items)] = 0.0
     return EaseModel(weights=b.astype(np.float32), binary=params.binary)
+
+
+# --- registration (streamrec_trainer.models.registry) ------------------------------------------
+def _fit(fitting: registry.Fitting, params: EaseParams) -> EaseModel:
+    return fit_ease(fitting.x, params)
+
+
+def _offline(ctx: registry.OfflineContext, p: registry.Params) -> EaseModel:
+    x = ctx.holdout.matrix(registry.half_life(p)).matrix
+    return fit_ease(x, EaseParams(l2=float(p["l2"]), binary=bool(p["binary"])))
+
+
+registry.register(
+    registry.TrainerAlgorithm(
+        "ease",
+        EaseParams,
+        _fit,  # offline-only: nothing shipped (a dense n_items^2 matrix)
+        offline={
+            "ease": registry.OfflineAdapter(
+                registry.grid(
+                    half_life_days=[None], l2=[100.0, 300.0, 1000.0, 3000.0], binary=[True]
+                )
+                + registry.grid(half_life_days=[90.0], l2=[300.0, 1000.0], binary=[False]),
+                _offline,
+                order=40,
+            )
+        },
+    )
+)

@@ -1,4 +1,8 @@
-"""``fit_all``: every algorithm on one dataset, and the conversion to a ``ModelBundle``."""
+"""``fit_all``: every trained algorithm on one dataset, and the conversion to a ``ModelBundle``.
+
+Which algorithms, in which order, and what each ships come from the registries
+(``streamrec_shared.algorithms``, ``models.registry``): nothing here lists them.
+"""
 
 from __future__ import annotations
 
@@ -12,15 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from streamrec_shared.artifacts import (
-    AlsArrays,
-    ContentArrays,
-    DataWindow,
-    ItemKnnArrays,
-    ModelBundle,
-    PopularArrays,
-    TopNArrays,
-)
+from streamrec_shared.artifacts import DataWindow, ModelBundle, TopNArrays
 from streamrec_trainer.dataset import (
     Dataset,
     InteractionMatrix,
@@ -28,12 +24,13 @@ from streamrec_trainer.dataset import (
     index_of,
     recent_users,
 )
-from streamrec_trainer.models.als import AlsModel, AlsParams, align_factors, fit_als
+from streamrec_trainer.models.als import AlsModel, AlsParams, align_factors
 from streamrec_trainer.models.base import Scorer
-from streamrec_trainer.models.content import ContentModel, ContentParams, fit_content
-from streamrec_trainer.models.ease import EaseModel, EaseParams, fit_ease
-from streamrec_trainer.models.itemknn import ItemKnnModel, ItemKnnParams, fit_itemknn
-from streamrec_trainer.models.popular import PopularModel, PopularParams, fit_popular
+from streamrec_trainer.models.content import ContentParams
+from streamrec_trainer.models.ease import EaseParams
+from streamrec_trainer.models.itemknn import ItemKnnModel, ItemKnnParams
+from streamrec_trainer.models.popular import PopularParams
+from streamrec_trainer.models.registry import TRAINERS, Fitting, load_builtin, trained
 from streamrec_trainer.models.topn import top_n, top_n_from_scores
 
 logger = logging.getLogger(__name__)
@@ -43,7 +40,7 @@ logger = logging.getLogger(__name__)
 class TrainParams:
     """Everything ``fit_all`` needs. ``half_life_days`` decays event weights relative to the end
     of the data window (None = no decay). ``ease`` None skips EASE (offline-only algorithm).
-    ``topn_algorithm`` names the scorer whose lists go into topn.npz ("als", "itemknn", "ease")
+    ``topn_algorithm`` names the fitted algorithm whose lists go into topn.npz (e.g. "als")
     for users active within ``topn_active_days`` of the window end."""
 
     half_life_days: float | None = None
@@ -57,6 +54,17 @@ class TrainParams:
     topn_algorithm: str = "als"
     topn_active_days: float = 30.0
     topn_max_users: int = 100_000
+    plugins: Mapping[str, Any] = field(default_factory=dict)
+    """Parameters of registered algorithms without a field here, by name (default: their
+    parameter class's defaults; None skips one)."""
+
+    def params_for(self, name: str) -> Any:
+        """The parameters of algorithm ``name`` (None: do not fit it)."""
+        if name in self.__dataclass_fields__:  # a built-in algorithm's group
+            return getattr(self, name)
+        if name in self.plugins:
+            return self.plugins[name]
+        return TRAINERS[name].params()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (stored as the manifest's ``params``)."""
@@ -65,50 +73,44 @@ class TrainParams:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainParams:
         """Inverse of ``to_dict``; missing keys keep their defaults."""
-        groups: dict[str, Any] = {
-            "als": AlsParams,
-            "itemknn": ItemKnnParams,
-            "content": ContentParams,
-            "popular": PopularParams,
-            "ease": EaseParams,
-        }
+        load_builtin()
         kwargs: dict[str, Any] = {}
+        plugins: dict[str, Any] = {}
         for key, value in data.items():
-            if key in groups and value is not None:
-                kwargs[key] = groups[key](**value)
+            if key == "plugins":
+                for name, group in (value or {}).items():
+                    known = TRAINERS.get(name)
+                    plugins[name] = known.params(**group) if known and group is not None else group
+            elif key in TRAINERS and value is not None:
+                kwargs[key] = TRAINERS[key].params(**value)
             else:
                 kwargs[key] = value
-        return cls(**kwargs)
+        return cls(**kwargs, plugins=plugins)
 
 
 @dataclass(frozen=True)
 class FittedModels:
-    """Output of ``fit_all``; ``to_bundle`` turns it into the artifact."""
+    """Output of ``fit_all``; ``to_bundle`` turns it into the artifact. ``models``: every
+    fitted algorithm by name, in fitting order (each a ``Scorer``)."""
 
     params: TrainParams
     matrix: InteractionMatrix
     window: DataWindow
-    als: AlsModel
-    itemknn: ItemKnnModel
-    content: ContentModel
-    popular: PopularModel
-    ease: EaseModel | None
+    models: Mapping[str, Any]
     similar_items: NDArray[np.int32]
     similar_scores: NDArray[np.float32]
     topn_users: NDArray[np.int64]
     topn_items: NDArray[np.int32]
     topn_scores: NDArray[np.float32]
 
+    @property
+    def als(self) -> AlsModel:
+        """The ALS model (every bundle carries one: it defines the item and user spaces)."""
+        model: AlsModel = self.models["als"]
+        return model
+
     def scorers(self) -> dict[str, Scorer]:
-        out: dict[str, Scorer] = {
-            "als": self.als,
-            "itemknn": self.itemknn,
-            "content": self.content,
-            "popular": self.popular,
-        }
-        if self.ease is not None:
-            out["ease"] = self.ease
-        return out
+        return dict(self.models)
 
     def top_n_for(
         self, user_ids: Sequence[str], n: int, algorithm: str = "als"
@@ -137,50 +139,30 @@ class FittedModels:
         extra: Mapping[str, Any] | None = None,
     ) -> ModelBundle:
         m = self.matrix
-        content = self.content
-        if content.projection is None or content.bias is None or content.item_factors is None:
-            raise ValueError("content model has no ALS map")
-        top_items, _ = self.popular.top_items(self.params.popular.top_n)
+        parts: dict[str, Any] = {}
+        extra_files: dict[str, Any] = {}
+        shipped: list[str] = []
+        for name, model in self.models.items():
+            ship = TRAINERS[name].bundle
+            if ship is None:
+                continue
+            part = ship(model, self)
+            if isinstance(part, Mapping):
+                extra_files[name] = part
+            else:
+                parts[name] = part
+            shipped.append(name)
         return ModelBundle(
             version=version,
             created_at=created_at or datetime.now(UTC),
             data_window=self.window,
-            als=AlsArrays(
-                item_ids=m.item_ids,
-                user_ids=m.user_ids,
-                item_factors=self.als.item_factors,
-                user_factors=self.als.user_factors,
-                regularization=self.als.regularization,
-                alpha=self.als.alpha,
-            ),
-            itemknn=ItemKnnArrays(
-                neighbours=self.similar_items, neighbour_scores=self.similar_scores
-            ),
-            content=ContentArrays(
-                item_ids=content.item_ids,
-                vector_data=content.vectors.data,
-                vector_indices=content.vectors.indices,
-                vector_indptr=content.vectors.indptr,
-                n_features=content.featurizer.n_features,
-                projection=content.projection,
-                projection_bias=content.bias,
-                item_factors=content.item_factors,
-                text_idf=content.featurizer.text_idf,
-                vocabulary=content.featurizer.vocabulary(),
-            ),
-            popular=PopularArrays(
-                item_scores=self.popular.item_scores,
-                top_items=top_items.astype(np.int32),
-                categories=self.popular.categories,
-                category_items=self.popular.category_items,
-                category_scores=self.popular.category_scores,
-            ),
+            **parts,
             topn=TopNArrays(
                 user_ids=m.user_ids[self.topn_users],
                 items=self.topn_items,
                 scores=np.where(np.isfinite(self.topn_scores), self.topn_scores, 0.0),
             ),
-            algorithms=("als", "itemknn", "content", "popular"),
+            algorithms=tuple(shipped),
             params=self.params.to_dict(),
             metrics=metrics or {},
             extra={
@@ -188,6 +170,7 @@ class FittedModels:
                 "confidence": "1 + alpha * w",
                 **(extra or {}),
             },
+            extra_files=extra_files,
         )
 
 
@@ -238,8 +221,9 @@ def fit_all(
     warm_start: FittedModels | None = None,
     warm_iterations: int | None = None,
 ) -> FittedModels:
-    """Fit ALS, item-kNN, content (+ its map into ALS space), popularity and optionally EASE on a
-    dataset, then the similar-products lists and the top-N lists for recently active users.
+    """Fit every trained algorithm of the registry on a dataset (ALS, item-kNN, content and its
+    map into ALS space, popularity, EASE when its parameters are set, any plug-in), then the
+    similar-products lists and the top-N lists for recently active users.
 
     Event weights are decayed to ``reference_ts`` (default: the newest event in the dataset).
     ``lists=False`` skips the similar-products and top-N lists (left empty: (0, n) arrays) when
@@ -256,9 +240,9 @@ def fit_all(
     matrix = build_matrix(interactions, half_life_days=params.half_life_days, reference_ts=ref)
     x = matrix.matrix
     logger.info("training on %d users x %d items, %d cells", *matrix.shape, x.nnz)
-    init = None
+    fitting = Fitting(dataset, matrix, params)
     if warm_start is not None:
-        init = align_factors(
+        fitting.init = align_factors(
             warm_start.als,
             warm_start.matrix.user_ids,
             warm_start.matrix.item_ids,
@@ -266,34 +250,23 @@ def fit_all(
             matrix.item_ids,
             params.als.random_state,
         )
-    exact_rows = None
+        fitting.iterations = warm_iterations
     if exact_users is not None:
         exact_rows = index_of(matrix.user_ids, exact_users)
-        exact_rows = exact_rows[exact_rows >= 0]
-    als = fit_als(
-        x,
-        params.als,
-        init=init,
-        iterations=warm_iterations if init is not None else None,
-        exact_rows=exact_rows,
-    )
-    knn = fit_itemknn(x, params.itemknn)
-    item_counts = np.diff(x.tocsc().indptr)
-    content = fit_content(
-        dataset.catalog,
-        matrix.item_ids,
-        params.content,
-        item_factors=als.item_factors,
-        fit_rows=np.flatnonzero(item_counts > 0).astype(np.int64),
-    )
-    categories = dataset.catalog.reindex(matrix.item_ids).categories
-    popular = fit_popular(x, params.popular, categories)
-    ease = fit_ease(x, params.ease) if params.ease is not None else None
-    scorers: dict[str, Scorer] = {"als": als, "itemknn": knn}
-    if ease is not None:
-        scorers["ease"] = ease
+        fitting.exact_rows = exact_rows[exact_rows >= 0]
+    for algorithm in trained():
+        algo_params = params.params_for(algorithm.name)
+        if algo_params is None:
+            continue
+        missing = [a for a in algorithm.after if a not in fitting.models]
+        if missing:
+            raise ValueError(f"{algorithm.name} needs {missing} fitted first")
+        fitting.models[algorithm.name] = algorithm.fit(fitting, algo_params)
+    models = fitting.models
+    scorers: dict[str, Scorer] = dict(models)
     if params.topn_algorithm not in scorers:
         raise ValueError(f"topn_algorithm {params.topn_algorithm!r} not among {sorted(scorers)}")
+    als, knn = models["als"], models["itemknn"]
     if lists:
         similar_items, similar_scores = similar_lists(knn, als.item_factors, params.similar_n)
         users = np.asarray(
@@ -312,11 +285,7 @@ def fit_all(
         params=params,
         matrix=matrix,
         window=DataWindow.from_timestamps(start, end),
-        als=als,
-        itemknn=knn,
-        content=content,
-        popular=popular,
-        ease=ease,
+        models=models,
         similar_items=similar_items,
         similar_scores=similar_scores,
         topn_users=users,

@@ -7,15 +7,21 @@ keeps its ``k`` most similar items (``implicit``'s all-pairs kNN). A user's scor
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import scipy.sparse as sp
 from implicit.nearest_neighbours import ItemItemRecommender, bm25_weight
 from numpy.typing import NDArray
 
-from streamrec_trainer.models.base import as_csr32, single_threaded_blas
+from streamrec_shared.artifacts import ItemKnnArrays
+from streamrec_trainer.models import registry
+from streamrec_trainer.models.base import Scorer, as_csr32, single_threaded_blas
+
+if TYPE_CHECKING:
+    from streamrec_trainer.models.fit import FittedModels
 
 
 @dataclass(frozen=True)
@@ -100,3 +106,49 @@ def fit_itemknn(weights: sp.csr_matrix, params: ItemKnnParams) -> ItemKnnModel:
     sim = as_csr32(knn.similarity)
     sim.eliminate_zeros()
     return ItemKnnModel(similarity=sim, method=params.method, binary=params.binary)
+
+
+# --- registration (streamrec_trainer.models.registry) ------------------------------------------
+def _fit(fitting: registry.Fitting, params: ItemKnnParams) -> ItemKnnModel:
+    return fit_itemknn(fitting.x, params)
+
+
+def _bundle(model: ItemKnnModel, fitted: FittedModels) -> ItemKnnArrays:
+    """The similar-products lists (``fit.similar_lists``: neighbours, then ALS cosine)."""
+    del model
+    return ItemKnnArrays(neighbours=fitted.similar_items, neighbour_scores=fitted.similar_scores)
+
+
+def _offline(
+    method: Literal["bm25", "cosine"],
+) -> Callable[[registry.OfflineContext, registry.Params], Scorer]:
+    def fit(ctx: registry.OfflineContext, p: registry.Params) -> Scorer:
+        x = ctx.holdout.matrix(registry.half_life(p)).matrix
+        params = ItemKnnParams(
+            method=method, k=int(p["k"]), binary=bool(p["binary"]), num_threads=ctx.threads
+        )
+        return fit_itemknn(x, params)
+
+    return fit
+
+
+registry.register(
+    registry.TrainerAlgorithm(
+        "itemknn",
+        ItemKnnParams,
+        _fit,
+        bundle=_bundle,
+        offline={
+            "itemknn_bm25": registry.OfflineAdapter(
+                registry.grid(half_life_days=[None, 90.0], k=[50, 100, 200], binary=[True, False]),
+                _offline("bm25"),
+                order=20,
+            ),
+            "itemknn_cosine": registry.OfflineAdapter(
+                registry.grid(half_life_days=[None, 90.0], k=[50, 200], binary=[True, False]),
+                _offline("cosine"),
+                order=21,
+            ),
+        },
+    )
+)

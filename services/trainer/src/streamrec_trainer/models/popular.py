@@ -9,14 +9,20 @@ users. ``cap=None`` sums the raw weights (heavy repeat buyers count more).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
 
+from streamrec_shared.artifacts import PopularArrays
 from streamrec_shared.factors import top_k
 from streamrec_shared.weights import PURCHASE_WEIGHT
+from streamrec_trainer.models import registry
 from streamrec_trainer.models.base import as_csr32
+
+if TYPE_CHECKING:
+    from streamrec_trainer.models.fit import FittedModels
 
 
 @dataclass(frozen=True)
@@ -84,3 +90,46 @@ def fit_popular(
         category_items=cat_items,
         category_scores=cat_scores,
     )
+
+
+# --- registration (streamrec_trainer.models.registry) ------------------------------------------
+def _fit(fitting: registry.Fitting, params: PopularParams) -> PopularModel:
+    categories = fitting.dataset.catalog.reindex(fitting.matrix.item_ids).categories
+    return fit_popular(fitting.x, params, categories)
+
+
+def _bundle(model: PopularModel, fitted: FittedModels) -> PopularArrays:
+    top, _ = model.top_items(fitted.params.popular.top_n)
+    return PopularArrays(
+        item_scores=model.item_scores,
+        top_items=top.astype(np.int32),
+        categories=model.categories,
+        category_items=model.category_items,
+        category_scores=model.category_scores,
+    )
+
+
+def _offline(ctx: registry.OfflineContext, p: registry.Params) -> PopularModel:
+    x = ctx.holdout.matrix(registry.half_life(p)).matrix
+    return fit_popular(x, PopularParams(cap=p["cap"]))
+
+
+registry.register(
+    registry.TrainerAlgorithm(
+        "popular",
+        PopularParams,
+        _fit,
+        bundle=_bundle,
+        offline={
+            # undecayed distinct buyers, no tuning: the reference's popularity
+            "popular_baseline": registry.OfflineAdapter(
+                [{"half_life_days": None, "cap": 5.0}], _offline, order=10
+            ),
+            "popular": registry.OfflineAdapter(
+                registry.grid(half_life_days=[None, 30.0, 90.0], cap=[5.0, None]),
+                _offline,
+                order=11,
+            ),
+        },
+    )
+)

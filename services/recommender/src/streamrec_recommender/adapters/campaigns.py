@@ -10,8 +10,8 @@ import json
 import logging
 from typing import Any
 
-from streamrec_recommender.ranking import Campaign
-from streamrec_recommender.store import RedisState
+from streamrec_recommender.adapters.redis_state import RedisState
+from streamrec_recommender.serving.ranking import Campaign
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,8 @@
 """HTTP routes of the recommender (read API v1 plus admin: experiments, campaigns, metrics).
 
-Routes hold no try/except: dependency failures inside ``Recommender`` degrade the answer, and
-domain errors (``streamrec_shared.errors``) map to status codes in the shared handlers.
+Dependency failures inside ``Recommender`` degrade the answer, and domain errors
+(``streamrec_shared.errors``) map to status codes in the shared handlers; the only try/except
+here translate a store's unavailability into the shared ``RetryableError`` (503).
 """
 
 from __future__ import annotations
@@ -17,20 +18,20 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from streamrec_recommender import online
-from streamrec_recommender.campaigns import to_json as campaign_json
-from streamrec_recommender.deps import RecommenderDep
-from streamrec_recommender.engine import Request
-from streamrec_recommender.experiments import PostgresUnavailableError, to_json
-from streamrec_recommender.policy import Experiment, Variant, validate_experiment
-from streamrec_recommender.ranking import Campaign, ItemFilter, Ranked
-from streamrec_recommender.service import Answer, Recommender
-from streamrec_recommender.store import RedisUnavailableError, count_degraded
+from streamrec_recommender.adapters.campaigns import to_json as campaign_json
+from streamrec_recommender.adapters.experiments import PostgresUnavailableError, to_json
+from streamrec_recommender.adapters.redis_state import RedisUnavailableError, count_degraded
+from streamrec_recommender.api.deps import RecommenderDep
+from streamrec_recommender.api.request import ROUTE, AlgorithmName, RecommendationQuery
+from streamrec_recommender.runtime.recommender import Answer, Recommender
+from streamrec_recommender.serving.context import Request
+from streamrec_recommender.serving.policy import Experiment, Variant, validate_experiment
+from streamrec_recommender.serving.ranking import Campaign, ItemFilter, Ranked
 from streamrec_shared.errors import InvalidInput, NotFound, RetryableError
 from streamrec_shared.http import AdminKey
 
 router = APIRouter()
 
-Algorithm = Literal["auto", "als", "itemknn", "content", "popular", "hybrid"]
 K = Annotated[int, Query(ge=1, le=100, description="number of items, 1..100")]
 UserId = Annotated[str, Path(min_length=1, max_length=128)]
 
@@ -62,25 +63,14 @@ def render(answer: Answer, started: float) -> dict[str, Any]:
     return body
 
 
-def _exclude(raw: str | None) -> tuple[str, ...]:
-    if not raw:
-        return ()
-    return tuple(p for p in (s.strip() for s in raw.split(",")) if p)
-
-
-@router.get("/v1/recommendations/{user_id}", tags=["recommendations"])
+@router.get(ROUTE, tags=["recommendations"])
 async def recommendations(
-    rec: RecommenderDep,
-    user_id: UserId,
-    k: K = 10,
-    algorithm: Algorithm = "auto",
-    category: Annotated[str | None, Query(max_length=128)] = None,
-    exclude: Annotated[str | None, Query(max_length=8192)] = None,
+    rec: RecommenderDep, user_id: UserId, query: Annotated[RecommendationQuery, Query()]
 ) -> Response:
-    """Top-k products for a user; ``strategy`` says how they were found."""
+    """Top-k products for a user; ``strategy`` says how they were found. The fast path
+    (``api.fastpath``) answers the same request from the same definition."""
     started = time.perf_counter()
-    req = Request(user_id, k, algorithm, category or None, _exclude(exclude))
-    answer = await rec.recommend(req)
+    answer = await rec.recommend(query.to_request(user_id))
     return _json(render(answer, started))
 
 
@@ -90,7 +80,7 @@ class BatchIn(BaseModel):
         min_length=1, max_length=1000
     )
     k: int = Field(default=10, ge=1, le=100)
-    algorithm: Algorithm = "auto"
+    algorithm: AlgorithmName = "auto"
     category: str | None = None
 
 

@@ -2,68 +2,37 @@
 
 Frontends call it on every page view, so the framework's per-request work (routing, dependency
 resolution, eight middleware layers) is a large share of its cost. This wrapper answers the
-*ordinary* form of that request itself, with the same body the FastAPI route would produce,
-and counts the same HTTP metrics. Anything else (another route, a parameter it does not
-recognise or that fails validation, a CORS request) goes to the FastAPI app unchanged, which
-stays the one definition of the contract and produces every error answer.
+valid form of that request itself, with the same body the FastAPI route would produce, and
+counts the same HTTP metrics. The request is read by the route's own definition
+(``api.request``: one query model, one parse); anything else (another route, a query that
+fails validation, a CORS request) goes to the FastAPI app unchanged, which produces every
+error answer.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from urllib.parse import parse_qsl, unquote
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from streamrec_recommender.engine import Request
-from streamrec_recommender.routes import dumps, render
-from streamrec_recommender.service import Recommender
-from streamrec_recommender.store import count_degraded
+from streamrec_recommender.adapters.redis_state import count_degraded
+from streamrec_recommender.api.request import (
+    PREFIX,
+    ROUTE,
+    RecommendationQuery,
+    read_query,
+    user_of,
+)
+from streamrec_recommender.api.routes import dumps, render
+from streamrec_recommender.runtime.recommender import Recommender
 from streamrec_shared import metrics
 
 logger = logging.getLogger(__name__)
 
-PREFIX = "/v1/recommendations/"
-ROUTE = "/v1/recommendations/{user_id}"
-ALGORITHMS = frozenset({"auto", "als", "itemknn", "content", "popular", "hybrid"})
 _HEADERS = [(b"content-type", b"application/json")]
-
-
-def parse(path: str, query: bytes) -> Request | None:
-    """The request if it is an ordinary, valid recommendations call; None to defer."""
-    raw_user = path[len(PREFIX) :]
-    if not raw_user or "/" in raw_user:
-        return None
-    user_id = unquote(raw_user)
-    if not 1 <= len(user_id) <= 128:
-        return None
-    k, algorithm, category, exclude = 10, "auto", "", ""
-    try:
-        pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True, strict_parsing=False)
-    except ValueError:
-        return None
-    for name, value in pairs:
-        if name == "k":
-            if not value.isdigit() or not 1 <= int(value) <= 100:
-                return None
-            k = int(value)
-        elif name == "algorithm":
-            if value not in ALGORITHMS:
-                return None
-            algorithm = value
-        elif name == "category":
-            if len(value) > 128:
-                return None
-            category = value
-        elif name == "exclude":
-            if len(value) > 8192:
-                return None
-            exclude = value
-        else:
-            return None
-    excluded = tuple(p for p in (s.strip() for s in exclude.split(",")) if p)
-    return Request(user_id, k, algorithm, category or None, excluded)
+QUERY_CACHE = 4096
+"""Distinct query strings whose reading is kept (frontends send a handful: ``k=10`` ...)."""
 
 
 class FastPath:
@@ -75,6 +44,17 @@ class FastPath:
             200: metrics.HTTP_REQUESTS.labels("recommender", ROUTE, "GET", "200"),
         }
         self._duration = metrics.HTTP_REQUEST_DURATION.labels("recommender", ROUTE, "GET")
+        self._queries: dict[bytes, RecommendationQuery | None] = {}
+
+    def _query(self, raw: bytes) -> RecommendationQuery | None:
+        """``read_query(raw)``, remembered per distinct query string (a reading is immutable)."""
+        try:
+            return self._queries[raw]
+        except KeyError:
+            if len(self._queries) >= QUERY_CACHE:
+                self._queries.clear()
+            found = self._queries[raw] = read_query(raw)
+            return found
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -85,10 +65,12 @@ class FastPath:
         ):
             await self.app(scope, receive, send)
             return
-        req = parse(scope["path"], scope.get("query_string", b""))
-        if req is None:
+        user_id = user_of(scope["path"])
+        query = self._query(scope.get("query_string", b""))
+        if user_id is None or query is None:
             await self.app(scope, receive, send)
             return
+        req = query.to_request(user_id)
         started = time.perf_counter()
         try:
             answer = await self.recommender.recommend(req)

@@ -18,14 +18,14 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 from starlette.types import ASGIApp
 
-from streamrec_recommender import routes
-from streamrec_recommender.breaker import CircuitBreaker
-from streamrec_recommender.fastpath import FastPath
-from streamrec_recommender.model_handle import ServingModel
-from streamrec_recommender.resp import RespConnection
-from streamrec_recommender.service import Recommender
+from streamrec_recommender.adapters.breaker import CircuitBreaker
+from streamrec_recommender.adapters.redis_state import RedisState, connect
+from streamrec_recommender.adapters.resp import RespConnection
+from streamrec_recommender.api import routes
+from streamrec_recommender.api.fastpath import FastPath
+from streamrec_recommender.runtime.recommender import Recommender
+from streamrec_recommender.serving.model import ServingModel
 from streamrec_recommender.settings import RecommenderSettings, get_settings
-from streamrec_recommender.store import RedisState, connect
 from streamrec_shared import logs
 from streamrec_shared.http import KeyRing, install_common
 

@@ -1,5 +1,11 @@
 """One recommendation, start to end, without I/O: tiers, algorithms, filters, boosts.
 
+One pass per request: ``prepare`` (user vector, recent items, plan, item filter: each step
+once) -> candidates (``run``: the scorer registered for the planned algorithm, along the
+fallback chain) -> rank (campaign boosts) -> filter and top-up -> ``Result``; ``answer`` is
+everything after ``prepare``. The batcher (``runtime.recommender``) calls the two halves
+around one matrix product for many jobs; ``recommend`` runs them back to back.
+
 Inputs are already fetched (model reference, catalog index, user profile, trending mirror,
 experiments, bandit statistics, campaigns); the result names the algorithm and the strategy
 that produced it, so every answer is explainable.
@@ -14,26 +20,35 @@ intention-to-treat); otherwise no history -> ``cold_start:category_trending`` (c
 ``category=`` or the user's attributes) or ``cold_start:trending``; fewer than ``few_events``
 events -> ``recent_items`` (item-kNN and content from recent items blended with trending);
 else the bandit's choice for the user's segment. An explicitly requested algorithm that cannot
-run for this user falls back along als -> itemknn -> content -> popular.
+run for this user falls back along the registry's chain (``streamrec_shared.algorithms``:
+als -> itemknn -> content -> popular).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
-from streamrec_recommender import ranking
-from streamrec_recommender.catalog import CatalogIndex, popular_in
-from streamrec_recommender.model_handle import ServingModel
-from streamrec_recommender.policy import ArmStats, Experiment, ThompsonBandit, Variant, assign
-from streamrec_recommender.ranking import ItemFilter, Ranked
-from streamrec_recommender.store import TrendingMirror
+from streamrec_recommender.serving import ranking
+from streamrec_recommender.serving.catalog import CatalogIndex, popular_in
+from streamrec_recommender.serving.context import (
+    Context,
+    Job,
+    Plan,
+    Recent,
+    Request,
+    Result,
+    TrendingMirror,
+)
+from streamrec_recommender.serving.model import ServingModel
+from streamrec_recommender.serving.policy import ThompsonBandit, assign
+from streamrec_recommender.serving.ranking import ItemFilter, Ranked
+from streamrec_recommender.serving.scorers import SCORERS
 from streamrec_shared import profile as profiles
+from streamrec_shared.algorithms import REGISTRY
 
 CATEGORY_ATTRIBUTES = ("category", "preferred_category", "favorite_category", "favourite_category")
 MAX_RECENT = 50
@@ -41,60 +56,6 @@ EXACT_SUBSET = 200_000
 """Above this many items even a category filter is searched through the ANN index."""
 Vector = tuple[NDArray[np.float32] | None, str | None]
 """A user vector (f,) float32 or None, and where it came from (see the module docstring)."""
-Recent = tuple[NDArray[np.int64], NDArray[np.float32]]
-"""A profile's recent items in serving space (r,) int64 and their weights (r,) float32."""
-
-
-@dataclass(frozen=True)
-class Request:
-    user_id: str
-    k: int = 10
-    algorithm: str = "auto"
-    category: str | None = None
-    exclude: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Context:
-    """Everything a recommendation may use, fetched before it starts."""
-
-    model: ServingModel | None
-    catalog: CatalogIndex | None
-    unavailable: frozenset[str]
-    trending: TrendingMirror
-    profile: profiles.UserProfile | None
-    attributes: Mapping[str, Any] | None
-    experiments: Sequence[Experiment] = ()
-    arm_stats: Mapping[str, Mapping[str, ArmStats]] = field(default_factory=dict)
-    campaigns: Sequence[ranking.Campaign] = ()
-    degraded: tuple[str, ...] = ()
-    """Dependencies that failed for this request (e.g. ("redis",))."""
-    now: float = 0.0
-    vector: Vector | None = None
-    """Precomputed ``Engine.user_vector`` result (the batcher computes it for many requests)."""
-    item_filter: ItemFilter | None = None
-    """Precomputed ``Engine.item_filter`` of this request."""
-    recent: Recent | None = None
-    """Precomputed ``Engine.recent`` of this request's profile."""
-    plan: Plan | None = None
-    """Precomputed ``Engine.plan`` of this request (drawn once: the bandit samples)."""
-    als: Ranked | None = None
-    """Precomputed exact ALS candidates: the best ``Engine.als_depth(plan, k)`` (or more)
-    items of the user vector after ``item_filter`` (the batcher scores many requests
-    together)."""
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What a request runs, decided before any scoring: the algorithm wanted, the tier
-    (``cold_start``, ``recent_items`` or None), the experiment assignment, and whether a
-    campaign applies to the user's segment."""
-
-    wanted: str
-    tier: str | None
-    choice: tuple[Experiment, Variant] | None
-    segment: str
-    boosted: bool
 
 
 @dataclass(frozen=True)
@@ -107,17 +68,6 @@ class _Skipped:
 
     def __contains__(self, product_id: str) -> bool:
         return product_id in self.own or product_id in self.unavailable
-
-
-@dataclass(frozen=True)
-class Result:
-    algorithm: str
-    strategy: str
-    items: list[tuple[str, float]]
-    segment: str
-    experiment: str | None = None
-    variant: str | None = None
-    model_version: int | None = None
 
 
 @dataclass(frozen=True)
@@ -141,6 +91,9 @@ class Engine:
         """``_trending_in`` results for ``_memo_trending`` under ``_memo_model``."""
         self._memo_trending: TrendingMirror | None = None
         self._memo_model: ServingModel | None = None
+        self._arms: dict[tuple[bool, bool], tuple[str, ...]] = {}
+        """``available`` results for ``_arms_model``."""
+        self._arms_model: ServingModel | None = None
 
     # --- vector search ---------------------------------------------------------------------
     def search(
@@ -279,60 +232,10 @@ class Engine:
         return flt, category
 
     # --- algorithms (serving-space candidates or None when not computable) ------------------
-    def run(
-        self,
-        algorithm: str,
-        ctx: Context,
-        model: ServingModel,
-        u: NDArray[np.float32] | None,
-        recent: Recent,
-        flt: ItemFilter,
-        category: str | None,
-        c: int,
-    ) -> Ranked | None:
-        if algorithm == "als":
-            if u is None:
-                return None
-            if ctx.als is not None:
-                return ctx.als.head(c)
-            return self.search(model, ctx.catalog, u, c, flt, category)
-        if algorithm == "itemknn":
-            if model.neighbours is None or model.neighbour_sims is None or recent[0].size == 0:
-                return None
-            found = ranking.neighbour_scores(
-                model.neighbours, model.neighbour_sims, recent[0], recent[1]
-            )
-            found = flt.apply(found).head(c)
-            return found if len(found) else None
-        if algorithm == "content":
-            if model.content_rows is None or model.content_factors is None:
-                return None
-            rows = model.content_rows[recent[0]] if recent[0].size else recent[0]
-            ok = rows >= 0
-            q = ranking.weighted_mean(model.content_factors, rows[ok], recent[1][ok])
-            if q is None:
-                return None
-            if model.ann is not None or model.content_index is None:
-                return self.search(model, ctx.catalog, q, c, flt, category)  # approximate
-            scores = np.full(model.n_items, ranking.NEG_INF, dtype=np.float32)
-            scores[model.content_index] = model.content_factors @ q
-            return ranking.top_candidates(scores, c, flt)
-        if algorithm == "popular":
-            pop, _ = self.popular_ranked(ctx, model, category, c * 4)
-            return flt.apply(pop).head(c)
-        if algorithm == "hybrid":
-            parts: list[tuple[Ranked, float]] = []
-            for name, weight in (("als", 1.0), ("itemknn", 0.8), ("content", 0.5)):
-                part = self.run(name, ctx, model, u, recent, flt, category, c)
-                if part is not None:
-                    parts.append((part, weight))
-            if not parts:
-                return None
-            trend = self.run("popular", ctx, model, u, recent, flt, category, c)
-            if trend is not None:
-                parts.append((trend, 0.3))
-            return ranking.rank_fusion(parts)
-        return None
+    def run(self, algorithm: str, job: Job, c: int) -> Ranked | None:
+        """The candidates of the scorer registered for ``algorithm`` (``serving.scorers``)."""
+        found = SCORERS.get(algorithm)
+        return found.score(self, job, c) if found is not None else None
 
     # --- the whole request -----------------------------------------------------------------
     def plan(
@@ -370,38 +273,46 @@ class Engine:
         (filters are applied before; only a campaign's min-max normalisation over the
         candidates needs the full list), ``candidates(k)`` for ``hybrid``'s rank fusion, none
         for the other algorithms and tiers (a fallback to ``als`` scores for itself)."""
-        if plan.tier is not None or plan.wanted not in ("als", "hybrid"):
+        found = SCORERS.get(plan.wanted)
+        if plan.tier is not None or found is None or not found.reads_als:
             return 0
         if plan.wanted == "als" and not plan.boosted:
             return k
         return self.candidates(k)
 
-    def recommend(self, req: Request, ctx: Context) -> Result:
-        prof = ctx.profile
-        degraded = "degraded:" if ctx.degraded else ""
+    def prepare(self, req: Request, ctx: Context) -> Job:
+        """The request's user vector, recent items, plan and item filter, each once."""
         model = ctx.model
         if model is None:
-            plan = ctx.plan or self.plan(req, ctx, None, (None, None), self.recent(None, prof))
-            exp_name = plan.choice[0].name if plan.choice else None
-            var_name = plan.choice[1].name if plan.choice else None
-            items, how = self.trending_ids(ctx, req, prof)
-            return Result(
-                "popular", f"{degraded}no_model:{how}", items, plan.segment, exp_name, var_name
-            )
+            recent = self.recent(None, ctx.profile)
+            plan = self.plan(req, ctx, None, (None, None), recent)
+            return Job(req, ctx, None, None, None, recent, plan, None, req.category, 0)
+        u, vec_source = self.user_vector(model, ctx.profile, req.user_id)
+        recent = self.recent(model, ctx.profile)
+        plan = self.plan(req, ctx, model, (u, vec_source), recent)
+        flt, category = self.item_filter(ctx, model, req)
+        depth = self.als_depth(plan, req.k) if u is not None else 0
+        return Job(req, ctx, model, u, vec_source, recent, plan, flt, category, depth)
 
-        u, vec_source = (
-            ctx.vector if ctx.vector is not None else self.user_vector(model, prof, req.user_id)
-        )
-        recent = ctx.recent if ctx.recent is not None else self.recent(model, prof)
-        plan = ctx.plan or self.plan(req, ctx, model, (u, vec_source), recent)
+    def recommend(self, req: Request, ctx: Context) -> Result:
+        """``answer(prepare(...))``: one request on its own."""
+        return self.answer(self.prepare(req, ctx))
+
+    def answer(self, job: Job) -> Result:
+        """Candidates -> rank -> filter -> result of a prepared job."""
+        req, ctx, plan = job.req, job.ctx, job.plan
+        prof = ctx.profile
+        degraded = "degraded:" if ctx.degraded else ""
         wanted, tier, choice, segment = plan.wanted, plan.tier, plan.choice, plan.segment
         exp_name = choice[0].name if choice else None
         var_name = choice[1].name if choice else None
-        flt, category = (
-            (ctx.item_filter, req.category)
-            if ctx.item_filter is not None
-            else self.item_filter(ctx, model, req)
-        )
+        model, flt = job.model, job.flt
+        if model is None or flt is None:
+            items, how = self.trending_ids(ctx, req, prof)
+            return Result(
+                "popular", f"{degraded}no_model:{how}", items, segment, exp_name, var_name
+            )
+        u, vec_source, recent, category = job.u, job.vec_source, job.recent, job.category
         c = self.candidates(req.k)
         has_history = u is not None or recent[0].size > 0
 
@@ -434,23 +345,29 @@ class Engine:
             if source == "model_popularity":
                 strategy += ":model"
         elif tier == "recent_items":
-            knn = self.run("itemknn", ctx, model, u, recent, flt, category, c)
-            content = self.run("content", ctx, model, u, recent, flt, category, c)
-            base_parts = [(r, w) for r, w in ((knn, 1.0), (content, 0.6)) if r is not None]
+            base_parts: list[tuple[Ranked, float]] = []
+            algorithm = "popular"  # named after the first member that found candidates
+            for name, weight in REGISTRY.recent_members:
+                part = self.run(name, job, c)
+                if part is not None:
+                    if algorithm == "popular" and len(part):
+                        algorithm = name
+                    base_parts.append((part, weight))
             base = ranking.rank_fusion(base_parts) if base_parts else Ranked.empty()
-            pop = self.run("popular", ctx, model, u, recent, flt, category, c) or Ranked.empty()
+            pop = self.run("popular", job, c) or Ranked.empty()
             ranked = ranking.blend(base, pop, self.settings.trending_blend)
-            algorithm = "itemknn" if knn is not None else "content" if content else "popular"
             strategy = "recent_items"
         else:
-            for algo in self._fallbacks(wanted):
-                ranked = self.run(algo, ctx, model, u, recent, flt, category, c)
+            for algo in REGISTRY.fallbacks(wanted):
+                ranked = self.run(algo, job, c)
                 if ranked is not None and len(ranked):
                     algorithm = algo
                     break
-            if algorithm in ("als", "hybrid") and vec_source is not None:
+            found = SCORERS.get(algorithm)
+            basis = found.basis if found is not None else "popular"
+            if basis == "vector" and vec_source is not None:
                 strategy = vec_source
-            elif algorithm in ("itemknn", "content"):
+            elif basis == "recent":
                 strategy = "recent_items"
             else:
                 strategy = "popular"
@@ -474,24 +391,24 @@ class Engine:
             algorithm, f"{degraded}{strategy}", items, segment, exp_name, var_name, model.version
         )
 
-    @staticmethod
     def available(
-        model: ServingModel, *, has_vector: bool = True, has_recent: bool = True
-    ) -> list[str]:
-        """Arms that can really run for this user (so the bandit learns about what it served)."""
-        out = ["popular", "hybrid"]
-        if has_vector:
-            out.append("als")
-        if has_recent and model.neighbours is not None:
-            out.append("itemknn")
-        if has_recent and model.content_factors is not None:
-            out.append("content")
-        return out
-
-    @staticmethod
-    def _fallbacks(wanted: str) -> list[str]:
-        order = ["als", "itemknn", "content", "popular"]
-        return [wanted, *[a for a in order if a != wanted]]
+        self, model: ServingModel, *, has_vector: bool = True, has_recent: bool = True
+    ) -> tuple[str, ...]:
+        """Arms that can really run for this user (so the bandit learns about what it served):
+        the served algorithms whose scorer is available, kept per model."""
+        if model is not self._arms_model:
+            self._arms.clear()
+            self._arms_model = model
+        key = (has_vector, has_recent)
+        found = self._arms.get(key)
+        if found is None:
+            found = tuple(
+                name
+                for name in REGISTRY.served
+                if name in SCORERS and SCORERS[name].available(model, has_vector, has_recent)
+            )
+            self._arms[key] = found
+        return found
 
     def attribute_category(self, ctx: Context, model: ServingModel | None) -> str | None:
         """A category to start a new user from: their attributes, if it is a known category."""

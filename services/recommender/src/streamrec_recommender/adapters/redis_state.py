@@ -30,8 +30,9 @@ from redis.connection import HiredisRespSerializer
 from redis.exceptions import RedisError
 from redis.typing import EncodableT
 
-from streamrec_recommender.breaker import CircuitBreaker
-from streamrec_recommender.resp import RespConnection
+from streamrec_recommender.adapters.breaker import CircuitBreaker
+from streamrec_recommender.adapters.resp import RespConnection
+from streamrec_recommender.serving.context import TrendingMirror
 from streamrec_shared import metrics, profile
 from streamrec_shared.events import EVENT_TYPES
 from streamrec_shared.settings import RedisSettings
@@ -121,15 +122,6 @@ class CatalogMirror:
     version: int = -1
     categories: dict[str, str] = field(default_factory=dict)
     revision: int = 0
-
-
-@dataclass(frozen=True)
-class TrendingMirror:
-    """Last trending lists read from Redis: global and per category, (id, score) best first."""
-
-    global_: tuple[tuple[str, float], ...] = ()
-    by_category: dict[str, tuple[tuple[str, float], ...]] = field(default_factory=dict)
-    loaded: bool = False
 
 
 class RedisState:

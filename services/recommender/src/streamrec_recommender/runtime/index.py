@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 from numpy.typing import NDArray
 
-from streamrec_recommender.ranking import Ranked
+from streamrec_recommender.serving.ranking import Ranked
 
 if TYPE_CHECKING:
     from usearch.index import Index

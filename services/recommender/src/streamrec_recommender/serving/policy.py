@@ -26,7 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-ALGORITHMS = ("als", "itemknn", "content", "popular", "hybrid")
+from streamrec_shared.algorithms import REGISTRY
+
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,31}$")
 """Experiment and variant names: short, lowercase (they travel inside rec ids)."""
 
@@ -102,8 +103,8 @@ def validate_experiment(exp: Experiment) -> list[str]:
         if v.name in seen:
             problems.append(f"variants[{i}].name: duplicate variant name {v.name!r}")
         seen.add(v.name)
-        if v.algorithm not in ALGORITHMS:
-            problems.append(f"variants[{i}].algorithm: one of {', '.join(ALGORITHMS)}")
+        if v.algorithm not in REGISTRY.served:
+            problems.append(f"variants[{i}].algorithm: one of {', '.join(REGISTRY.served)}")
         if not v.weight >= 0:
             problems.append(f"variants[{i}].weight: must be >= 0")
     if exp.variants and sum(max(v.weight, 0.0) for v in exp.variants) <= 0:

@@ -1,4 +1,5 @@
-"""The recommender's runtime: model handle, Redis mirrors, policy inputs, background loops.
+"""The recommender's runtime: model handle, Redis mirrors, policy inputs, the scoring batcher,
+background loops.
 
 ``Recommender.recommend`` is the per-request path: one Redis round trip (cache field, profile,
 attributes), then the pure ``Engine`` on in-memory state, then an in-memory impression record
@@ -15,27 +16,32 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import orjson
-from numpy.typing import NDArray
 
-from streamrec_recommender import catalog as catalogs
 from streamrec_recommender import online
+from streamrec_recommender.adapters.campaigns import CampaignStore
+from streamrec_recommender.adapters.experiments import ExperimentStore
+from streamrec_recommender.adapters.redis_state import (
+    RedisState,
+    RedisUnavailableError,
+    UserRead,
+    count_degraded,
+)
 from streamrec_recommender.attribution import Attributor, OnlineRecorder
-from streamrec_recommender.campaigns import CampaignStore
-from streamrec_recommender.catalog import CatalogIndex
-from streamrec_recommender.engine import Context, Engine, Plan, Recent, Request, Result, Vector
-from streamrec_recommender.engine import Settings as EngineSettings
-from streamrec_recommender.experiments import ExperimentStore
-from streamrec_recommender.model_handle import ModelHandle, ServingModel
 from streamrec_recommender.online import RecTag
-from streamrec_recommender.policy import ArmStats, ThompsonBandit
-from streamrec_recommender.ranking import ItemFilter, Ranked
+from streamrec_recommender.runtime.model_handle import ModelHandle
+from streamrec_recommender.serving import catalog as catalogs
+from streamrec_recommender.serving.catalog import CatalogIndex
+from streamrec_recommender.serving.context import Context, Job, Request, Result
+from streamrec_recommender.serving.engine import Engine
+from streamrec_recommender.serving.engine import Settings as EngineSettings
+from streamrec_recommender.serving.model import ServingModel
+from streamrec_recommender.serving.policy import ArmStats, ThompsonBandit
 from streamrec_recommender.settings import RecommenderSettings
-from streamrec_recommender.store import RedisState, RedisUnavailableError, UserRead, count_degraded
 from streamrec_shared import metrics, profile
 from streamrec_shared.events import ModelAnnouncement
 from streamrec_shared.model_watch import ModelWatcher
@@ -393,33 +399,36 @@ class Recommender:
 
     def _score_batch(self, batch: list[tuple[Request, Context, asyncio.Future[Result]]]) -> None:
         started = time.perf_counter()
+        steps: list[tuple[Request, Context, Job | None, asyncio.Future[Result]]]
         try:
-            prepared = self._prepare(batch)
+            jobs = self._prepare(batch)
         except Exception:  # batch boundary: the futures must settle, never hang
             logger.exception("batch scoring failed; scoring its %d requests one by one", len(batch))
             count_degraded("engine")
-            prepared = [ctx for _, ctx, _ in batch]
-        steps = [(req, ctx, fut) for (req, _, fut), ctx in zip(batch, prepared, strict=True)]
+            steps = [(req, ctx, None, fut) for req, ctx, fut in batch]
+        else:
+            steps = [(req, ctx, job, fut) for (req, ctx, fut), job in zip(batch, jobs, strict=True)]
         self._finish(steps, 0, [time.perf_counter() - started])
 
     def _finish(
         self,
-        steps: list[tuple[Request, Context, asyncio.Future[Result]]],
+        steps: list[tuple[Request, Context, Job | None, asyncio.Future[Result]]],
         i: int,
         spent: list[float],
     ) -> None:
-        """Run the engine for request ``i`` of a prepared batch, then schedule the next one.
+        """Answer request ``i`` of a prepared batch, then schedule the next one.
 
         One request per loop turn: each answer goes out as soon as it is ready (the request's
         task is woken before the next step runs), instead of every request of the batch
-        waiting for the last one. ``spent`` accumulates the batch's scoring time.
+        waiting for the last one. ``spent`` accumulates the batch's scoring time. A request
+        whose batch could not be prepared (``job`` None) is prepared on its own here.
         """
         started = time.perf_counter()
-        req, ctx, fut = steps[i]
+        req, ctx, job, fut = steps[i]
         try:
             if not fut.done():
                 try:
-                    result = self.engine.recommend(req, ctx)
+                    result = self.engine.answer(job or self.engine.prepare(req, ctx))
                 except Exception:  # batch boundary: one request must not fail the others
                     logger.exception("scoring failed for user %s; serving popularity", req.user_id)
                     count_degraded("engine")
@@ -449,50 +458,26 @@ class Recommender:
             )  # fmt: skip
         return Result("popular", "degraded:error_fallback", items, "new")
 
-    def _prepare(
-        self, batch: list[tuple[Request, Context, asyncio.Future[Result]]]
-    ) -> list[Context]:
-        """Each request's context with its user vector, plan, item filter and, for the exact
-        scorer, the ALS candidates its plan reads from one product over the batch (the engine
-        computes what is left unset itself)."""
+    def _prepare(self, batch: list[tuple[Request, Context, asyncio.Future[Result]]]) -> list[Job]:
+        """Each request prepared by the engine (vector, recent items, plan, filter), and the
+        exact ALS candidates its plan reads (``Job.depth``) from one product over the batch."""
         model = batch[0][1].model
-        found: dict[int, tuple[Vector, Recent, Plan, ItemFilter | None]] = {}
-        dense: list[int] = []
-        vectors: list[NDArray[np.float32]] = []
-        filters: list[ItemFilter] = []
-        depths: list[int] = []
-        for j, (req, ctx, _) in enumerate(batch):
-            if ctx.model is None:
-                continue
-            vector = self.engine.user_vector(ctx.model, ctx.profile, req.user_id)
-            recent = self.engine.recent(ctx.model, ctx.profile)
-            plan = self.engine.plan(req, ctx, ctx.model, vector, recent)
-            depth = self.engine.als_depth(plan, req.k)
-            flt: ItemFilter | None = None
-            u = vector[0]
-            if u is not None and depth > 0 and ctx.model is model and model.exact is not None:
-                flt, _ = self.engine.item_filter(ctx, ctx.model, req)
-                dense.append(j)
-                vectors.append(u)
-                filters.append(flt)
-                depths.append(depth)
-            found[j] = (vector, recent, plan, flt)
-        als: dict[int, Ranked] = {}
-        if dense and model is not None and model.exact is not None:
-            als = dict(zip(dense, model.exact.top(np.stack(vectors), filters, depths), strict=True))
-        return [
-            replace(
-                ctx,
-                vector=found[j][0],
-                recent=found[j][1],
-                plan=found[j][2],
-                item_filter=found[j][3],
-                als=als.get(j),
-            )
-            if j in found
-            else ctx
-            for j, (_, ctx, _) in enumerate(batch)
+        jobs = [self.engine.prepare(req, ctx) for req, ctx, _ in batch]
+        exact = model.exact if model is not None else None
+        if exact is None:
+            return jobs
+        dense = [
+            j
+            for j in jobs
+            if j.depth > 0 and j.u is not None and j.flt is not None and j.model is model
         ]
+        if dense:
+            queries = np.stack([j.u for j in dense if j.u is not None])
+            found = exact.top(queries, [j.flt for j in dense if j.flt is not None],
+                              [j.depth for j in dense])  # fmt: skip
+            for j, ranked in zip(dense, found, strict=True):
+                j.als = ranked
+        return jobs
 
     def _answer(self, req: Request, result: Result, now: float, *, cached: bool) -> Answer:
         tag = RecTag(now, result.algorithm, result.segment, result.experiment, result.variant)

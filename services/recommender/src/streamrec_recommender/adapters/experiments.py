@@ -15,8 +15,8 @@ from typing import Any
 import asyncpg
 from redis.exceptions import RedisError
 
-from streamrec_recommender.policy import Experiment, Variant
-from streamrec_recommender.store import RedisState, RedisUnavailableError
+from streamrec_recommender.adapters.redis_state import RedisState, RedisUnavailableError
+from streamrec_recommender.serving.policy import Experiment, Variant
 
 logger = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from streamrec_recommender.model_handle import ServingModel
-from streamrec_recommender.ranking import ItemFilter, Ranked
+from streamrec_recommender.serving.model import ServingModel
+from streamrec_recommender.serving.ranking import ItemFilter, Ranked
 
 ALLOWED_MASKS = 64
 """Category masks an index keeps (n bytes each) before it starts afresh."""

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from streamrec_recommender.service import Recommender
+from streamrec_recommender.runtime.recommender import Recommender
 
 
 async def get_recommender(request: Request) -> Recommender:

@@ -4,13 +4,8 @@ A ``ServingModel`` is built once per model version from an ``artifacts.ModelBund
 changes afterwards; ``ModelHandle.current`` is replaced atomically (one attribute assignment)
 when ``streamrec_shared.model_watch.ModelWatcher`` announces a new active version (models.v1,
 registry polling as fallback). Requests take one reference at their start and use it to the
-end, so a swap never mixes two versions inside one response.
-
-Serving item space
-    Rows ``0 .. n_trained-1`` are the ALS items (``als.npz`` order); the rows after them are
-    catalogue products known only to the content model (no interaction at training time),
-    placed in the ALS space by the content projection. That is how a new product can be
-    recommended before anybody touched it.
+end, so a swap never mixes two versions inside one response. The serving item space is
+described in ``serving.model``.
 """
 
 from __future__ import annotations
@@ -20,16 +15,15 @@ import gc
 import importlib.util
 import logging
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
-from streamrec_recommender.index import AnnIndex, AnnParams
-from streamrec_recommender.ranking import ExactScorer, Ranked
+from streamrec_recommender.runtime.index import AnnIndex, AnnParams
+from streamrec_recommender.serving.model import ServingModel
+from streamrec_recommender.serving.ranking import ExactScorer, Ranked
 from streamrec_recommender.settings import ServingSettings
 from streamrec_shared import factors, metrics
 from streamrec_shared.artifact_store import open_version
@@ -37,81 +31,6 @@ from streamrec_shared.artifacts import ModelBundle
 from streamrec_shared.events import ModelAnnouncement
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, eq=False)
-class ServingModel:
-    """One model version prepared for serving (immutable).
-
-    item_ids (n,) U serving item space; item_factors (n, f) float32 C-contiguous, rows follow
-    item_ids; user_factors (n_users, f) float32 rows follow ``user_index``; yty (f, f) float64
-    gram of the trained rows (for fold-in). neighbours / neighbour_sims (n_trained, N) int32 /
-    float32 item-kNN lists (-1 = none). content_rows (n,) int64: row of each serving item in
-    content_factors (n_content, f) float32, the content model's ALS-space factors L2-normalised
-    (-1 = no content vector); content_index (n_content,) int64 the inverse map.
-    popular: model popularity over serving indices; popular_by_category: category -> Ranked.
-    Exactly one of ``ann`` (above ``exact_max_items``) and ``exact`` (the norm-sorted copy of
-    the item factors for exact top-k) is set by ``prepare``.
-    """
-
-    version: int
-    created_at: datetime
-    item_ids: NDArray[np.str_]
-    index_of: Mapping[str, int]
-    item_factors: NDArray[np.float32]
-    n_trained: int
-    user_index: Mapping[str, int]
-    user_factors: NDArray[np.float32]
-    regularization: float
-    alpha: float
-    yty: NDArray[np.float64]
-    neighbours: NDArray[np.int32] | None
-    neighbour_sims: NDArray[np.float32] | None
-    content_rows: NDArray[np.int64] | None
-    content_factors: NDArray[np.float32] | None
-    content_index: NDArray[np.int64] | None
-    popular: Ranked
-    popular_by_category: Mapping[str, Ranked]
-    ann: AnnIndex | None = None
-    exact: ExactScorer | None = None
-    algorithms: tuple[str, ...] = ()
-    load_seconds: float = 0.0
-    extra: Mapping[str, object] = field(default_factory=dict)
-
-    @property
-    def n_items(self) -> int:
-        return int(self.item_ids.shape[0])
-
-    @property
-    def dim(self) -> int:
-        return int(self.item_factors.shape[1])
-
-    def user_factor(self, user_id: str) -> NDArray[np.float32] | None:
-        row = self.user_index.get(user_id)
-        return None if row is None else self.user_factors[row]
-
-    def indices(self, product_ids: tuple[str, ...] | list[str]) -> NDArray[np.int64]:
-        """Serving indices (m,) int64 of the known ids among ``product_ids`` (order kept)."""
-        get = self.index_of.get
-        found = [i for i in (get(p) for p in product_ids) if i is not None]
-        return np.asarray(found, dtype=np.int64)
-
-    def fold_in(
-        self, product_ids: tuple[str, ...], weights: NDArray[np.float32]
-    ) -> NDArray[np.float32] | None:
-        """ALS user vector (f,) float32 from weighted items (net weights > 0 only), or None."""
-        rows: dict[int, float] = {}
-        for pid, w in zip(product_ids, weights.tolist(), strict=False):
-            i = self.index_of.get(pid)
-            if i is not None and i < self.n_trained and w > 0:
-                rows[i] = rows.get(i, 0.0) + float(w)
-        if not rows:
-            return None
-        idx = np.fromiter(rows.keys(), dtype=np.int64)
-        conf = factors.confidence(np.fromiter(rows.values(), dtype=np.float64), self.alpha)
-        return factors.fold_in(
-            self.item_factors[: self.n_trained], idx, conf, self.regularization, yty=self.yty
-        )
 
 
 def ann_available() -> bool:
@@ -215,6 +134,7 @@ def prepare(bundle: ModelBundle, settings: ServingSettings) -> ServingModel:
         ann=ann,
         exact=ExactScorer.build(item_factors) if ann is None else None,
         algorithms=bundle.algorithms,
+        arrays=bundle.extra_files,
         load_seconds=time.perf_counter() - started,
     )
     logger.info(

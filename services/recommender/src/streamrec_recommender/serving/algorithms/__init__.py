@@ -1,0 +1,1 @@
+"""One module per served algorithm; each registers its scorer in ``serving.scorers``."""

@@ -1,0 +1,153 @@
+"""The trainer's side of each algorithm, by name: fitter, parameters, bundle arrays, offline
+evaluation adapters.
+
+Every algorithm module of this package (``als.py``, ``itemknn.py``, ...) ends with one
+``register(TrainerAlgorithm(...))``; ``load_builtin`` imports the package's modules, so adding
+an algorithm is its module here plus its entry in ``streamrec_shared.algorithms`` (which says
+whether it is trained at all). ``fit.fit_all`` fits, and ``FittedModels.to_bundle`` ships, every
+trained algorithm of the shared registry in its order; ``offline`` evaluates every adapter.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import pkgutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.typing import NDArray
+
+from streamrec_shared.algorithms import REGISTRY
+from streamrec_trainer.dataset import Catalog, Dataset, InteractionMatrix
+from streamrec_trainer.models.base import Scorer
+
+if TYPE_CHECKING:
+    from streamrec_trainer.evaluate import Holdout
+    from streamrec_trainer.models.fit import FittedModels, TrainParams
+
+Params = dict[str, Any]
+"""One point of an offline grid (JSON-able)."""
+BundlePart = Any | Mapping[str, NDArray[Any]]
+"""What an algorithm ships: a typed part of ``ModelBundle`` named like the algorithm (``als``:
+``AlsArrays``, ...) or, for any other algorithm, its arrays (file ``<name>.npz``, read back as
+``ModelBundle.extra_files[name]``)."""
+
+
+@dataclass
+class Fitting:
+    """What the fitters of one ``fit_all`` share: the data, its matrix (users x items, decayed
+    weights), the parameters, and the models fitted so far (by name, in fitting order).
+
+    init, iterations, exact_rows: ALS warm start and partial solve (see ``fit_all``)."""
+
+    dataset: Dataset
+    matrix: InteractionMatrix
+    params: TrainParams
+    models: dict[str, Any] = field(default_factory=dict)
+    init: Any = None
+    iterations: int | None = None
+    exact_rows: NDArray[np.int64] | None = None
+
+    @property
+    def x(self) -> sp.csr_matrix:
+        """csr_matrix (n_users, n_items) float32 decayed weights."""
+        return self.matrix.matrix
+
+
+@dataclass
+class OfflineContext:
+    """What offline fitters share within one split: the holdout, the catalogue, threads, the
+    chosen parameters of earlier algorithms and a cache of fitted models (by key)."""
+
+    holdout: Holdout
+    catalog: Catalog
+    threads: int
+    chosen: dict[str, Params] = field(default_factory=dict)
+    """Offline name -> the parameters chosen on validation (``als`` for content_to_als)."""
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    def cached(self, name: str, params: Params, fit: Callable[[], Any]) -> Any:
+        key = f"{name}:{json.dumps(params, sort_keys=True)}"
+        if key not in self.cache:
+            self.cache[key] = fit()
+        return self.cache[key]
+
+
+def grid(**axes: list[Any]) -> list[Params]:
+    """Every combination of the axes' values (an offline grid)."""
+    points: list[Params] = [{}]
+    for name, values in axes.items():
+        points = [{**p, name: v} for p in points for v in values]
+    return points
+
+
+def half_life(params: Params) -> float | None:
+    value = params.get("half_life_days")
+    return None if value is None else float(value)
+
+
+@dataclass(frozen=True)
+class OfflineAdapter:
+    """One row of ``streamrec eval``: a grid of parameters and how to fit a scorer for a point.
+
+    order: position in the report; needs: offline names whose chosen parameters it reads
+    (evaluated first); scoring_half_life: the half-life its scores' user histories are decayed
+    with (default: the point's own ``half_life_days``)."""
+
+    grid: list[Params]
+    fit: Callable[[OfflineContext, Params], Scorer]
+    order: float = 100.0
+    needs: tuple[str, ...] = ()
+    scoring_half_life: Callable[[OfflineContext, Params], float | None] | None = None
+
+
+@dataclass(frozen=True)
+class TrainerAlgorithm:
+    """name: as in ``streamrec_shared.algorithms``; params: its parameter dataclass (the
+    ``TrainParams`` group of that name; None there skips the algorithm); fit: the fitted model
+    (a ``Scorer``) from the shared fitting state; after: algorithms it reads from
+    ``Fitting.models``; bundle: what it ships to serving (None: nothing, offline only);
+    offline: its ``streamrec eval`` rows by name."""
+
+    name: str
+    params: type
+    fit: Callable[[Fitting, Any], Scorer]
+    after: tuple[str, ...] = ()
+    bundle: Callable[[Any, FittedModels], BundlePart] | None = None
+    offline: Mapping[str, OfflineAdapter] = field(default_factory=dict)
+
+
+TRAINERS: dict[str, TrainerAlgorithm] = {}
+
+
+def register(algorithm: TrainerAlgorithm) -> TrainerAlgorithm:
+    """Fit, ship and evaluate ``algorithm.name`` this way (a plug-in's trainer side)."""
+    TRAINERS[algorithm.name] = algorithm
+    return algorithm
+
+
+def load_builtin() -> None:
+    """Import every module of this package (the algorithm modules register themselves)."""
+    from streamrec_trainer import models
+
+    for info in pkgutil.iter_modules(models.__path__):
+        importlib.import_module(f"{models.__name__}.{info.name}")
+
+
+def trained() -> list[TrainerAlgorithm]:
+    """The trainer side of every trained algorithm of the shared registry, in its order."""
+    load_builtin()
+    missing = [n for n in REGISTRY.trained() if n not in TRAINERS]
+    if missing:
+        raise LookupError(f"algorithms {missing} have no trainer module registered")
+    return [TRAINERS[n] for n in REGISTRY.trained()]
+
+
+def offline_adapters() -> dict[str, OfflineAdapter]:
+    """Every offline adapter by name, in report order."""
+    found = [(name, a) for alg in trained() for name, a in alg.offline.items()]
+    return dict(sorted(found, key=lambda item: item[1].order))
