@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 from starlette.types import ASGIApp
 
-from streamrec_recommender import routes
+from streamrec_recommender import routes, search
 from streamrec_recommender.breaker import CircuitBreaker
 from streamrec_recommender.fastpath import FastPath
 from streamrec_recommender.model_handle import ServingModel
@@ -102,6 +102,7 @@ def create_app(
 
     install_common(app, service="recommender", http=settings.http, readiness=ready_check)
     app.include_router(routes.router)
+    app.include_router(search.router)
     return app
 
 
