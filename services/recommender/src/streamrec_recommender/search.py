@@ -37,6 +37,9 @@ router = APIRouter(tags=["catalog"])
 
 SEARCH_DEPTH = 200
 """Trigram candidates read per search before re-ranking and cutting to ``k``."""
+MATCH_THRESHOLD = 0.5
+"""pg_trgm word-similarity threshold of ``<%`` (Postgres default 0.6): one typo in a short
+word ("espreso ketle") scores about 0.6-0.7, two ("auroa espreso") about 0.59."""
 PERSONAL_WEIGHT = 0.5
 """How much the user's normalised personal score can raise a match: sim * (1 + w * p)."""
 
@@ -89,7 +92,12 @@ class _PoolHolder:
             if self.pool is None:
                 try:
                     self.pool = await asyncpg.create_pool(
-                        self.dsn, min_size=0, max_size=4, timeout=2.0, command_timeout=3.0
+                        self.dsn,
+                        min_size=0,
+                        max_size=4,
+                        timeout=2.0,
+                        command_timeout=3.0,
+                        server_settings={"pg_trgm.word_similarity_threshold": str(MATCH_THRESHOLD)},
                     )
                 except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
                     raise _unavailable(exc) from exc

@@ -33,7 +33,7 @@ function ShopperSwitch() {
     <div className="shopper">
       <label htmlFor="shopper">Demo shopper</label>
       <select id="shopper" value={shopper} onChange={(e) => setShopper(e.target.value)}>
-        {DEMO_SHOPPERS.map((u) => (
+        {(DEMO_SHOPPERS.includes(shopper as never) ? [...DEMO_SHOPPERS] : [...DEMO_SHOPPERS, shopper]).map((u) => (
           <option key={u} value={u}>
             {u}
           </option>

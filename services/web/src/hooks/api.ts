@@ -1,6 +1,8 @@
 /** The one hooks layer: every server call of the app goes through a hook here (TanStack
  * Query), so loading, error and cache behaviour are defined in one place. */
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
+import { ApiError } from "../api/client";
+import type { Similar } from "../api/types";
 import type { CampaignIn, EventIn, ExperimentIn, OrderIn, Product, ProductIn } from "../api/types";
 import { useApp } from "../state/AppContext";
 
@@ -36,9 +38,23 @@ export function useTrending(category?: string, k = 8) {
   return useQuery({ queryKey: keys.trending(category), queryFn: () => api.trending(k, category) });
 }
 
+/** Products bought together with one product; a product the model does not know yet (new
+ * since the last training) has none: an empty strip saying so, not an error. */
 export function useSimilar(productId: string, k = 8) {
   const { api } = useApp();
-  return useQuery({ queryKey: keys.similar(productId), queryFn: () => api.similar(productId, k) });
+  return useQuery({
+    queryKey: keys.similar(productId),
+    queryFn: async (): Promise<Similar> => {
+      try {
+        return await api.similar(productId, k);
+      } catch (err) {
+        if (err instanceof ApiError && err.status === 404) {
+          return { product_id: productId, strategy: "not in the model yet", model_version: 0, items: [] };
+        }
+        throw err;
+      }
+    },
+  });
 }
 
 export function useSearch(

@@ -64,6 +64,8 @@ export default function Models() {
                       <td>
                         {m.active ? (
                           "serving"
+                        ) : !["published", "retired"].includes(m.status) ? (
+                          "—"
                         ) : (
                           <button
                             type="button"
