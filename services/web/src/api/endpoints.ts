@@ -31,9 +31,13 @@ export function createApi(cfg: AppConfig) {
   const pub = cfg.publishableKey;
   return {
     // --- storefront (open reads; events and orders with the publishable key) ---
-    recommendations: (userId: string, k = 8, category?: string) =>
+    recommendations: (
+      userId: string,
+      k = 8,
+      opts: { category?: string; algorithm?: string; exclude?: string[] } = {},
+    ) =>
       request<Recommendations>(rec, `/v1/recommendations/${enc(userId)}`, {
-        query: { k, category },
+        query: { k, category: opts.category, algorithm: opts.algorithm, exclude: opts.exclude?.join(",") },
       }),
     trending: (k = 8, category?: string) =>
       request<Trending>(rec, "/v1/trending", { query: { k, category } }),

@@ -33,6 +33,16 @@ export function useRecommendations(userId: string, k = 8) {
   });
 }
 
+/** "Customers also bought": item-kNN (co-interaction neighbours) from the shopper's recent
+ * items, this product (just viewed) among them; a recommendation with its own rec_id. */
+export function useAlsoBought(userId: string, productId: string, k = 8) {
+  const { api } = useApp();
+  return useQuery({
+    queryKey: [...keys.recs(userId), "also", productId],
+    queryFn: () => api.recommendations(userId, k, { algorithm: "itemknn", exclude: [productId] }),
+  });
+}
+
 export function useTrending(category?: string, k = 8) {
   const { api } = useApp();
   return useQuery({ queryKey: keys.trending(category), queryFn: () => api.trending(k, category) });

@@ -3,7 +3,7 @@ import { useParams } from "react-router-dom";
 import { formatPrice } from "../components/ProductCard";
 import { ProductStrip } from "../components/ProductStrip";
 import { ErrorMessage, QueryState } from "../components/QueryState";
-import { useProducts, useSearch, useSendEvent, useSimilar } from "../hooks/api";
+import { useAlsoBought, useProducts, useSendEvent, useSimilar } from "../hooks/api";
 import { useApp } from "../state/AppContext";
 
 export default function ProductPage() {
@@ -14,7 +14,7 @@ export default function ProductPage() {
   const send = useSendEvent();
   const viewed = useRef<string | null>(null);
   const product = details.data?.get(productId);
-  const alike = useSearch(product?.name ?? "", { category: product?.category ?? undefined, k: 9 });
+  const also = useAlsoBought(shopper, productId);
 
   useEffect(() => {
     const key = `${shopper}/${productId}`;
@@ -58,29 +58,30 @@ export default function ProductPage() {
           );
         }}
       </QueryState>
-      <QueryState query={similar} what="products customers also bought">
+      <QueryState query={similar} what="similar products">
         {(s) => (
           <ProductStrip
-            title="Customers also bought"
-            testId="also-bought"
+            title="Similar products"
+            testId="similar"
             items={s.items}
             strategy={s.strategy}
-            modelVersion={s.model_version}
+            modelVersion={s.model_version || null}
           />
         )}
       </QueryState>
-      {product ? (
-        <QueryState query={alike} what="similar products">
-          {(r) => (
-            <ProductStrip
-              title="Similar products"
-              testId="similar"
-              items={r.items.filter((i) => i.product_id !== productId).slice(0, 8)}
-              strategy="content: name and attributes (trigram)"
-            />
-          )}
-        </QueryState>
-      ) : null}
+      <QueryState query={also} what="products customers also bought">
+        {(r) => (
+          <ProductStrip
+            title="Customers also bought"
+            testId="also-bought"
+            items={r.items}
+            algorithm={r.algorithm}
+            strategy={r.strategy}
+            modelVersion={r.model_version}
+            recId={r.rec_id}
+          />
+        )}
+      </QueryState>
     </>
   );
 }
