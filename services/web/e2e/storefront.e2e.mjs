@@ -150,6 +150,20 @@ await step("admin_activate_older", async () => {
   await shot("11-home-older-model");
 });
 
+await step("admin_campaign_create_delete", async () => {
+  await page.goto(`${WEB}/admin/campaigns`);
+  await page.getByRole("button", { name: "New campaign" }).click();
+  await page.getByLabel("Name").fill("web-e2e-boost");
+  await page.getByLabel("Product ids (comma-separated)").fill(env("SEARCH_EXPECT"));
+  await page.getByRole("button", { name: "Save campaign" }).click();
+  await page.getByRole("button", { name: "Delete web-e2e-boost" }).waitFor();
+  await page.getByLabel("User id").fill(shopper);
+  await page.locator('[data-testid="campaign-preview"] li[data-product-id]').first().waitFor();
+  await shot("12-admin-campaign");
+  await page.getByRole("button", { name: "Delete web-e2e-boost" }).click();
+  await page.getByRole("button", { name: "Delete web-e2e-boost" }).waitFor({ state: "detached" });
+});
+
 for (const [i, section] of ["experiments", "campaigns", "metrics", "training", "catalog", "health"].entries()) {
   await step(`admin_${section}`, async () => {
     await page.goto(`${WEB}/admin/${section}`);
@@ -161,7 +175,7 @@ for (const [i, section] of ["experiments", "campaigns", "metrics", "training", "
       await page.locator(`tr[data-product-id="${env("SEARCH_EXPECT")}"]`).waitFor();
     }
     if (section === "health") await page.locator("td.good").first().waitFor();
-    await shot(`${String(12 + i).padStart(2, "0")}-admin-${section}`);
+    await shot(`${String(13 + i).padStart(2, "0")}-admin-${section}`);
   });
 }
 

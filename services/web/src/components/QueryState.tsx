@@ -10,10 +10,10 @@ export function errorText(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-export function ErrorMessage(props: { error: unknown; what: string }) {
+export function ErrorMessage(props: { error: unknown; what: string; action?: string }) {
   return (
     <p role="alert" className="error">
-      Could not load {props.what}: {errorText(props.error)}
+      Could not {props.action ?? "load"} {props.what}: {errorText(props.error)}
     </p>
   );
 }

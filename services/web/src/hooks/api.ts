@@ -170,7 +170,10 @@ export function usePutCampaign() {
   const qc = useQueryClient();
   return useMutation({
     mutationFn: (v: { name: string; body: CampaignIn }) => api.putCampaign(key, v.name, v.body),
-    onSuccess: () => qc.invalidateQueries({ queryKey: keys.campaigns }),
+    onSuccess: () => {
+      void qc.invalidateQueries({ queryKey: keys.campaigns });
+      void qc.invalidateQueries({ queryKey: ["recs"] }); // the live preview
+    },
   });
 }
 
@@ -180,7 +183,10 @@ export function useDeleteCampaign() {
   const qc = useQueryClient();
   return useMutation({
     mutationFn: (name: string) => api.deleteCampaign(key, name),
-    onSuccess: () => qc.invalidateQueries({ queryKey: keys.campaigns }),
+    onSuccess: () => {
+      void qc.invalidateQueries({ queryKey: keys.campaigns });
+      void qc.invalidateQueries({ queryKey: ["recs"] });
+    },
   });
 }
 

@@ -88,7 +88,7 @@ export default function Cart() {
           </button>
         </>
       )}
-      {order.isError ? <ErrorMessage error={order.error} what="the order" /> : null}
+      {order.isError ? <ErrorMessage error={order.error} what="the order" action="place" /> : null}
     </section>
   );
 }

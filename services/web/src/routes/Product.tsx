@@ -53,7 +53,7 @@ export default function ProductPage() {
               <button type="button" onClick={add} disabled={!p.in_stock || !p.active}>
                 Add to cart
               </button>
-              {send.isError ? <ErrorMessage error={send.error} what="the event" /> : null}
+              {send.isError ? <ErrorMessage error={send.error} what="the event" action="send" /> : null}
             </article>
           );
         }}

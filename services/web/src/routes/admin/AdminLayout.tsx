@@ -39,7 +39,7 @@ function Login() {
         </button>
         <p className="hint">The key stays in this tab (sessionStorage) and is sent only to the streamrec APIs.</p>
       </form>
-      {error ? <ErrorMessage error={error} what="the console (key refused?)" /> : null}
+      {error ? <ErrorMessage error={error} what="the console (key refused?)" action="open" /> : null}
       <Link to="/">Back to the shop</Link>
     </main>
   );

@@ -23,7 +23,15 @@ function CampaignForm(props: { initial: Campaign; onDone: () => void }) {
     put.mutate(
       {
         name: c.name,
-        body: { ...c, product_ids: list(products), categories: list(categories) },
+        body: {
+          boost: c.boost,
+          start: c.start,
+          end: c.end,
+          segment: c.segment,
+          enabled: c.enabled,
+          product_ids: list(products),
+          categories: list(categories),
+        },
       },
       { onSuccess: props.onDone },
     );
@@ -55,7 +63,7 @@ function CampaignForm(props: { initial: Campaign; onDone: () => void }) {
       <button type="submit" disabled={put.isPending}>
         Save campaign
       </button>
-      {put.isError ? <ErrorMessage error={put.error} what="the campaign" /> : null}
+      {put.isError ? <ErrorMessage error={put.error} what="the campaign" action="save" /> : null}
     </form>
   );
 }
@@ -137,7 +145,7 @@ export default function Campaigns() {
           )
         }
       </QueryState>
-      {del.isError ? <ErrorMessage error={del.error} what="the deletion" /> : null}
+      {del.isError ? <ErrorMessage error={del.error} what="the campaign" action="delete" /> : null}
       <Preview />
     </section>
   );

@@ -34,7 +34,7 @@ export default function Catalog() {
         <input id="cat-q" type="search" value={input} onChange={(e) => setInput(e.target.value)} />
         <button type="submit">Search</button>
       </form>
-      {update.isError ? <ErrorMessage error={update.error} what="the update" /> : null}
+      {update.isError ? <ErrorMessage error={update.error} what="the product change" action="send" /> : null}
       {update.isSuccess ? <p role="status">Change sent; the search index follows once ingest stored it.</p> : null}
       {q ? (
         <QueryState query={result} what="products">

@@ -65,7 +65,7 @@ function ExperimentForm(props: { onSaved: (name: string) => void }) {
       <button type="submit" disabled={put.isPending}>
         Start
       </button>
-      {put.isError ? <ErrorMessage error={put.error} what="the experiment" /> : null}
+      {put.isError ? <ErrorMessage error={put.error} what="the experiment" action="save" /> : null}
     </form>
   );
 }
@@ -91,7 +91,7 @@ function ExperimentCard(props: { name: string }) {
               Stop {e.name}
             </button>
           ) : null}
-          {put.isError ? <ErrorMessage error={put.error} what="the change" /> : null}
+          {put.isError ? <ErrorMessage error={put.error} what="the change" action="save" /> : null}
         </div>
       )}
     </QueryState>

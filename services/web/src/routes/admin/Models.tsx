@@ -85,7 +85,7 @@ export default function Models() {
           );
         }}
       </QueryState>
-      {activate.isError ? <ErrorMessage error={activate.error} what="the activation" /> : null}
+      {activate.isError ? <ErrorMessage error={activate.error} what="that version" action="activate" /> : null}
       {activate.isSuccess ? (
         <p role="status" className="ok">
           Version {activate.data.version} is active.

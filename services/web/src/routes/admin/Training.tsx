@@ -42,7 +42,7 @@ export default function Training() {
       <button type="button" onClick={run} disabled={start.isPending}>
         Start training
       </button>
-      {start.isError ? <ErrorMessage error={start.error} what="the training job" /> : null}
+      {start.isError ? <ErrorMessage error={start.error} what="a training job" action="start" /> : null}
       <h2>Started from this console</h2>
       {jobs.length === 0 ? <p>None yet.</p> : null}
       <ul>
