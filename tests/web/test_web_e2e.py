@@ -87,6 +87,20 @@ async def _models(client: AsyncStreamrecClient) -> dict[str, Any]:
     return body
 
 
+async def _wait_not_degraded(client: AsyncStreamrecClient) -> None:
+    """Earlier tests of the session take Redis or Postgres away and back; wait until the
+    recommender reads live profiles again (a "degraded:" strategy means it cannot), else the
+    click could not change anything."""
+    deadline = time.monotonic() + 60.0
+    strategy = ""
+    while time.monotonic() < deadline:
+        strategy = str((await client.recommendations("web-u00001", k=5))["strategy"])
+        if not strategy.startswith("degraded"):
+            return
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"the recommender stays degraded ({strategy}): the stack is not whole")
+
+
 async def _run_browser(env: dict[str, str]) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         "node",
@@ -118,6 +132,7 @@ async def test_storefront_and_console_in_chromium(
     assert older, f"no published version besides the active one: {models['models']}"
     old_version = max(older)
 
+    await _wait_not_degraded(client)
     shopper = f"web-e2e-{uuid.uuid4().hex[:8]}"
     try:
         code, out, err = await _run_browser(

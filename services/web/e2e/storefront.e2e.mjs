@@ -179,6 +179,16 @@ for (const [i, section] of ["experiments", "campaigns", "metrics", "training", "
   });
 }
 
+await step("responsive_phone", async () => {
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.goto(`${WEB}/`);
+  await page.locator('[data-testid="recommended"] li[data-product-id]').first().waitFor();
+  // nothing wider than the screen: no sideways scrolling on a phone
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  if (overflow > 1) throw new Error(`page is ${overflow}px wider than a 390px screen`);
+  await shot("20-home-phone");
+});
+
 summary.console_errors = consoleErrors;
 console.log(JSON.stringify(summary));
 await browser.close();
