@@ -2,9 +2,9 @@
 
 A local stack (broker, Redis, Postgres, the recommender only) gets ``--products`` (100k)
 catalog rows COPY'd straight into Postgres (names "<brand> <adjective> <noun> <model>", from a
-vocabulary of 2,000 made-up brands and 300 nouns, so a query matches tens of products, not the
-whole catalog), then ``wrk`` sends searches built from a random product's name: its brand with one typo
-plus its adjective, or its noun with one typo (``?q=...&k=20``) at ``--rates`` (100 req/s) requests/s, open-loop Poisson arrivals
+vocabulary of 2,000 made-up brands and 300 nouns), then ``wrk`` sends searches built from a
+random product's name: its brand with one typo plus its adjective, or its noun with one typo
+(``?q=...&k=20``) at ``--rates`` (100) requests/s, open-loop Poisson arrivals
 (tests/bench/loadgen.py), 16 connections, ``--seconds`` per level after a warm-up level.
 Target: p99 <= 20 ms at 100 req/s. Results: tests/bench/results/search.json.
 
