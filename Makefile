@@ -5,7 +5,7 @@ UV := $(PYTHON) -m uv
 STATE ?= .streamrec
 
 .DEFAULT_GOAL := help
-.PHONY: help install up down status lint fmt typecheck test test-fast bench eval clean
+.PHONY: help install web up down status lint fmt typecheck test test-fast bench eval clean
 
 help: ## List every target
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-11s\033[0m %s\n", $$1, $$2}'
@@ -13,6 +13,18 @@ help: ## List every target
 install: ## Install uv (if missing) and the locked workspace into .venv
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv>=0.5"
 	@$(UV) sync --frozen --all-packages --quiet
+	@$(MAKE) --no-print-directory web
+
+WEB := services/web
+web: ## Build the web app (npm ci + vite build when changed) and install Debian's chromium for its browser tests
+	@if ! command -v node >/dev/null 2>&1; then \
+	  if [ -n "$$CI" ]; then echo "node is required in CI to build $(WEB)" >&2; exit 1; fi; \
+	  echo "node not found: skipping the web app ($(WEB)); install Node.js 20+ to build it"; exit 0; fi; \
+	cd $(WEB) && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund --loglevel=error; } \
+	&& { [ -f dist/index.html ] && [ -z "$$(find src public index.html vite.config.ts tsconfig.json package-lock.json -newer dist/index.html -print -quit)" ] \
+	     || npm run --silent build >/dev/null; }
+	@command -v chromium >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
+	@command -v chromium >/dev/null 2>&1 || echo "chromium not installed: the web app's browser tests will be skipped (outside CI)"
 
 up: install ## Start broker, Redis, Postgres and the four services with demo data (writes .streamrec/stack.json)
 	@$(UV) run --frozen streamrec-stack --dir $(STATE) up --demo
@@ -33,8 +45,9 @@ fmt: install ## Format the code with ruff
 
 typecheck: install ## mypy (strict) on every package
 	@$(UV) run --frozen mypy shared/src tools/dev/src clients/python/src services/ingest/src services/stream-processor/src services/recommender/src services/trainer/src
+	@if [ -d $(WEB)/node_modules ]; then cd $(WEB) && npx --no-install tsc -p .; fi
 
-test: install ## Run the whole test suite (starts its own local stack on free ports)
+test: install ## Run the whole test suite (starts its own local stack on free ports; web: Vitest + Chromium e2e)
 	@$(UV) run --frozen pytest -q
 
 test-fast: install ## Unit tests only (no stack)

@@ -350,7 +350,14 @@ class KeyRing:
     def open(self) -> bool:
         return not self.settings.api_keys
 
-    def authorize(self, presented: str | None, scope: KeyScope) -> ApiKey | None:
+    def authorize(
+        self, presented: str | None, scope: KeyScope, client: str | None = None
+    ) -> ApiKey | None:
+        """The key presented, checked for ``scope`` and charged one request.
+
+        A ``publishable`` (browser) key satisfies ``events:write`` only (send events, place
+        orders) and is rate-limited per ``client`` address rather than as one key.
+        """
         if self.open:
             return None
         if not presented:
@@ -363,6 +370,10 @@ class KeyRing:
             if key is None:
                 raise Unauthorized("X-API-Key: unknown key", details={"field": "X-API-Key"})
             self.verified[presented] = key
+        publishable = "publishable" in key.scopes
+        if publishable and scope == "events:write":
+            self._take(key, 1.0, client)
+            return key
         if scope not in key.scopes and "admin" not in key.scopes:
             raise Forbidden(
                 f"X-API-Key: key '{key.name}' lacks scope '{scope}'",
@@ -371,11 +382,14 @@ class KeyRing:
         self._take(key, 1.0)
         return key
 
-    def _take(self, key: ApiKey, cost: float) -> None:
+    def _take(self, key: ApiKey, cost: float, client: str | None = None) -> None:
         now = time.monotonic()
-        bucket = self.buckets.get(key.name)
+        name = f"{key.name}@{client}" if client else key.name
+        bucket = self.buckets.get(name)
         if bucket is None:
-            bucket = self.buckets[key.name] = _Bucket(key.burst, now)
+            if len(self.buckets) > 100_000:  # per-client buckets: forget the idle ones
+                self.buckets = {k: b for k, b in self.buckets.items() if now - b.updated < 60}
+            bucket = self.buckets[name] = _Bucket(key.burst, now)
         bucket.tokens = min(key.burst, bucket.tokens + (now - bucket.updated) * key.rate_per_s)
         bucket.updated = now
         if bucket.tokens < cost:
@@ -393,7 +407,8 @@ def require_scope(scope: KeyScope) -> Any:
 
     async def check(request: Request) -> ApiKey | None:
         ring: KeyRing = request.app.state.keyring
-        return ring.authorize(request.headers.get("x-api-key"), scope)
+        client = request.client.host if request.client else None
+        return ring.authorize(request.headers.get("x-api-key"), scope, client)
 
     return Depends(check)
 

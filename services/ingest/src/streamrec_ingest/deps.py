@@ -33,7 +33,9 @@ async def _state(request: Request) -> IngestState:
     return state
 
 
-def authorize_events(ring: KeyRing, presented: str | None) -> ApiKey | None:
+def authorize_events(
+    ring: KeyRing, presented: str | None, client: str | None = None
+) -> ApiKey | None:
     """``events:write`` for the presented ``X-API-Key`` value; refusals are counted as
     rejected events (reason = the refusal).
 
@@ -41,7 +43,7 @@ def authorize_events(ring: KeyRing, presented: str | None) -> ApiKey | None:
     ``Depends`` was about a third of the gateway's own CPU for a single-event request.
     """
     try:
-        return ring.authorize(presented, "events:write")
+        return ring.authorize(presented, "events:write", client)
     except Unauthorized:
         metrics.INGEST_EVENTS_REJECTED.labels("unauthorized").inc()
         raise

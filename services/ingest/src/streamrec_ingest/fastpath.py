@@ -72,7 +72,9 @@ class EventsFastPath:
             more = message.get("more_body", False)
         response: Response
         try:
-            body = await events_request(self.keyring, presented, b"".join(chunks), self.state)
+            client = scope["client"][0] if scope.get("client") else None
+            raw = b"".join(chunks)
+            body = await events_request(self.keyring, presented, raw, self.state, client)
             response = JSONResponse(body, status_code=202)
         except StreamrecError as exc:
             response = domain_response(exc)

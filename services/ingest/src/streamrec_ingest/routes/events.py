@@ -82,11 +82,16 @@ async def accept_events(raw: bytes, publisher: Publisher) -> dict[str, Any]:
 
 
 async def events_request(
-    ring: KeyRing, presented: str | None, raw: bytes, state: IngestState
+    ring: KeyRing,
+    presented: str | None,
+    raw: bytes,
+    state: IngestState,
+    client: str | None = None,
 ) -> dict[str, Any]:
     """The whole ``POST /v1/events``: key check, then ``accept_events``; returns the 202 body
-    (the route and ``fastpath.EventsFastPath`` both answer with it)."""
-    authorize_events(ring, presented)
+    (the route and ``fastpath.EventsFastPath`` both answer with it). ``client``: the caller's
+    address, for the per-client limit of publishable keys."""
+    authorize_events(ring, presented, client)
     return await accept_events(raw, state.publisher)
 
 
@@ -108,5 +113,7 @@ async def post_events(request: Request) -> JSONResponse:
     """
     state: IngestState = request.app.state.ingest
     presented = request.headers.get("x-api-key")
-    body = await events_request(request.app.state.keyring, presented, await request.body(), state)
+    client = request.client.host if request.client else None
+    raw = await request.body()
+    body = await events_request(request.app.state.keyring, presented, raw, state, client)
     return JSONResponse(body, status_code=202)

@@ -21,7 +21,7 @@ from starlette.types import ASGIApp
 from streamrec_recommender.adapters.breaker import CircuitBreaker
 from streamrec_recommender.adapters.redis_state import RedisState, connect
 from streamrec_recommender.adapters.resp import RespConnection
-from streamrec_recommender.api import routes
+from streamrec_recommender.api import routes, search
 from streamrec_recommender.api.fastpath import FastPath
 from streamrec_recommender.runtime.recommender import Recommender
 from streamrec_recommender.serving.model import ServingModel
@@ -102,6 +102,7 @@ def create_app(
 
     install_common(app, service="recommender", http=settings.http, readiness=ready_check)
     app.include_router(routes.router)
+    app.include_router(search.router)
     return app
 
 

@@ -20,12 +20,17 @@ def _print_summary(desc: StackDescription, took: float) -> None:
     ing, rec, tr = desc.urls["ingest"], desc.urls["recommender"], desc.urls["trainer"]
     print(f"\nstreamrec local stack is up ({took:.0f}s). Description: {desc.state_dir}/stack.json")
     for name, url in desc.urls.items():
+        if name == "web":
+            print(f"  {'web':17s} {url}   (storefront; admin console at {url}/admin)")
+            continue
         print(f"  {name:17s} {url}   (docs: {url}/docs)" if name != "stream-processor"
               else f"  {name:17s} {url}   (/healthz /readyz /metrics)")  # fmt: skip
     print(f"  {'kafka':17s} {desc.kafka_bootstrap}")
     print(f"  {'redis':17s} {desc.redis_url}")
     print(f"  {'postgres':17s} {desc.postgres_dsn}")
     print(f"  admin API key     {key}")
+    if "web" not in desc.urls:
+        print("  web               not built (needs Node.js: make install builds services/web)")
     print("\nTry:")
     print(f"  curl -s {rec}/v1/recommendations/u00001?k=5")
     print(f"  curl -s -X POST {ing}/v1/events -H 'X-API-Key: {key}' -H 'Content-Type: "

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import functools
+import http.server
+import io
 import json
 import logging
 import os
@@ -41,6 +45,9 @@ SERVICES = {
 }
 INFRA_PORTS = {"broker": 9092, "redis": 6379, "postgres": 5432}
 # Tansu completes a group join after about half the rebalance timeout: keep them short locally.
+WEB_PORT = 8080
+# The publishable (browser) key: events and orders only, rate-limited per client address.
+PUBLISHABLE_RATE = {"rate_per_s": 50, "burst": 200}
 LOCAL_KAFKA_TIMING = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000,
                       "rebalance_timeout_ms": 3000}  # fmt: skip
 
@@ -86,6 +93,9 @@ class StackDescription:
             {"name": "reader", "sha256": hash_key(self.api_keys["reader"]),
              "scopes": [], "rate_per_s": 100000, "burst": 200000},
         ]  # fmt: skip
+        if "publishable" in self.api_keys:
+            keys.append({"name": "publishable", "sha256": hash_key(self.api_keys["publishable"]),
+                         "scopes": ["publishable"], **PUBLISHABLE_RATE})  # fmt: skip
         env = {
             "STREAMREC_KAFKA__BOOTSTRAP_SERVERS": self.kafka_bootstrap,
             "STREAMREC_KAFKA__ENABLE_IDEMPOTENCE": "false",
@@ -94,6 +104,11 @@ class StackDescription:
             "STREAMREC_ARTIFACTS__URI": self.artifacts_uri,
             "STREAMREC_AUTH__API_KEYS": json.dumps(keys),
             "STREAMREC_LOG__LEVEL": os.environ.get("STREAMREC_LOG__LEVEL", "INFO"),
+            "STREAMREC_HTTP__CORS_ORIGINS": json.dumps(
+                [self.urls["web"], self.urls["web"].replace("127.0.0.1", "localhost")]
+                if "web" in self.urls
+                else []
+            ),
             "OPENBLAS_NUM_THREADS": "1",
             "PYTHONUNBUFFERED": "1",
         }
@@ -134,14 +149,20 @@ class LocalStack:
             )
         ports = {n: _port(p, self.fixed_ports) for n, p in INFRA_PORTS.items()}
         svc_ports = {n: _port(p, self.fixed_ports) for n, (_, p) in SERVICES.items()}
+        urls = {n: f"http://127.0.0.1:{p}" for n, p in svc_ports.items()}
+        dist = web_dist()
+        if dist is not None:
+            urls["web"] = f"http://127.0.0.1:{_port(WEB_PORT, self.fixed_ports)}"
         desc = self.desc = StackDescription(
             state_dir=str(self.state_dir),
-            urls={n: f"http://127.0.0.1:{p}" for n, p in svc_ports.items()},
+            urls=urls,
             kafka_bootstrap=f"127.0.0.1:{ports['broker']}",
             redis_url=f"redis://127.0.0.1:{ports['redis']}/0",
             postgres_dsn=f"postgresql://streamrec@127.0.0.1:{ports['postgres']}/streamrec",
             artifacts_uri=(self.state_dir / "artifacts").as_uri(),
-            api_keys={n: secrets.token_urlsafe(24) for n in ("admin", "writer", "reader")},
+            api_keys={
+                n: secrets.token_urlsafe(24) for n in ("admin", "writer", "reader", "publishable")
+            },
         )
         desc.save()
         try:
@@ -156,6 +177,8 @@ class LocalStack:
             asyncio.run(self._prepare())
             for name in services:
                 self.start_service(name)
+            if dist is not None:
+                self.start_web(dist)
             self.wait_healthy(services)
         except BaseException:
             self.stop()
@@ -182,6 +205,20 @@ class LocalStack:
         env = {**os.environ, **self.desc.env(), "STREAMREC_HTTP__PORT": port, **(extra_env or {})}
         proc = spawn(name, [sys.executable, "-m", module], log_dir=self.log_dir, env=env)
         self._record(proc)
+        return proc
+
+    def start_web(self, dist: Path) -> Proc:
+        """Serve the web app's bundle ``dist`` with this stack's ``config.json`` (service URLs
+        and the publishable key only: admin keys never reach the browser)."""
+        assert self.desc is not None
+        config = self.state_dir / "web-config.json"
+        config.write_text(json.dumps(web_config(self.desc), indent=2))
+        port = self.desc.urls["web"].rsplit(":", 1)[1]
+        cmd = [sys.executable, "-m", __name__, "--dist", str(dist), "--config", str(config),
+               "--port", port]  # fmt: skip
+        proc = spawn("web", cmd, log_dir=self.log_dir, env=dict(os.environ))
+        self._record(proc)
+        wait_until(lambda: port_open(int(port)), timeout=30.0, what="web server", interval=0.1)
         return proc
 
     def _record(self, proc: Proc) -> None:
@@ -233,10 +270,75 @@ class LocalStack:
             return
         order = {
             name: i
-            for i, name in enumerate([*SERVICES, "broker", "object-store", "redis", "postgres"])
+            for i, name in enumerate(
+                ["web", *SERVICES, "broker", "object-store", "redis", "postgres"]
+            )
         }
         for proc in sorted(desc.procs, key=lambda p: order.get(p.name, 0)):
             # Postgres: SIGINT is its fast shutdown (SIGTERM waits for clients to leave).
             stop(proc, sig=signal.SIGINT if proc.name == "postgres" else signal.SIGTERM)
         (self.state_dir / "stack.json").unlink(missing_ok=True)
         self.desc = None
+
+
+def web_dist() -> Path | None:
+    """The built web app (``services/web/dist`` with an ``index.html``), found from
+    ``STREAMREC_WEB_DIST`` or by walking up from this file to the repo; None when not built."""
+    env = os.environ.get("STREAMREC_WEB_DIST")
+    candidates = [Path(env)] if env else [
+        parent / "services" / "web" / "dist" for parent in Path(__file__).resolve().parents
+    ]  # fmt: skip
+    return next((c for c in candidates if (c / "index.html").is_file()), None)
+
+
+def web_config(desc: StackDescription) -> dict[str, Any]:
+    """What the browser app reads from ``/config.json``: public API URLs, publishable key."""
+    return {
+        "ingestUrl": desc.urls["ingest"],
+        "recommenderUrl": desc.urls["recommender"],
+        "trainerUrl": desc.urls["trainer"],
+        "publishableKey": desc.api_keys.get("publishable", ""),
+    }
+
+
+class _WebHandler(http.server.SimpleHTTPRequestHandler):
+    """The bundle's files; ``/config.json`` from the stack; other paths -> ``index.html``
+    (client-side routes)."""
+
+    config: Path
+
+    def __init__(self, *args: Any, config: Path, **kwargs: Any) -> None:
+        self.config = config
+        super().__init__(*args, **kwargs)
+
+    def send_head(self) -> Any:
+        path = self.path.split("?", 1)[0]
+        if path == "/config.json":
+            body = self.config.read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            return io.BytesIO(body)
+        if not Path(self.translate_path(path)).exists():
+            self.path = "/index.html"
+        return super().send_head()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def serve_web(dist: Path, config: Path, port: int) -> None:
+    handler = functools.partial(_WebHandler, directory=str(dist), config=config)
+    with http.server.ThreadingHTTPServer(("127.0.0.1", port), handler) as server:
+        server.serve_forever()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="serve the web app of a local stack")
+    parser.add_argument("--dist", type=Path, required=True)
+    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--port", type=int, required=True)
+    a = parser.parse_args()
+    serve_web(a.dist, a.config, a.port)

@@ -1,0 +1,67 @@
+import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
+import { useState } from "react";
+import { BrowserRouter, Navigate, Route, Routes } from "react-router-dom";
+import type { Api } from "./api/endpoints";
+import { ShopLayout } from "./components/Layout";
+import type { AppConfig } from "./config";
+import Cart from "./routes/Cart";
+import Category from "./routes/Category";
+import Home from "./routes/Home";
+import NotFound from "./routes/NotFound";
+import ProductPage from "./routes/Product";
+import Search from "./routes/Search";
+import AdminLayout from "./routes/admin/AdminLayout";
+import Campaigns from "./routes/admin/Campaigns";
+import Catalog from "./routes/admin/Catalog";
+import Experiments from "./routes/admin/Experiments";
+import Health from "./routes/admin/Health";
+import Metrics from "./routes/admin/Metrics";
+import Models from "./routes/admin/Models";
+import Training from "./routes/admin/Training";
+import { AppProvider } from "./state/AppContext";
+
+export function makeQueryClient(): QueryClient {
+  return new QueryClient({
+    defaultOptions: {
+      queries: { retry: 1, refetchOnWindowFocus: false, staleTime: 5_000 },
+    },
+  });
+}
+
+export function AppRoutes() {
+  return (
+    <Routes>
+      <Route element={<ShopLayout />}>
+        <Route index element={<Home />} />
+        <Route path="category/:category" element={<Category />} />
+        <Route path="product/:productId" element={<ProductPage />} />
+        <Route path="search" element={<Search />} />
+        <Route path="cart" element={<Cart />} />
+        <Route path="*" element={<NotFound />} />
+      </Route>
+      <Route path="admin" element={<AdminLayout />}>
+        <Route index element={<Navigate to="models" replace />} />
+        <Route path="models" element={<Models />} />
+        <Route path="experiments" element={<Experiments />} />
+        <Route path="campaigns" element={<Campaigns />} />
+        <Route path="metrics" element={<Metrics />} />
+        <Route path="training" element={<Training />} />
+        <Route path="catalog" element={<Catalog />} />
+        <Route path="health" element={<Health />} />
+      </Route>
+    </Routes>
+  );
+}
+
+export default function App(props: { config: AppConfig; api: Api }) {
+  const [client] = useState(makeQueryClient);
+  return (
+    <QueryClientProvider client={client}>
+      <AppProvider config={props.config} api={props.api}>
+        <BrowserRouter>
+          <AppRoutes />
+        </BrowserRouter>
+      </AppProvider>
+    </QueryClientProvider>
+  );
+}

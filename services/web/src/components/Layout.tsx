@@ -1,0 +1,81 @@
+import { useState, type FormEvent } from "react";
+import { Link, NavLink, Outlet, useNavigate } from "react-router-dom";
+import { useCategories } from "../hooks/api";
+import { DEMO_SHOPPERS, useApp } from "../state/AppContext";
+
+function SearchBox() {
+  const [q, setQ] = useState("");
+  const navigate = useNavigate();
+  const submit = (e: FormEvent) => {
+    e.preventDefault();
+    if (q.trim()) navigate(`/search?q=${encodeURIComponent(q.trim())}`);
+  };
+  return (
+    <form role="search" onSubmit={submit} className="search">
+      <label htmlFor="search-q" className="sr-only">
+        Search products
+      </label>
+      <input
+        id="search-q"
+        type="search"
+        placeholder="Search products (typos are fine)"
+        value={q}
+        onChange={(e) => setQ(e.target.value)}
+      />
+      <button type="submit">Search</button>
+    </form>
+  );
+}
+
+function ShopperSwitch() {
+  const { shopper, setShopper } = useApp();
+  return (
+    <div className="shopper">
+      <label htmlFor="shopper">Demo shopper</label>
+      <select id="shopper" value={shopper} onChange={(e) => setShopper(e.target.value)}>
+        {(DEMO_SHOPPERS.includes(shopper as never) ? [...DEMO_SHOPPERS] : [...DEMO_SHOPPERS, shopper]).map((u) => (
+          <option key={u} value={u}>
+            {u}
+          </option>
+        ))}
+      </select>
+    </div>
+  );
+}
+
+export function ShopLayout() {
+  const { cart } = useApp();
+  const categories = useCategories();
+  const count = cart.reduce((n, l) => n + l.quantity, 0);
+  return (
+    <>
+      <a href="#main" className="skip">
+        Skip to content
+      </a>
+      <header className="top">
+        <Link to="/" className="brand">
+          streamrec shop
+        </Link>
+        <SearchBox />
+        <ShopperSwitch />
+        <Link to="/cart" className="cartlink" data-testid="cart-link">
+          Cart ({count})
+        </Link>
+        <Link to="/admin" className="adminlink">
+          Admin
+        </Link>
+      </header>
+      <nav aria-label="Categories" className="cats">
+        {categories.isError ? <span className="error">categories unavailable</span> : null}
+        {categories.data?.categories.map((c) => (
+          <NavLink key={c.category} to={`/category/${encodeURIComponent(c.category)}`}>
+            {c.category}
+          </NavLink>
+        ))}
+      </nav>
+      <main id="main">
+        <Outlet />
+      </main>
+    </>
+  );
+}
