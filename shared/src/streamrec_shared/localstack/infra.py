@@ -168,16 +168,43 @@ def _open_path_for(user: str, path: Path) -> None:
                     p.chmod(p.stat().st_mode | stat.S_IROTH | (stat.S_IXOTH if p.is_dir() else 0))
 
 
+def _traversable(path: Path) -> None:
+    """Let other users walk through ``path`` and its parents (o+x only: nothing is listed)."""
+    for parent in [path, *path.parents]:
+        mode = parent.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            parent.chmod(mode | stat.S_IXOTH)
+
+
+def _own_data_dir(user: str | None, data_dir: Path) -> None:
+    """An existing data directory as Postgres demands it: owned by ``user``, mode 0700.
+
+    Repairs a directory left group/world-readable (e.g. by an earlier version of this module,
+    which opened the whole state directory to the server user) instead of failing on it.
+    """
+    if user is not None:
+        shutil.chown(data_dir, user, user)
+    if stat.S_IMODE(data_dir.stat().st_mode) & 0o077:
+        data_dir.chmod(0o700)
+
+
 def start_postgres(port: int, data_dir: Path, log_dir: Path, *, db: str = "streamrec") -> Proc:
-    """initdb (once), start the server on 127.0.0.1:port, create role and database ``db``."""
+    """initdb (once), start the server on 127.0.0.1:port, create role and database ``db``.
+
+    A data directory from an earlier run (``make down``, a crash, a reboot) is started again
+    as it is, with its data.
+    """
     bin_dir = pg_bin_dir()
     user = _pg_user()
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     if user is not None:
         _open_path_for(user, bin_dir.parent)
-        _open_path_for(user, data_dir.parent)
+        # Only traversal into the state directory: the data directory itself must stay 0700.
+        _traversable(data_dir.parent)
         _open_path_for(user, log_dir)
-    if not (data_dir / "PG_VERSION").exists():
+    if (data_dir / "PG_VERSION").exists():
+        _own_data_dir(user, data_dir)
+    else:
         data_dir.mkdir(parents=True, exist_ok=True)
         if user is not None:
             shutil.chown(data_dir, user, user)
