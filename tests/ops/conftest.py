@@ -43,6 +43,11 @@ def kustomize_lite() -> ModuleType:
 
 
 @pytest.fixture(scope="session")
+def tools() -> ModuleType:
+    return _load("tools")
+
+
+@pytest.fixture(scope="session")
 def crd_schemas() -> ModuleType:
     return _load("crd_schemas")
 

