@@ -62,6 +62,7 @@ def exposition(service: str, registry: CollectorRegistry = REGISTRY) -> bytes:
     """The text ``GET /metrics`` of ``service`` answers with."""
     return generate_latest(ServiceView(service, registry))
 
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 FRESHNESS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0)
 TRAIN_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 240.0, 600.0, 1800.0)
