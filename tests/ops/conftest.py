@@ -1,13 +1,15 @@
-"""Fixtures for the operations tests: rendered overlays, schemas, metric catalogue. All offline.
+"""Fixtures for the operations tests: rendered overlays, schemas, metric catalogue.
 
-The helper modules next to this file (kustomize_lite, crd_schemas, promql_names) are loaded by
-path under a private package name, so they need no change to sys.path; tests reach them
-through the fixtures below.
+Overlays are rendered by the real kustomize (``kubectl kustomize``, kubectl from the PyPI wheel
+of AWS's kubectl Lambda layer: see tools.py). The helper modules next to this file (tools,
+crd_schemas, promql_names) are loaded by path under a private package name, so they need no
+change to sys.path; tests reach them through the fixtures below.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +17,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+import yaml
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -38,8 +41,8 @@ def _load(name: str) -> ModuleType:
 
 
 @pytest.fixture(scope="session")
-def kustomize_lite() -> ModuleType:
-    return _load("kustomize_lite")
+def tools() -> ModuleType:
+    return _load("tools")
 
 
 @pytest.fixture(scope="session")
@@ -53,8 +56,22 @@ def promql_names() -> ModuleType:
 
 
 @pytest.fixture(scope="session")
-def render(kustomize_lite: ModuleType) -> Callable[[Path], list[Manifest]]:
-    build: Callable[[Path], list[Manifest]] = kustomize_lite.build
+def kubectl(tools: ModuleType) -> str:
+    found: str = tools.layer_tool("kubectl")
+    return found
+
+
+@pytest.fixture(scope="session")
+def render(kubectl: str) -> Callable[[Path], list[Manifest]]:
+    """``kubectl kustomize <dir>`` (kustomize v5.6), parsed."""
+
+    def build(directory: Path) -> list[Manifest]:
+        result = subprocess.run(
+            [kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == 0, f"kustomize {directory}:\n{result.stderr}"
+        return [o for o in yaml.safe_load_all(result.stdout) if o]
+
     return build
 
 

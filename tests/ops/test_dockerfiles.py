@@ -1,6 +1,8 @@
-"""The service images: hadolint passes; uv dependency layer first, sources second; no dev
-dependencies; non-root; HEALTHCHECK on /healthz; the build context (.dockerignore) holds what
-the Dockerfiles copy and nothing local."""
+"""The service images, all from one Dockerfile (deploy/docker/Dockerfile, SERVICE and PORT as
+build arguments, given per service by deploy/docker/docker-bake.hcl and docker-compose.yml):
+hadolint passes; uv dependency layer first, sources second; no dev dependencies; non-root;
+HEALTHCHECK on /healthz; the build context (.dockerignore) holds what the Dockerfile copies and
+nothing local."""
 
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+DOCKERFILE = REPO / "deploy" / "docker" / "Dockerfile"
+BAKE = REPO / "deploy" / "docker" / "docker-bake.hcl"
 SERVICES = {"ingest": 8000, "recommender": 8001, "trainer": 8002, "stream-processor": 8003}
 LOCAL_STATE = (".venv", ".git", ".streamrec", "tests", "deploy", ".mypy_cache", "bench-results")
 
@@ -66,15 +70,23 @@ def members() -> list[str]:
     ]
 
 
-def package_of(service: str) -> str:
-    data = tomllib.loads((REPO / "services" / service / "pyproject.toml").read_text())
-    name: str = data["project"]["name"]
-    return name
+def test_one_dockerfile_for_every_service() -> None:
+    """The Python services share deploy/docker/Dockerfile; only the web app (an npm project:
+    node build stage, nginx) has its own."""
+    own = sorted(p.parent.name for p in REPO.glob("services/*/Dockerfile"))
+    assert own == ["web"]
+    assert not (REPO / "services" / "web" / "pyproject.toml").exists()
+    assert DOCKERFILE.exists()
 
 
-@pytest.mark.parametrize("service", SERVICES)
-def test_hadolint_passes(service: str, tmp_path: Path) -> None:
-    result = run_hadolint(REPO / "services" / service / "Dockerfile", tmp_path)
+def test_hadolint_passes_on_the_web_image(tmp_path: Path) -> None:
+    result = run_hadolint(REPO / "services" / "web" / "Dockerfile", tmp_path)
+    findings = result.stdout + result.stderr
+    assert result.returncode == 0, findings
+
+
+def test_hadolint_passes(tmp_path: Path) -> None:
+    result = run_hadolint(DOCKERFILE, tmp_path)
     findings = result.stdout + result.stderr
     assert result.returncode == 0, findings
     assert not result.stdout.strip(), findings
@@ -89,10 +101,8 @@ def test_hadolint_runs_for_real(tmp_path: Path) -> None:
     assert "DL3013" in result.stdout
 
 
-@pytest.mark.parametrize("service", SERVICES)
-def test_dockerfile_layers(service: str) -> None:
-    steps = instructions(REPO / "services" / service / "Dockerfile")
-    package = package_of(service)
+def test_dockerfile_layers() -> None:
+    steps = instructions(DOCKERFILE)
     args = {a.split("=", 1)[0]: a.split("=", 1)[1] for k, a in steps if k == "ARG" and "=" in a}
     froms = [a for k, a in steps if k == "FROM"]
     for image in froms:
@@ -103,9 +113,10 @@ def test_dockerfile_layers(service: str) -> None:
     syncs = [i for i, (k, a) in enumerate(steps) if k == "RUN" and "uv sync" in a]
     assert len(syncs) == 2, "one dependency layer, one project layer"
     first, second = (steps[i][1] for i in syncs)
-    for flag in ("--frozen", "--no-dev", "--no-install-workspace", f"--package {package}"):
+    package = '--package "streamrec-${SERVICE}"'
+    for flag in ("--frozen", "--no-dev", "--no-install-workspace", package):
         assert flag in first, flag
-    for flag in ("--frozen", "--no-dev", "--no-editable", f"--package {package}"):
+    for flag in ("--frozen", "--no-dev", "--no-editable", package):
         assert flag in second, flag
     for text in (first, second):
         assert not re.search(r"--(all-)?groups?\b|--dev\b|--all-extras|--extra\b", text)
@@ -121,12 +132,11 @@ def test_dockerfile_layers(service: str) -> None:
     assert max(sources) < syncs[1]
     source_text = " ".join(a for _, a in copies if "/src" in a)
     assert "shared/src" in source_text
-    assert f"services/{service}/src" in source_text
+    assert "services/${SERVICE}/src" in source_text
 
 
-@pytest.mark.parametrize("service", SERVICES)
-def test_runtime_stage(service: str) -> None:
-    steps = instructions(REPO / "services" / service / "Dockerfile")
+def test_runtime_stage() -> None:
+    steps = instructions(DOCKERFILE)
     last_from = max(i for i, (k, _) in enumerate(steps) if k == "FROM")
     runtime = steps[last_from:]
     args = {a.split("=", 1)[0]: a.split("=", 1)[1] for k, a in runtime if k == "ARG" and "=" in a}
@@ -134,26 +144,33 @@ def test_runtime_stage(service: str) -> None:
     uid = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], user).split(":")[0]
     assert uid.isdigit(), "numeric USER (so runAsNonRoot can check it)"
     assert int(uid) > 0, "non-root USER"
-    port = SERVICES[service]
-    assert ("EXPOSE", str(port)) in runtime
+    assert ("EXPOSE", "${PORT}") in runtime
     (health,) = [a for k, a in runtime if k == "HEALTHCHECK"]
-    assert f"127.0.0.1:{port}/healthz" in health
+    assert "STREAMREC_HTTP__PORT" in health
+    assert "/healthz" in health
     assert "CMD" in health
     (entry,) = [a for k, a in runtime if k == "ENTRYPOINT"]
-    scripts = tomllib.loads((REPO / "services" / service / "pyproject.toml").read_text())
-    assert entry == f'["{service_script(service)}"]'
-    assert service_script(service) in scripts["project"]["scripts"]
+    assert entry == '["streamrec-service"]'
     env = " ".join(a for k, a in runtime if k == "ENV")
-    assert f"STREAMREC_HTTP__PORT={port}" in env
+    assert "STREAMREC_HTTP__PORT=${PORT}" in env
     assert "STREAMREC_HTTP__HOST=0.0.0.0" in env
-    if service == "trainer":
-        assert "OPENBLAS_NUM_THREADS=1" in env
+    assert "OPENBLAS_NUM_THREADS=1" in env
     copies = [a for k, a in runtime if k == "COPY"]
     assert copies == ["--from=build /app/.venv /app/.venv"], "only the venv reaches the image"
 
 
-def service_script(service: str) -> str:
-    return f"streamrec-{service}"
+def bake_args() -> dict[str, dict[str, str]]:
+    """target -> build args of deploy/docker/docker-bake.hcl."""
+    found = re.findall(r'target "([\w-]+)" \{[^}]*?args\s*=\s*\{([^}]*)\}', BAKE.read_text())
+    return {name: dict(re.findall(r'(\w+)\s*=\s*"([^"]*)"', body)) for name, body in found}
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_each_service_builds_from_the_template(service: str) -> None:
+    data = tomllib.loads((REPO / "services" / service / "pyproject.toml").read_text())
+    assert data["project"]["name"] == f"streamrec-{service}"
+    assert f"streamrec-{service}" in data["project"]["scripts"], "the image's entry point"
+    assert bake_args()[service] == {"SERVICE": service, "PORT": str(SERVICES[service])}
 
 
 # --- build context --------------------------------------------------------------------------

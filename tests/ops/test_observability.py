@@ -19,7 +19,7 @@ MONITORING = K8S / "components" / "monitoring"
 DASHBOARD = MONITORING / "dashboards" / "streamrec.json"
 RULES = MONITORING / "prometheusrule.yaml"
 ADAPTER = MONITORING / "prometheus-adapter-values.yaml"
-OPERATIONS = K8S / "OPERATIONS.md"
+OPERATIONS = K8S.parents[1] / "docs" / "operations.md"
 
 # What the dashboard must show (issue 7), as words that must appear in some panel title.
 DASHBOARD_TOPICS = (
@@ -171,7 +171,7 @@ def test_alert_rules_are_complete() -> None:
         notes = rule["annotations"]
         for key in ("summary", "description", "runbook", "runbook_url"):
             assert notes.get(key), f"{rule['alert']}: no {key}"
-        assert notes["runbook_url"] == f"deploy/k8s/OPERATIONS.md#{rule['alert'].lower()}"
+        assert notes["runbook_url"] == f"docs/operations.md#{rule['alert'].lower()}"
 
 
 def test_required_alerts(promql_names: ModuleType) -> None:
@@ -186,7 +186,7 @@ def test_every_alert_has_a_runbook_section() -> None:
     doc = OPERATIONS.read_text()
     headings = set(re.findall(r"^### (\w+)$", doc, re.M))
     missing = {rule["alert"] for rule in rules()} - headings
-    assert not missing, f"OPERATIONS.md has no section for {sorted(missing)}"
+    assert not missing, f"docs/operations.md has no section for {sorted(missing)}"
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""deploy/k8s/OPERATIONS.md says what an SRE needs, and agrees with the manifests."""
+"""docs/operations.md says what an SRE needs, and agrees with the manifests."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 Manifest = dict[str, Any]
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
-DOC = (K8S / "OPERATIONS.md").read_text()
+DOC = (K8S.parents[1] / "docs" / "operations.md").read_text()
 OVERLAYS = ("dev", "prod", "prod-keda")
 SERVICES = ("ingest", "recommender", "stream-processor", "trainer")
 

@@ -20,7 +20,7 @@ SERVICES = ("ingest", "recommender", "trainer", "stream-processor")
 PUBLIC = ("ingest", "recommender")
 HPA_SERVICES = ("ingest", "recommender")
 WORKLOAD_KINDS = ("Deployment", "StatefulSet")
-# Secrets a prod operator creates (documented in OPERATIONS.md); CloudNativePG creates
+# Secrets a prod operator creates (documented in docs/operations.md); CloudNativePG creates
 # "<cluster>-app" itself.
 EXTERNAL_SECRETS = {"streamrec-api-keys", "streamrec-artifacts-s3"}
 NAMESPACES = {"dev": "streamrec-dev", "prod": "streamrec", "prod-keda": "streamrec"}
@@ -98,7 +98,7 @@ def test_services_select_one_workload_and_named_port(
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_references_exist(overlay: str, rendered: dict[str, list[Manifest]]) -> None:
     """ConfigMaps, Secrets, PVCs and ServiceAccounts a pod refers to exist (or, for prod
-    Secrets, are created by CloudNativePG or by the operator as OPERATIONS.md says)."""
+    Secrets, are created by CloudNativePG or by the operator as docs/operations.md says)."""
     objects = rendered[overlay]
     have = {(o["kind"], o["metadata"]["name"]) for o in objects}
     generated = {f"{c['metadata']['name']}-app" for c in objects_of(objects, "Cluster")}

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import typer
 
 from streamrec_shared.artifacts import ModelBundle
 from streamrec_shared.events import UserEvent
@@ -399,13 +400,7 @@ def test_cli_snapshots_convert_and_errors(
         get_settings.cache_clear()
 
 
-def test_cli_keeps_eval() -> None:
-    args, rest = cli.build_parser().parse_known_args(["eval", "log.jsonl", "--out", "r.md"])
-    assert args.command == "eval"
-    assert rest == ["log.jsonl", "--out", "r.md"]
-    args, rest = cli.build_parser().parse_known_args(
-        ["export", "interactions", "--format", "pickle", "--out", "f", "--since", "2011-01-01"]
-    )
-    assert (args.what, args.fmt, rest) == ("interactions", "pickle", [])
-    assert args.since == datetime(2011, 1, 1, tzinfo=UTC)
-    assert args.until is None
+def test_cli_keeps_eval_and_the_export_commands() -> None:
+    command: Any = typer.main.get_command(cli.app)
+    assert {"eval", "load", "export", "import", "convert"} <= set(command.commands)
+    assert set(command.commands["export"].commands) == {"interactions", "snapshots"}

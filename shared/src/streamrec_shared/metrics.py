@@ -2,14 +2,66 @@
 
 Names follow ``streamrec_<service>_<what>_<unit>``. Each service imports the metrics it
 updates from here, so dashboards, alerts and tests can check names against one module.
-All metrics live in the default registry, served by each service's ``GET /metrics``.
+All metrics live in the default registry; each service's ``GET /metrics`` serves
+``exposition(service)``: the shared families (HTTP, event loop, dependencies, process) and its
+own (``streamrec_<service>_*``), never another service's. Gauges that mean nothing until a
+service has a value (a model version, an index recall) are ``SetGauge``s: no sample until set,
+so an alert never reads a default 0 as a measurement.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable, Iterator
+from typing import Any
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+# service -> prefix of the metric families only that service exports
+SERVICE_PREFIXES = {
+    "ingest": "streamrec_ingest_",
+    "stream-processor": "streamrec_processor_",
+    "trainer": "streamrec_trainer_",
+    "recommender": "streamrec_recommender_",
+}
+
+
+class SetGauge(Gauge):
+    """An unlabelled gauge that exports no sample until it is first set."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._has_value = False
+        super().__init__(*args, **kwargs)
+
+    def set(self, value: float) -> None:
+        super().set(value)
+        self._has_value = True
+
+    def _child_samples(self) -> Iterable[Any]:
+        return super()._child_samples() if self._has_value else ()
+
+
+class ServiceView(Collector):
+    """The families of ``registry`` that ``service`` exports (see the module docstring); a
+    service not in ``SERVICE_PREFIXES`` exports the shared families only."""
+
+    def __init__(self, service: str, registry: CollectorRegistry = REGISTRY) -> None:
+        self.service = service
+        self.registry = registry
+        self._others = tuple(p for s, p in SERVICE_PREFIXES.items() if s != service)
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.registry.collect():
+            if not family.name.startswith(self._others):
+                yield family
+
+
+def exposition(service: str, registry: CollectorRegistry = REGISTRY) -> bytes:
+    """The text ``GET /metrics`` of ``service`` answers with."""
+    return generate_latest(ServiceView(service, registry))
+
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 FRESHNESS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0)
@@ -94,7 +146,7 @@ PROCESSOR_CATALOG_UPDATES = Counter(
     "Catalog records applied to the Redis catalog state.",
     ["kind"],
 )
-PROCESSOR_MODEL_VERSION = Gauge(
+PROCESSOR_MODEL_VERSION = SetGauge(
     "streamrec_processor_model_version",
     "Model version whose item factors the processor folds profile vectors into.",
 )
@@ -124,11 +176,11 @@ TRAINER_RUNS = Counter(
     "Training runs by final status (published, rejected, failed).",
     ["status"],
 )
-TRAINER_INTERACTIONS = Gauge(
+TRAINER_INTERACTIONS = SetGauge(
     "streamrec_trainer_interactions_used",
     "Interactions in the last training run's window.",
 )
-TRAINER_ACTIVE_VERSION = Gauge(
+TRAINER_ACTIVE_VERSION = SetGauge(
     "streamrec_trainer_model_version_active",
     "Model version currently active in the registry.",
 )
@@ -137,7 +189,7 @@ TRAINER_OFFLINE_METRIC = Gauge(
     "Offline metrics of the active version, by algorithm and metric (e.g. ndcg@20).",
     ["algorithm", "metric"],
 )
-TRAINER_LAST_PUBLISH = Gauge(
+TRAINER_LAST_PUBLISH = SetGauge(
     "streamrec_trainer_last_publish_timestamp_seconds",
     "Unix time of the last published model version.",
 )
@@ -158,15 +210,15 @@ RECOMMENDER_CACHE = Counter(
     "Per-user result cache lookups by outcome (hit, miss).",
     ["outcome"],
 )
-RECOMMENDER_MODEL_VERSION = Gauge(
+RECOMMENDER_MODEL_VERSION = SetGauge(
     "streamrec_recommender_model_version",
     "Model version the recommender serves.",
 )
-RECOMMENDER_MODEL_AGE = Gauge(
+RECOMMENDER_MODEL_AGE = SetGauge(
     "streamrec_recommender_model_age_seconds",
     "Seconds since the served model version was created.",
 )
-RECOMMENDER_ANN_RECALL = Gauge(
+RECOMMENDER_ANN_RECALL = SetGauge(
     "streamrec_recommender_ann_recall_at_20",
     "Recall@20 of the approximate index against exact search, measured at build time.",
 )

@@ -15,7 +15,7 @@ from typing import Any
 
 import faust
 from faust.web import Request, Response, View
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from streamrec_shared import metrics, topics
 from streamrec_shared.settings import KafkaSettings
@@ -199,7 +199,7 @@ def build(settings: ProcessorSettings | None = None) -> Processor:
     async def metrics_view(web: View, request: Request) -> Response:
         # aiohttp refuses a charset inside content_type; the exposition format is UTF-8 anyway.
         content_type = CONTENT_TYPE_LATEST.split(";", 1)[0] + "; version=0.0.4"
-        return web.bytes(generate_latest(), content_type=content_type)
+        return web.bytes(metrics.exposition(SERVICE), content_type=content_type)
 
     return Processor(app, store, models, events, catalog, users)
 

