@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from streamrec_recommender import online
-from streamrec_recommender.attribution import may_count
+from streamrec_recommender.impressions import may_count
 from streamrec_recommender.online import RecTag
 from streamrec_recommender.policy import Experiment, Variant
 from streamrec_shared.events import EVENT_TYPES, UserEvent, encode

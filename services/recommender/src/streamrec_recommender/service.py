@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 
 from streamrec_recommender import catalog as catalogs
 from streamrec_recommender import online
-from streamrec_recommender.attribution import Attributor, OnlineRecorder
+from streamrec_recommender.impressions import Attributor, OnlineRecorder
 from streamrec_recommender.campaigns import CampaignStore
 from streamrec_recommender.catalog import CatalogIndex
 from streamrec_recommender.engine import Context, Engine, Plan, Recent, Request, Result, Vector
