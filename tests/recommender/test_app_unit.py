@@ -26,7 +26,6 @@ def settings() -> RecommenderSettings:
     s.redis.url = SecretStr("redis://127.0.0.1:9/0")  # discard port: nothing listens
     s.postgres.dsn = SecretStr("postgresql://x@127.0.0.1:9/x")
     s.kafka.bootstrap_servers = "127.0.0.1:9"
-    s.recommender.attribution_consumer = False
     return s
 
 

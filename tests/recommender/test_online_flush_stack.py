@@ -10,9 +10,10 @@ import pytest
 from redis.asyncio import Redis
 
 from streamrec_recommender import impressions as attribution
-from streamrec_recommender.impressions import OnlineRecorder, shown_key
+from streamrec_recommender.impressions import OnlineRecorder
 from streamrec_recommender.online import RecTag, new_rec_id
 from streamrec_shared import profile
+from streamrec_shared.feedback import shown_key
 from streamrec_shared.localstack.stack import StackDescription
 
 pytestmark = [pytest.mark.stack]

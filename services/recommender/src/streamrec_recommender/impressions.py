@@ -1,21 +1,17 @@
-"""Online feedback I/O: impressions out, clicks and conversions in, counters in Redis.
+"""Impressions out: which response showed which product, and the online counters' reading side.
 
-Path chosen: the recommender attributes feedback itself. Each pod buffers its impressions and
-flushes them every ``online_flush_s`` in one pipeline (counter increments, plus per user which
-rec id showed which product: HASH ``sr:rs:<user>`` product -> rec id, expiring after the
-attribution window). An attribution consumer (consumer group ``attribution_group`` on
-``events.v1``, so the pods share the partitions) reads the events: an event with a rec id
-counts as a click (or a conversion if it is a purchase); a purchase without one is looked up in
-``sr:rs:<user>``. Counting is idempotent per event id (``SET NX`` on ``sr:ae:<event_id>``)
-and hits/conversions are distinct per response (``sr:ah:<rec_id>``, ``sr:ac:<rec_id>:<pid>``),
-so redelivered events do not count twice. Counters live in Redis (``online.py`` for the
-layout), so every pod reports the same numbers.
+Each pod buffers its impressions and flushes them every ``online_flush_s`` in one pipeline
+(``imp`` counter increments, plus per user which rec id showed which product: HASH
+``sr:rs:<user>`` product -> rec id, expiring after the attribution window), together with
+the result-cache writes of its answers. Clicks and conversions are counted by the stream
+processor (``streamrec_stream_processor.attribution``), which reads ``sr:rs:`` to attribute a
+purchase without rec id. Counter layout: ``streamrec_shared.feedback``; every pod reads the
+same counters for the bandit and ``/v1/metrics/online``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import time
@@ -24,31 +20,16 @@ from collections.abc import Iterator
 from itertools import chain
 from typing import Any
 
-from aiokafka.errors import KafkaError
-from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from streamrec_recommender import online
 from streamrec_recommender.online import RecTag
 from streamrec_recommender.policy import ArmStats
-from streamrec_shared import kafka, metrics, profile, topics
-from streamrec_shared.events import UserEvent, decode_event
-from streamrec_shared.settings import KafkaSettings
+from streamrec_shared import metrics, profile
+from streamrec_shared.feedback import shown_key
 
 logger = logging.getLogger(__name__)
-
-
-_COUNT_LUA = """
-if not redis.call('SET', KEYS[1], 1, 'NX', 'EX', ARGV[3]) then return 0 end
-if ARGV[1] ~= '' then redis.call('HINCRBY', KEYS[3], ARGV[1], 1) end
-if redis.call('SET', KEYS[2], 1, 'NX', 'EX', ARGV[3]) then
-  redis.call('HINCRBY', KEYS[3], ARGV[2], 1)
-end
-redis.call('EXPIRE', KEYS[3], ARGV[4])
-return 1
-"""
-"""Atomically: skip a seen event id; count a click; count the first hit / conversion."""
 
 
 _RECORD_LUA = """
@@ -84,26 +65,6 @@ arguments) every 0.5 s; as one script that held Redis 2-3 ms and the loop 3 ms (
 seen) at a time, in parts of this size each holds Redis ~0.3 ms and the loop ~0.5 ms."""
 MAX_PAIRS = 1000
 """Product -> rec id pairs per HSET (Lua's ``unpack`` is limited to a few thousand values)."""
-
-
-def _labels(tag: RecTag) -> tuple[str, str, str | None, str | None]:
-    return tag.algorithm, tag.segment, tag.experiment, tag.variant
-
-
-def may_count(raw: bytes | None) -> bool:
-    """Whether an ``events.v1`` value can count at all, judged on its JSON bytes.
-
-    Only events with a rec id, or purchases, count; most events are neither, and decoding them
-    with pydantic only to drop them was most of the consumer's CPU. Producers omit a null
-    ``rec_id`` (``exclude_none``), but a value that writes one, or mentions "purchase"
-    anywhere, or uses a ``\\u`` escape (which could spell either), is decoded and judged
-    exactly, so no countable event is skipped.
-    """
-    return raw is not None and (b'"rec_id"' in raw or b"purchase" in raw or b"\\u" in raw)
-
-
-def shown_key(user_id: str) -> str:
-    return f"sr:rs:{user_id}"
 
 
 class OnlineRecorder:
@@ -229,134 +190,3 @@ class OnlineRecorder:
 
     async def arm_stats(self, window_s: int) -> dict[str, dict[str, ArmStats]]:
         return online.arm_stats(await self.window_counts(window_s))
-
-
-class Attributor:
-    """Turns feedback events into click / hit / conversion counters (idempotent)."""
-
-    def __init__(self, redis: Redis, *, window_s: int, retention_s: int) -> None:
-        self.redis = redis
-        self.window_s = window_s
-        self.retention_s = retention_s
-        self._script = redis.register_script(_COUNT_LUA)
-
-    async def apply(self, events: list[UserEvent]) -> list[str | None]:
-        """Count events in order; the kind counted (click, conversion) or None for each.
-
-        The rec ids of purchases without one are looked up in one round trip for the batch
-        (nothing here writes ``sr:rs:``, so looking up ahead of counting changes nothing).
-        """
-        lookups = [
-            j for j, e in enumerate(events) if e.rec_id is None and e.event_type == "purchase"
-        ]
-        shown: dict[int, str] = {}
-        if lookups:
-            pipe = self.redis.pipeline(transaction=False)
-            for j in lookups:
-                pipe.hget(shown_key(events[j].user_id), events[j].product_id)
-            for j, found in zip(lookups, await pipe.execute(), strict=True):
-                if found is not None:
-                    shown[j] = found.decode() if isinstance(found, bytes) else str(found)
-        out: list[str | None] = []
-        for j, e in enumerate(events):
-            rec_id = e.rec_id if e.rec_id is not None else shown.get(j)
-            out.append(await self._count(e, rec_id) if rec_id is not None else None)
-        return out
-
-    async def _count(self, event: UserEvent, rec_id: str) -> str | None:
-        tag = online.parse_rec_id(rec_id)
-        if tag is None:
-            return None
-        received = event.received_at.timestamp()
-        if received - tag.served_at > self.window_s:
-            return None
-        if event.event_type == "purchase":
-            kind, dedupe = "conversion", f"sr:ac:{rec_id}:{event.product_id}"
-            clk, first = "", online.field("conv", *_labels(tag))
-        else:
-            kind, dedupe = "click", f"sr:ah:{rec_id}"
-            clk, first = online.field("clk", *_labels(tag)), online.field("hit", *_labels(tag))
-        counted = await self._script(
-            keys=[f"sr:ae:{event.event_id}", dedupe, online.bucket_key(tag.minute)],
-            args=[clk, first, self.window_s, self.retention_s],
-        )
-        if not counted:
-            return None
-        metrics.RECOMMENDER_ONLINE_EVENTS.labels(tag.algorithm, tag.variant or "-", kind).inc()
-        return kind
-
-    async def consume(
-        self,
-        settings: KafkaSettings,
-        group_id: str,
-        *,
-        fetch_min_bytes: int = 1,
-        fetch_max_wait_ms: int = 500,
-        commit_s: float = 0.0,
-    ) -> None:
-        """Consume events.v1 forever (own group); commit after the counters are written.
-
-        Offsets are committed at most every ``commit_s`` (always after the counters they
-        cover): a restart replays at most that much, and replays are counted once per event id.
-        """
-        failures = 0
-        while True:
-            consumer = kafka.consumer(
-                settings,
-                topics.EVENTS,
-                group_id=group_id,
-                auto_offset_reset="latest",
-                fetch_min_bytes=fetch_min_bytes,
-                fetch_max_wait_ms=fetch_max_wait_ms,
-            )
-            commit_due = 0.0
-            try:
-                await consumer.start()
-                failures = 0
-                while True:
-                    batches: dict[Any, list[Any]] = await consumer.getmany(
-                        timeout_ms=500, max_records=500
-                    )
-                    if not batches:
-                        continue
-                    events: list[UserEvent] = []
-                    for records in batches.values():
-                        for record in records:
-                            if not may_count(record.value):
-                                continue
-                            try:
-                                event = decode_event(record.value)
-                            except ValidationError:
-                                continue
-                            if event.rec_id is not None or event.event_type == "purchase":
-                                events.append(event)
-                    if events:
-                        await self._apply_retrying(events)
-                    now = time.monotonic()
-                    if now >= commit_due:
-                        await consumer.commit()
-                        commit_due = now + commit_s
-            except (KafkaError, OSError) as exc:
-                metrics.RECOMMENDER_DEGRADED.labels("kafka").inc()
-                failures += 1
-                if failures == 1 or failures % 30 == 0:
-                    logger.warning(
-                        "attribution consumer failed %d times (%s); retrying", failures, exc
-                    )
-                await asyncio.sleep(2.0)
-            finally:
-                with contextlib.suppress(KafkaError, OSError):
-                    await consumer.stop()
-
-    async def _apply_retrying(self, events: list[UserEvent]) -> None:
-        """Apply a batch until Redis takes it (counting is idempotent per event id)."""
-        delay = 0.2
-        while True:
-            try:
-                await self.apply(events)
-                return
-            except (RedisError, OSError, TimeoutError) as exc:
-                metrics.RECOMMENDER_DEGRADED.labels("redis").inc()
-                logger.warning("attribution waits for Redis: %s", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
