@@ -374,7 +374,8 @@ class StreamConsumer:
             self._generation += 1
             for tp in revoked:
                 self._positions.pop(tp, None)
-        logger.info("%s: revoked %s", self.settings.group_id, sorted(revoked))
+        if revoked:
+            logger.info("%s: revoked %s", self.settings.group_id, sorted(revoked))
 
     def _degraded(self, exc: BaseException) -> None:
         if self.on_degraded is not None:
