@@ -28,8 +28,11 @@ class ProcessorTuning(BaseModel):
     # short of fetch_min_bytes only when this wait expires, so it bounds every event's wait for
     # its fetch; each expired fetch costs the broker a read of the partitions.
     fetch_max_wait_ms: int = Field(default=25, ge=1, le=10000)
-    # ... unless this many bytes are ready first.
-    fetch_min_bytes: int = Field(default=1, ge=1)
+    # ... unless this many bytes are ready when the fetch arrives. Under a trickle of small
+    # produce requests a fetch of 1 byte would return a record or two at once, again and again;
+    # measured with faust's consumer on the local broker at 1,200 single-event requests/s:
+    # processor 0.27 -> 0.19 cores, broker 0.47 -> 0.36 with 32 KiB.
+    fetch_min_bytes: int = Field(default=32 * 1024, ge=1)
     # Offsets are committed at most this often (always after the effects they cover, and at
     # every rebalance and stop): a crash replays at most this much, which is idempotent.
     commit_interval_s: float = Field(default=1.0, ge=0)
