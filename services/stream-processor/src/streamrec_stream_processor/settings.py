@@ -25,9 +25,13 @@ class ProcessorTuning(BaseModel):
     # records: no lingering for more, so an event waits only for its fetch and the batch ahead.
     batch_max: int = Field(default=500, ge=1, le=10000)
     # Longest a fetch waits at the broker for data. The local broker (Tansu) answers a fetch
-    # short of fetch_min_bytes only when this wait expires, so it bounds every event's wait for
-    # its fetch; each expired fetch costs the broker a read of the partitions.
-    fetch_max_wait_ms: int = Field(default=25, ge=1, le=10000)
+    # short of fetch_min_bytes only when this wait expires, so it bounds an event's wait for
+    # its fetch, and each expired fetch costs the broker a read of the partitions. Measured
+    # (tests/bench/bench_processor.py at 1,000 events/s, machine load 7-9 from other work):
+    # 202 -> profile p50 43 / p99 159 ms at 25 ms, 63 / 192 ms at 50 ms (faust's loop at
+    # 100 ms plus its 50 ms batch linger: 128-231 / 393-1060 ms under the same load); the
+    # broker's idle CPU 0.06 cores at 25 ms, 0.025 at 100 ms. 50 ms is the middle.
+    fetch_max_wait_ms: int = Field(default=50, ge=1, le=10000)
     # ... unless this many bytes are ready when the fetch arrives. Under a trickle of small
     # produce requests a fetch of 1 byte would return a record or two at once, again and again;
     # measured with faust's consumer on the local broker at 1,200 single-event requests/s:
