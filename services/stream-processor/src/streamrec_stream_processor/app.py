@@ -134,9 +134,7 @@ class Processor:
         await self.consumer.stop()  # commits what was handled, leaves the group
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         if self.watcher is not None:
             await self.watcher.stop()
