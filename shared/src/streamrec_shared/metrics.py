@@ -230,7 +230,13 @@ RECOMMENDER_SCORING_DURATION = Histogram(
 )
 RECOMMENDER_ONLINE_EVENTS = Counter(
     "streamrec_recommender_online_events_total",
-    "Online feedback by algorithm, variant and kind (impression, click, conversion).",
+    "Impressions served, by algorithm, variant and kind (impression).",
+    ["algorithm", "variant", "kind"],
+)
+PROCESSOR_ATTRIBUTED_EVENTS = Counter(
+    "streamrec_processor_attributed_events_total",
+    "Clicks and conversions the processor attributed to a recommendation, by algorithm, variant"
+    " and kind (click, conversion).",
     ["algorithm", "variant", "kind"],
 )
 

@@ -8,13 +8,10 @@ Attribution model
     the same user within the attribution window counts as a conversion of that response (the
     recorder keeps, per user, which rec id showed which product).
 
-Counters (Redis, so every pod agrees; see ``attribution.py``)
-    HASH ``sr:on:<minute>`` (unix minute of the *impression*), field
-    ``<kind>|<algorithm>|<segment>|<experiment>|<variant>`` (``-`` when none), value a count.
-    Kinds: ``imp`` (responses), ``clk`` (click events), ``hit`` (responses clicked at least
-    once), ``conv`` (distinct (response, product) purchases). CTR = clk / imp, hit rate =
-    hit / imp, conversion rate = conv / imp. Feedback is counted in the impression's minute, so
-    a window's rates compare like with like.
+Counters (Redis, so every pod agrees; layout in ``streamrec_shared.feedback``)
+    The recommender counts impressions (``impressions.py``); the stream processor counts clicks
+    and conversions (its ``attribution.py``). CTR = clk / imp, hit rate = hit / imp,
+    conversion rate = conv / imp.
 
 Significance
     Each variant against the experiment's control: a two-sided two-proportion z-test on the hit
@@ -24,88 +21,33 @@ Significance
 from __future__ import annotations
 
 import math
-import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from streamrec_recommender.serving.policy import ArmStats, Experiment
+from streamrec_shared import feedback
 from streamrec_shared.algorithms import REGISTRY
+from streamrec_shared.feedback import BUCKET_S as BUCKET_S
+from streamrec_shared.feedback import KINDS as KINDS
+from streamrec_shared.feedback import NONE
+from streamrec_shared.feedback import SEGMENT_CODES as SEGMENT_CODES
+from streamrec_shared.feedback import RecTag as RecTag
+from streamrec_shared.feedback import bucket_key as bucket_key
+from streamrec_shared.feedback import field as field
 
-KINDS = ("imp", "clk", "hit", "conv")
 ALGORITHM_CODES = REGISTRY.codes
 """Algorithm -> one-letter code in rec ids (``streamrec_shared.algorithms``; live view)."""
-SEGMENT_CODES = {"new": "n", "light": "l", "heavy": "h"}
-_ALGORITHMS = REGISTRY.by_code
-_SEGMENTS = {v: k for k, v in SEGMENT_CODES.items()}
-NONE = "-"
-BUCKET_S = 60
-
-
-def bucket_key(minute: int) -> str:
-    return f"sr:on:{minute}"
-
-
-def field(
-    kind: str, algorithm: str, segment: str, experiment: str | None, variant: str | None
-) -> str:
-    return f"{kind}|{algorithm}|{segment}|{experiment or NONE}|{variant or NONE}"
-
-
-def _b36(n: int) -> str:
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-    out = ""
-    while True:
-        n, r = divmod(n, 36)
-        out = digits[r] + out
-        if n == 0:
-            return out
-
-
-@dataclass(frozen=True)
-class RecTag:
-    """What a rec id says about the response it names."""
-
-    served_at: float
-    algorithm: str
-    segment: str
-    experiment: str | None = None
-    variant: str | None = None
-
-    @property
-    def minute(self) -> int:
-        return int(self.served_at // BUCKET_S)
 
 
 def new_rec_id(tag: RecTag) -> str:
     """``r<ms base36>.<alg><seg>.<8 hex>[.<experiment>.<variant>]``, at most 64 characters."""
-    ms = int(tag.served_at * 1000)
-    core = (
-        f"r{_b36(ms)}.{ALGORITHM_CODES.get(tag.algorithm, 'x')}"
-        f"{SEGMENT_CODES.get(tag.segment, 'x')}.{secrets.token_hex(4)}"
-    )
-    if tag.experiment and tag.variant:
-        full = f"{core}.{tag.experiment}.{tag.variant}"
-        if len(full) <= 64:
-            return full
-    return core
+    return feedback.new_rec_id(tag, ALGORITHM_CODES)
 
 
 def parse_rec_id(rec_id: str) -> RecTag | None:
     """The tag of a rec id made by ``new_rec_id``; None for anything else."""
-    parts = rec_id.split(".")
-    if len(parts) not in (3, 5) or not parts[0].startswith("r") or len(parts[1]) != 2:
-        return None
-    try:
-        ms = int(parts[0][1:], 36)
-    except ValueError:
-        return None
-    algorithm = _ALGORITHMS.get(parts[1][0])
-    segment = _SEGMENTS.get(parts[1][1])
-    if algorithm is None or segment is None:
-        return None
-    exp, var = (parts[3], parts[4]) if len(parts) == 5 else (None, None)
-    return RecTag(ms / 1000.0, algorithm, segment, exp, var)
+    return feedback.parse_rec_id(rec_id, ALGORITHM_CODES)
 
 
 @dataclass

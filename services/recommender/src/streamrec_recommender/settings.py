@@ -61,15 +61,8 @@ class ServingSettings(BaseModel):
     # --- results cache and attribution ---
     cache_ttl_s: int = Field(default=300, ge=1)
     attribution_window_s: int = Field(default=86_400, ge=60)
-    """A purchase of a recommended item within this many seconds counts as a conversion."""
-    attribution_consumer: bool = True
-    """Consume events.v1 (own group) to attribute clicks and conversions."""
-    attribution_group: str = "streamrec-recommender-attribution"
-    attribution_fetch_min_bytes: int = Field(default=1024 * 1024, ge=1)
-    attribution_fetch_max_wait_ms: int = Field(default=1000, ge=1, le=10_000)
-    """Clicks are counted within this wait; fewer, fuller fetches spare the broker."""
-    attribution_commit_s: float = Field(default=1.0, ge=0)
-    """Offsets are committed at most this often (a replay is counted once per event id)."""
+    """A purchase of a recommended item within this many seconds counts as a conversion (the
+    stream processor counts it; this is how long ``sr:rs:<user>`` keeps what was shown)."""
     online_flush_s: float = Field(default=0.5, gt=0)
     online_retention_s: int = Field(default=8 * 86_400, ge=3600)
 

@@ -1,34 +1,52 @@
-"""The faust application, built from settings: topics, agents, timers, web views, services.
+"""The stream processor: one ``StreamConsumer``, Redis state, and a small HTTP server.
 
-One ``faust.App`` per process. Redis is the state store (``store.RedisStore``), so the app
-declares no tables and needs no changelog topics. The app's consumer group is
-``ProcessorTuning.app_id``: workers with the same id split the partitions of every topic.
+One consumer-group member per process (group ``ProcessorTuning.app_id``) reads ``catalog.v1``
+-> ``CatalogUpdater``, ``users.v1`` -> ``UserUpdater`` and ``events.v1`` -> ``EventUpdater``
+(profiles, trending, cache invalidation) then ``Attributor`` (click / conversion counters), in
+that order within a batch, and commits a batch's offsets only after those Redis writes
+(``streamrec_shared.consumer``). Poison records go to ``events.dlq.v1`` and
+``streamrec_processor_dead_letters_total``. Redis is the state store: no tables, no changelogs.
+
+Why no faust: the processor used faust only as a consumer loop (agents over
+``take_events``), a web server for three probes, two services and a timer; faust's own loop
+added a per-message ``wait_first``, a fixed 1.5 s fetch wait and batch lingering, which the
+code patched through faust's private methods (``_drain_messages``, ``_create_consumer``) in a
+fork that any faust release could break. The shared consumer does the same job with
+public aiokafka calls (batch as available, a short fetch wait, commit after durable effects,
+rebalance listener), the HTTP side is a FastAPI app on uvicorn like the other services, and
+the timers are asyncio tasks, so one consume/commit loop serves the processor and the archive.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-import os
-import tempfile
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 
-import faust
-from faust.web import Request, Response, View
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from redis.exceptions import RedisError
 
-from streamrec_shared import metrics, topics
-from streamrec_shared.settings import KafkaSettings
-from streamrec_stream_processor import agents
-from streamrec_stream_processor.foldin import ModelHandle, ModelService
+from streamrec_shared import kafka, metrics, topics
+from streamrec_shared.consumer import DeadLetterPublisher, LagGauge, Record, StreamConsumer
+from streamrec_shared.events import UserEvent
+from streamrec_shared.http import error_body, install_error_handlers
+from streamrec_shared.model_watch import ModelWatcher
+from streamrec_stream_processor.attribution import Attributor, countable
+from streamrec_stream_processor.foldin import ModelHandle
 from streamrec_stream_processor.profiles import ProfileConfig
 from streamrec_stream_processor.settings import ProcessorSettings, get_settings
 from streamrec_stream_processor.store import RedisStore
-from streamrec_stream_processor.transport import ProcessorApp
 from streamrec_stream_processor.updater import (
+    RETRYABLE,
     CatalogUpdater,
     EventUpdater,
-    Record,
     UserUpdater,
 )
 
@@ -37,108 +55,105 @@ logger = logging.getLogger(__name__)
 SERVICE = "stream-processor"
 
 
-def faust_config(settings: ProcessorSettings) -> dict[str, Any]:
-    """The faust ``App`` keyword arguments for these settings."""
-    kafka: KafkaSettings = settings.kafka
-    tuning = settings.processor
-    data_dir = tuning.data_dir or os.environ.get("FAUST_DATADIR")
-    if not data_dir:
-        data_dir = tempfile.mkdtemp(prefix="streamrec-stream-processor-")
-    return {
-        "broker": [f"kafka://{h.strip()}" for h in kafka.bootstrap_servers.split(",")],
-        "broker_client_id": kafka.client_id,
-        # Tansu completes a group join after ~half the rebalance timeout: take them from settings.
-        "broker_session_timeout": kafka.session_timeout_ms / 1000.0,
-        "broker_heartbeat_interval": kafka.heartbeat_interval_ms / 1000.0,
-        "broker_rebalance_timeout": kafka.rebalance_timeout_ms / 1000.0,
-        "broker_commit_interval": tuning.commit_interval_s,
-        "broker_max_poll_records": max(tuning.batch_max, 500),
-        "consumer_auto_offset_reset": "earliest",
-        "producer_acks": -1 if kafka.acks == "all" else int(kafka.acks),
-        "processing_guarantee": "at_least_once",
-        # Declare a missing topic (never recreate one); no leader topic, no tables.
-        "topic_allow_declare": kafka.create_topics,
-        "topic_disable_leader": True,
-        "topic_replication_factor": kafka.replication_factor,
-        "topic_partitions": kafka.events_partitions,
-        "store": "memory://",
-        "datadir": data_dir,
-        "autodiscover": False,
-        "cython_optimizations": tuning.cython_optimizations,
-        "key_serializer": "raw",
-        "value_serializer": "raw",
-        "web_enabled": True,
-        "web_port": settings.http.port,
-        "web_bind": settings.http.host,
-        "web_host": settings.http.host,
-        "web_in_thread": False,
-        "web_stats_enabled": False,
-        "web_graph_enabled": False,
-        "web_router_enabled": False,
-        "web_tables_enabled": False,
-        "web_metrics_enabled": False,
-    }
-
-
 @dataclass
 class Processor:
-    """The app and the components its agents use (handy for tests and benchmarks)."""
+    """The processor's parts; ``start`` / ``stop`` run them (the app's lifespan calls them)."""
 
-    app: faust.App
+    settings: ProcessorSettings
     store: RedisStore
     models: ModelHandle
     events: EventUpdater
     catalog: CatalogUpdater
     users: UserUpdater
+    consumer: StreamConsumer
+    attributor: Attributor | None = None
+    producer: AIOKafkaProducer | None = None
+    watcher: ModelWatcher | None = None
+    _dead_letters: DeadLetterPublisher | None = None
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def started(self) -> bool:
+        return self.consumer.healthy
+
+    async def dead_letter(self, rec: Record, reason: str, error: str) -> None:
+        if self._dead_letters is None:
+            raise RuntimeError("the processor is not started")
+        await self._dead_letters(rec, reason, error)
+
+    async def on_events(self, batch: Sequence[Record]) -> None:
+        """``events.v1``: profiles first (freshness), then attribution; both before commit."""
+        decoded = await self.events.apply(batch)
+        if self.attributor is not None:
+            await self._attribute([e for e in decoded if countable(e)])
+
+    async def _attribute(self, events: list[UserEvent]) -> None:
+        if not events or self.attributor is None:
+            return
+        attempt = 0
+        while True:
+            try:
+                await self.attributor.apply(events)
+                return
+            except RETRYABLE as exc:  # Redis away: the batch waits (counting is idempotent)
+                attempt += 1
+                logger.warning("attribution waits for Redis (%s)", exc)
+                await asyncio.sleep(min(5.0, 0.05 * 2**attempt))
+            except RedisError:  # a script error must not dead-letter applied events
+                logger.exception("attribution of %d events failed; skipped", len(events))
+                return
+
+    async def start(self) -> None:
+        s = self.settings
+        if s.kafka.create_topics:
+            await kafka.ensure_topics(s.kafka, topics.topic_specs(s.kafka.events_partitions))
+        await self.store.start()
+        self.producer = kafka.producer(s.kafka)
+        await self.producer.start()
+        self._dead_letters = DeadLetterPublisher(self.producer, metrics.PROCESSOR_DLQ)
+        if s.processor.attribution:
+            self.attributor = Attributor(
+                self.store.redis,
+                window_s=s.processor.attribution_window_s,
+                retention_s=s.processor.online_retention_s,
+            )
+        dsn = s.postgres.dsn.get_secret_value()
+        self.watcher = ModelWatcher(
+            s.kafka,
+            dsn or None,
+            self.models.load,
+            poll_interval_s=s.processor.model_poll_interval_s,
+        )
+        await self.watcher.start()
+        self._tasks = [
+            self.consumer.start(),
+            asyncio.create_task(metrics.watch_loop_lag(SERVICE), name="loop-lag"),
+        ]
+
+    async def stop(self) -> None:
+        await self.consumer.stop()  # commits what was handled, leaves the group
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self.watcher is not None:
+            await self.watcher.stop()
+        if self.producer is not None:
+            with contextlib.suppress(KafkaError, OSError):
+                await self.producer.stop()
+        await self.store.stop()
 
 
 def build(settings: ProcessorSettings | None = None) -> Processor:
-    """Build the faust app and wire agents, timers, web views and services."""
+    """The processor's parts, wired but not started (no I/O here)."""
     settings = settings or get_settings()
     tuning = settings.processor
-    app = ProcessorApp(
-        tuning.app_id,
-        fetch_max_wait_ms=tuning.fetch_max_wait_ms,
-        fetch_min_bytes=tuning.fetch_min_bytes,
-        **faust_config(settings),
-    )
-    events_topic = app.topic(
-        topics.EVENTS, partitions=settings.kafka.events_partitions, internal=False
-    )
-    catalog_topic = app.topic(topics.CATALOG, internal=False)
-    users_topic = app.topic(topics.USERS, internal=False)
-    dlq_topic = app.topic(topics.DEAD_LETTER, internal=False)
-
     store = RedisStore(
         settings.redis,
         timeout_s=tuning.redis_timeout_s,
         trending_half_life_s=tuning.trending_half_life_hours * 3600.0,
     )
     models = ModelHandle(store)
-    model_service = ModelService(
-        models,
-        settings.kafka,
-        settings.postgres.dsn.get_secret_value(),
-        poll_interval_s=tuning.model_poll_interval_s,
-    )
-    app.add_dependency(store)
-    app.add_dependency(model_service)
-
-    async def dead_letter(rec: Record, reason: str, error: str) -> None:
-        headers = [
-            ("source_topic", rec.topic.encode()),
-            ("source_partition", str(rec.partition).encode()),
-            ("source_offset", str(rec.offset).encode()),
-            ("reason", reason.encode()),
-            ("error", error.encode(errors="replace")),
-        ]
-        fut = await dlq_topic.send(key=rec.key, value=rec.value or b"", headers=headers)
-        await fut
-        metrics.PROCESSOR_DLQ.labels(rec.topic, reason).inc()
-        logger.warning(
-            "dead-lettered %s[%d]@%d: %s (%s)", rec.topic, rec.partition, rec.offset, reason, error
-        )
-
     profile = settings.profile
     config = ProfileConfig(
         half_life_days=profile.half_life_days,
@@ -147,63 +162,73 @@ def build(settings: ProcessorSettings | None = None) -> Processor:
         max_categories=tuning.max_categories,
         seen_ids=tuning.seen_ids,
     )
+
+    async def dead_letter(rec: Record, reason: str, error: str) -> None:
+        await proc.dead_letter(rec, reason, error)
+
     events = EventUpdater(store, models, config, dead_letter)
     catalog = CatalogUpdater(store, dead_letter)
     users = UserUpdater(store, dead_letter)
-    lag = agents.LagTracker(app)
-    agents.register(
-        app,
-        channels={"profiles": events_topic, "catalog": catalog_topic, "users": users_topic},
-        appliers={"profiles": events.apply, "catalog": catalog.apply, "users": users.apply},
+
+    async def on_events(batch: Sequence[Record]) -> None:
+        await proc.on_events(batch)
+
+    consumer = StreamConsumer(
+        settings.kafka,
+        tuning.consumer(),
+        # catalog and user attributes first: an event sees its product's category if both
+        # arrived in the same batch
+        {topics.CATALOG: catalog.apply, topics.USERS: users.apply, topics.EVENTS: on_events},
         dead_letter=dead_letter,
-        lag=lag,
-        batch_max=tuning.batch_max,
-        batch_within_s=tuning.batch_within_s,
+        retryable=(*RETRYABLE, KafkaError),
+        lag=LagGauge.by_topic_partition(metrics.PROCESSOR_CONSUMER_LAG),
     )
-    app.timer(tuning.lag_interval_s, name="consumer_lag")(lag.report)
+    proc = Processor(settings, store, models, events, catalog, users, consumer)
+    return proc
 
-    started = {"value": False}
 
-    async def mark_started() -> None:
-        started["value"] = True
+def create_app(settings: ProcessorSettings | None = None) -> FastAPI:
+    """The processor as an ASGI app: its lifespan runs the consumer; routes are the probes."""
+    proc = build(settings)
 
-    app.task(mark_started)
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await proc.start()
+        try:
+            yield
+        finally:
+            await proc.stop()
 
-    @app.page("/healthz")
-    async def healthz(web: View, request: Request) -> Response:
-        return web.json({"status": "ok"})
+    app = FastAPI(title="streamrec stream processor", version="1", lifespan=lifespan)
+    app.state.processor = proc
+    install_error_handlers(app)
 
-    @app.page("/readyz")
-    async def readyz(web: View, request: Request) -> Response:
-        redis_ok = await store.ping()
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        """The process is alive."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"])
+    async def readyz() -> Response:
+        """Redis answers and the consumer runs; lists the partitions this worker owns."""
+        redis_ok = await proc.store.ping()
         metrics.DEPENDENCY_UP.labels(SERVICE, "redis").set(int(redis_ok))
-        model = models.current
+        model = proc.models.current
         assigned: dict[str, list[int]] = {}
-        if started["value"]:
-            for tp in app.consumer.assignment():
-                assigned.setdefault(tp.topic, []).append(tp.partition)
+        for tp in proc.consumer.assignment():
+            assigned.setdefault(tp.topic, []).append(tp.partition)
         checks = {
             "redis": redis_ok,
-            "started": started["value"],
+            "started": proc.started,
             "model_version": model.version if model is not None else None,
             "partitions": {t: sorted(ps) for t, ps in sorted(assigned.items())},
         }
-        if redis_ok and started["value"]:
-            return web.json({"status": "ready", "checks": checks})
-        return web.json(
-            {"error": {"code": "not_ready", "message": "not ready", "details": checks}},
-            status=503,
-        )
+        if redis_ok and proc.started:
+            return JSONResponse({"status": "ready", "checks": checks})
+        return JSONResponse(error_body("not_ready", "not ready", checks), status_code=503)
 
-    @app.page("/metrics")
-    async def metrics_view(web: View, request: Request) -> Response:
-        # aiohttp refuses a charset inside content_type; the exposition format is UTF-8 anyway.
-        content_type = CONTENT_TYPE_LATEST.split(";", 1)[0] + "; version=0.0.4"
-        return web.bytes(metrics.exposition(SERVICE), content_type=content_type)
+    @app.get("/metrics", tags=["ops"], include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        return Response(metrics.exposition(SERVICE), media_type=CONTENT_TYPE_LATEST)
 
-    return Processor(app, store, models, events, catalog, users)
-
-
-def create_app(settings: ProcessorSettings | None = None) -> faust.App:
-    """The ``faust.App`` of the stream processor."""
-    return build(settings).app
+    return app

@@ -12,17 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
-
-import faust
 
 from streamrec_shared import metrics
 from streamrec_shared.artifact_store import open_version
 from streamrec_shared.artifacts import ModelBundle
 from streamrec_shared.events import ModelAnnouncement
-from streamrec_shared.model_watch import ModelWatcher
 from streamrec_shared.profile import PRODUCT_DICT
-from streamrec_shared.settings import KafkaSettings
 from streamrec_stream_processor.profiles import FoldModel, build_fold_model
 from streamrec_stream_processor.store import RedisStore
 
@@ -58,28 +53,3 @@ class ModelHandle:
             bundle.n_items,
             model.factors,
         )
-
-
-class ModelService(faust.Service):
-    """Runs the ``ModelWatcher``; its start waits for the registry's active version."""
-
-    def __init__(
-        self,
-        handle: ModelHandle,
-        kafka: KafkaSettings,
-        postgres_dsn: str | None,
-        *,
-        poll_interval_s: float,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.handle = handle
-        self.watcher = ModelWatcher(
-            kafka, postgres_dsn, handle.load, poll_interval_s=poll_interval_s
-        )
-
-    async def on_start(self) -> None:
-        await self.watcher.start()
-
-    async def on_stop(self) -> None:
-        await self.watcher.stop()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-import faust
+import uvicorn
 
 from streamrec_shared import logs
 from streamrec_stream_processor.app import create_app
@@ -14,26 +14,26 @@ GC_THRESHOLD0 = 20_000
 
 
 def main() -> None:
-    """Start one faust worker with the settings from the environment; runs until SIGTERM/INT."""
+    """Run one processor worker (uvicorn, one process) until SIGTERM/INT."""
     settings = get_settings()
     logs.configure("stream-processor", settings.log.level, json_format=settings.log.json_format)
     app = create_app(settings)
     # A batch keeps a few thousand container objects alive at once, which refcounting frees
     # afterwards; at the default gen0 threshold (700) the cycle collector ran every ~50 events,
-    # walking the ~110k objects of faust, aiokafka and pydantic on each older-generation pass
-    # (~15% of the worker's CPU). The startup objects are frozen out of collection; the young
-    # generation is collected every GC_THRESHOLD0 net allocations, so cyclic garbage is
-    # still reclaimed.
+    # walking the objects of aiokafka and pydantic on each older-generation pass. The startup
+    # objects are frozen out of collection; the young generation is collected every
+    # GC_THRESHOLD0 net allocations, so cyclic garbage is still reclaimed.
     gc.freeze()
     gc.set_threshold(GC_THRESHOLD0, *gc.get_threshold()[1:])
-    worker = faust.Worker(
+    uvicorn.run(
         app,
-        loglevel=settings.log.level,
-        override_logging=False,
-        redirect_stdouts=False,
-        quiet=True,
+        host=settings.http.host,
+        port=settings.http.port,
+        http="httptools",
+        loop="uvloop",
+        log_config=None,
+        access_log=False,
     )
-    worker.execute_from_commandline()
 
 
 if __name__ == "__main__":

@@ -9,43 +9,65 @@ from functools import lru_cache
 
 from pydantic import BaseModel, Field
 
+from streamrec_shared.consumer import ConsumerSettings
 from streamrec_shared.settings import HttpSettings, ServiceSettings
 
 
 class ProcessorTuning(BaseModel):
     """How the processor consumes and what it keeps.
 
-    ``app_id`` is also the Kafka consumer group: workers with the same id split the partitions.
+    ``app_id`` is the Kafka consumer group: workers with the same id split the partitions of
+    ``events.v1``, ``catalog.v1`` and ``users.v1``.
     """
 
     app_id: str = "streamrec-stream-processor"
-    # One batch = up to batch_max events, or what arrived within batch_within_s of the first.
+    # A batch is what the consumer has fetched when the previous one is done, up to batch_max
+    # records: no lingering for more, so an event waits only for its fetch and the batch ahead.
     batch_max: int = Field(default=500, ge=1, le=10000)
-    batch_within_s: float = Field(default=0.05, gt=0, le=5.0)
-    # faust's repaired Cython fast paths (opt-in in faust-streaming 0.15 and new there); measured
-    # +4% events per CPU second on this workload, so left off by default.
-    cython_optimizations: bool = False
-    # Longest a fetch waits at the broker for data (faust's fixed default is 1500 ms). The local
-    # broker (Tansu) answers a fetch that is short of fetch_min_bytes by reading its partitions
-    # again after the wait, at a cost that grows with the log it holds: 100 ms halves those
-    # reads against 50 ms and keeps a profile fresh within the 200 ms p50 target.
-    fetch_max_wait_ms: int = Field(default=100, ge=1, le=10000)
-    # ... unless this many bytes are ready first. With 1 (faust's default), a trickle of small
-    # produce requests is fetched a record or two at a time; measured on the local broker at
-    # 1,200 single-event requests/s: processor 0.27 -> 0.19 cores, broker 0.47 -> 0.36.
+    # Longest a fetch waits at the broker for data. The local broker (Tansu) answers a fetch
+    # short of fetch_min_bytes only when this wait expires, so it bounds an event's wait for
+    # its fetch, and each expired fetch costs the broker a read of the partitions. Measured
+    # (tests/bench/bench_processor.py at 1,000 events/s, machine load 7-9 from other work):
+    # 202 -> profile p50 43 / p99 159 ms at 25 ms, 63 / 192 ms at 50 ms (faust's loop at
+    # 100 ms plus its 50 ms batch linger: 128-231 / 393-1060 ms under the same load); the
+    # broker's idle CPU 0.06 cores at 25 ms, 0.025 at 100 ms. 50 ms is the middle.
+    fetch_max_wait_ms: int = Field(default=50, ge=1, le=10000)
+    # ... unless this many bytes are ready when the fetch arrives. Under a trickle of small
+    # produce requests a fetch of 1 byte would return a record or two at once, again and again;
+    # measured with faust's consumer on the local broker at 1,200 single-event requests/s:
+    # processor 0.27 -> 0.19 cores, broker 0.47 -> 0.36 with 32 KiB.
     fetch_min_bytes: int = Field(default=32 * 1024, ge=1)
+    # Offsets are committed at most this often (always after the effects they cover, and at
+    # every rebalance and stop): a crash replays at most this much, which is idempotent.
+    commit_interval_s: float = Field(default=1.0, ge=0)
     # Trending forward decay (see streamrec_shared.profile).
     trending_half_life_hours: float = Field(default=24.0, gt=0)
     max_categories: int = Field(default=16, ge=1, le=1000)
     # Digests of the newest event ids kept per profile (same event id published twice).
     seen_ids: int = Field(default=16, ge=0, le=255)
-    # faust's data directory (no tables are used; faust still wants one). Unset: the
-    # FAUST_DATADIR environment variable, else a fresh temporary directory.
-    data_dir: str | None = None
     redis_timeout_s: float = Field(default=5.0, gt=0)
     lag_interval_s: float = Field(default=5.0, gt=0)
     model_poll_interval_s: float = Field(default=5.0, gt=0)
-    commit_interval_s: float = Field(default=1.0, gt=0)
+    # Attribution of clicks and conversions (streamrec_stream_processor.attribution).
+    attribution: bool = True
+    # A purchase of a product recommended within this many seconds counts as a conversion
+    # (the recommender keeps what it showed for its own attribution_window_s).
+    attribution_window_s: int = Field(default=86_400, ge=60)
+    # How long the per-minute online counters live (as the recommender's online_retention_s).
+    online_retention_s: int = Field(default=8 * 86_400, ge=3600)
+
+    def consumer(self) -> ConsumerSettings:
+        """The settings of the processor's one ``StreamConsumer``."""
+        return ConsumerSettings(
+            group_id=self.app_id,
+            max_batch=self.batch_max,
+            poll_timeout_ms=200,
+            linger_ms=0,
+            fetch_min_bytes=self.fetch_min_bytes,
+            fetch_max_wait_ms=self.fetch_max_wait_ms,
+            commit_interval_s=self.commit_interval_s,
+            lag_interval_s=self.lag_interval_s,
+        )
 
 
 class ProcessorSettings(ServiceSettings):

@@ -1,4 +1,4 @@
-"""Redis I/O of the processor: a ``faust.Service`` owning one ``redis.asyncio`` client.
+"""Redis I/O of the processor: one ``redis.asyncio`` client and the Lua scripts.
 
 Every write is a Lua script, so each user's profile update (with its trending increments and
 the deletion of the user's recommendation cache) and each catalog / user-attribute update is
@@ -11,9 +11,7 @@ import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-import faust
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError
@@ -250,7 +248,7 @@ class CatalogWrite:
     tombstone: bool = False
 
 
-class RedisStore(faust.Service):
+class RedisStore:
     """The processor's Redis client and its scripts."""
 
     def __init__(
@@ -259,9 +257,7 @@ class RedisStore(faust.Service):
         *,
         timeout_s: float,
         trending_half_life_s: float,
-        **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
         self._settings = settings
         self._timeout_s = timeout_s
         self._profile_script = apply_profile_script(trending_tau(trending_half_life_s))
@@ -275,7 +271,7 @@ class RedisStore(faust.Service):
             raise RuntimeError("RedisStore is not started")
         return self._redis
 
-    async def on_start(self) -> None:
+    async def start(self) -> None:
         self._redis = Redis.from_url(
             self._settings.url.get_secret_value(),
             socket_timeout=self._timeout_s,
@@ -291,7 +287,7 @@ class RedisStore(faust.Service):
         ):
             self._scripts[name] = self._redis.register_script(text)
 
-    async def on_stop(self) -> None:
+    async def stop(self) -> None:
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None

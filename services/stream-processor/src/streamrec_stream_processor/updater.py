@@ -1,9 +1,9 @@
 """One batch of records in, Redis state out: decode, compute (``profiles``), write (``store``).
 
-The agents hand raw records here. Poison records go to the dead-letter topic; Redis failures
-are retried with backoff until they succeed (the batch is not acknowledged meanwhile, so a
-crash replays it, and the exactly-once checks in ``profiles.apply_events`` skip what was
-already applied).
+The consumer (``streamrec_shared.consumer``) hands raw records here. Poison records go to the
+dead-letter topic; Redis failures are retried with backoff until they succeed (the batch's
+offsets are not committed meanwhile, so a crash replays it, and the exactly-once checks in
+``profiles.apply_events`` skip what was already applied).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from prometheus_client import Counter
@@ -20,6 +20,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from streamrec_shared import metrics
+from streamrec_shared.consumer import DeadLetter, Record
 from streamrec_shared.events import ProductRecord, UserEvent, UserRecord, decode_event
 from streamrec_shared.profile import (
     CATEGORY_DICT,
@@ -56,19 +57,7 @@ MAX_BACKOFF_S = 5.0
 MAX_CONFLICT_ROUNDS = 20
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """A consumed Kafka record as the agents hand it over."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-
-
-DeadLetter = Callable[[Record, str, str], Awaitable[None]]
-"""``(record, reason, error text)``: publish to the dead-letter topic and count it."""
+__all__ = ["CatalogUpdater", "DeadLetter", "EventUpdater", "Record", "UserUpdater"]
 
 
 @dataclass(slots=True)
@@ -102,10 +91,14 @@ class EventUpdater:
         self.dead_letter = dead_letter
         self._counters: dict[tuple[str, str], Counter] = {}
 
-    async def apply(self, batch: Sequence[Record]) -> None:
-        """Apply one batch; returns when every record is in Redis or dead-lettered."""
+    async def apply(self, batch: Sequence[Record]) -> list[UserEvent]:
+        """Apply one batch; returns when every record is in Redis or dead-lettered.
+
+        Returns the decoded events of the batch (in batch order) for later stages.
+        """
         started = time.monotonic()
         pending: dict[str, _Pending] = {}
+        decoded: list[UserEvent] = []
         for rec in batch:
             if rec.value is None:
                 await self.dead_letter(rec, "empty", "record without value")
@@ -115,6 +108,7 @@ class EventUpdater:
             except ValidationError as exc:
                 await self.dead_letter(rec, "invalid", str(exc)[:1000])
                 continue
+            decoded.append(event)
             pending.setdefault(event.user_id, _Pending(event.user_id, [])).events.append(
                 (rec, event)
             )
@@ -137,6 +131,7 @@ class EventUpdater:
         observe = metrics.PROCESSOR_DURATION.observe
         for _ in range(len(batch)):
             observe(elapsed)
+        return decoded
 
     async def _round(self, pending: dict[str, _Pending]) -> dict[str, _Pending]:
         """Read, compute and compare-and-set every pending user; returns the conflicting ones."""

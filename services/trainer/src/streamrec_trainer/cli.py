@@ -226,9 +226,7 @@ def eval_command(
     chosen = [a.strip() for a in algorithms.split(",") if a.strip()] if algorithms else None
     unknown = sorted(set(chosen or ()) - set(known))
     if unknown:
-        raise UserError(
-            f"unknown algorithm {', '.join(unknown)}; known: {', '.join(known)}"
-        )
+        raise UserError(f"unknown algorithm {', '.join(unknown)}; known: {', '.join(known)}")
     try:
         report = run_eval(
             str(path), fmt.value, str(out), test_fraction=test_fraction,

@@ -6,21 +6,26 @@ from functools import lru_cache
 
 from pydantic import BaseModel, Field, SecretStr
 
+from streamrec_shared.consumer import ConsumerSettings
 from streamrec_shared.settings import HttpSettings, ServiceSettings
 
 
-class ArchiveSettings(BaseModel):
+class ArchiveSettings(ConsumerSettings):
+    """The archive's ``StreamConsumer`` (``streamrec_shared.consumer``)."""
+
     group_id: str = "streamrec-trainer-archive"
     max_batch: int = Field(default=5000, ge=1)
     poll_timeout_ms: int = Field(default=200, ge=1)
     # Once a batch has its first records, keep fetching this long (or to max_batch) before
     # writing: a trickle of events then costs one transaction and one offset commit per linger,
     # not one per fetch of a record or two.
-    batch_linger_ms: int = Field(default=100, ge=0, le=5000)
+    linger_ms: int = Field(default=100, ge=0, le=5000)
     # Each fetch waits for this many bytes (or fetch_max_wait_ms): the archive needs no
     # per-record latency, and fetches are most of a broker's work under a trickle of produces.
     fetch_min_bytes: int = Field(default=1024 * 1024, ge=1)
     fetch_max_wait_ms: int = Field(default=1000, ge=1, le=10_000)
+    # Every batch is committed once its transaction is (as before the shared consumer).
+    commit_interval_s: float = Field(default=0.0, ge=0)
     lag_interval_s: float = Field(default=5.0, gt=0, description="consumer-lag metric refresh")
 
 

@@ -25,13 +25,13 @@ import orjson
 from streamrec_recommender import online
 from streamrec_recommender.adapters.campaigns import CampaignStore
 from streamrec_recommender.adapters.experiments import ExperimentStore
+from streamrec_recommender.adapters.impressions import OnlineRecorder
 from streamrec_recommender.adapters.redis_state import (
     RedisState,
     RedisUnavailableError,
     UserRead,
     count_degraded,
 )
-from streamrec_recommender.attribution import Attributor, OnlineRecorder
 from streamrec_recommender.online import RecTag
 from streamrec_recommender.runtime.model_handle import ModelHandle
 from streamrec_recommender.serving import catalog as catalogs
@@ -88,9 +88,6 @@ class Recommender:
             retention_s=s.online_retention_s,
             cache_ttl_s=s.cache_ttl_s,
         )
-        self.attributor = Attributor(
-            state.background, window_s=s.attribution_window_s, retention_s=s.online_retention_s
-        )
         dsn = settings.postgres.dsn.get_secret_value() if settings.postgres.dsn else None
         self.experiments = ExperimentStore(dsn, state)
         self.campaigns = CampaignStore(state)
@@ -139,19 +136,6 @@ class Recommender:
         self._tasks.append(
             asyncio.create_task(metrics.watch_loop_lag("recommender"), name="loop-lag")
         )
-        if s.attribution_consumer:
-            self._tasks.append(
-                asyncio.create_task(
-                    self.attributor.consume(
-                        self.settings.kafka,
-                        s.attribution_group,
-                        fetch_min_bytes=s.attribution_fetch_min_bytes,
-                        fetch_max_wait_ms=s.attribution_fetch_max_wait_ms,
-                        commit_s=s.attribution_commit_s,
-                    ),
-                    name="attribution",
-                )
-            )
         if watch_models:
             dsn = self.settings.postgres.dsn.get_secret_value()
             self.watcher = ModelWatcher(
