@@ -62,8 +62,10 @@ bench: install ## Run the benchmarks (installs wrk if missing); results land in 
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null)
 	@for b in tests/bench/bench_*.py; do echo "== $$b"; OPENBLAS_NUM_THREADS=1 $(UV) run --frozen python $$b || exit 1; done
 
-eval: install ## Offline evaluation on the UCI Online Retail log in ../shared/data
-	@OPENBLAS_NUM_THREADS=1 $(UV) run --frozen streamrec eval --format online-retail ../shared/data/online-retail/online_retail.csv.gz --out tests/bench/results/eval-online-retail.md
+RETAIL ?= ../shared/data/online-retail/online_retail.csv.gz
+eval: install ## Offline evaluation on the UCI Online Retail log (RETAIL=path to online_retail.csv[.gz])
+	@test -f $(RETAIL) || { echo "make eval: $(RETAIL) not found: download the UCI Online Retail data set (CC BY 4.0) and pass RETAIL=path" >&2; exit 2; }
+	@OPENBLAS_NUM_THREADS=1 $(UV) run --frozen streamrec eval --format online-retail $(RETAIL) --out tests/bench/results/eval-online-retail.md
 
 clean: down ## Stop the stack and remove local state
 	@rm -rf $(STATE)
