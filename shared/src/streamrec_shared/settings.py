@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-Scope = Literal["events:write", "catalog:write", "admin"]
+Scope = Literal["events:write", "catalog:write", "import", "admin"]
 
 
 class KafkaSettings(BaseModel):
