@@ -42,6 +42,7 @@ async def _publish_products(
     metrics.INGEST_CATALOG_UPDATES.labels(kind).inc(len(records))
     if state.settings.ingest.store_catalog:
         await state.store.upsert_products(records)
+    state.known.add([r.product_id for r in records])
     return ProductsAccepted(accepted=len(records), product_ids=[r.product_id for r in records])
 
 
