@@ -25,7 +25,7 @@ API_KEY_HEADER = APIKeyHeader(
     auto_error=False,
 )
 """The ``X-API-Key`` security scheme of the OpenAPI document (the check is ``KeyRing``'s)."""
-API_KEY_SECURITY = [{"ApiKey": []}]
+API_KEY_SECURITY: list[dict[str, list[str]]] = [{"ApiKey": []}]
 """The OpenAPI ``security`` of a route that checks the key itself (``POST /v1/events``)."""
 
 

@@ -49,11 +49,12 @@ class IngestOptions(BaseModel):
         ge=0,
         description="event time may be at most this far after receive time (both endpoints)",
     )
-    max_live_age_days: float = Field(
-        default=30.0,
+    max_live_age_days: float | None = Field(
+        default=None,
         gt=0,
-        description="POST /v1/events: event time at most this far before receive time; older "
-        "history goes through POST /v1/events/history or `streamrec load`",
+        description="POST /v1/events: event time at most this many days before receive time "
+        "(None: no bound, the default, since shops replay history through the live route); "
+        "with a bound, older history goes through POST /v1/events/history or `streamrec load`",
     )
     catalog_refresh_s: float = Field(
         default=30.0,

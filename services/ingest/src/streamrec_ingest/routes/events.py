@@ -74,7 +74,9 @@ async def accept_events(raw: bytes, state: IngestState, *, history: bool = False
             events,
             received_at,
             max_future=timedelta(seconds=options.max_future_skew_s),
-            max_age=None if history else timedelta(days=options.max_live_age_days),
+            max_age=None
+            if history or options.max_live_age_days is None
+            else timedelta(days=options.max_live_age_days),
         )
     except intake.InvalidEvents as exc:
         _REJECTED_INVALID.inc(exc.count)
@@ -124,8 +126,8 @@ async def post_events(request: Request) -> JSONResponse:
     strings; ``timestamp`` is unix seconds or timezone-aware ISO-8601 (default: receive time);
     ``event_id`` is generated when absent — send your own to make retries idempotent. On 503
     the details carry the event_ids used: retry with them. Event time may be at most 5 minutes
-    after receive time and 30 days before it (settings ``max_future_skew_s``,
-    ``max_live_age_days``); older history goes to ``POST /v1/events/history``.
+    after receive time (setting ``max_future_skew_s``) and, when ``max_live_age_days`` is set,
+    at most that many days before it; history then goes to ``POST /v1/events/history``.
     ``unknown_product_ids`` lists the product ids the catalog has not described (the events
     are accepted all the same; null while the catalog is not loaded).
     """
