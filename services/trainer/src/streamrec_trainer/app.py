@@ -139,6 +139,7 @@ class ErrorBody(BaseModel):
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     text = {
+        400: "the body is not JSON",
         401: "X-API-Key missing or unknown",
         403: "the key lacks the admin scope",
         404: "not found",
@@ -150,6 +151,8 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 _ADMIN_ERRORS = (401, 403, 422, 429)
+# FastAPI lists the ApiKey requirement; this adds the alternative: anonymous (no artifact URIs)
+_OPTIONAL_KEY: list[dict[str, list[str]]] = [{}]
 
 
 def create_app(settings: TrainerSettings | None = None) -> FastAPI:
@@ -204,7 +207,9 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
 
     install_common(app, service="trainer", http=settings.http, readiness=readiness)
 
-    @app.post("/v1/train", status_code=202, tags=["training"], responses=_errors(*_ADMIN_ERRORS))
+    @app.post(
+        "/v1/train", status_code=202, tags=["training"], responses=_errors(400, *_ADMIN_ERRORS)
+    )
     async def train(request: Request, _: AdminKey, body: TrainRequest | None = None) -> TrainQueued:
         """Queue a training run; poll ``GET /v1/train/{job_id}``.
 
@@ -235,7 +240,7 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
             consumer_healthy=request.app.state.archiver.healthy,
         )
 
-    @app.get("/v1/models", tags=["registry"])
+    @app.get("/v1/models", tags=["registry"], openapi_extra={"security": _OPTIONAL_KEY})
     async def models(request: Request, presented: PresentedKey) -> ModelList:
         """Every model version, newest first, with metrics and status; ``artifact_uri`` only
         for a request with an API key (any configured key)."""
@@ -247,7 +252,12 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
             models=[ModelVersion(**v.public(with_uri=uris)) for v in versions],
         )
 
-    @app.get("/v1/models/active", tags=["registry"], responses=_errors(404))
+    @app.get(
+        "/v1/models/active",
+        tags=["registry"],
+        responses=_errors(404),
+        openapi_extra={"security": _OPTIONAL_KEY},
+    )
     async def active_model(request: Request, presented: PresentedKey) -> ModelVersion:
         """The active version (404 when none); ``artifact_uri`` only with an API key."""
         current = await request.app.state.registry.active()

@@ -74,27 +74,29 @@ async def data_window(
 
 # Users erased (DELETE /v1/users/{id} on ingest) are never trained on, also for events of
 # theirs archived after the erasure (in flight in Kafka at the time).
-_NOT_ERASED = "NOT EXISTS (SELECT 1 FROM erased_users e WHERE e.user_id = {alias}.user_id)"
-_USERS = f"""
-SELECT user_id, hashtextextended(user_id, 0) FROM users u WHERE {_NOT_ERASED.format(alias="u")}
+_USERS = """
+SELECT user_id, hashtextextended(user_id, 0) FROM users u
+WHERE NOT EXISTS (SELECT 1 FROM erased_users e WHERE e.user_id = u.user_id)
 ORDER BY user_id COLLATE "C"
 """
 _PRODUCTS = """
 SELECT product_id, hashtextextended(product_id, 0) FROM products ORDER BY product_id COLLATE "C"
 """
-_ROWS_HASHED = f"""
+_ROWS_HASHED = """
 SELECT hashtextextended(i.user_id, 0), hashtextextended(i.product_id, 0),
        (coalesce(array_position($3::text[], i.event_type), 0) - 1)::int2,
        coalesce(i.value, 'NaN'::float8),
        extract(epoch FROM i.ts)::float8
 FROM user_product_interactions i
-WHERE i.ts BETWEEN $1 AND $2 AND {_NOT_ERASED.format(alias="i")}
+WHERE i.ts BETWEEN $1 AND $2
+  AND NOT EXISTS (SELECT 1 FROM erased_users e WHERE e.user_id = i.user_id)
 """
 # codes = ranks in the vocabularies' order (the same ORDER BY, the same snapshot)
-_ROWS_JOINED = f"""
+_ROWS_JOINED = """
 WITH uc AS (
     SELECT user_id, (row_number() OVER (ORDER BY user_id COLLATE "C") - 1)::int4 AS code
-    FROM users u WHERE {_NOT_ERASED.format(alias="u")}
+    FROM users u
+    WHERE NOT EXISTS (SELECT 1 FROM erased_users e WHERE e.user_id = u.user_id)
 ), pc AS (
     SELECT product_id, (row_number() OVER (ORDER BY product_id COLLATE "C") - 1)::int4 AS code
     FROM products

@@ -64,6 +64,7 @@ class ErrorBody(BaseModel):
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     text = {
+        400: "the body is not JSON",
         401: "X-API-Key missing or unknown",
         403: "the key lacks the required scope",
         404: "not found",
