@@ -97,6 +97,10 @@ async def test_text_postgres_cannot_store_is_refused_and_nothing_is_stored(
             "product_id",
         ),
     ]
+    deep: dict[str, Any] = {}
+    for _ in range(200):  # finding 8: attributes nested ~200 deep were a 500
+        deep = {"k": deep}
+    cases.append(("PUT", f"/v1/users/{tag}-u1", {"attributes": deep}, "attributes"))
     for method, path, body, field in cases:
         r = await raw.request(method, path, json=body)
         assert r.status_code == 422, (path, body, r.text)
