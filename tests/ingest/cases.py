@@ -36,4 +36,20 @@ BAD: list[tuple[str, Any, str, str]] = [
     ("context not object", {**GOOD, "context": [1]}, "context", "dictionary"),
     ("long session", {**GOOD, "session_id": "s" * 129}, "session_id", "128"),
     ("long rec_id", {**GOOD, "rec_id": "r" * 65}, "rec_id", "64"),
+    # issue 17 finding 1: text the archive (Postgres) cannot store was acknowledged, then
+    # stalled the archive forever
+    ("NUL in session_id", {**GOOD, "session_id": "s\u0000"}, "session_id", "NUL"),
+    ("NUL in rec_id", {**GOOD, "rec_id": "\u0000r"}, "rec_id", "NUL"),
+    ("NUL in user_id", {**GOOD, "user_id": "u\u0000"}, "user_id", "control characters"),
+    ("NUL in context", {**GOOD, "context": {"a": ["x", "\u0000"]}}, "context", "context.a[1]"),
+    ("NUL in a context key", {**GOOD, "context": {"a": {"k\u0000": 1}}}, "context", "NUL"),
+    (
+        "deep context",
+        {**GOOD, "context": {"a": [[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]}},
+        "context",
+        "nested deeper",
+    ),
+    # issue 17 finding 2: one far-future event wiped trending and the training window
+    ("far future", {**GOOD, "timestamp": "2990-01-01T00:00:00Z"}, "timestamp", "receive time"),
+    ("year 2100 in seconds", {**GOOD, "timestamp": 4_102_444_800}, "timestamp", "after receive"),
 ]

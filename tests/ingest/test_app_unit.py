@@ -39,7 +39,7 @@ async def test_single_event_is_published_after_ack(
 ) -> None:
     r = await http.post("/v1/events", json={**EVENT, "user_id": 17, "event_id": "ev-1"})
     assert r.status_code == 202, r.text
-    assert r.json() == {"accepted": 1, "event_ids": ["ev-1"]}
+    assert r.json() == {"accepted": 1, "event_ids": ["ev-1"], "unknown_product_ids": None}
     (sent,) = producer.sent
     assert (sent.topic, sent.key) == ("events.v1", b"17")
     record = decode_event(sent.value)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -18,9 +18,16 @@ def _body(obj: Any) -> bytes:
     return json.dumps(obj).encode()
 
 
+def _route(raw: bytes) -> None:
+    """What the events route checks: the body's rules, then the live event-time bound."""
+    events = intake.parse_events(raw)
+    bound = timedelta(minutes=5)
+    intake.check_event_time(events, datetime.now(UTC), max_future=bound, max_age=None)
+
+
 def _errors(raw: bytes) -> list[dict[str, Any]]:
     with pytest.raises(intake.InvalidEvents) as info:
-        intake.parse_events(raw)
+        _route(raw)
     details: list[dict[str, Any]] = info.value.details
     return details
 
@@ -149,3 +156,26 @@ def test_fast_encoding_matches_the_record_model() -> None:
         assert got.model_dump(exclude={"event_id"}) == want.model_dump(exclude={"event_id"})
     assert decoded[0].timestamp == received
     assert decoded[3].timestamp == datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def test_event_time_bounds_around_receive_time() -> None:
+    """Up to 5 minutes ahead is a client's clock skew; with ``max_age``, so many days back."""
+    now = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+    ok = [
+        GOOD,
+        {**GOOD, "timestamp": (now + timedelta(minutes=4)).isoformat()},
+        {**GOOD, "timestamp": (now - timedelta(days=29)).isoformat()},
+    ]
+    events = intake.parse_events(_body({"events": ok}))
+    bounds = {"max_future": timedelta(minutes=5), "max_age": timedelta(days=30)}
+    intake.check_event_time(events, now, **bounds)
+    late = {**GOOD, "timestamp": (now - timedelta(days=31)).isoformat()}
+    events = intake.parse_events(_body({"events": [*ok, late]}))
+    with pytest.raises(intake.InvalidEvents) as info:
+        intake.check_event_time(events, now, **bounds)
+    (detail,) = info.value.details
+    assert detail["loc"] == "events[3].timestamp"
+    assert detail["earliest"] == "2026-05-02T12:00:00Z"
+    assert "/v1/events/history" in detail["reason"]
+    # history: any past time, never the future
+    intake.check_event_time(events, now, max_future=timedelta(minutes=5), max_age=None)

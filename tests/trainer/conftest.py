@@ -23,7 +23,7 @@ async def pool(dsn: str) -> AsyncIterator[asyncpg.Pool]:
     """A pool on the module's Postgres, with the archive, catalog and registry tables empty."""
     pool = await create_pool(PostgresSettings(dsn=dsn, max_size=2))
     await pool.execute(
-        "TRUNCATE user_product_interactions, model_versions, users, products CASCADE"
+        "TRUNCATE user_product_interactions, model_versions, users, products, erased_users CASCADE"
     )
     try:
         yield pool

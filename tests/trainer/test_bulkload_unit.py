@@ -36,19 +36,24 @@ def test_event_lines_keep_or_derive_ids_and_skip_invalid() -> None:
         json.dumps({"user_id": "u3", "event_type": "view", "product_id": "p2"}),  # no time
         "[1, 2]",
         "{broken",
+        # issue 17 finding 2: history is in the past (5 minutes of clock skew allowed)
+        json.dumps({"user_id": "u4", "event_type": "view", "product_id": "p2",
+                    "timestamp": "2990-01-01T00:00:00Z"}),
+        json.dumps({"user_id": "u4", "event_type": "view", "product_id": "p2",
+                    "timestamp": "2026-01-01T00:04:00Z"}),
     ]  # fmt: skip
     stats = LoadStats()
     events = list(read_events_jsonl(lines, prefix="hist", received_at=NOW, stats=stats))
-    assert [e.event_id for e in events] == ["own-1", "hist-3"]
+    assert [e.event_id for e in events] == ["own-1", "hist-3", "hist-9"]
     assert events[0].user_id == "7"
     assert events[0].timestamp == datetime(2011, 1, 4, 10, tzinfo=UTC)
     assert events[1].value == 4.0
     assert events[1].received_at == NOW
-    assert stats.invalid == 4
+    assert stats.invalid == 5
     assert dict(stats.ignored_fields) == {"shop": 1}  # "kind" of a topic dump is expected
     # deterministic: the same lines give the same ids
     again = list(read_events_jsonl(lines, prefix="hist", received_at=NOW, stats=LoadStats()))
-    assert [e.event_id for e in again] == ["own-1", "hist-3"]
+    assert [e.event_id for e in again] == ["own-1", "hist-3", "hist-9"]
 
 
 def test_online_retail_rules_and_invoice_positions() -> None:

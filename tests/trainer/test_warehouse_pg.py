@@ -112,3 +112,48 @@ async def test_empty_window(pool: asyncpg.Pool) -> None:
     empty = await load_interactions(pool, Window(start=far, end=far + timedelta(days=1)))
     assert len(empty) == 0
     assert empty.user_codes.dtype == np.int32
+
+
+async def test_one_far_future_event_does_not_move_the_window(pool: asyncpg.Pool) -> None:
+    """Issue 17 finding 2: the window was anchored at the newest event time, so one event
+    stamped in year 2990 made the window [2990 - 30 days, 2990]: nothing of the shop's data."""
+    events = _events(1000)
+    received = max(e.timestamp for e in events)
+    outlier = UserEvent(
+        event_id="far-future",
+        user_id="u1",
+        product_id="p1",
+        event_type="view",
+        timestamp=datetime(2990, 1, 1, tzinfo=UTC),
+        received_at=received,
+    )
+    assert await archive_events(pool, [*events, outlier]) == len(events) + 1
+    window = await data_window(pool, 30)
+    assert window is not None
+    assert window.end == received
+    loaded = await load_interactions(pool, window)
+    assert len(loaded) == len(events)
+    assert loaded.timestamps.max() == received.timestamp()
+
+
+async def test_erased_users_are_never_loaded(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 17 finding 13: events of an erased user archived after the erasure (in flight in
+    Kafka when it happened) are skipped, by the hashed and by the joined load alike."""
+    events = _events(1000)
+    await archive_events(pool, events)
+    await pool.execute("INSERT INTO erased_users (user_id) VALUES ('u1'), ('😀')")
+    window = await data_window(pool, 365)
+    assert window is not None
+    kept = [e for e in events if e.user_id not in ("u1", "😀")]
+    hashed = await load_interactions(pool, window)
+    assert len(hashed) == len(kept)
+    assert {"u1", "😀"}.isdisjoint(hashed.user_vocab.tolist())
+
+    def collide(hashes: object) -> object:
+        raise warehouse.HashCollision("simulated")
+
+    monkeypatch.setattr(warehouse, "hash_lookup", collide)
+    joined = await load_interactions(pool, window)
+    assert sorted(joined.user_ids.tolist()) == sorted(e.user_id for e in kept)

@@ -7,6 +7,12 @@ Records are what is published: every field resolved (``event_id`` generated, ``t
 tz-aware, ``received_at`` stamped by ingest), frozen, ``extra="forbid"``, with a ``kind``
 discriminator and ``schema_version``. Validation messages name the rule broken, so the API can
 answer ``events[3].timestamp: ISO-8601 timestamp needs a timezone offset``.
+
+Every inbound string (ids, names, ``session_id``, ``rec_id``, the keys and values of
+``context`` and ``attributes`` at any depth) must be storable as Postgres ``text``/``jsonb``:
+no NUL (``\\u0000``), no unpaired surrogate; JSON objects hold no NaN/Infinity and nest at most
+``MAX_JSON_DEPTH`` levels. What the archive cannot store is refused here, at the door (422
+naming the field), never acknowledged and then rejected downstream.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ MAX_ORDER_TOTAL = 1e11
 # event time bounds: 1970-01-01 .. 3000-01-01 (catches milliseconds sent as seconds)
 MIN_UNIX_S = 0.0
 MAX_UNIX_S = 32503680000.0
+MAX_JSON_DEPTH = 16
 
 EventType = Literal["view", "click", "add_to_cart", "remove_from_cart", "purchase", "rating"]
 """THE list of event types. Append only: a type's position is its code in the trainer's
@@ -52,7 +59,10 @@ give it a weight in ``streamrec_shared.weights.EVENT_WEIGHTS`` (a test checks ev
 one); the API enum, metrics labels, profile counters and archive codes follow."""
 EVENT_TYPES: tuple[EventType, ...] = get_args(EventType)
 
-_NO_SPACE = re.compile(r"^[^\s\x00-\x1f\x7f]+$")
+_NO_SPACE = re.compile("^[^\\s\\x00-\\x1f\\x7f\\ud800-\\udfff]+$")
+# what Postgres text and jsonb cannot hold: NUL, and unpaired surrogates (not UTF-8)
+_UNSTORABLE = re.compile("[\\x00\\ud800-\\udfff]")
+_UNSTORABLE_REASON = "must not contain NUL (\\u0000) or unpaired surrogates"
 _EVENT_ID = re.compile(r"^[A-Za-z0-9._:\-]+$")
 
 
@@ -124,6 +134,35 @@ def _timestamp(value: Any) -> Any:
     return parsed.astimezone(UTC)
 
 
+def _storable_text(value: str) -> str:
+    if _UNSTORABLE.search(value):
+        raise PydanticCustomError("text_unstorable", _UNSTORABLE_REASON)
+    return value
+
+
+def _unstorable_json(value: Any, path: str, depth: int) -> str | None:
+    """Why ``value`` (parsed JSON) cannot be stored as jsonb, prefixed with its path, or None."""
+    if isinstance(value, str):
+        return f"{path}: {_UNSTORABLE_REASON}" if _UNSTORABLE.search(value) else None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"{path}: must not be NaN or Infinity"
+    if isinstance(value, dict | list):
+        if depth >= MAX_JSON_DEPTH:
+            return f"{path}: nested deeper than {MAX_JSON_DEPTH} levels"
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            if isinstance(key, str) and _UNSTORABLE.search(key):
+                return f"{path}: key {key!r} {_UNSTORABLE_REASON}"
+            where = f"{path}.{key}" if isinstance(key, str) else f"{path}[{key}]"
+            found = _unstorable_json(item, where, depth + 1)
+            if found is not None:
+                return found
+    return None
+
+
+Text = Annotated[str, AfterValidator(_storable_text)]
+"""Any inbound free text: storable in Postgres (no NUL, no unpaired surrogate)."""
+
 Id = Annotated[
     str,
     BeforeValidator(_id_from_int),
@@ -147,7 +186,7 @@ OrderId = Annotated[
     ),
 ]
 Timestamp = Annotated[AwareDatetime, BeforeValidator(_timestamp)]
-ShortText = Annotated[str, Field(max_length=128)]
+ShortText = Annotated[Text, Field(max_length=128)]
 Price = Annotated[float, Field(ge=0, le=MAX_PRICE, strict=True, allow_inf_nan=False)]
 
 
@@ -155,6 +194,9 @@ def _bounded_json(limit: int, field: str) -> Any:
     def check(value: dict[str, Any] | None) -> dict[str, Any] | None:
         if value is None:
             return value
+        unstorable = _unstorable_json(value, field, 0)
+        if unstorable is not None:
+            raise PydanticCustomError("json_unstorable", unstorable)
         size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
         if size > limit:
             raise PydanticCustomError(
@@ -189,7 +231,7 @@ class EventIn(_Frozen):
     value: float | None = Field(default=None, ge=0, le=1e9, strict=True, allow_inf_nan=False)
     price: Price | None = None
     session_id: ShortText | None = None
-    rec_id: Annotated[str, Field(max_length=64)] | None = None
+    rec_id: Annotated[Text, Field(max_length=64)] | None = None
     context: dict[str, Any] | None = None
 
     _context_size = field_validator("context")(_bounded_json(MAX_CONTEXT_BYTES, "context"))
@@ -248,13 +290,13 @@ class UserEvent(_Frozen):
 class ProductIn(_Frozen):
     """Body of ``PUT /v1/products/{product_id}``."""
 
-    name: Annotated[str, Field(min_length=1, max_length=512)]
-    category: Annotated[str, Field(min_length=1, max_length=128)]
+    name: Annotated[Text, Field(min_length=1, max_length=512)]
+    category: Annotated[Text, Field(min_length=1, max_length=128)]
     price: Price
     in_stock: bool = Field(default=True, strict=True)
     active: bool = Field(default=True, strict=True)
     attributes: dict[str, Any] = Field(default_factory=dict)
-    description: Annotated[str, Field(max_length=8192)] = ""
+    description: Annotated[Text, Field(max_length=8192)] = ""
 
     _attributes_size = field_validator("attributes")(
         _bounded_json(MAX_ATTRIBUTES_BYTES, "attributes")
@@ -316,6 +358,20 @@ class UserRecord(_Frozen):
     updated_at: AwareDatetime
 
 
+class UserErased(_Frozen):
+    """A user's erasure on ``users.v1`` (key: user_id, compacted): ``DELETE /v1/users/{id}``.
+
+    It replaces the user's attributes record under the same key, so compaction drops them;
+    consumers forget the user: the stream processor deletes the live profile, the archive and
+    the training window skip the user's events (ingest records the id in ``erased_users``).
+    """
+
+    kind: Literal["user_erased"] = "user_erased"
+    schema_version: Literal[1] = SCHEMA_VERSION
+    user_id: Id
+    erased_at: AwareDatetime
+
+
 class OrderItemIn(_Frozen):
     """One order line: ``quantity`` units of ``product_id`` at unit ``price``."""
 
@@ -375,11 +431,13 @@ def encode(record: BaseModel) -> bytes:
 _PRODUCT_FIELDS = frozenset(ProductIn.model_fields)
 
 TopicRecord = Annotated[
-    UserEvent | ProductRecord | UserRecord | ModelAnnouncement, Field(discriminator="kind")
+    UserEvent | ProductRecord | UserRecord | UserErased | ModelAnnouncement,
+    Field(discriminator="kind"),
 ]
-"""Every record on streamrec's topics, told apart by ``kind`` (event, product, user, model)."""
-AnyRecord = UserEvent | ProductRecord | UserRecord | ModelAnnouncement
-R = TypeVar("R", UserEvent, ProductRecord, UserRecord, ModelAnnouncement)
+"""Every record on streamrec's topics, told apart by ``kind`` (event, product, user,
+user_erased, model)."""
+AnyRecord = UserEvent | ProductRecord | UserRecord | UserErased | ModelAnnouncement
+R = TypeVar("R", UserEvent, ProductRecord, UserRecord, UserErased, ModelAnnouncement)
 _ANY_RECORD: TypeAdapter[AnyRecord] = TypeAdapter(TopicRecord)
 
 
@@ -408,5 +466,15 @@ def decode_product(raw: bytes) -> ProductRecord:
 
 
 def decode_user(raw: bytes) -> UserRecord:
-    """``decode(raw, UserRecord)``: a ``users.v1`` value."""
+    """``decode(raw, UserRecord)``: a ``users.v1`` attributes value (an erasure is refused)."""
     return decode(raw, UserRecord)
+
+
+_USER_UPDATE: TypeAdapter[UserRecord | UserErased] = TypeAdapter(
+    Annotated[UserRecord | UserErased, Field(discriminator="kind")]
+)
+
+
+def decode_user_update(raw: bytes) -> UserRecord | UserErased:
+    """Any ``users.v1`` value: new attributes (``UserRecord``) or an erasure (``UserErased``)."""
+    return _USER_UPDATE.validate_json(raw)

@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-Scope = Literal["events:write", "catalog:write", "admin", "publishable"]
+Scope = Literal["events:write", "catalog:write", "import", "admin", "publishable"]
 """``publishable``: a browser key (it ships in a web page): may send events and orders only,
 rate-limited per client address; recommendations and search are open reads."""
 

@@ -19,8 +19,10 @@ RECORDS: Mapping[str, type[UserEvent | ProductRecord | UserRecord | ModelAnnounc
         {EVENTS: UserEvent, CATALOG: ProductRecord, USERS: UserRecord, MODELS: ModelAnnouncement}
     )
 )
-"""The record class of each topic's values (``events.decode(raw, RECORDS[topic])``); the
-dead-letter topic holds the raw value of whatever failed, with the reason in its headers."""
+"""The record class of each topic's values (``events.decode(raw, RECORDS[topic])``); users.v1
+also carries ``UserErased`` (``DELETE /v1/users/{id}``): read it with
+``events.decode_user_update``. The dead-letter topic holds the raw value of whatever failed,
+with the reason in its headers."""
 
 
 @dataclass(frozen=True)

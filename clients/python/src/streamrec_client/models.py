@@ -46,10 +46,12 @@ class Body(BaseModel):
 
 
 class EventsAccepted(Body):
-    """``202`` of ``POST /v1/events``: the event ids in request order."""
+    """``202`` of ``POST /v1/events``: the event ids in request order; ``unknown_product_ids``
+    the product ids the catalog never described (None from a worker without the catalog)."""
 
     accepted: int
     event_ids: list[str]
+    unknown_product_ids: list[str] | None = None
 
 
 class ProductsAccepted(Body):

@@ -21,9 +21,10 @@ from pydantic import TypeAdapter
 
 from streamrec_ingest.catalog_db import CatalogDb
 from streamrec_ingest.deps import IngestState
+from streamrec_ingest.known_products import KnownProducts
 from streamrec_ingest.orders import OrderReconciler
 from streamrec_ingest.publisher import Producer, Publisher
-from streamrec_ingest.routes import catalog, events, orders
+from streamrec_ingest.routes import catalog, events, orders, users
 from streamrec_ingest.settings import IngestSettings, get_settings
 from streamrec_shared import kafka, metrics, postgres, topics
 from streamrec_shared.http import KeyRing, install_common
@@ -80,18 +81,21 @@ def create_app(
         publisher=publisher,
         store=store,
         reconciler=OrderReconciler(store, publisher, options),
+        known=KnownProducts(store, options.catalog_refresh_s),
     )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.gather(publisher.start(), store.start())
         state.reconciler.start()
+        state.known.start()
         # long-lived objects out of the collector's way: shorter full collections under load
         gc.collect()
         gc.freeze()
         try:
             yield
         finally:
+            await state.known.stop()
             await state.reconciler.stop()
             await publisher.close()  # flushes what is in flight
             await store.close()
@@ -117,6 +121,7 @@ def create_app(
     app.include_router(events.router)
     app.include_router(catalog.router)
     app.include_router(orders.router)
+    app.include_router(users.router)
     install_common(
         app,
         service="ingest",

@@ -81,10 +81,23 @@ FROM orders o
 JOIN order_items i USING (order_id)
 LEFT JOIN user_product_interactions a ON a.event_id = i.event_id
 WHERE a.event_id IS NULL
+  AND o.user_id <> 'erased user'
   AND o.created_at < now() - make_interval(secs => $1)
   AND o.created_at > now() - make_interval(secs => $2)
 ORDER BY o.created_at, i.line_no
 LIMIT $3
+"""
+ERASED_USER = "erased user"
+"""The user an erased user's orders are given (migration 0004; no API id has whitespace)."""
+_ERASE = (
+    "INSERT INTO erased_users (user_id, erased_at) VALUES ($1, $2)"
+    " ON CONFLICT (user_id) DO UPDATE SET erased_at = EXCLUDED.erased_at",
+    "UPDATE orders SET user_id = 'erased user' WHERE user_id = $1",
+    "DELETE FROM user_product_interactions WHERE user_id = $1",
+    "DELETE FROM users WHERE user_id = $1",
+)
+_CATALOG_IDS = """
+SELECT product_id, updated_at FROM products WHERE in_catalog AND updated_at >= $1
 """
 _RECONCILE_LOCK = 74_651_202  # pg_try_advisory_lock key: one reconciler across ingest pods
 
@@ -181,6 +194,11 @@ class CatalogDb:
                 f"database unavailable: {type(exc).__name__}", retry_after=self.retry_after_s
             ) from None
 
+    @property
+    def connected(self) -> bool:
+        """The pool is open (Postgres may still be down: calls then raise RetryableError)."""
+        return self._pool is not None
+
     def require(self) -> None:
         """Raise 503 now if the pool is not open (before anything is published)."""
         if self._pool is None:
@@ -246,6 +264,24 @@ class CatalogDb:
             await conn.execute(
                 _UPSERT_USER, record.user_id, json.dumps(record.attributes), record.updated_at
             )
+
+    async def catalog_product_ids(self, since: datetime) -> tuple[list[str], datetime | None]:
+        """Ids of the products the catalog described (``in_catalog``) updated at or after
+        ``since``, and the newest ``updated_at`` among them (None when there are none)."""
+        async with self._conn(transaction=False) as conn:
+            rows = await conn.fetch(_CATALOG_IDS, since)
+        newest = max((r["updated_at"] for r in rows), default=None)
+        return [r["product_id"] for r in rows], newest
+
+    async def erase_user(self, user_id: str, erased_at: datetime) -> dict[str, int]:
+        """Forget a user in one transaction: record the id in ``erased_users``, give their
+        orders to ``ERASED_USER``, delete their archived events and their ``users`` row.
+        Idempotent. Returns the rows changed: orders, interactions, users."""
+        async with self._conn() as conn:
+            await conn.execute(_ERASE[0], user_id, erased_at)
+            counts = [await conn.execute(sql, user_id) for sql in _ERASE[1:]]
+        orders, interactions, users = (int(c.rsplit(" ", 1)[-1]) for c in counts)
+        return {"orders": orders, "interactions": interactions, "users": users}
 
     # --- orders -----------------------------------------------------------------------------
     async def save_order(self, order: OrderIn, ts: datetime, received_at: datetime) -> SavedOrder:

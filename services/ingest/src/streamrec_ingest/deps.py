@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader
 
 from streamrec_ingest.catalog_db import CatalogDb
+from streamrec_ingest.known_products import KnownProducts
 from streamrec_ingest.orders import OrderReconciler
 from streamrec_ingest.publisher import Publisher
 from streamrec_ingest.settings import IngestSettings
 from streamrec_shared import metrics
 from streamrec_shared.errors import Forbidden, RateLimited, Unauthorized
-from streamrec_shared.http import KeyRing, require_scope
-from streamrec_shared.settings import ApiKey
+from streamrec_shared.http import KeyRing
+from streamrec_shared.settings import ApiKey, Scope
+
+API_KEY_HEADER = APIKeyHeader(
+    name="X-API-Key",
+    scheme_name="ApiKey",
+    description="an API key with the scope the route names (admin covers every scope)",
+    auto_error=False,
+)
+"""The ``X-API-Key`` security scheme of the OpenAPI document (the check is ``KeyRing``'s)."""
+API_KEY_SECURITY: list[dict[str, list[str]]] = [{"ApiKey": []}]
+"""The OpenAPI ``security`` of a route that checks the key itself (``POST /v1/events``)."""
 
 
 @dataclass(frozen=True)
@@ -25,6 +37,7 @@ class IngestState:
     publisher: Publisher
     store: CatalogDb
     reconciler: OrderReconciler
+    known: KnownProducts
 
 
 async def _state(request: Request) -> IngestState:
@@ -55,6 +68,20 @@ def authorize_events(
         raise
 
 
+def require_scope(scope: Scope) -> Any:
+    """A dependency checking ``X-API-Key`` for ``scope``, documented as the ApiKey scheme."""
+
+    async def check(
+        request: Request, presented: Annotated[str | None, Security(API_KEY_HEADER)]
+    ) -> ApiKey | None:
+        ring: KeyRing = request.app.state.keyring
+        return ring.authorize(presented, scope)
+
+    return Depends(check)
+
+
 State = Annotated[IngestState, Depends(_state)]
 CatalogKey = Annotated[ApiKey | None, require_scope("catalog:write")]
 OrdersKey = Annotated[ApiKey | None, require_scope("events:write")]
+ImportKey = Annotated[ApiKey | None, require_scope("import")]
+AdminKey = Annotated[ApiKey | None, require_scope("admin")]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from operator import attrgetter
 from typing import Annotated, Any
 
@@ -119,7 +119,10 @@ def _parse_reference(raw: bytes) -> list[EventIn]:
 
 
 def _invalid(errors: Sequence[Any], count: int) -> InvalidEvents:
-    details = describe_validation(errors)
+    return _invalid_details(describe_validation(errors), count)
+
+
+def _invalid_details(details: list[dict[str, Any]], count: int) -> InvalidEvents:
     bad_items = len({d["index"] for d in details if d["index"] is not None})
     shown = details[:MAX_DETAILS]
     parts = [f"{d['loc']}: {d['reason']}" for d in shown[:5]]
@@ -128,6 +131,48 @@ def _invalid(errors: Sequence[Any], count: int) -> InvalidEvents:
     return InvalidEvents(
         "invalid request: " + "; ".join(parts) + more + scope, details=shown, count=count
     )
+
+
+def check_event_time(
+    events: Sequence[EventIn],
+    received_at: datetime,
+    *,
+    max_future: timedelta,
+    max_age: timedelta | None,
+) -> None:
+    """Refuse event times after ``received_at + max_future`` or (with ``max_age``) before
+    ``received_at - max_age``: one event from the far future would otherwise move every
+    time-decayed score and the trainer's window. Raises ``InvalidEvents`` naming each event's
+    ``timestamp`` and the bound it broke."""
+    latest = received_at + max_future
+    earliest = received_at - max_age if max_age is not None else None
+    details: list[dict[str, Any]] = []
+    for index, event in enumerate(events):
+        ts = event.timestamp
+        if ts is None or (ts <= latest and (earliest is None or ts >= earliest)):
+            continue
+        if ts > latest:
+            reason = (
+                f"more than {max_future.total_seconds():g} s after receive time "
+                f"(latest accepted: {_utc_text(latest)})"
+            )
+            bound = {"latest": _utc_text(latest)}
+        else:
+            assert earliest is not None
+            assert max_age is not None
+            reason = (
+                f"more than {max_age.total_seconds() / 86400:g} days before receive time "
+                f"(earliest accepted: {_utc_text(earliest)}); send history to "
+                "POST /v1/events/history"
+            )
+            bound = {"earliest": _utc_text(earliest)}
+        loc = "timestamp" if len(events) == 1 else f"events[{index}].timestamp"
+        details.append(
+            {"loc": loc, "index": None if len(events) == 1 else index, "field": "timestamp",
+             "reason": reason, "type": "timestamp_skew", **bound}
+        )  # fmt: skip
+    if details:
+        raise _invalid_details(details, len(events))
 
 
 def to_records(events: Sequence[EventIn], received_at: datetime) -> list[UserEvent]:

@@ -44,6 +44,24 @@ class IngestOptions(BaseModel):
         default=86400.0, gt=0, description="only orders younger than this are reconciled"
     )
     order_reconcile_limit: int = Field(default=1000, ge=1)
+    max_future_skew_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="event time may be at most this far after receive time (both endpoints)",
+    )
+    max_live_age_days: float | None = Field(
+        default=None,
+        gt=0,
+        description="POST /v1/events: event time at most this many days before receive time "
+        "(None: no bound, the default, since shops replay history through the live route); "
+        "with a bound, older history goes through POST /v1/events/history or `streamrec load`",
+    )
+    catalog_refresh_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="how often each worker reloads the ids of catalog products written by the "
+        "other workers (for unknown_product_ids in the 202 of POST /v1/events)",
+    )
 
 
 class IngestSettings(ServiceSettings):

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError
 
+from streamrec_shared import feedback
 from streamrec_shared.profile import (
     CATALOG,
     CATALOG_CHANNEL,
@@ -399,6 +400,23 @@ class RedisStore:
             await self.redis.script_load(APPLY_CATALOG)
             return await self.write_catalog(writes)
         return sum(int(r) for r in res)
+
+    async def erase_users(self, user_ids: Sequence[str]) -> None:
+        """Forget users (``DELETE /v1/users/{id}`` -> ``UserErased``): their profile, attributes,
+        cached answers and the record of which response showed them which product."""
+        if not user_ids:
+            return
+        keys = [
+            key
+            for user_id in user_ids
+            for key in (
+                profile_key(user_id),
+                user_attributes_key(user_id),
+                rec_cache_key(user_id),
+                feedback.shown_key(user_id),
+            )
+        ]
+        await self.redis.delete(*keys)
 
     async def write_users(self, writes: Sequence[tuple[str, bytes, float]]) -> int:
         """Apply ``(user_id, attributes JSON, updated_at)``; returns how many were newer."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from prometheus_client import Counter
@@ -21,7 +21,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from streamrec_shared import metrics
 from streamrec_shared.consumer import DeadLetter, Record
-from streamrec_shared.events import ProductRecord, UserEvent, UserRecord, decode_event
+from streamrec_shared.events import (
+    ProductRecord,
+    UserErased,
+    UserEvent,
+    decode_event,
+    decode_user_update,
+)
 from streamrec_shared.profile import (
     CATEGORY_DICT,
     PRODUCT_DICT,
@@ -290,7 +296,8 @@ class CatalogUpdater:
 
 
 class UserUpdater:
-    """Applies ``users.v1`` records to ``sr:ua:<user_id>``."""
+    """Applies ``users.v1`` records: attributes to ``sr:ua:<user_id>``; an erasure
+    (``UserErased``) deletes everything Redis holds about the user."""
 
     def __init__(self, store: RedisStore, dead_letter: DeadLetter) -> None:
         self.store = store
@@ -298,22 +305,41 @@ class UserUpdater:
 
     async def apply(self, batch: Sequence[Record]) -> None:
         writes: list[tuple[str, bytes, float]] = []
+        erased: list[str] = []
+        written = 0
         for rec in batch:
             if rec.value is None:
                 continue  # a compaction tombstone: nothing to forget (attributes are optional)
             try:
-                user = UserRecord.model_validate_json(rec.value)
+                update = decode_user_update(rec.value)
             except ValidationError as exc:
                 await self.dead_letter(rec, "invalid", str(exc)[:1000])
                 continue
-            ts = user.updated_at.timestamp()
-            writes.append((user.user_id, encode_user_attributes(user.attributes, ts), ts))
+            if isinstance(update, UserErased):
+                # in key order: attributes written before the erasure go first, then it wins
+                await self._write(writes)
+                written, writes = written + len(writes), []
+                erased.append(update.user_id)
+                await self._retry("user erasure", lambda: self.store.erase_users(erased[-1:]))
+                continue
+            ts = update.updated_at.timestamp()
+            writes.append((update.user_id, encode_user_attributes(update.attributes, ts), ts))
+        await self._write(writes)
+        metrics.PROCESSOR_CATALOG_UPDATES.labels("user").inc(written + len(writes))
+        if erased:
+            metrics.PROCESSOR_CATALOG_UPDATES.labels("user_erased").inc(len(erased))
+
+    async def _write(self, writes: list[tuple[str, bytes, float]]) -> None:
+        if writes:
+            await self._retry("user attributes update", lambda: self.store.write_users(writes))
+
+    @staticmethod
+    async def _retry(what: str, call: Callable[[], Awaitable[object]]) -> None:
         attempt = 0
         while True:
             try:
-                await self.store.write_users(writes)
-                break
+                await call()
+                return
             except RETRYABLE as exc:
-                await _retrying("user attributes update", attempt, exc)
+                await _retrying(what, attempt, exc)
                 attempt += 1
-        metrics.PROCESSOR_CATALOG_UPDATES.labels("user").inc(len(writes))

@@ -11,14 +11,16 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import FastAPI, Path, Request
-from fastapi.responses import JSONResponse
+from fastapi import Depends, FastAPI, Path, Request, Security
+from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ConfigDict, Field
 
 from streamrec_shared import kafka, topics
 from streamrec_shared.artifact_store import ArtifactStore
-from streamrec_shared.http import AdminKey, KeyRing, install_common
+from streamrec_shared.errors import NotFound
+from streamrec_shared.http import KeyRing, install_common
 from streamrec_shared.postgres import create_pool
+from streamrec_shared.settings import ApiKey
 from streamrec_shared.tasks import cancel_all
 from streamrec_trainer.archive import Archiver
 from streamrec_trainer.jobs import JobRunner
@@ -27,18 +29,42 @@ from streamrec_trainer.settings import TrainerSettings, get_settings
 
 logger = logging.getLogger(__name__)
 
+PG_INT_MAX = 2**31 - 1  # model versions are Postgres integers
+
+API_KEY_HEADER = APIKeyHeader(
+    name="X-API-Key",
+    scheme_name="ApiKey",
+    description="an API key; training and activation need the admin scope",
+    auto_error=False,
+)
+PresentedKey = Annotated[str | None, Security(API_KEY_HEADER)]
+
+
+async def _admin(request: Request, presented: PresentedKey) -> ApiKey | None:
+    ring: KeyRing = request.app.state.keyring
+    return ring.authorize(presented, "admin")
+
+
+AdminKey = Annotated[ApiKey | None, Depends(_admin)]
+
+
+def _known_key(request: Request, presented: str | None) -> bool:
+    """Any configured key (or no keys configured at all): may read artifact URIs."""
+    ring: KeyRing = request.app.state.keyring
+    return ring.open or (bool(presented) and ring.settings.find(presented or "") is not None)
+
 
 class TrainOverrides(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     factors: int | None = Field(default=None, ge=1, le=1024)
-    regularization: float | None = Field(default=None, ge=0)
-    alpha: float | None = Field(default=None, gt=0)
+    regularization: float | None = Field(default=None, ge=0, le=1e6)
+    alpha: float | None = Field(default=None, gt=0, le=1e6)
     iterations: int | None = Field(default=None, ge=1, le=200)
     refit_iterations: int | None = Field(default=None, ge=0, le=200)
-    eval_max_users: int | None = Field(default=None, ge=0)
-    half_life_days: float | None = Field(default=None, gt=0)
-    window_days: float | None = Field(default=None, gt=0)
+    eval_max_users: int | None = Field(default=None, ge=0, le=100_000_000)
+    half_life_days: float | None = Field(default=None, gt=0, le=36_500)
+    window_days: float | None = Field(default=None, gt=0, le=36_500)
     # 1.0 publishes whatever the holdout says; negative demands an improvement (recorded per job)
     gate_tolerance: float | None = Field(default=None, ge=-1, le=1)
 
@@ -47,6 +73,86 @@ class TrainRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     params: TrainOverrides | None = None
+
+
+class TrainQueued(BaseModel):
+    job_id: str
+
+
+class TrainJob(BaseModel):
+    """A training job: status queued|running|published|rejected|failed."""
+
+    job_id: str
+    status: str
+    reason: str
+    params: dict[str, Any]
+    model_version: int | None
+    metrics: dict[str, Any]
+    error: str | None
+    created_at: str
+    updated_at: str
+
+
+class ArchiveStats(BaseModel):
+    interactions: int
+    newest_event: str | None
+    consumer_healthy: bool
+
+
+class DataWindow(BaseModel):
+    start: str | None
+    end: str | None
+
+
+class ModelVersion(BaseModel):
+    """A model version; ``artifact_uri`` is null without an API key (and once collected)."""
+
+    version: int
+    status: str
+    active: bool
+    params: dict[str, Any]
+    metrics: dict[str, Any]
+    artifact_uri: str | None
+    data_window: DataWindow
+    n_interactions: int | None
+    created_at: str
+    activated_at: str | None
+    notes: str | None
+
+
+class ModelList(BaseModel):
+    active_version: int | None
+    models: list[ModelVersion]
+
+
+class ErrorInfo(BaseModel):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: ``{"error": {"code", "message", "details"}}``."""
+
+    error: ErrorInfo
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    text = {
+        400: "the body is not JSON",
+        401: "X-API-Key missing or unknown",
+        403: "the key lacks the admin scope",
+        404: "not found",
+        409: "the version cannot be activated",
+        422: "invalid request: details name the field",
+        429: "rate limit exceeded (Retry-After)",
+    }
+    return {c: {"model": ErrorBody, "description": text[c]} for c in codes}
+
+
+_ADMIN_ERRORS = (401, 403, 422, 429)
+# FastAPI lists the ApiKey requirement; this adds the alternative: anonymous (no artifact URIs)
+_OPTIONAL_KEY: list[dict[str, list[str]]] = [{}]
 
 
 def create_app(settings: TrainerSettings | None = None) -> FastAPI:
@@ -101,10 +207,10 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
 
     install_common(app, service="trainer", http=settings.http, readiness=readiness)
 
-    @app.post("/v1/train", status_code=202, tags=["training"])
-    async def train(
-        request: Request, _: AdminKey, body: TrainRequest | None = None
-    ) -> dict[str, str]:
+    @app.post(
+        "/v1/train", status_code=202, tags=["training"], responses=_errors(400, *_ADMIN_ERRORS)
+    )
+    async def train(request: Request, _: AdminKey, body: TrainRequest | None = None) -> TrainQueued:
         """Queue a training run; poll ``GET /v1/train/{job_id}``.
 
         ``params`` optionally overrides training settings for this run only (e.g. to try
@@ -112,52 +218,63 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
         """
         overrides = body.params.model_dump(exclude_none=True) if body and body.params else {}
         job_id = await request.app.state.runner.submit("manual", overrides)
-        return {"job_id": str(job_id)}
+        return TrainQueued(job_id=str(job_id))
 
-    @app.get("/v1/train/{job_id}", tags=["training"])
+    @app.get("/v1/train/{job_id}", tags=["training"], responses=_errors(404, *_ADMIN_ERRORS))
     async def train_status(
         request: Request, job_id: Annotated[uuid.UUID, Path()], _: AdminKey
-    ) -> dict[str, Any]:
+    ) -> TrainJob:
         """Status (queued|running|published|rejected|failed), offline metrics, model_version."""
         job: dict[str, Any] = await request.app.state.runner.get(job_id)
-        return job
+        return TrainJob(**job)
 
-    @app.get("/v1/archive", tags=["archive"])
-    async def archive_stats(request: Request, _: AdminKey) -> dict[str, Any]:
+    @app.get("/v1/archive", tags=["archive"], responses=_errors(*_ADMIN_ERRORS))
+    async def archive_stats(request: Request, _: AdminKey) -> ArchiveStats:
         """How much of the event log is archived: row count and newest event time."""
         row = await request.app.state.pool.fetchrow(
             "SELECT count(*) AS n, max(ts) AS newest FROM user_product_interactions"
         )
-        return {
-            "interactions": row["n"],
-            "newest_event": row["newest"].isoformat() if row["newest"] else None,
-            "consumer_healthy": request.app.state.archiver.healthy,
-        }
+        return ArchiveStats(
+            interactions=row["n"],
+            newest_event=row["newest"].isoformat() if row["newest"] else None,
+            consumer_healthy=request.app.state.archiver.healthy,
+        )
 
-    @app.get("/v1/models", tags=["registry"])
-    async def models(request: Request) -> dict[str, Any]:
-        """Every model version, newest first, with metrics and status."""
+    @app.get("/v1/models", tags=["registry"], openapi_extra={"security": _OPTIONAL_KEY})
+    async def models(request: Request, presented: PresentedKey) -> ModelList:
+        """Every model version, newest first, with metrics and status; ``artifact_uri`` only
+        for a request with an API key (any configured key)."""
         versions = await request.app.state.registry.versions()
         active = next((v.version for v in versions if v.is_active), None)
-        return {"active_version": active, "models": [v.public() for v in versions]}
+        uris = _known_key(request, presented)
+        return ModelList(
+            active_version=active,
+            models=[ModelVersion(**v.public(with_uri=uris)) for v in versions],
+        )
 
-    @app.get("/v1/models/active", tags=["registry"])
-    async def active_model(request: Request) -> JSONResponse:
+    @app.get(
+        "/v1/models/active",
+        tags=["registry"],
+        responses=_errors(404),
+        openapi_extra={"security": _OPTIONAL_KEY},
+    )
+    async def active_model(request: Request, presented: PresentedKey) -> ModelVersion:
+        """The active version (404 when none); ``artifact_uri`` only with an API key."""
         current = await request.app.state.registry.active()
         if current is None:
-            return JSONResponse(
-                {"error": {"code": "not_found", "message": "no active model", "details": None}},
-                404,
-            )
-        return JSONResponse(current.public())
+            raise NotFound("no active model")
+        return ModelVersion(**current.public(with_uri=_known_key(request, presented)))
 
-    @app.post("/v1/models/{version}/activate", tags=["registry"])
+    @app.post(
+        "/v1/models/{version}/activate",
+        tags=["registry"],
+        responses=_errors(404, 409, *_ADMIN_ERRORS),
+    )
     async def activate(
-        request: Request, version: Annotated[int, Path(ge=1)], _: AdminKey
-    ) -> dict[str, Any]:
+        request: Request, version: Annotated[int, Path(ge=1, le=PG_INT_MAX)], _: AdminKey
+    ) -> ModelVersion:
         """Promote or roll back: make ``version`` active and announce it on models.v1."""
         current = await request.app.state.registry.activate(version)
-        result: dict[str, Any] = current.public()
-        return result
+        return ModelVersion(**current.public())
 
     return app

@@ -11,8 +11,9 @@ downstream by event_id:
 
 - ``events`` (the project's JSON lines, optionally .gz): the line's own ``event_id``; without
   one, ``<prefix>-<line number>`` (prefix: ``--id-prefix``, default the file name's stem).
-  A line needs a ``timestamp`` (history without event time cannot be placed). Fields that
-  ``POST /v1/events`` does not know (e.g. ``kind``, ``received_at`` of an events.v1 dump) are
+  A line needs a ``timestamp`` (history without event time cannot be placed), not more than
+  5 minutes after the load time (``MAX_FUTURE_SKEW``, as ``POST /v1/events/history``). Fields
+  that ``POST /v1/events`` does not know (e.g. ``kind``, ``received_at`` of an events.v1 dump) are
   ignored, as ``dataset.load_events_jsonl`` does; ``received_at`` is the load time.
 - ``online-retail`` (UCI Online Retail CSV, optionally .gz): one ``purchase`` per invoice line
   with the rules of ``dataset.load_online_retail`` (no cancellations, a CustomerID, quantity
@@ -36,7 +37,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
@@ -107,6 +108,19 @@ def _error_text(exc: ValidationError) -> str:
     )
 
 
+MAX_FUTURE_SKEW = timedelta(minutes=5)
+"""History is in the past: an event time more than this after the load time is refused (as
+``POST /v1/events/history`` refuses it); one far-future event would move every time-decayed
+score."""
+
+
+def _plausible(event: EventIn, received_at: datetime, stats: LoadStats, where: str) -> bool:
+    if event.timestamp is not None and event.timestamp > received_at + MAX_FUTURE_SKEW:
+        stats.reject(where, "timestamp: more than 5 minutes after the load time (history only)")
+        return False
+    return True
+
+
 def read_events_jsonl(
     lines: Iterable[str], *, prefix: str, received_at: datetime, stats: LoadStats
 ) -> Iterator[UserEvent]:
@@ -135,6 +149,8 @@ def read_events_jsonl(
             event = EventIn.model_validate(body)
         except ValidationError as exc:
             stats.reject(f"line {line_no}", _error_text(exc))
+            continue
+        if not _plausible(event, received_at, stats, f"line {line_no}"):
             continue
         yield event.to_record(received_at)
 
@@ -181,6 +197,8 @@ def read_online_retail(
             )
         except ValidationError as exc:
             stats.reject(f"row {row_no}", _error_text(exc))
+            continue
+        if not _plausible(event, received_at, stats, f"row {row_no}"):
             continue
         yield event.to_record(received_at)
 

@@ -47,14 +47,15 @@ class Version:
         d["metrics"] = json.loads(d["metrics"])
         return cls(**d)
 
-    def public(self) -> dict[str, Any]:
+    def public(self, *, with_uri: bool = True) -> dict[str, Any]:
+        """The version as the API shows it; ``artifact_uri`` null unless ``with_uri``."""
         return {
             "version": self.version,
             "status": self.status,
             "active": self.is_active,
             "params": self.params,
             "metrics": self.metrics,
-            "artifact_uri": self.artifact_uri,
+            "artifact_uri": self.artifact_uri if with_uri else None,
             "data_window": {
                 "start": self.data_start.isoformat() if self.data_start else None,
                 "end": self.data_end.isoformat() if self.data_end else None,

@@ -44,16 +44,40 @@ class Window:
     end: datetime
 
 
-async def data_window(pool: asyncpg.Pool, window_days: float) -> Window | None:
-    """The last ``window_days`` of EVENT time, ending at the newest archived event."""
-    newest = await pool.fetchval("SELECT max(ts) FROM user_product_interactions")
+MAX_FUTURE_SKEW_S = 300.0
+"""An event time more than this after the event's own receive time is not trusted as the
+window's end (ingest refuses such events now; archives from before may hold some)."""
+
+# Walks the ts index from the newest event down and stops at the first plausible one: the
+# outliers it skips are few.
+_NEWEST_PLAUSIBLE = """
+SELECT ts FROM user_product_interactions
+WHERE ts <= received_at + make_interval(secs => $1)
+ORDER BY ts DESC LIMIT 1
+"""
+
+
+async def data_window(
+    pool: asyncpg.Pool, window_days: float, *, max_future_skew_s: float = MAX_FUTURE_SKEW_S
+) -> Window | None:
+    """The last ``window_days`` of EVENT time, ending at the newest archived event whose time
+    is not more than ``max_future_skew_s`` after its receive time: one event stamped in the far
+    future (a wrong clock, a typo, an attack) neither moves the window away from the shop's
+    data nor enters it. Without any plausible event, the newest event anchors it."""
+    newest = await pool.fetchval(_NEWEST_PLAUSIBLE, max_future_skew_s)
+    if newest is None:
+        newest = await pool.fetchval("SELECT max(ts) FROM user_product_interactions")
     if newest is None:
         return None
     return Window(start=newest - timedelta(days=window_days), end=newest)
 
 
+# Users erased (DELETE /v1/users/{id} on ingest) are never trained on, also for events of
+# theirs archived after the erasure (in flight in Kafka at the time).
 _USERS = """
-SELECT user_id, hashtextextended(user_id, 0) FROM users ORDER BY user_id COLLATE "C"
+SELECT user_id, hashtextextended(user_id, 0) FROM users u
+WHERE NOT EXISTS (SELECT 1 FROM erased_users e WHERE e.user_id = u.user_id)
+ORDER BY user_id COLLATE "C"
 """
 _PRODUCTS = """
 SELECT product_id, hashtextextended(product_id, 0) FROM products ORDER BY product_id COLLATE "C"
@@ -65,12 +89,14 @@ SELECT hashtextextended(i.user_id, 0), hashtextextended(i.product_id, 0),
        extract(epoch FROM i.ts)::float8
 FROM user_product_interactions i
 WHERE i.ts BETWEEN $1 AND $2
+  AND NOT EXISTS (SELECT 1 FROM erased_users e WHERE e.user_id = i.user_id)
 """
 # codes = ranks in the vocabularies' order (the same ORDER BY, the same snapshot)
 _ROWS_JOINED = """
 WITH uc AS (
     SELECT user_id, (row_number() OVER (ORDER BY user_id COLLATE "C") - 1)::int4 AS code
-    FROM users
+    FROM users u
+    WHERE NOT EXISTS (SELECT 1 FROM erased_users e WHERE e.user_id = u.user_id)
 ), pc AS (
     SELECT product_id, (row_number() OVER (ORDER BY product_id COLLATE "C") - 1)::int4 AS code
     FROM products

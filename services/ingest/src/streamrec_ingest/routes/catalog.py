@@ -30,7 +30,7 @@ router = APIRouter(tags=["catalog"])
 
 ProductIdPath = Annotated[Id, Path(description="1..128 characters, no whitespace")]
 UserIdPath = Annotated[Id, Path(description="1..128 characters, no whitespace")]
-_ERRORS = error_responses(401, 403, 413, 422, 429, 503)
+_ERRORS = error_responses(400, 401, 403, 413, 422, 429, 503)
 
 
 async def _publish_products(
@@ -42,6 +42,7 @@ async def _publish_products(
     metrics.INGEST_CATALOG_UPDATES.labels(kind).inc(len(records))
     if state.settings.ingest.store_catalog:
         await state.store.upsert_products(records)
+    state.known.add([r.product_id for r in records])
     return ProductsAccepted(accepted=len(records), product_ids=[r.product_id for r in records])
 
 
@@ -72,7 +73,7 @@ async def post_products(batch: ProductBatchIn, _key: CatalogKey, state: State) -
 @router.delete(
     "/v1/products/{product_id}",
     status_code=202,
-    responses=error_responses(401, 403, 404, 429, 503),
+    responses=error_responses(401, 403, 404, 422, 429, 503),
     summary="Deactivate a product",
 )
 async def delete_product(

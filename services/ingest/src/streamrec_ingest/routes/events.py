@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -10,8 +10,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import Counter
 
 from streamrec_ingest import intake
-from streamrec_ingest.deps import IngestState, authorize_events
-from streamrec_ingest.publisher import Publisher
+from streamrec_ingest.deps import API_KEY_SECURITY, ImportKey, IngestState, authorize_events
 from streamrec_ingest.routes.schemas import EventsAccepted, error_responses
 from streamrec_shared import metrics, topics
 from streamrec_shared.errors import RetryableError
@@ -61,16 +60,30 @@ BODY_SCHEMA: dict[str, Any] = {
 DOCUMENTED_MODELS = (EventIn, EventBatchIn)
 
 
-async def accept_events(raw: bytes, publisher: Publisher) -> dict[str, Any]:
-    """Validate, resolve, publish; returns the 202 body. Counts accepted/rejected per event."""
+async def accept_events(raw: bytes, state: IngestState, *, history: bool = False) -> dict[str, Any]:
+    """Validate, bound event time, resolve, publish; returns the 202 body. Counts
+    accepted/rejected per event.
+
+    Event time must not be more than ``max_future_skew_s`` after receive time, and for live
+    events (``history`` false) not more than ``max_live_age_days`` before it."""
+    options = state.settings.ingest
+    received_at = datetime.now(UTC)
     try:
         events = intake.parse_events(raw)
+        intake.check_event_time(
+            events,
+            received_at,
+            max_future=timedelta(seconds=options.max_future_skew_s),
+            max_age=None
+            if history or options.max_live_age_days is None
+            else timedelta(days=options.max_live_age_days),
+        )
     except intake.InvalidEvents as exc:
         _REJECTED_INVALID.inc(exc.count)
         raise
-    event_ids, records = intake.encode_events(events, datetime.now(UTC))
+    event_ids, records = intake.encode_events(events, received_at)
     try:
-        await publisher.publish(topics.EVENTS, records)
+        await state.publisher.publish(topics.EVENTS, records)
     except RetryableError as exc:
         _REJECTED_UNAVAILABLE.inc(len(records))
         # the ids the events had: a client that retries with them is counted once
@@ -78,7 +91,15 @@ async def accept_events(raw: bytes, publisher: Publisher) -> dict[str, Any]:
         raise
     for event_type, n in intake.count_by_type(events).items():
         _ACCEPTED[event_type].inc(n)
-    return {"accepted": len(records), "event_ids": event_ids}
+    return {
+        "accepted": len(records),
+        "event_ids": event_ids,
+        "unknown_product_ids": state.known.unknown(map(_product_id, events)),
+    }
+
+
+def _product_id(event: EventIn) -> str:
+    return event.product_id
 
 
 async def events_request(
@@ -92,7 +113,7 @@ async def events_request(
     (the route and ``fastpath.EventsFastPath`` both answer with it). ``client``: the caller's
     address, for the per-client limit of publishable keys."""
     authorize_events(ring, presented, client)
-    return await accept_events(raw, state.publisher)
+    return await accept_events(raw, state)
 
 
 @router.post(
@@ -100,7 +121,7 @@ async def events_request(
     status_code=202,
     response_model=EventsAccepted,
     responses=error_responses(401, 403, 413, 422, 429, 503),
-    openapi_extra={"requestBody": BODY_SCHEMA},
+    openapi_extra={"requestBody": BODY_SCHEMA, "security": API_KEY_SECURITY},
     summary="Publish user events",
 )
 async def post_events(request: Request) -> JSONResponse:
@@ -109,11 +130,32 @@ async def post_events(request: Request) -> JSONResponse:
     202 only after the broker acknowledged every event of the request. Integer ids become
     strings; ``timestamp`` is unix seconds or timezone-aware ISO-8601 (default: receive time);
     ``event_id`` is generated when absent — send your own to make retries idempotent. On 503
-    the details carry the event_ids used: retry with them.
+    the details carry the event_ids used: retry with them. Event time may be at most 5 minutes
+    after receive time (setting ``max_future_skew_s``) and, when ``max_live_age_days`` is set,
+    at most that many days before it; history then goes to ``POST /v1/events/history``.
+    ``unknown_product_ids`` lists the product ids the catalog has not described (the events
+    are accepted all the same; null while the catalog is not loaded).
     """
     state: IngestState = request.app.state.ingest
     presented = request.headers.get("x-api-key")
     client = request.client.host if request.client else None
     raw = await request.body()
     body = await events_request(request.app.state.keyring, presented, raw, state, client)
+    return JSONResponse(body, status_code=202)
+
+
+@router.post(
+    "/v1/events/history",
+    status_code=202,
+    response_model=EventsAccepted,
+    responses=error_responses(401, 403, 413, 422, 429, 503),
+    openapi_extra={"requestBody": BODY_SCHEMA},
+    summary="Publish past user events (replays, backfills)",
+)
+async def post_history(request: Request, _key: ImportKey) -> JSONResponse:
+    """The body of ``POST /v1/events``, for history: any past event time (1970 on), never more
+    than ``max_future_skew_s`` after receive time. Needs a key with scope ``import`` (or admin).
+    Send your own ``event_id``s: a replay of the same history is then counted once."""
+    state: IngestState = request.app.state.ingest
+    body = await accept_events(await request.body(), state, history=True)
     return JSONResponse(body, status_code=202)

@@ -17,7 +17,7 @@ router = APIRouter(tags=["orders"])
 @router.post(
     "/v1/orders",
     status_code=202,
-    responses=error_responses(401, 403, 409, 413, 422, 429, 503),
+    responses=error_responses(400, 401, 403, 409, 413, 422, 429, 503),
     summary="Record an order",
 )
 async def post_orders(order: OrderIn, _key: OrdersKey, state: State) -> OrderAccepted:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class EventsAccepted(BaseModel):
@@ -13,6 +13,22 @@ class EventsAccepted(BaseModel):
 
     accepted: int
     event_ids: list[str]
+    unknown_product_ids: list[str] | None = Field(
+        default=None,
+        description="product ids of the request the catalog has never described (the events "
+        "are accepted); null while this worker has not loaded the catalog",
+    )
+
+
+class UserErasedBody(BaseModel):
+    """202 for ``DELETE /v1/users/{user_id}``: rows changed in Postgres, the erasure record
+    published on ``users.v1``."""
+
+    erased: bool
+    user_id: str
+    orders_anonymised: int
+    interactions_deleted: int
+    users_deleted: int
 
 
 class ProductsAccepted(BaseModel):
@@ -48,6 +64,7 @@ class ErrorBody(BaseModel):
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     text = {
+        400: "the body is not JSON",
         401: "X-API-Key missing or unknown",
         403: "the key lacks the required scope",
         404: "not found",
