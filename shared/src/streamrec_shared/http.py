@@ -12,16 +12,17 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
+from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -402,15 +403,64 @@ class KeyRing:
         bucket.tokens -= cost
 
 
-def require_scope(scope: KeyScope) -> Any:
-    """A dependency that checks ``X-API-Key`` against ``app.state.keyring`` for ``scope``."""
+API_KEY_HEADER = APIKeyHeader(
+    name="X-API-Key",
+    scheme_name="ApiKey",
+    description="an API key with the scope the route names (admin covers every scope)",
+    auto_error=False,
+)
+"""The ``X-API-Key`` security scheme of every service's OpenAPI document (the check itself is
+``KeyRing.authorize``'s, so a missing key is our 401, not FastAPI's 403)."""
+API_KEY_SECURITY: list[dict[str, list[str]]] = [{"ApiKey": []}]
+"""The OpenAPI ``security`` of a route that checks the key itself (a fast path's route)."""
 
-    async def check(request: Request) -> ApiKey | None:
+
+def require_scope(scope: KeyScope) -> Any:
+    """A dependency that checks ``X-API-Key`` against ``app.state.keyring`` for ``scope``
+    (declared as the ``ApiKey`` security scheme, so Swagger's "Authorize" sends it)."""
+
+    async def check(
+        request: Request, presented: Annotated[str | None, Security(API_KEY_HEADER)]
+    ) -> ApiKey | None:
         ring: KeyRing = request.app.state.keyring
         client = request.client.host if request.client else None
-        return ring.authorize(request.headers.get("x-api-key"), scope, client)
+        return ring.authorize(presented, scope, client)
 
-    return Depends(check)
+    return Security(check)
+
+
+class ErrorInfo(BaseModel):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: ``{"error": {"code", "message", "details"}}``."""
+
+    error: ErrorInfo
+
+
+ERROR_DESCRIPTIONS: Mapping[int, str] = {
+    400: "the body is not JSON",
+    401: "X-API-Key missing or unknown",
+    403: "the key lacks the required scope",
+    404: "not found",
+    409: "conflicts with what is stored",
+    413: "request body too large",
+    422: "invalid request: details name each invalid field (batches: by index and field)",
+    429: "rate limit exceeded (Retry-After)",
+    503: "a dependency is unavailable; nothing was changed (Retry-After)",
+}
+
+
+def error_responses(
+    *codes: int, descriptions: Mapping[int, str] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI ``responses`` of a route's error answers, all ``ErrorBody`` (a 422 listed
+    here replaces FastAPI's default ``HTTPValidationError``, which is not what we answer)."""
+    text = {**ERROR_DESCRIPTIONS, **(descriptions or {})}
+    return {c: {"model": ErrorBody, "description": text[c]} for c in codes}
 
 
 AdminKey = Annotated[ApiKey | None, require_scope("admin")]

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request, Security
-from fastapi.security import APIKeyHeader
 
 from streamrec_ingest.catalog_db import CatalogDb
 from streamrec_ingest.known_products import KnownProducts
@@ -15,18 +14,8 @@ from streamrec_ingest.publisher import Publisher
 from streamrec_ingest.settings import IngestSettings
 from streamrec_shared import metrics
 from streamrec_shared.errors import Forbidden, RateLimited, Unauthorized
-from streamrec_shared.http import KeyRing
+from streamrec_shared.http import API_KEY_HEADER, KeyRing
 from streamrec_shared.settings import ApiKey, Scope
-
-API_KEY_HEADER = APIKeyHeader(
-    name="X-API-Key",
-    scheme_name="ApiKey",
-    description="an API key with the scope the route names (admin covers every scope)",
-    auto_error=False,
-)
-"""The ``X-API-Key`` security scheme of the OpenAPI document (the check is ``KeyRing``'s)."""
-API_KEY_SECURITY: list[dict[str, list[str]]] = [{"ApiKey": []}]
-"""The OpenAPI ``security`` of a route that checks the key itself (``POST /v1/events``)."""
 
 
 @dataclass(frozen=True)

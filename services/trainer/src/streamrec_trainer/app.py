@@ -12,13 +12,12 @@ from typing import Annotated, Any
 
 import asyncpg
 from fastapi import Depends, FastAPI, Path, Request, Security
-from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ConfigDict, Field
 
 from streamrec_shared import kafka, topics
 from streamrec_shared.artifact_store import ArtifactStore
 from streamrec_shared.errors import NotFound
-from streamrec_shared.http import KeyRing, install_common
+from streamrec_shared.http import API_KEY_HEADER, KeyRing, error_responses, install_common
 from streamrec_shared.postgres import create_pool
 from streamrec_shared.settings import ApiKey
 from streamrec_shared.tasks import cancel_all
@@ -31,12 +30,6 @@ logger = logging.getLogger(__name__)
 
 PG_INT_MAX = 2**31 - 1  # model versions are Postgres integers
 
-API_KEY_HEADER = APIKeyHeader(
-    name="X-API-Key",
-    scheme_name="ApiKey",
-    description="an API key; training and activation need the admin scope",
-    auto_error=False,
-)
 PresentedKey = Annotated[str | None, Security(API_KEY_HEADER)]
 
 
@@ -125,29 +118,15 @@ class ModelList(BaseModel):
     models: list[ModelVersion]
 
 
-class ErrorInfo(BaseModel):
-    code: str
-    message: str
-    details: Any = None
-
-
-class ErrorBody(BaseModel):
-    """Every error answer: ``{"error": {"code", "message", "details"}}``."""
-
-    error: ErrorInfo
-
-
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    text = {
-        400: "the body is not JSON",
-        401: "X-API-Key missing or unknown",
-        403: "the key lacks the admin scope",
-        404: "not found",
-        409: "the version cannot be activated",
-        422: "invalid request: details name the field",
-        429: "rate limit exceeded (Retry-After)",
-    }
-    return {c: {"model": ErrorBody, "description": text[c]} for c in codes}
+    return error_responses(
+        *codes,
+        descriptions={
+            403: "the key lacks the admin scope",
+            409: "the version cannot be activated",
+            422: "invalid request: details name the field",
+        },
+    )
 
 
 _ADMIN_ERRORS = (401, 403, 422, 429)

@@ -10,12 +10,12 @@ from fastapi.responses import JSONResponse
 from prometheus_client import Counter
 
 from streamrec_ingest import intake
-from streamrec_ingest.deps import API_KEY_SECURITY, ImportKey, IngestState, authorize_events
+from streamrec_ingest.deps import ImportKey, IngestState, authorize_events
 from streamrec_ingest.routes.schemas import EventsAccepted, error_responses
 from streamrec_shared import metrics, topics
 from streamrec_shared.errors import RetryableError
 from streamrec_shared.events import EVENT_TYPES, EventBatchIn, EventIn
-from streamrec_shared.http import KeyRing
+from streamrec_shared.http import API_KEY_SECURITY, KeyRing
 
 router = APIRouter(tags=["events"])
 

@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from streamrec_shared import http
+
 
 class EventsAccepted(BaseModel):
     """202 for ``POST /v1/events``: every listed event was acknowledged by the broker."""
@@ -50,28 +52,9 @@ class OrderAccepted(BaseModel):
     replayed: bool
 
 
-class ErrorInfo(BaseModel):
-    code: str
-    message: str
-    details: Any = None
-
-
-class ErrorBody(BaseModel):
-    """Every error answer: ``{"error": {"code", "message", "details"}}``."""
-
-    error: ErrorInfo
-
-
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    text = {
-        400: "the body is not JSON",
-        401: "X-API-Key missing or unknown",
-        403: "the key lacks the required scope",
-        404: "not found",
-        409: "conflicts with what is stored",
-        413: "request body too large",
-        422: "invalid request: details list each invalid item by index and field",
-        429: "rate limit exceeded (Retry-After)",
-        503: "broker or database unavailable; nothing acknowledged (Retry-After)",
-    }
-    return {c: {"model": ErrorBody, "description": text[c]} for c in codes}
+    """The shared error responses, with the gateway's meaning of a 503."""
+    return http.error_responses(
+        *codes,
+        descriptions={503: "broker or database unavailable; nothing acknowledged (Retry-After)"},
+    )

@@ -21,8 +21,10 @@ from streamrec_recommender import online
 from streamrec_recommender.adapters.campaigns import to_json as campaign_json
 from streamrec_recommender.adapters.experiments import PostgresUnavailableError, to_json
 from streamrec_recommender.adapters.redis_state import RedisUnavailableError, count_degraded
+from streamrec_recommender.api import schemas
 from streamrec_recommender.api.deps import RecommenderDep
 from streamrec_recommender.api.request import ROUTE, AlgorithmName, RecommendationQuery
+from streamrec_recommender.api.schemas import ok
 from streamrec_recommender.runtime.recommender import Answer, Recommender
 from streamrec_recommender.serving.context import Request
 from streamrec_recommender.serving.policy import Experiment, Variant, validate_experiment
@@ -63,7 +65,7 @@ def render(answer: Answer, started: float) -> dict[str, Any]:
     return body
 
 
-@router.get(ROUTE, tags=["recommendations"])
+@router.get(ROUTE, tags=["recommendations"], responses=ok(schemas.Recommendation, 422))
 async def recommendations(
     rec: RecommenderDep, user_id: UserId, query: Annotated[RecommendationQuery, Query()]
 ) -> Response:
@@ -84,7 +86,11 @@ class BatchIn(BaseModel):
     category: str | None = None
 
 
-@router.post("/v1/recommendations/batch", tags=["recommendations"])
+@router.post(
+    "/v1/recommendations/batch",
+    tags=["recommendations"],
+    responses=ok(schemas.BatchRecommendations, 400, 422),
+)
 async def recommendations_batch(rec: RecommenderDep, body: BatchIn) -> Response:
     """Recommendations for up to 1000 users (each as ``GET /v1/recommendations``)."""
     started = time.perf_counter()
@@ -103,7 +109,11 @@ async def recommendations_batch(rec: RecommenderDep, body: BatchIn) -> Response:
     )
 
 
-@router.get("/v1/products/{product_id}/similar", tags=["recommendations"])
+@router.get(
+    "/v1/products/{product_id}/similar",
+    tags=["recommendations"],
+    responses=ok(schemas.Similar, 404, 422, 503),
+)
 async def similar(
     rec: RecommenderDep,
     product_id: Annotated[str, Path(min_length=1, max_length=128)],
@@ -160,7 +170,7 @@ async def similar(
     return _json(body)
 
 
-@router.get("/v1/trending", tags=["recommendations"])
+@router.get("/v1/trending", tags=["recommendations"], responses=ok(schemas.Trending, 422))
 async def trending(
     rec: RecommenderDep,
     k: K = 10,
@@ -197,7 +207,7 @@ async def trending(
     return _json(body)
 
 
-@router.get("/v1/users/{user_id}/profile", tags=["users"])
+@router.get("/v1/users/{user_id}/profile", tags=["users"], responses=ok(schemas.Profile, 422, 503))
 async def user_profile(rec: RecommenderDep, user_id: UserId) -> Response:
     """What serving knows about a user (live profile in Redis, trained factor)."""
     try:
@@ -245,7 +255,11 @@ class ExperimentIn(BaseModel):
     description: str = Field(default="", max_length=2000)
 
 
-@router.get("/v1/experiments/{name}", tags=["experiments"])
+@router.get(
+    "/v1/experiments/{name}",
+    tags=["experiments"],
+    responses=ok(schemas.ExperimentOut, 401, 403, 404, 422, 429),
+)
 async def get_experiment(rec: RecommenderDep, name: str, _key: AdminKey) -> Response:
     exp = await rec.experiments.get(name)
     if exp is None:
@@ -253,7 +267,11 @@ async def get_experiment(rec: RecommenderDep, name: str, _key: AdminKey) -> Resp
     return _json(to_json(exp))
 
 
-@router.put("/v1/experiments/{name}", tags=["experiments"])
+@router.put(
+    "/v1/experiments/{name}",
+    tags=["experiments"],
+    responses=ok(schemas.ExperimentOut, 400, 401, 403, 422, 429, 503),
+)
 async def put_experiment(
     rec: RecommenderDep, name: str, body: ExperimentIn, _key: AdminKey
 ) -> Response:
@@ -287,12 +305,16 @@ class CampaignIn(BaseModel):
     enabled: bool = True
 
 
-@router.get("/v1/campaigns", tags=["campaigns"])
+@router.get("/v1/campaigns", tags=["campaigns"], responses=ok(schemas.CampaignList, 401, 403, 429))
 async def list_campaigns(rec: RecommenderDep, _key: AdminKey) -> Response:
     return _json({"campaigns": [campaign_json(c) for c in rec.campaigns.all.values()]})
 
 
-@router.put("/v1/campaigns/{name}", tags=["campaigns"])
+@router.put(
+    "/v1/campaigns/{name}",
+    tags=["campaigns"],
+    responses=ok(schemas.CampaignOut, 400, 401, 403, 422, 429, 503),
+)
 async def put_campaign(
     rec: RecommenderDep, name: str, body: CampaignIn, _key: AdminKey
 ) -> Response:
@@ -319,7 +341,11 @@ async def put_campaign(
     return _json(campaign_json(campaign))
 
 
-@router.delete("/v1/campaigns/{name}", tags=["campaigns"])
+@router.delete(
+    "/v1/campaigns/{name}",
+    tags=["campaigns"],
+    responses=ok(schemas.Deleted, 401, 403, 404, 422, 429, 503),
+)
 async def delete_campaign(rec: RecommenderDep, name: str, _key: AdminKey) -> Response:
     try:
         found = await rec.campaigns.delete(name)
@@ -332,7 +358,11 @@ async def delete_campaign(rec: RecommenderDep, name: str, _key: AdminKey) -> Res
 
 
 # --- online metrics --------------------------------------------------------------------------
-@router.get("/v1/metrics/online", tags=["metrics"])
+@router.get(
+    "/v1/metrics/online",
+    tags=["metrics"],
+    responses=ok(schemas.OnlineMetrics, 401, 403, 422, 429, 503),
+)
 async def online_metrics(
     rec: RecommenderDep,
     _key: AdminKey,

@@ -1,4 +1,4 @@
-"""schemathesis against the OpenAPI documents of the live ingest and trainer (issue 17, finding 8).
+"""schemathesis against the OpenAPI documents of the live ingest, trainer and recommender.
 
 Every operation is fuzzed with inputs its schema allows (positive) and with inputs it forbids
 (negative), with the admin key and without a key, a bounded number of examples per operation
@@ -14,14 +14,18 @@ parameters by hand); all of them are fuzzed in both modes without a key (401).
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import httpx
 import hypothesis
 import hypothesis.errors
 import pytest
+import pytest_asyncio
 import schemathesis
 from hypothesis import HealthCheck
 from schemathesis import GenerationMode
@@ -32,7 +36,12 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from streamrec_client import AsyncStreamrecClient
+from streamrec_dev import synthetic
 from streamrec_dev.localstack.stack import StackDescription
+from streamrec_dev.synthetic_model import activate, next_version, write_bundle
+
+from ..polling import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +55,14 @@ CHECKS = [
 # the probes come from the shared HTTP layer (streamrec_shared.http.install_common)
 PROBES = {"/healthz", "/readyz", "/metrics"}
 # what a keyed positive fuzz must not do to the shared stack
-STATEFUL = {("DELETE", "/v1/users/{user_id}"), ("POST", "/v1/models/{version}/activate")}
+STATEFUL = {
+    ("DELETE", "/v1/users/{user_id}"),
+    ("POST", "/v1/models/{version}/activate"),
+    # experiments and campaigns would change other tests' answers (auto, boosts)
+    ("PUT", "/v1/experiments/{name}"),
+    ("PUT", "/v1/campaigns/{name}"),
+    ("DELETE", "/v1/campaigns/{name}"),
+}
 NOT_KEYED = {("POST", "/v1/train")}
 
 
@@ -105,4 +121,40 @@ def test_ingest_openapi_fuzz_has_no_server_errors(stack: StackDescription) -> No
 def test_trainer_openapi_fuzz_has_no_server_errors(stack: StackDescription) -> None:
     tally = _fuzz("trainer", stack)
     print(f"\ntrainer: {sum(tally.values())} cases", dict(sorted(tally.items())))
+    assert sum(tally.values()) > 0
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def model_served(stack: StackDescription, client: AsyncStreamrecClient) -> int:
+    """A model the recommender serves (a small synthetic one when the stack has none yet):
+    without one, ``/similar`` is rightly a 503 ``no model loaded yet``."""
+    async with httpx.AsyncClient(base_url=stack.urls["trainer"]) as http:
+        if (await http.get("/v1/models/active")).status_code == 404:
+            await client.put_products(synthetic.catalog(200))
+            version = await next_version(stack.postgres_dsn)
+            root = Path(stack.artifacts_uri.removeprefix("file://"))
+            directory = await asyncio.to_thread(
+                write_bundle, root, version=version, n_items=200, n_users=100, factors=8
+            )
+            await activate(
+                directory,
+                version,
+                postgres_dsn=stack.postgres_dsn,
+                kafka_bootstrap=stack.kafka_bootstrap,
+            )
+
+    async def serving() -> int | None:
+        answer = await client.recommendations("u0000001", k=5)
+        version: int | None = answer["model_version"]
+        return version
+
+    return await eventually(serving, timeout=60, what="a model to serve")
+
+
+@pytest.mark.timeout(600)
+def test_recommender_openapi_fuzz_has_no_server_errors(
+    stack: StackDescription, model_served: int
+) -> None:
+    tally = _fuzz("recommender", stack)
+    print(f"\nrecommender: {sum(tally.values())} cases", dict(sorted(tally.items())))
     assert sum(tally.values()) > 0
