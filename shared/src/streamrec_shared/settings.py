@@ -16,9 +16,11 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-Scope = Literal["events:write", "catalog:write", "import", "admin", "publishable"]
-"""``publishable``: a browser key (it ships in a web page): may send events and orders only,
-rate-limited per client address; recommendations and search are open reads."""
+Scope = Literal["events:write", "catalog:write", "import", "profiles:read", "admin", "publishable"]
+"""``profiles:read``: personal data (``GET /v1/users/{id}/profile``). ``import``: history loads
+(``POST /v1/events/history``). ``publishable``: a browser key (it ships in a web page): may send
+events and orders only, rate-limited per client address; recommendations and search are open
+reads. ``admin`` covers every scope."""
 
 
 class KafkaSettings(BaseModel):

@@ -30,9 +30,11 @@ from streamrec_recommender.serving.context import Request
 from streamrec_recommender.serving.policy import Experiment, Variant, validate_experiment
 from streamrec_recommender.serving.ranking import Campaign, ItemFilter, Ranked
 from streamrec_shared.errors import InvalidInput, NotFound, RetryableError
-from streamrec_shared.http import AdminKey
+from streamrec_shared.http import AdminKey, require_scope
+from streamrec_shared.settings import ApiKey
 
 router = APIRouter()
+ProfileKey = Annotated[ApiKey | None, require_scope("profiles:read")]
 
 K = Annotated[int, Query(ge=1, le=100, description="number of items, 1..100")]
 UserId = Annotated[str, Path(min_length=1, max_length=128)]
@@ -207,9 +209,14 @@ async def trending(
     return _json(body)
 
 
-@router.get("/v1/users/{user_id}/profile", tags=["users"], responses=ok(schemas.Profile, 422, 503))
-async def user_profile(rec: RecommenderDep, user_id: UserId) -> Response:
-    """What serving knows about a user (live profile in Redis, trained factor)."""
+@router.get(
+    "/v1/users/{user_id}/profile",
+    tags=["users"],
+    responses=ok(schemas.Profile, 401, 403, 422, 429, 503),
+)
+async def user_profile(rec: RecommenderDep, user_id: UserId, _key: ProfileKey) -> Response:
+    """What serving knows about a user (live profile in Redis, trained factor): personal data,
+    so it needs a key with the ``profiles:read`` scope (or admin)."""
     try:
         read = await rec.state.read_user(user_id, None)
     except RedisUnavailableError as exc:

@@ -91,7 +91,7 @@ class StackDescription:
             {"name": "writer", "sha256": hash_key(self.api_keys["writer"]),
              "scopes": ["events:write", "catalog:write"], "rate_per_s": 100000, "burst": 200000},
             {"name": "reader", "sha256": hash_key(self.api_keys["reader"]),
-             "scopes": [], "rate_per_s": 100000, "burst": 200000},
+             "scopes": ["profiles:read"], "rate_per_s": 100000, "burst": 200000},
         ]  # fmt: skip
         if "publishable" in self.api_keys:
             keys.append({"name": "publishable", "sha256": hash_key(self.api_keys["publishable"]),
