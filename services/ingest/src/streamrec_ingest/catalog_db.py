@@ -96,6 +96,7 @@ _ERASE = (
     "DELETE FROM user_product_interactions WHERE user_id = $1",
     "DELETE FROM users WHERE user_id = $1",
 )
+ERASE_ATTEMPTS = 5
 _CATALOG_IDS = """
 SELECT product_id, updated_at FROM products WHERE in_catalog AND updated_at >= $1
 """
@@ -276,10 +277,25 @@ class CatalogDb:
     async def erase_user(self, user_id: str, erased_at: datetime) -> dict[str, int]:
         """Forget a user in one transaction: record the id in ``erased_users``, give their
         orders to ``ERASED_USER``, delete their archived events and their ``users`` row.
-        Idempotent. Returns the rows changed: orders, interactions, users."""
-        async with self._conn() as conn:
-            await conn.execute(_ERASE[0], user_id, erased_at)
-            counts = [await conn.execute(sql, user_id) for sql in _ERASE[1:]]
+        Idempotent. Returns the rows changed: orders, interactions, users.
+
+        The archive may commit events of the user between the two deletes (they were in flight
+        when the erasure came): the ``users`` delete then meets their foreign key. The whole
+        transaction is tried again, and deletes those rows too (the warehouse skips any that
+        arrive later)."""
+        for attempt in range(ERASE_ATTEMPTS):
+            try:
+                async with self._conn() as conn:
+                    await conn.execute(_ERASE[0], user_id, erased_at)
+                    counts = [await conn.execute(sql, user_id) for sql in _ERASE[1:]]
+                break
+            except asyncpg.ForeignKeyViolationError as exc:
+                if attempt + 1 == ERASE_ATTEMPTS:
+                    raise RetryableError(
+                        "user_id: events of this user are still being archived; retry",
+                        retry_after=1.0,
+                    ) from exc
+                logger.info("erasure of %s met newly archived events; again", user_id)
         orders, interactions, users = (int(c.rsplit(" ", 1)[-1]) for c in counts)
         return {"orders": orders, "interactions": interactions, "users": users}
 
