@@ -12,8 +12,10 @@ ALTER TABLE products ADD COLUMN IF NOT EXISTS search_tsv tsvector GENERATED ALWA
 ) STORED;
 CREATE INDEX IF NOT EXISTS products_search_tsv_idx ON products USING gin (search_tsv)
     WITH (fastupdate = off);
--- The whole-text trigram index of 0003 is no longer read; it only slowed catalog writes.
+-- The whole-text column and trigram index of 0003 are no longer read (dropping the column
+-- drops its index too); they only slowed catalog writes.
 DROP INDEX IF EXISTS products_search_trgm_idx;
+ALTER TABLE products DROP COLUMN IF EXISTS search_text;
 
 -- The distinct words of search_tsv. Words of deleted products stay (a stale word only yields
 -- a correction candidate that matches nothing).
