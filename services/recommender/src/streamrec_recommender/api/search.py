@@ -90,10 +90,17 @@ class _PoolHolder:
                         timeout=2.0,
                         command_timeout=3.0,
                         server_settings={"pg_trgm.similarity_threshold": str(CANDIDATE_THRESHOLD)},
+                        reset=_keep_session,
                     )
                 except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
                     raise _unavailable(exc) from exc
         return self.pool
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pool ``reset``: nothing. These connections only run single read statements (no SET,
+    LISTEN, cursors or advisory locks; an open transaction is still rolled back by the pool),
+    so asyncpg's default reset query would only add a round trip to every statement."""
 
 
 def _unavailable(exc: BaseException) -> SearchUnavailableError:
