@@ -40,10 +40,24 @@ DROP TRIGGER IF EXISTS products_search_words_ins ON products;
 CREATE TRIGGER products_search_words_ins AFTER INSERT ON products
     REFERENCING NEW TABLE AS changed_products
     FOR EACH STATEMENT EXECUTE FUNCTION search_words_add();
+-- Updates (stock, price, activation: most of them) whose searchable text is unchanged add nothing.
+CREATE OR REPLACE FUNCTION search_words_add_updated() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO search_words (word)
+    SELECT DISTINCT w
+    FROM changed_products AS n
+    LEFT JOIN old_products AS o ON o.product_id = n.product_id AND o.search_tsv = n.search_tsv,
+        unnest(tsvector_to_array(n.search_tsv)) AS w
+    WHERE o.product_id IS NULL AND length(w) BETWEEN 2 AND 40
+    ORDER BY w
+    ON CONFLICT DO NOTHING;
+    RETURN NULL;
+END;
+$$;
 DROP TRIGGER IF EXISTS products_search_words_upd ON products;
 CREATE TRIGGER products_search_words_upd AFTER UPDATE ON products
-    REFERENCING NEW TABLE AS changed_products
-    FOR EACH STATEMENT EXECUTE FUNCTION search_words_add();
+    REFERENCING OLD TABLE AS old_products NEW TABLE AS changed_products
+    FOR EACH STATEMENT EXECUTE FUNCTION search_words_add_updated();
 
 INSERT INTO search_words (word)
 SELECT DISTINCT w FROM products, unnest(tsvector_to_array(search_tsv)) AS w
