@@ -1,11 +1,12 @@
 """Catalog reads for shop frontends: typo-tolerant product search, product lookup, categories.
 
-``GET /v1/products/search?q=&category=&k=&user_id=`` matches ``q`` against the products'
-``search_text`` (name, category and attributes, lower-cased; migration 0003) with pg_trgm's
-word similarity (``q <% search_text``, served by a GIN trigram index), so ``ketle`` finds
-``kettle``. Without ``q`` it lists a category. With ``user_id`` the matches are re-ranked by
-that user's personal ALS scores (trained factor, else the live profile's vector or a fold-in of
-its items) and category affinity. Postgres down -> 503 with ``Retry-After``; bad params -> 422.
+``GET /v1/products/search?q=&category=&k=&user_id=`` corrects each word of ``q`` against the
+catalog's word dictionary (pg_trgm similarity, GIN trigram index; migration 0006), so ``ketle``
+finds ``kettle``, then matches the corrected words with the products' full-text index
+(``adapters.catalog_search``). Without ``q`` it lists a category. With ``user_id`` the matches
+are re-ranked by that user's personal ALS scores (trained factor, else the live profile's vector
+or a fold-in of its items) and category affinity. Postgres down -> 503 with ``Retry-After``;
+bad params -> 422.
 
 ``GET /v1/products?ids=a,b`` returns catalog rows (names, prices) for ids a page shows, and
 ``GET /v1/categories`` the categories with their number of active products.
@@ -14,10 +15,11 @@ its items) and category affinity. Postgres down -> 503 with ``Retry-After``; bad
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import asyncpg
@@ -25,6 +27,7 @@ import numpy as np
 from fastapi import APIRouter, Query, Request
 from numpy.typing import NDArray
 
+from streamrec_recommender.adapters.catalog_search import CANDIDATE_THRESHOLD, CatalogSearch
 from streamrec_recommender.adapters.redis_state import RedisUnavailableError
 from streamrec_recommender.runtime.recommender import Recommender
 from streamrec_recommender.serving.model import ServingModel
@@ -36,22 +39,10 @@ logger = logging.getLogger(__name__)
 router = APIRouter(tags=["catalog"])
 
 SEARCH_DEPTH = 200
-"""Trigram candidates read per search before re-ranking and cutting to ``k``."""
-MATCH_THRESHOLD = 0.5
-"""pg_trgm word-similarity threshold of ``<%`` (Postgres default 0.6): one typo in a short
-word ("espreso ketle") scores about 0.6-0.7, two ("auroa espreso") about 0.59."""
+"""Matches read per personalised search before re-ranking and cutting to ``k``."""
 PERSONAL_WEIGHT = 0.5
 """How much the user's normalised personal score can raise a match: sim * (1 + w * p)."""
 
-_SEARCH = """
-SELECT product_id, name, category_id, price, in_stock, active, attributes, description,
-       word_similarity($1, search_text) AS similarity
-FROM products
-WHERE $1 <% search_text AND in_catalog
-  AND ($2::text IS NULL OR category_id = $2) AND (active OR $4)
-ORDER BY similarity DESC, product_id
-LIMIT $3
-"""
 _BROWSE = """
 SELECT product_id, name, category_id, price, in_stock, active, attributes, description,
        1.0::real AS similarity
@@ -82,6 +73,7 @@ class _PoolHolder:
     dsn: str
     pool: asyncpg.Pool | None = None
     lock: asyncio.Lock | None = None
+    catalog: CatalogSearch = field(default_factory=CatalogSearch)
 
     async def get(self) -> asyncpg.Pool:
         if self.pool is not None:
@@ -97,11 +89,18 @@ class _PoolHolder:
                         max_size=4,
                         timeout=2.0,
                         command_timeout=3.0,
-                        server_settings={"pg_trgm.word_similarity_threshold": str(MATCH_THRESHOLD)},
+                        server_settings={"pg_trgm.similarity_threshold": str(CANDIDATE_THRESHOLD)},
+                        reset=_keep_session,
                     )
                 except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
                     raise _unavailable(exc) from exc
         return self.pool
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pool ``reset``: nothing. These connections only run single read statements (no SET,
+    LISTEN, cursors or advisory locks; an open transaction is still rolled back by the pool),
+    so asyncpg's default reset query would only add a round trip to every statement."""
 
 
 def _unavailable(exc: BaseException) -> SearchUnavailableError:
@@ -213,16 +212,23 @@ async def search(
     ] = None,
     include_inactive: Annotated[bool, Query(description="also deactivated products")] = False,
 ) -> dict[str, Any]:
-    """Products matching ``q`` (trigram word similarity over name, category, attributes),
-    best first; without ``q``, the products of ``category``. ``user_id`` re-ranks the matches
-    by that user's personal scores (``personalized: true`` in the answer)."""
+    """Products matching the words of ``q`` (each corrected by trigram similarity against the
+    words of names, categories and attribute values), best first; without ``q``, the products
+    of ``category``. ``user_id`` re-ranks the matches by that user's personal scores
+    (``personalized: true`` in the answer)."""
     started = time.perf_counter()
     text = (q or "").strip().lower()
     if not text and category is None:
         raise InvalidInput("q: give a search text or a category", details={"field": "q"})
     depth = max(k * 5, SEARCH_DEPTH) if user_id else k
     if text:
-        rows = await _fetch(request, _SEARCH, text, category, depth, include_inactive)
+        rows = await _holder(request).catalog.search(
+            functools.partial(_fetch, request),
+            text,
+            category=category,
+            limit=depth,
+            include_inactive=include_inactive,
+        )
     else:
         rows = await _fetch(request, _BROWSE, category, depth, include_inactive)
     items = [{**product_json(r), "similarity": round(float(r["similarity"]), 4)} for r in rows]
