@@ -352,8 +352,22 @@ async def online_metrics(
 
 
 def _bandit_view(rec: Recommender) -> dict[str, Any]:
+    """Per segment: every arm's prior (from the active model's offline evaluation), its online
+    counts, posterior and probability of being the best arm."""
     rng = np.random.default_rng(0)
+    engine, model = rec.engine, rec.model
+    segments = sorted(set(rec.arm_stats) | set(engine.evidence(model).by_segment) | {"*"})
     out: dict[str, Any] = {}
-    for segment, stats in sorted(rec.arm_stats.items()):
-        out[segment] = rec.engine.bandit.win_probabilities(stats, rng)
-    return {"arms": list(rec.engine.bandit.arms), "p_best_by_segment": out}
+    p_best: dict[str, Any] = {}
+    for segment in segments:
+        stats = rec.arm_stats.get(segment, {})
+        priors = engine.priors(model, segment, stats)
+        out[segment] = engine.bandit.view(stats, rng, priors=priors)
+        p_best[segment] = {arm: v["p_best"] for arm, v in out[segment]["arms"].items()}
+    return {
+        "arms": list(engine.bandit.arms),
+        "model_version": model.version if model is not None else None,
+        "prior_strength": engine.settings.prior_strength,
+        "p_best_by_segment": p_best,
+        "by_segment": out,
+    }

@@ -135,6 +135,7 @@ def prepare(bundle: ModelBundle, settings: ServingSettings) -> ServingModel:
         exact=ExactScorer.build(item_factors) if ann is None else None,
         algorithms=bundle.algorithms,
         arrays=bundle.extra_files,
+        offline_metrics=dict(bundle.metrics),
         load_seconds=time.perf_counter() - started,
     )
     logger.info(

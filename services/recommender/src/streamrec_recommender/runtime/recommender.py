@@ -78,6 +78,7 @@ class Recommender:
                 exclude_viewed=s.exclude_viewed,
                 trending_blend=s.trending_blend,
                 candidates_min=s.candidates_min,
+                prior_strength=s.bandit_prior_strength,
             ),
             ThompsonBandit(s.bandit_arms),
             rng or np.random.default_rng(),
@@ -109,7 +110,8 @@ class Recommender:
         return self.handle.current
 
     def ready(self) -> bool:
-        """A model, or at least a popularity list, is loaded."""
+        """A model is loaded, or the trending lists were read once (even empty: a new shop
+        with no model and no event is answered with an empty list that says why)."""
         return self.model is not None or self.state.trending.loaded
 
     # --- lifecycle ---------------------------------------------------------------------------

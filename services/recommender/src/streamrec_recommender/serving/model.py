@@ -76,6 +76,9 @@ class ServingModel:
     arrays: Mapping[str, Mapping[str, NDArray[Any]]] = field(default_factory=dict)
     """Further arrays of the bundle by file stem (``ModelBundle.extra_files``): where a
     plug-in algorithm finds what its trainer module shipped."""
+    offline_metrics: Mapping[str, Any] = field(default_factory=dict)
+    """The bundle's ``metrics`` (the trainer's holdout evaluation): the ``auto`` bandit's priors
+    (``serving.policy.offline_priors``)."""
 
     @property
     def n_items(self) -> int:
