@@ -292,59 +292,94 @@ async def replay(args: argparse.Namespace, desc: StackDescription) -> dict[str, 
           flush=True)  # fmt: skip
 
     result: dict[str, Any] = {"load_average_start": [round(x, 2) for x in os.getloadavg()]}
-    if True:
-        headers = {"X-API-Key": desc.api_keys["admin"]}
-        async with httpx.AsyncClient(timeout=60.0, headers=headers) as http:
-            ingest, reco = desc.urls["ingest"], desc.urls["recommender"]
-            before = await http.get(f"{reco}/v1/recommendations/nobody", params={"k": 5})
-            result["empty_shop_answer"] = {"status": before.status_code, "body": before.json()}
-            result["products_s"] = round(
-                await post_all(http, ingest + "/v1/products", "products", prods), 1
-            )
-            result["events_s"] = round(await post_all(http, ingest + EVENTS_PATH, "events", evs), 1)
-            print(f"replayed: products {result['products_s']}s, events {result['events_s']}s "
-                  f"({len(evs) / result['events_s']:.0f}/s)", flush=True)  # fmt: skip
-            result["archive_wait_s"] = round(await wait_archived(desc.postgres_dsn, len(evs)), 1)
-            counts: dict[str, int] = defaultdict(int)
-            for e in evs[-2000:]:
-                counts[e["user_id"]] = 0
-            for e in evs:
-                if e["user_id"] in counts:
-                    counts[e["user_id"]] += 1
-            last_users = dict(list(counts.items())[:20])
-            result["profiles_wait_s"] = round(await wait_profiles(http, reco, last_users), 1)
-            job = await train(http, desc)
-            version = int(job["model_version"])
-            print(f"trained model {version} in {job['wall_s']}s", flush=True)
-            result["train_job"] = job
-            await wait_served(http, reco, users[0], version)
-            served: dict[str, Any] = {}
-            passes = [("exclude_seen", True)] + ([] if args.no_exclude_pass else [("default", False)])
-            for label, with_exclude in passes:
-                served[label] = {}
-                for algorithm in (AUTO, *REGISTRY.served):
-                    lists, strategies, seconds = await read_lists(
-                        http, reco, users, algorithm, seen if with_exclude else None
-                    )
-                    metrics = score(holdout, users, lists)
-                    served[label][algorithm] = {
-                        **metrics,
-                        "seconds": round(seconds, 1),
-                        "strategies": dict(sorted(strategies.items(), key=lambda kv: -kv[1])),
-                    }
-                    print(f"{label:13} {algorithm:9} HR@20 {metrics['hr@20']:.3f} NDCG@20 "
-                          f"{metrics['ndcg@20']:.4f} seen {metrics['seen_share@20']:.2f} "
-                          f"({seconds:.0f}s)", flush=True)  # fmt: skip
-            result["served"] = served
-            online = await http.get(f"{reco}/v1/metrics/online")
-            result["bandit_view"] = online.json().get("bandit") if online.status_code == 200 else None
-            models = (await http.get(desc.urls["trainer"] + "/v1/models")).json()
-            result["model"] = next(
-                (m for m in models.get("models", []) if m.get("version") == version), None
-            )
+    headers = {"X-API-Key": desc.api_keys["admin"]}
+    async with httpx.AsyncClient(timeout=60.0, headers=headers) as http:
+        ingest, reco = desc.urls["ingest"], desc.urls["recommender"]
+        before = await http.get(f"{reco}/v1/recommendations/nobody", params={"k": 5})
+        result["empty_shop_answer"] = {"status": before.status_code, "body": before.json()}
+        result["products_s"] = round(
+            await post_all(http, ingest + "/v1/products", "products", prods), 1
+        )
+        result["events_s"] = round(await post_all(http, ingest + EVENTS_PATH, "events", evs), 1)
+        print(f"replayed: products {result['products_s']}s, events {result['events_s']}s "
+              f"({len(evs) / result['events_s']:.0f}/s)", flush=True)  # fmt: skip
+        result["archive_wait_s"] = round(await wait_archived(desc.postgres_dsn, len(evs)), 1)
+        counts: dict[str, int] = defaultdict(int)
+        for e in evs[-2000:]:
+            counts[e["user_id"]] = 0
+        for e in evs:
+            if e["user_id"] in counts:
+                counts[e["user_id"]] += 1
+        last_users = dict(list(counts.items())[:20])
+        result["profiles_wait_s"] = round(await wait_profiles(http, reco, last_users), 1)
+        job = await train(http, desc)
+        version = int(job["model_version"])
+        print(f"trained model {version} in {job['wall_s']}s", flush=True)
+        result["train_job"] = job
+        await wait_served(http, reco, users[0], version)
+        served: dict[str, Any] = {}
+        passes = [("exclude_seen", True)] + ([] if args.no_exclude_pass else [("default", False)])
+        for label, with_exclude in passes:
+            served[label] = {}
+            for algorithm in (AUTO, *REGISTRY.served):
+                lists, strategies, seconds = await read_lists(
+                    http, reco, users, algorithm, seen if with_exclude else None
+                )
+                metrics = score(holdout, users, lists)
+                served[label][algorithm] = {
+                    **metrics,
+                    "lists": lists,
+                    "seconds": round(seconds, 1),
+                    "strategies": dict(sorted(strategies.items(), key=lambda kv: -kv[1])),
+                }
+                print(f"{label:13} {algorithm:9} HR@20 {metrics['hr@20']:.3f} NDCG@20 "
+                      f"{metrics['ndcg@20']:.4f} seen {metrics['seen_share@20']:.2f} "
+                      f"({seconds:.0f}s)", flush=True)  # fmt: skip
+        result["served"] = served
+        online = await http.get(f"{reco}/v1/metrics/online")
+        result["bandit_view"] = online.json().get("bandit") if online.status_code == 200 else None
+        models = (await http.get(desc.urls["trainer"] + "/v1/models")).json()
+        result["model"] = next(
+            (m for m in models.get("models", []) if m.get("version") == version), None
+        )
+        uri = (result["model"] or {}).get("artifact_uri", "")
+        if uri.startswith("file://"):
+            result["topn_lists"] = topn_vs_live(
+                holdout, users, Path(uri.removeprefix("file://")),
+                served["exclude_seen"]["als"].pop("lists"),
+            )  # fmt: skip
+        for algos in served.values():
+            for m in algos.values():
+                m.pop("lists", None)
     result["holdout"] = holdout.summary()
     result["n_users_read"] = len(users)
     return result
+
+
+def topn_vs_live(
+    holdout: Holdout, users: list[str], directory: Path, live: dict[str, list[str]]
+) -> dict[str, Any]:
+    """The bundle's precomputed lists (``topn.npz``, ALS, for recently active users) against
+    the ALS lists served live, on the test users that have a precomputed list."""
+    from streamrec_shared.artifacts import ModelBundle
+
+    bundle = ModelBundle.load(directory)
+    if bundle.topn is None:
+        return {"written": False}
+    item_ids = bundle.als.item_ids
+    row_of = {u: r for r, u in enumerate(bundle.topn.user_ids.tolist())}
+    have = [u for u in users if u in row_of]
+    pre = {
+        u: [str(item_ids[i]) for i in bundle.topn.items[row_of[u]].tolist() if i >= 0][:K]
+        for u in have
+    }
+    return {
+        "written": True,
+        "n_users_with_list": len(have),
+        "n_users_read": len(users),
+        "precomputed": score(holdout, have, pre) if have else None,
+        "live_als_same_users": score(holdout, have, live) if have else None,
+    }
 
 
 def offline_references(threads: int) -> dict[str, Any]:

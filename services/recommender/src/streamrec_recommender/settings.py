@@ -66,6 +66,9 @@ class ServingSettings(BaseModel):
     attribution_window_s: int = Field(default=86_400, ge=60)
     """A purchase of a recommended item within this many seconds counts as a conversion."""
     attribution_consumer: bool = True
+    live_products: bool = True
+    """Read ``catalog.v1`` and place products the served model does not know in its space with
+    the model's content map (``serving.newitems``), before any retrain."""
     """Consume events.v1 (own group) to attribute clicks and conversions."""
     attribution_group: str = "streamrec-recommender-attribution"
     attribution_fetch_min_bytes: int = Field(default=1024 * 1024, ge=1)

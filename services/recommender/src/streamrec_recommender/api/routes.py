@@ -24,6 +24,7 @@ from streamrec_recommender.adapters.redis_state import RedisUnavailableError, co
 from streamrec_recommender.api.deps import RecommenderDep
 from streamrec_recommender.api.request import ROUTE, AlgorithmName, RecommendationQuery
 from streamrec_recommender.runtime.recommender import Answer, Recommender
+from streamrec_recommender.serving import newitems
 from streamrec_recommender.serving.context import Request
 from streamrec_recommender.serving.policy import Experiment, Variant, validate_experiment
 from streamrec_recommender.serving.ranking import Campaign, ItemFilter, Ranked
@@ -117,9 +118,7 @@ async def similar(
     i = model.index_of.get(product_id)
     if i is None:
         raise NotFound(f"product_id: {product_id} is not known to model {model.version}")
-    blocked = (
-        catalog.blocked if catalog is not None and catalog.model_version == model.version else None
-    )
+    blocked = catalog.blocked if catalog is not None and catalog.fits(model) else None
     flt = ItemFilter.build(blocked=blocked, exclude=[i])
     strategy = "itemknn"
     found = Ranked.empty()
@@ -150,6 +149,15 @@ async def similar(
             (int(j), float(s))
             for j, s in zip(found.indices.tolist(), found.scores.tolist(), strict=True)
         ]
+    live = newitems.similar_live(model, i, k, blocked)
+    if live:  # products added since the model, by content: they have no neighbours yet
+        have = {j for j, _ in live}
+        kept = [(j, sc) for j, sc in items if j not in have][: max(k - len(live), 0)]
+        floor = min((sc for _, sc in kept), default=0.0)
+        items = kept + [(j, floor - 1e-3 * (n + 1)) for n, (j, _) in enumerate(live)]
+        strategy = f"{strategy}+content:{newitems.NEW_PRODUCT}"
+    elif product_id in model.live_items:
+        strategy = f"{strategy}:{newitems.NEW_PRODUCT}"
     body = {
         "product_id": product_id,
         "strategy": strategy,
@@ -181,7 +189,7 @@ async def trending(
             model.popular_by_category.get(category, Ranked.empty()) if category else model.popular
         )
         catalog = rec.catalog
-        if catalog is not None and catalog.model_version == model.version:
+        if catalog is not None and catalog.fits(model):
             ranked = ItemFilter.build(blocked=catalog.blocked).apply(ranked)
         items = [
             (str(model.item_ids[i]), float(s))

@@ -45,6 +45,7 @@ from streamrec_recommender.serving.context import (
     TrendingMirror,
 )
 from streamrec_recommender.serving.model import ServingModel
+from streamrec_recommender.serving.newitems import NEW_PRODUCT
 from streamrec_recommender.serving.policy import (
     PRIOR_STRENGTH,
     ArmStats,
@@ -424,6 +425,8 @@ class Engine:
         ]
         if len(items) < req.k:
             items = self.top_up(ctx, req, prof, items)
+        if model.live_items and any(pid in model.live_items for pid, _ in items):
+            strategy = f"{strategy}:{NEW_PRODUCT}"
         if choice is not None:
             strategy = f"experiment:{strategy}"
         return Result(
@@ -517,9 +520,7 @@ class Engine:
             return items, how
         skip = self._skipped(ctx, req, prof)
         blocked = (
-            ctx.catalog.blocked
-            if ctx.catalog is not None and ctx.catalog.model_version == model.version
-            else None
+            ctx.catalog.blocked if ctx.catalog is not None and ctx.catalog.fits(model) else None
         )
         ranked = popular_in(model, req.category)
         for i, s in zip(ranked.indices.tolist(), ranked.scores.tolist(), strict=True):
@@ -553,9 +554,7 @@ class Engine:
         model = ctx.model
         blocked = (
             ctx.catalog.blocked
-            if model is not None
-            and ctx.catalog is not None
-            and ctx.catalog.model_version == model.version
+            if model is not None and ctx.catalog is not None and ctx.catalog.fits(model)
             else None
         )
         items: list[tuple[str, float]] = []

@@ -168,7 +168,7 @@ class Prior:
 FLAT = Prior()
 PRIOR_METRIC = "ndcg@20"
 PRIOR_STRENGTH = 5000.0
-"""Default pseudo-impressions of an offline prior (``RecommenderSettings.bandit_prior_strength``)."""
+"""Default pseudo-impressions of an offline prior (``bandit_prior_strength`` setting)."""
 
 
 @dataclass(frozen=True)
@@ -240,7 +240,9 @@ def offline_priors(
     return out
 
 
-def posterior(prior: Prior, stats: ArmStats | None, *, feedback: bool = True) -> tuple[float, float]:
+def posterior(
+    prior: Prior, stats: ArmStats | None, *, feedback: bool = True
+) -> tuple[float, float]:
     """Beta parameters after the online evidence (impressions ignored without ``feedback``)."""
     if stats is None:
         return prior.a, prior.b
