@@ -59,7 +59,8 @@ def product(raw: dict[str, object], **changes: object) -> Product:
 def test_serving_content_map_reproduces_the_trainers_factors(
     bundle: ModelBundle, model: ServingModel
 ) -> None:
-    assert bundle.content is not None and model.content_map is not None
+    assert bundle.content is not None
+    assert model.content_map is not None
     row = {p: j for j, p in enumerate(bundle.content.item_ids.tolist())}
     for raw in SHOP.products[:40]:
         got = model.content_map.factor(product(raw))
@@ -74,7 +75,8 @@ def test_a_new_product_joins_similar_and_content_answers(model: ServingModel) ->
     new = product(related, product_id="brand-new-1", name=f"{related['name']} deluxe")
     unrelated = product(SHOP.products[11], product_id="brand-new-2", active=False)
     extended = newitems.extend(model, [new, unrelated], model.content_map)
-    assert extended is not model and extended.version == model.version
+    assert extended is not model
+    assert extended.version == model.version
     assert extended.n_items == model.n_items + 1  # inactive products are not placed
     assert extended.live_items == frozenset({"brand-new-1"})
     assert newitems.extend(extended, [new], model.content_map) is extended  # known now
@@ -100,3 +102,15 @@ def test_a_new_product_joins_similar_and_content_answers(model: ServingModel) ->
     assert res.strategy.endswith(":new_product")
     old = engine.recommend(Request("fan", 10, "content"), dataclasses.replace(ctx, model=model))
     assert not old.strategy.endswith(":new_product")
+
+
+def test_a_new_products_own_neighbours_are_found_by_content(model: ServingModel) -> None:
+    assert model.content_map is not None
+    related = SHOP.products[20]
+    new = product(related, product_id="brand-new-3", name=f"{related['name']} two")
+    extended = newitems.extend(model, [new], model.content_map)
+    near = newitems.content_neighbours(extended, extended.index_of["brand-new-3"], 3)
+    assert [str(extended.item_ids[j]) for j in near.indices[:2]] == [
+        "brand-new-3",
+        str(related["product_id"]),
+    ]

@@ -126,6 +126,9 @@ async def similar(
         nb = model.neighbours[i].astype(np.int64)
         ok = nb >= 0
         found = flt.apply(Ranked.of(nb[ok], model.neighbour_sims[i][ok])).head(k)
+    elif product_id in model.live_items:  # added since the model: nearest by content
+        found = flt.apply(newitems.content_neighbours(model, i, max(k * 4, 50))).head(k)
+        strategy = "content"
     if len(found) < k:
         q = model.item_factors[i]
         norm = float(np.linalg.norm(q)) or 1.0

@@ -28,7 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from streamrec_recommender.serving.model import ServingModel
-from streamrec_recommender.serving.ranking import ExactScorer
+from streamrec_recommender.serving.ranking import ExactScorer, Ranked
 
 FEATURIZER_NAME = "streamrec-content-v1"
 NEW_PRODUCT = "new_product"
@@ -225,3 +225,14 @@ def similar_live(
     idx, sims = idx[keep], sims[keep]
     order = np.argsort(-sims, kind="stable")[: max(1, k // 2)]
     return [(int(idx[o]), float(sims[o])) for o in order]
+
+
+def content_neighbours(model: ServingModel, i: int, c: int) -> Ranked:
+    """The ``c`` items nearest to item ``i`` by content cosine (``i`` itself included; empty
+    without content rows): how a product added since the model finds its similar products."""
+    rows, factors, index = model.content_rows, model.content_factors, model.content_index
+    if rows is None or factors is None or index is None or rows[i] < 0:
+        return Ranked.empty()
+    sims = factors @ factors[rows[i]]
+    top = np.argsort(-sims, kind="stable")[:c]
+    return Ranked.of(index[top], sims[top].astype(np.float32))
