@@ -220,6 +220,41 @@ async def wait_served(http: httpx.AsyncClient, base: str, user: str, version: in
     raise TimeoutError(f"the recommender does not serve model {version}")
 
 
+async def new_product_latency(
+    http: httpx.AsyncClient, ingest: str, reco: str, related: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Seconds from a product PUT's 2xx (a variant of an existing product) to the product in
+    ``/similar`` of the one it was made from, per product; polled every 10 ms."""
+    seconds: list[float] = []
+    strategies: list[str] = []
+    for n, p in enumerate(related):
+        new_id = f"NEW-{n}-{p['product_id']}"
+        body = {k: p[k] for k in ("name", "category", "price")}
+        body["name"] = f"{p['name']} (new edition)"[:512]
+        r = await http.put(f"{ingest}/v1/products/{new_id}", json=body)
+        r.raise_for_status()
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < 30:
+            s = await http.get(f"{reco}/v1/products/{p['product_id']}/similar", params={"k": 10})
+            if s.status_code == 200 and new_id in [i["product_id"] for i in s.json()["items"]]:
+                seconds.append(time.perf_counter() - t0)
+                strategies.append(s.json()["strategy"])
+                break
+            await asyncio.sleep(0.01)
+        else:
+            seconds.append(float("inf"))
+    ok = sorted(x for x in seconds if np.isfinite(x))
+    return {
+        "n": len(related),
+        "found": len(ok),
+        "seconds": [round(x, 3) for x in seconds],
+        "median_s": round(ok[len(ok) // 2], 3) if ok else None,
+        "max_s": round(max(seconds), 3) if seconds else None,
+        "strategies": sorted(set(strategies)),
+        "target_s": 1.0,
+    }
+
+
 async def read_lists(
     http: httpx.AsyncClient,
     base: str,
@@ -336,6 +371,10 @@ async def replay(args: argparse.Namespace, desc: StackDescription) -> dict[str, 
                       f"{metrics['ndcg@20']:.4f} seen {metrics['seen_share@20']:.2f} "
                       f"({seconds:.0f}s)", flush=True)  # fmt: skip
         result["served"] = served
+        popular = [p for p in prods if p["name"] != p["product_id"]][:: max(1, len(prods) // 5)]
+        result["new_products"] = await new_product_latency(http, ingest, reco, popular[:5])
+        print(f"new products in /similar after {result['new_products']['seconds']} s",
+              flush=True)  # fmt: skip
         online = await http.get(f"{reco}/v1/metrics/online")
         result["bandit_view"] = online.json().get("bandit") if online.status_code == 200 else None
         models = (await http.get(desc.urls["trainer"] + "/v1/models")).json()
