@@ -3,7 +3,8 @@
 - ``auto`` starts from the trainer's offline evaluation: ``/v1/metrics/online`` shows each
   arm's prior (from the bundle's metrics, hybrid included), its online counts and posterior.
 - A product PUT after the model was trained is placed by the model's content map: it is in
-  ``/similar`` of a related product and in a content answer, marked ``new_product``.
+  ``/similar`` of a related product, in a content answer and in its category's cold-start
+  list, marked ``new_product``.
 - A category cold start is filled up to k from the model's popularity in the category.
 
 The model is fitted here with the trainer's own code on the synthetic shop (its products are
@@ -178,6 +179,11 @@ async def test_new_product_is_similar_and_recommended_before_a_retrain(
     rec = await eventually(content, timeout=30, what=f"{new_id} in a content answer")
     assert rec["algorithm"] == "content"
     assert rec["strategy"].endswith(":new_product")
+    cold = await client.recommendations(
+        f"ll-new-{uuid.uuid4().hex[:6]}", k=10, category=related["category"]
+    )
+    assert new_id in [i["product_id"] for i in cold["items"]]
+    assert cold["strategy"].endswith("+new_product")
     own = await get(client, f"/v1/products/{new_id}/similar", k=5)
     assert own["strategy"].endswith(":new_product")
     assert related["product_id"] in [i["product_id"] for i in own["items"]]

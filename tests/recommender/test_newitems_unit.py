@@ -114,3 +114,30 @@ def test_a_new_products_own_neighbours_are_found_by_content(model: ServingModel)
         "brand-new-3",
         str(related["product_id"]),
     ]
+
+
+def test_a_new_product_takes_the_last_slot_of_its_categorys_cold_start(
+    model: ServingModel,
+) -> None:
+    from streamrec_recommender.serving import catalog as catalogs
+
+    assert model.content_map is not None
+    related = SHOP.products[30]
+    new = product(related, product_id="brand-new-4")
+    extended = newitems.extend(model, [new], model.content_map)
+    categories = {str(p["product_id"]): str(p["category"]) for p in SHOP.products}
+    categories["brand-new-4"] = str(related["category"])
+    index = catalogs.build(extended, frozenset(), 0, categories, 1)
+    ctx = Context(
+        model=extended, catalog=index, unavailable=frozenset(), trending=TrendingMirror(),
+        profile=None, attributes=None,
+    )  # fmt: skip
+    engine = Engine(Settings(), ThompsonBandit(["als"]), np.random.default_rng(0))
+    res = engine.recommend(Request("stranger", 5, category=str(related["category"])), ctx)
+    assert [p for p, _ in res.items][-1] == "brand-new-4"
+    assert len(res.items) == 5
+    assert res.strategy.startswith("cold_start:category_trending")
+    assert res.strategy.endswith("+new_product")
+    other = next(str(p["category"]) for p in SHOP.products if p["category"] != related["category"])
+    res = engine.recommend(Request("stranger", 5, category=other), ctx)
+    assert "brand-new-4" not in [p for p, _ in res.items]

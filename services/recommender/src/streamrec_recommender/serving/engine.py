@@ -599,12 +599,46 @@ class Engine:
             add(ctx.trending.global_, "trending")
         if len(items) < req.k:
             add(model_rows(None), "model_popularity")
+        fresh = self._newest_live(ctx, cold_cat, have | set(skip.own), skip)
+        if fresh is not None:  # the last slot shows what arrived since the model
+            if len(items) >= req.k:
+                items.pop()
+            items.append((fresh, min((sc for _, sc in items), default=1.0) - 1e-6))
+            parts.append(NEW_PRODUCT)
         first = "category_trending" if cold_cat is not None else "trending"
         if not any(p in ("category_trending", "trending") for p in parts):
-            return items, f"{first}:model" if parts else first  # nothing live: the model's
+            new = f"+{NEW_PRODUCT}" if NEW_PRODUCT in parts else ""
+            return items, f"{first}:model{new}" if parts else first  # nothing live: the model's
         if parts[0] != first:
             parts.insert(0, first)  # asked for the category, it had nothing live
         return items, "+".join(parts)
+
+    @staticmethod
+    def _newest_live(
+        ctx: Context, category: str | None, shown: set[str], skip: _Skipped
+    ) -> str | None:
+        """The product appended last to the model since it was loaded (``serving.newitems``),
+        in ``category`` when one is asked for, that the answer does not show yet."""
+        model, catalog = ctx.model, ctx.catalog
+        if model is None or not model.live_items:
+            return None
+        if category is not None:
+            if catalog is None or not catalog.fits(model):
+                return None
+            members = catalog.category_items.get(category)
+            if members is None or members.size == 0:
+                return None
+            candidates = members[members >= model.n_items - len(model.live_items)]
+            if catalog.blocked is not None and candidates.size:
+                candidates = candidates[~catalog.blocked[candidates]]
+        else:
+            idx = [model.index_of[p] for p in model.live_items]
+            candidates = np.asarray(sorted(idx), dtype=np.int64)
+        for i in candidates[::-1].tolist():
+            pid = str(model.item_ids[i])
+            if pid in model.live_items and pid not in shown and pid not in skip:
+                return pid
+        return None
 
     def top_up(
         self,
