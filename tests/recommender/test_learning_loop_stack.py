@@ -174,7 +174,8 @@ async def test_new_product_is_similar_and_recommended_before_a_retrain(
     async def content() -> dict[str, Any] | None:
         await served.ensure(client)
         rec: dict[str, Any] = dict(await client.recommendations(user, k=10, algorithm="content"))
-        return rec if new_id in [i["product_id"] for i in rec["items"]] else None
+        found = new_id in [i["product_id"] for i in rec["items"]]
+        return rec if found and rec["algorithm"] == "content" else None  # not a cold start
 
     rec = await eventually(content, timeout=30, what=f"{new_id} in a content answer")
     assert rec["algorithm"] == "content"
