@@ -70,6 +70,14 @@ class CatalogFeed:
             fresh.append(p)
         return fresh
 
+    def _skip(self, key: bytes | None) -> bool:
+        """A record of a product the model knows and nothing pends for: not even decoded (the
+        whole catalogue is read at start, most of it known)."""
+        if key is None:
+            return False
+        pid = key.decode("utf-8", "replace")
+        return pid not in self.pending and self.known(pid)
+
     async def run(self, settings: KafkaSettings) -> None:
         """Consume forever (reconnecting after broker failures)."""
         failures = 0
@@ -89,7 +97,9 @@ class CatalogFeed:
                         p
                         for records in batches.values()
                         for r in records
-                        if r.value is not None and (p := product_of(r.value)) is not None
+                        if r.value is not None
+                        and not self._skip(r.key)
+                        and (p := product_of(r.value)) is not None
                     ]
                     fresh = self.take(found)
                     if fresh:
