@@ -107,13 +107,13 @@ async def test_writes_without_their_store_are_503_not_500(client: httpx.AsyncCli
     assert r.status_code == 503
 
 
-async def test_readiness_needs_a_model_or_popularity(
+async def test_readiness_needs_a_model_or_a_trending_read(
     client: httpx.AsyncClient, empty_client: httpx.AsyncClient
 ) -> None:
     assert (await client.get("/readyz")).status_code == 200
     r = await empty_client.get("/readyz")
     assert r.status_code == 503
-    assert r.json()["checks"] == {"model_or_popularity": False}
+    assert r.json()["checks"] == {"model_or_trending_read": False}  # Redis unreachable
     # still never a 500: nothing to recommend is an empty, degraded answer
     r = await get(empty_client, "/v1/recommendations/u1")
     assert r.status_code == 200

@@ -257,3 +257,34 @@ def test_live_trending_in_model_space_follows_the_mirror_and_the_model(
     other = prepare(make_bundle(version=2, n_items=50, n_users=10, seed=3), ServingSettings())
     mapped, _ = eng.popular_ranked(ctx(other, trending=second), other, None, 10)
     assert [str(other.item_ids[i]) for i in mapped.indices] == ["p000003"]  # p000300 unknown
+
+
+def test_category_cold_start_fills_up_to_k(model: ServingModel) -> None:
+    # two live toys (CATEGORIES[4]: p000004, p000012, ...), then the model's toys, then global
+    trending = TrendingMirror(
+        global_=(("p000001", 9.0), ("p000004", 8.0)),
+        by_category={"toys": (("p000004", 8.0), ("p000012", 3.0))},
+        loaded=True,
+    )
+    res = engine().recommend(
+        Request("stranger", 10, category="toys"), ctx(model, trending=trending)
+    )
+    assert len(res.items) == 10
+    assert ids(res)[:2] == ["p000004", "p000012"]
+    assert all(int(p[1:]) % 8 == 4 for p in ids(res))  # the model knows enough toys
+    assert res.strategy == "cold_start:category_trending+model_category"
+    scores = [s for _, s in res.items]
+    assert scores == sorted(scores, reverse=True)
+    # an unknown category: nothing in it, filled from global trending, then the model
+    res = engine().recommend(Request("stranger", 5, category="nope"), ctx(model, trending=trending))
+    assert len(res.items) == 5
+    assert ids(res)[:2] == ["p000001", "p000004"]
+    assert res.strategy == "cold_start:category_trending+trending+model_popularity"
+
+
+def test_an_empty_shop_says_why_its_answer_is_empty() -> None:
+    res = engine().recommend(
+        Request("first-visitor", 5), ctx(None, trending=TrendingMirror(loaded=True))
+    )
+    assert res.items == []
+    assert res.strategy == "no_model:nothing_trending_yet"

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pytest
 
 from streamrec_recommender.serving import policy
-from streamrec_recommender.serving.policy import ArmStats, Experiment, ThompsonBandit, Variant
+from streamrec_recommender.serving.policy import (
+    FLAT,
+    ArmStats,
+    Experiment,
+    OfflineEvidence,
+    ThompsonBandit,
+    Variant,
+    offline_priors,
+)
 
 
 def _exp(weights: tuple[float, float] = (0.7, 0.3), status: str = "running") -> Experiment:
@@ -79,3 +89,76 @@ def test_win_probabilities_sum_to_one() -> None:
     )
     assert sum(probs.values()) == pytest.approx(1.0)
     assert probs["b"] > 0.99
+
+
+# --- priors from the trainer's offline evaluation ---------------------------------------------
+
+OFFLINE = {
+    "algorithms": {
+        "als": {"ndcg@20": 0.103},
+        "itemknn": {"ndcg@20": 0.096},
+        "content": {"ndcg@20": 0.076},
+        "hybrid": {"ndcg@20": 0.110},
+        "popular": {"ndcg@20": 0.042},
+    }
+}
+ARMS = ("als", "itemknn", "content", "hybrid")
+
+
+def test_offline_priors_rank_the_arms_as_the_holdout_did() -> None:
+    evidence = OfflineEvidence.from_metrics(OFFLINE)
+    priors = offline_priors(evidence, ARMS, {}, "heavy", strength=5000)
+    means = {arm: p.mean for arm, p in priors.items()}
+    assert sorted(means, key=lambda a: -means[a]) == ["hybrid", "als", "itemknn", "content"]
+    assert priors["hybrid"].source == "offline:ndcg@20=0.1100"
+    assert priors["als"].a + priors["als"].b == pytest.approx(5000)
+    bandit = ThompsonBandit(ARMS)
+    rng = np.random.default_rng(1)
+    picks = Counter(bandit.choose({}, rng, priors=priors) for _ in range(2000))
+    assert picks["hybrid"] > 0.8 * 2000
+    assert picks["content"] == 0
+
+
+def test_without_metrics_or_strength_the_priors_are_flat() -> None:
+    for evidence, strength in ((OfflineEvidence.from_metrics(None), 5000.0),
+                               (OfflineEvidence.from_metrics(OFFLINE), 0.0)):  # fmt: skip
+        priors = offline_priors(evidence, ARMS, {}, "new", strength=strength)
+        assert all(p is FLAT for p in priors.values())
+
+
+def test_segment_figures_take_precedence() -> None:
+    metrics = {**OFFLINE, "segments": {"light": {"itemknn": {"ndcg@20": 0.2},
+                                                 "hybrid": {"ndcg@20": 0.1}}}}  # fmt: skip
+    evidence = OfflineEvidence.from_metrics(metrics)
+    light = offline_priors(evidence, ARMS, {}, "light")
+    heavy = offline_priors(evidence, ARMS, {}, "heavy")
+    assert light["itemknn"].mean > light["hybrid"].mean
+    assert light["als"] is FLAT  # no light figure for als
+    assert heavy["hybrid"].mean > heavy["itemknn"].mean
+
+
+def test_impressions_without_any_hit_do_not_move_the_posterior() -> None:
+    priors = offline_priors(OfflineEvidence.from_metrics(OFFLINE), ARMS, {}, "heavy")
+    silent = {"hybrid": ArmStats(impressions=50_000), "als": ArmStats(impressions=10)}
+    bandit = ThompsonBandit(ARMS)
+    view = bandit.view(silent, np.random.default_rng(0), priors=priors)
+    assert view["online_evidence_counted"] is False
+    hybrid = view["arms"]["hybrid"]
+    assert hybrid["posterior"]["mean"] == pytest.approx(hybrid["prior"]["mean"])
+    assert hybrid["online"] == {"impressions": 50_000, "hits": 0}
+    assert hybrid["p_best"] > 0.8
+
+
+def test_online_hits_overturn_the_offline_ranking() -> None:
+    stats = {"hybrid": ArmStats(impressions=20_000, hits=200),
+             "content": ArmStats(impressions=20_000, hits=2_000)}  # fmt: skip
+    priors = offline_priors(OfflineEvidence.from_metrics(OFFLINE), ARMS, stats, "heavy")
+    # on the online scale: pooled hit rate shrunk towards the best offline figure
+    assert priors["hybrid"].mean < OFFLINE["algorithms"]["hybrid"]["ndcg@20"]
+    bandit = ThompsonBandit(ARMS)
+    view = bandit.view(stats, np.random.default_rng(0), priors=priors)
+    assert view["online_evidence_counted"] is True
+    assert view["arms"]["content"]["p_best"] > 0.95
+    rng = np.random.default_rng(2)
+    picks = Counter(bandit.choose(stats, rng, priors=priors) for _ in range(500))
+    assert picks["content"] > 450

@@ -249,7 +249,9 @@ def test_fit_all_and_bundle(tmp_path: Path) -> None:
         topn_active_days=20.0,
     )
     fitted = fit_all(_dataset(), params)
-    assert set(fitted.scorers()) == {"als", "itemknn", "content", "popular", "ease"}
+    assert set(fitted.models) == {"als", "itemknn", "content", "popular", "ease"}
+    # scorers: the fitted models plus hybrid, their serving fusion (scored offline too)
+    assert set(fitted.scorers()) == {"als", "itemknn", "content", "popular", "ease", "hybrid"}
     assert fitted.similar_items.shape == (N_ITEMS, 4)
     assert 0 < fitted.topn_users.size < N_USERS
     bundle = fitted.to_bundle(3, metrics={"ndcg@20": 0.5})

@@ -55,6 +55,9 @@ class ServingSettings(BaseModel):
     bandit_refresh_s: float = Field(default=5.0, gt=0)
     bandit_arms: list[str] = Field(default_factory=lambda: list(REGISTRY.arms))
     """Default: every served algorithm marked as an arm in ``streamrec_shared.algorithms``."""
+    bandit_prior_strength: float = Field(default=5000.0, ge=0)
+    """Pseudo-impressions of each arm's prior from the model's offline evaluation
+    (``serving.policy.offline_priors``); 0 = flat Beta(1, 1) priors."""
     experiments_refresh_s: float = Field(default=5.0, gt=0)
     campaigns_refresh_s: float = Field(default=2.0, gt=0)
 
@@ -63,6 +66,9 @@ class ServingSettings(BaseModel):
     attribution_window_s: int = Field(default=86_400, ge=60)
     """A purchase of a recommended item within this many seconds counts as a conversion (the
     stream processor counts it; this is how long ``sr:rs:<user>`` keeps what was shown)."""
+    live_products: bool = True
+    """Read ``catalog.v1`` and place products the served model does not know in its space with
+    the model's content map (``serving.newitems``), before any retrain."""
     online_flush_s: float = Field(default=0.5, gt=0)
     online_retention_s: int = Field(default=8 * 86_400, ge=3600)
 

@@ -300,7 +300,9 @@ class RedisState:
                 lambda c=cat: self.reader.top_trending(k_category, c, exclude=skip)  # type: ignore[misc]
             )
             by_cat[cat] = tuple(rows)
-        self.trending = TrendingMirror(tuple(glob), by_cat, loaded=bool(glob))
+        # loaded: read from Redis, even when empty (an empty shop has nothing trending yet,
+        # which is an answer, not a reason to stay unready)
+        self.trending = TrendingMirror(tuple(glob), by_cat, loaded=True)
 
 
 def count_degraded(dependency: str) -> None:

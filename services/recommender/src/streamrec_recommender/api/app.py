@@ -4,7 +4,8 @@
 The lifespan opens the Redis client (short timeouts, circuit breaker), builds the
 ``Recommender``, starts its background loops and the model watcher (models.v1 announcements,
 registry polling as fallback), and tears everything down on exit. The service starts not ready:
-``/readyz`` turns green once a model or at least a trending list is loaded.
+``/readyz`` turns green once a model is loaded or the trending lists were read from Redis once
+(even empty: an empty shop without a model is ready and says so in its answers).
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def create_app(
 
     async def readiness() -> dict[str, bool]:
         return {
-            "model_or_popularity": recommender.ready(),
+            "model_or_trending_read": recommender.ready(),
             "model": recommender.model is not None,
             "redis": state.up,
         }
@@ -98,7 +99,7 @@ def create_app(
     async def ready_check() -> dict[str, bool]:
         checks = await readiness()
         # Only "something to serve" gates readiness; the others are reported for operators.
-        return {"model_or_popularity": checks["model_or_popularity"]}
+        return {"model_or_trending_read": checks["model_or_trending_read"]}
 
     install_common(app, service="recommender", http=settings.http, readiness=ready_check)
     app.include_router(routes.router)

@@ -26,6 +26,7 @@ from streamrec_recommender.api.deps import RecommenderDep
 from streamrec_recommender.api.request import ROUTE, AlgorithmName, RecommendationQuery
 from streamrec_recommender.api.schemas import ok
 from streamrec_recommender.runtime.recommender import Answer, Recommender
+from streamrec_recommender.serving import newitems
 from streamrec_recommender.serving.context import Request
 from streamrec_recommender.serving.policy import Experiment, Variant, validate_experiment
 from streamrec_recommender.serving.ranking import Campaign, ItemFilter, Ranked
@@ -129,9 +130,7 @@ async def similar(
     i = model.index_of.get(product_id)
     if i is None:
         raise NotFound(f"product_id: {product_id} is not known to model {model.version}")
-    blocked = (
-        catalog.blocked if catalog is not None and catalog.model_version == model.version else None
-    )
+    blocked = catalog.blocked if catalog is not None and catalog.fits(model) else None
     flt = ItemFilter.build(blocked=blocked, exclude=[i])
     strategy = "itemknn"
     found = Ranked.empty()
@@ -139,6 +138,9 @@ async def similar(
         nb = model.neighbours[i].astype(np.int64)
         ok = nb >= 0
         found = flt.apply(Ranked.of(nb[ok], model.neighbour_sims[i][ok])).head(k)
+    elif product_id in model.live_items:  # added since the model: nearest by content
+        found = flt.apply(newitems.content_neighbours(model, i, max(k * 4, 50))).head(k)
+        strategy = "content"
     if len(found) < k:
         q = model.item_factors[i]
         norm = float(np.linalg.norm(q)) or 1.0
@@ -162,6 +164,15 @@ async def similar(
             (int(j), float(s))
             for j, s in zip(found.indices.tolist(), found.scores.tolist(), strict=True)
         ]
+    live = newitems.similar_live(model, i, k, blocked)
+    if live:  # products added since the model, by content: they have no neighbours yet
+        have = {j for j, _ in live}
+        kept = [(j, sc) for j, sc in items if j not in have][: max(k - len(live), 0)]
+        floor = min((sc for _, sc in kept), default=0.0)
+        items = kept + [(j, floor - 1e-3 * (n + 1)) for n, (j, _) in enumerate(live)]
+        strategy = f"{strategy}+content:{newitems.NEW_PRODUCT}"
+    elif product_id in model.live_items:
+        strategy = f"{strategy}:{newitems.NEW_PRODUCT}"
     body = {
         "product_id": product_id,
         "strategy": strategy,
@@ -193,7 +204,7 @@ async def trending(
             model.popular_by_category.get(category, Ranked.empty()) if category else model.popular
         )
         catalog = rec.catalog
-        if catalog is not None and catalog.model_version == model.version:
+        if catalog is not None and catalog.fits(model):
             ranked = ItemFilter.build(blocked=catalog.blocked).apply(ranked)
         items = [
             (str(model.item_ids[i]), float(s))
@@ -389,8 +400,22 @@ async def online_metrics(
 
 
 def _bandit_view(rec: Recommender) -> dict[str, Any]:
+    """Per segment: every arm's prior (from the active model's offline evaluation), its online
+    counts, posterior and probability of being the best arm."""
     rng = np.random.default_rng(0)
+    engine, model = rec.engine, rec.model
+    segments = sorted(set(rec.arm_stats) | set(engine.evidence(model).by_segment) | {"*"})
     out: dict[str, Any] = {}
-    for segment, stats in sorted(rec.arm_stats.items()):
-        out[segment] = rec.engine.bandit.win_probabilities(stats, rng)
-    return {"arms": list(rec.engine.bandit.arms), "p_best_by_segment": out}
+    p_best: dict[str, Any] = {}
+    for segment in segments:
+        stats = rec.arm_stats.get(segment, {})
+        priors = engine.priors(model, segment, stats)
+        out[segment] = engine.bandit.view(stats, rng, priors=priors)
+        p_best[segment] = {arm: v["p_best"] for arm, v in out[segment]["arms"].items()}
+    return {
+        "arms": list(engine.bandit.arms),
+        "model_version": model.version if model is not None else None,
+        "prior_strength": engine.settings.prior_strength,
+        "p_best_by_segment": p_best,
+        "by_segment": out,
+    }

@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 
 from streamrec_recommender.runtime.index import AnnIndex, AnnParams
 from streamrec_recommender.serving.model import ServingModel
+from streamrec_recommender.serving.newitems import ContentMap
 from streamrec_recommender.serving.ranking import ExactScorer, Ranked
 from streamrec_recommender.settings import ServingSettings
 from streamrec_shared import factors, metrics
@@ -135,6 +136,17 @@ def prepare(bundle: ModelBundle, settings: ServingSettings) -> ServingModel:
         exact=ExactScorer.build(item_factors) if ann is None else None,
         algorithms=bundle.algorithms,
         arrays=bundle.extra_files,
+        offline_metrics=dict(bundle.metrics),
+        content_map=(
+            ContentMap.from_arrays(
+                bundle.content.vocabulary,
+                bundle.content.text_idf,
+                bundle.content.projection,
+                bundle.content.projection_bias,
+            )
+            if bundle.content is not None
+            else None
+        ),
         load_seconds=time.perf_counter() - started,
     )
     logger.info(

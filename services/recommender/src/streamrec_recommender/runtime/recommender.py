@@ -15,7 +15,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,7 @@ import orjson
 
 from streamrec_recommender import online
 from streamrec_recommender.adapters.campaigns import CampaignStore
+from streamrec_recommender.adapters.catalog_feed import CatalogFeed
 from streamrec_recommender.adapters.experiments import ExperimentStore
 from streamrec_recommender.adapters.impressions import OnlineRecorder
 from streamrec_recommender.adapters.redis_state import (
@@ -35,11 +36,13 @@ from streamrec_recommender.adapters.redis_state import (
 from streamrec_recommender.online import RecTag
 from streamrec_recommender.runtime.model_handle import ModelHandle
 from streamrec_recommender.serving import catalog as catalogs
+from streamrec_recommender.serving import newitems
 from streamrec_recommender.serving.catalog import CatalogIndex
 from streamrec_recommender.serving.context import Context, Job, Request, Result
 from streamrec_recommender.serving.engine import Engine
 from streamrec_recommender.serving.engine import Settings as EngineSettings
 from streamrec_recommender.serving.model import ServingModel
+from streamrec_recommender.serving.newitems import Product
 from streamrec_recommender.serving.policy import ArmStats, ThompsonBandit
 from streamrec_recommender.settings import RecommenderSettings
 from streamrec_shared import metrics, profile
@@ -78,6 +81,7 @@ class Recommender:
                 exclude_viewed=s.exclude_viewed,
                 trending_blend=s.trending_blend,
                 candidates_min=s.candidates_min,
+                prior_strength=s.bandit_prior_strength,
             ),
             ThompsonBandit(s.bandit_arms),
             rng or np.random.default_rng(),
@@ -99,6 +103,7 @@ class Recommender:
         self._flush_scheduled = False
         self._scanned = 0.0
         self.watcher: ModelWatcher | None = None
+        self.feed = CatalogFeed(self._knows, self._add_products)
 
     # --- readiness ---------------------------------------------------------------------------
     @property
@@ -106,7 +111,8 @@ class Recommender:
         return self.handle.current
 
     def ready(self) -> bool:
-        """A model, or at least a popularity list, is loaded."""
+        """A model is loaded, or the trending lists were read once (even empty: a new shop
+        with no model and no event is answered with an empty list that says why)."""
         return self.model is not None or self.state.trending.loaded
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -136,6 +142,10 @@ class Recommender:
         self._tasks.append(
             asyncio.create_task(metrics.watch_loop_lag("recommender"), name="loop-lag")
         )
+        if watch_models and s.live_products:
+            self._tasks.append(
+                asyncio.create_task(self.feed.run(self.settings.kafka), name="catalog-feed")
+            )
         if watch_models:
             dsn = self.settings.postgres.dsn.get_secret_value()
             self.watcher = ModelWatcher(
@@ -161,7 +171,36 @@ class Recommender:
 
     async def _on_model(self, ann: ModelAnnouncement) -> None:
         await self.handle.on_model(ann)
+        model = self.model
+        if model is not None and self.feed.pending:  # products newer than this model
+            for pid in [p for p in self.feed.pending if p in model.index_of]:
+                del self.feed.pending[pid]
+            await self._add_products(list(self.feed.pending.values()))
         await self._rebuild_catalog()
+
+    def _knows(self, product_id: str) -> bool:
+        model = self.model
+        return model is not None and product_id in model.index_of
+
+    async def _add_products(self, products: Sequence[Product]) -> None:
+        """Append products the model does not know to its item space (``serving.newitems``)
+        and swap the extended model in like a new one (same version)."""
+        model = self.model
+        if model is None or model.content_map is None or not products:
+            return
+        content_map = model.content_map
+        if model.n_items < 50_000:
+            extended = newitems.extend(model, products, content_map)
+        else:
+            extended = await asyncio.to_thread(newitems.extend, model, products, content_map)
+        if extended is model or self.model is not model:  # nothing placed, or swapped meanwhile
+            return
+        self.handle.swap(extended)
+        await self._rebuild_catalog()
+        logger.info(
+            "model %d: %d products added since it was loaded", model.version,
+            len(extended.live_items),
+        )  # fmt: skip
 
     def install_model(self, model: ServingModel) -> None:
         """Swap in a prepared model directly (tests, benchmarks)."""
@@ -185,8 +224,7 @@ class Recommender:
         changed = await self.state.refresh_unavailable()
         model = self.model
         if changed or (
-            model is not None
-            and (self.catalog is None or self.catalog.model_version != model.version)
+            model is not None and (self.catalog is None or not self.catalog.fits(model))
         ):
             await self._rebuild_catalog()
 
@@ -211,19 +249,25 @@ class Recommender:
         prev = self.catalog
         if (
             prev is not None
-            and prev.model_version == model.version
+            and prev.fits(model)
             and prev.unavailable_version == mirror.version
             and prev.categories_revision == mirror.revision
         ):
             return
         reuse = (
-            prev is not None
-            and prev.model_version == model.version
-            and prev.categories_revision == mirror.revision
+            prev is not None and prev.fits(model) and prev.categories_revision == mirror.revision
         )
+        categories = mirror.categories
+        if model.live_items:  # live products the category scan has not seen yet
+            extra = {
+                p.product_id: p.category
+                for p in self.feed.pending.values()
+                if p.product_id not in categories
+            }
+            categories = {**extra, **categories} if extra else categories
         if reuse or model.n_items < 50_000:
             built = catalogs.build(
-                model, mirror.unavailable, mirror.version, mirror.categories, mirror.revision, prev
+                model, mirror.unavailable, mirror.version, categories, mirror.revision, prev
             )
         else:
             built = await asyncio.to_thread(
@@ -231,7 +275,7 @@ class Recommender:
                 model,
                 mirror.unavailable,
                 mirror.version,
-                mirror.categories,
+                categories,
                 mirror.revision,
                 prev,
             )
@@ -271,9 +315,8 @@ class Recommender:
         if model is None:
             return None
         excl = ",".join(sorted(req.exclude))
-        return (
-            f"{model.version}|{self.config_tag}|{req.algorithm}|{req.k}|{req.category or ''}|{excl}"
-        )
+        space = f"{model.version}.{model.n_items}"  # n_items: live products appended
+        return f"{space}|{self.config_tag}|{req.algorithm}|{req.k}|{req.category or ''}|{excl}"
 
     async def recommend(self, req: Request) -> Answer:
         model = self.model
@@ -302,7 +345,7 @@ class Recommender:
         if cache_field is not None and not degraded:
             metrics.RECOMMENDER_CACHE.labels("miss").inc()
         catalog = self.catalog
-        if catalog is not None and model is not None and catalog.model_version != model.version:
+        if catalog is not None and model is not None and not catalog.fits(model):
             catalog = None
         ctx = Context(
             model=model,

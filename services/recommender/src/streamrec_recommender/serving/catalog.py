@@ -55,6 +55,11 @@ class CatalogIndex:
         mask.flags.writeable = False
         return mask
 
+    def fits(self, model: ServingModel) -> bool:
+        """Built for this model's item space (same version and items: a model extended by
+        new products keeps its version, not its size)."""
+        return self.model_version == model.version and self.blocked.shape[0] == model.n_items
+
     def category_of(self, index: int) -> str | None:
         code = int(self.item_category[index]) if 0 <= index < self.item_category.shape[0] else -1
         return self.category_names[code] if code >= 0 else None
@@ -107,7 +112,7 @@ def build(
     """A catalog index for ``model``; reuses ``previous``'s category index when still valid."""
     if (
         previous is not None
-        and previous.model_version == model.version
+        and previous.fits(model)
         and previous.categories_revision == categories_revision
     ):
         groups, names, codes = (

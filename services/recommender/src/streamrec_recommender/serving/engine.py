@@ -27,6 +27,7 @@ als -> itemknn -> content -> popular).
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,7 +45,16 @@ from streamrec_recommender.serving.context import (
     TrendingMirror,
 )
 from streamrec_recommender.serving.model import ServingModel
-from streamrec_recommender.serving.policy import ThompsonBandit, assign
+from streamrec_recommender.serving.newitems import NEW_PRODUCT
+from streamrec_recommender.serving.policy import (
+    PRIOR_STRENGTH,
+    ArmStats,
+    OfflineEvidence,
+    Prior,
+    ThompsonBandit,
+    assign,
+    offline_priors,
+)
 from streamrec_recommender.serving.ranking import ItemFilter, Ranked
 from streamrec_recommender.serving.scorers import SCORERS
 from streamrec_shared import profile as profiles
@@ -76,6 +86,8 @@ class Settings:
     exclude_viewed: bool = False
     trending_blend: float = 0.3
     candidates_min: int = 100
+    prior_strength: float = PRIOR_STRENGTH
+    """Pseudo-impressions of the bandit's offline priors (0: flat priors)."""
 
 
 class Engine:
@@ -94,6 +106,10 @@ class Engine:
         self._arms: dict[tuple[bool, bool], tuple[str, ...]] = {}
         """``available`` results for ``_arms_model``."""
         self._arms_model: ServingModel | None = None
+        self._evidence: tuple[ServingModel | None, OfflineEvidence] = (
+            None,
+            OfflineEvidence.from_metrics(None),
+        )
 
     # --- vector search ---------------------------------------------------------------------
     def search(
@@ -265,8 +281,28 @@ class Engine:
             return Plan("recent", "recent_items", None, segment, boosted)
         stats = ctx.arm_stats.get(segment, {})
         arms = self.available(model, has_vector=u is not None, has_recent=has_recent)
-        return Plan(self.bandit.choose(stats, self.rng, available=arms), None, None, segment,
-                    boosted)  # fmt: skip
+        priors = self.priors(model, segment, stats)
+        choice_ = self.bandit.choose(stats, self.rng, available=arms, priors=priors)
+        return Plan(choice_, None, None, segment, boosted)
+
+    def evidence(self, model: ServingModel | None) -> OfflineEvidence:
+        """The offline figures of ``model`` (its bundle's holdout evaluation), kept per model."""
+        if self._evidence[0] is not model:
+            metrics = model.offline_metrics if model is not None else None
+            self._evidence = (model, OfflineEvidence.from_metrics(metrics))
+        return self._evidence[1]
+
+    def priors(
+        self, model: ServingModel | None, segment: str, stats: Mapping[str, ArmStats]
+    ) -> dict[str, Prior]:
+        """The bandit's prior of every arm in ``segment`` (``policy.offline_priors``)."""
+        return offline_priors(
+            self.evidence(model),
+            self.bandit.arms,
+            stats,
+            segment,
+            strength=self.settings.prior_strength,
+        )
 
     def als_depth(self, plan: Plan, k: int) -> int:
         """How many exact ALS candidates a planned request reads: its top ``k`` for ``als``
@@ -308,7 +344,11 @@ class Engine:
         var_name = choice[1].name if choice else None
         model, flt = job.model, job.flt
         if model is None or flt is None:
-            items, how = self.trending_ids(ctx, req, prof)
+            items, how = self.cold_start_ids(
+                ctx, req, prof, req.category or self.attribute_category(ctx, None)
+            )
+            if not items:
+                how = "nothing_trending_yet"  # an empty shop: no model, no recent events
             return Result(
                 "popular", f"{degraded}no_model:{how}", items, segment, exp_name, var_name
             )
@@ -385,6 +425,8 @@ class Engine:
         ]
         if len(items) < req.k:
             items = self.top_up(ctx, req, prof, items)
+        if model.live_items and any(pid in model.live_items for pid, _ in items):
+            strategy = f"{strategy}:{NEW_PRODUCT}"
         if choice is not None:
             strategy = f"experiment:{strategy}"
         return Result(
@@ -478,9 +520,7 @@ class Engine:
             return items, how
         skip = self._skipped(ctx, req, prof)
         blocked = (
-            ctx.catalog.blocked
-            if ctx.catalog is not None and ctx.catalog.model_version == model.version
-            else None
+            ctx.catalog.blocked if ctx.catalog is not None and ctx.catalog.fits(model) else None
         )
         ranked = popular_in(model, req.category)
         for i, s in zip(ranked.indices.tolist(), ranked.scores.tolist(), strict=True):
@@ -505,29 +545,100 @@ class Engine:
         prof: profiles.UserProfile | None,
         cold_cat: str | None,
     ) -> tuple[list[tuple[str, float]], str]:
-        """Category trending (``category=`` or the user's attributes), then global trending."""
+        """Filled up to k: live trending in the category (``category=`` or the user's
+        attributes), then the model's popularity in it, then global trending, then the model's
+        global popularity; each source ranked below the previous one. ``how`` names the first
+        source and, after ``+``, the ones that filled it (``category_trending+model_category``);
+        ``category_trending:model`` / ``trending:model`` when nothing live was found."""
         skip = self._skipped(ctx, req, prof)
+        model = ctx.model
+        blocked = (
+            ctx.catalog.blocked
+            if model is not None and ctx.catalog is not None and ctx.catalog.fits(model)
+            else None
+        )
         items: list[tuple[str, float]] = []
-        how = "trending"
-        if cold_cat is not None:
-            rows = ctx.trending.by_category.get(cold_cat, ())
-            items = [(p, s) for p, s in rows if p not in skip][: req.k]
-            how = "category_trending"
-            if req.category is not None:
-                return items, how
-        if len(items) < req.k:
-            have = {p for p, _ in items}
-            floor = min((s for _, s in items), default=None)
-            for p, s in ctx.trending.global_:
-                if p in have or p in skip:
-                    continue
-                if floor is not None:  # below the category's items, order kept
-                    floor -= 1e-6
-                    s = min(s, floor)
-                items.append((p, s))
+        have: set[str] = set()
+        parts: list[str] = []
+
+        def add(rows: list[tuple[str, float]] | tuple[tuple[str, float], ...], name: str) -> None:
+            floor = min((sc for _, sc in items), default=None)
+            added = 0
+            for p, sc in rows:
                 if len(items) >= req.k:
                     break
-        return items, how
+                if p in have or p in skip:
+                    continue
+                if floor is not None:  # below what earlier sources found, order kept
+                    floor -= 1e-6
+                    sc = min(sc, floor)
+                items.append((p, sc))
+                have.add(p)
+                added += 1
+            if added:
+                parts.append(name)
+
+        def model_rows(category: str | None) -> list[tuple[str, float]]:
+            if model is None:
+                return []
+            ranked = popular_in(model, category)
+            out: list[tuple[str, float]] = []
+            for i, sc in zip(ranked.indices.tolist(), ranked.scores.tolist(), strict=True):
+                if blocked is not None and blocked[i]:
+                    continue
+                out.append((str(model.item_ids[i]), float(sc)))
+                if len(out) >= 4 * req.k + len(skip.own):
+                    break
+            return out
+
+        if cold_cat is not None:
+            add(ctx.trending.by_category.get(cold_cat, ()), "category_trending")
+            if len(items) < req.k:
+                add(model_rows(cold_cat), "model_category")
+        if len(items) < req.k:
+            add(ctx.trending.global_, "trending")
+        if len(items) < req.k:
+            add(model_rows(None), "model_popularity")
+        fresh = self._newest_live(ctx, cold_cat, have | set(skip.own), skip)
+        if fresh is not None:  # the last slot shows what arrived since the model
+            if len(items) >= req.k:
+                items.pop()
+            items.append((fresh, min((sc for _, sc in items), default=1.0) - 1e-6))
+            parts.append(NEW_PRODUCT)
+        first = "category_trending" if cold_cat is not None else "trending"
+        if not any(p in ("category_trending", "trending") for p in parts):
+            new = f"+{NEW_PRODUCT}" if NEW_PRODUCT in parts else ""
+            return items, f"{first}:model{new}" if parts else first  # nothing live: the model's
+        if parts[0] != first:
+            parts.insert(0, first)  # asked for the category, it had nothing live
+        return items, "+".join(parts)
+
+    @staticmethod
+    def _newest_live(
+        ctx: Context, category: str | None, shown: set[str], skip: _Skipped
+    ) -> str | None:
+        """The product appended last to the model since it was loaded (``serving.newitems``),
+        in ``category`` when one is asked for, that the answer does not show yet."""
+        model, catalog = ctx.model, ctx.catalog
+        if model is None or not model.live_items:
+            return None
+        if category is not None:
+            if catalog is None or not catalog.fits(model):
+                return None
+            members = catalog.category_items.get(category)
+            if members is None or members.size == 0:
+                return None
+            candidates = members[members >= model.n_items - len(model.live_items)]
+            if catalog.blocked is not None and candidates.size:
+                candidates = candidates[~catalog.blocked[candidates]]
+        else:
+            idx = [model.index_of[p] for p in model.live_items]
+            candidates = np.asarray(sorted(idx), dtype=np.int64)
+        for i in candidates[::-1].tolist():
+            pid = str(model.item_ids[i])
+            if pid in model.live_items and pid not in shown and pid not in skip:
+                return pid
+        return None
 
     def top_up(
         self,

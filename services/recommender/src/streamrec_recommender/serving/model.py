@@ -16,13 +16,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
 from streamrec_recommender.serving.ranking import ExactScorer, Ranked
 from streamrec_shared import factors
+
+if TYPE_CHECKING:
+    from streamrec_recommender.serving.newitems import ContentMap
 
 
 class VectorIndex(Protocol):
@@ -76,6 +79,14 @@ class ServingModel:
     arrays: Mapping[str, Mapping[str, NDArray[Any]]] = field(default_factory=dict)
     """Further arrays of the bundle by file stem (``ModelBundle.extra_files``): where a
     plug-in algorithm finds what its trainer module shipped."""
+    offline_metrics: Mapping[str, Any] = field(default_factory=dict)
+    """The bundle's ``metrics`` (the trainer's holdout evaluation): the ``auto`` bandit's priors
+    (``serving.policy.offline_priors``)."""
+    content_map: ContentMap | None = None
+    """The bundle's content-to-factor map (``serving.newitems``): places a product that
+    arrives after training in this model's space."""
+    live_items: frozenset[str] = frozenset()
+    """Products appended since the model was loaded (``serving.newitems.extend``)."""
 
     @property
     def n_items(self) -> int:

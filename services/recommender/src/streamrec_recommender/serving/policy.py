@@ -11,18 +11,37 @@ Experiments
     at most one (the first that enrols them).
 
 Bandit
-    Thompson sampling per user segment over the arms (algorithms): each arm's click-through
-    probability has a Beta(1 + hits, 1 + impressions - hits) posterior from the recent window;
-    a request draws one sample per arm and takes the largest, so traffic moves towards the
-    arm that performs while uncertain arms keep being explored.
+    Thompson sampling per user segment over the arms (algorithms): each arm's hit probability
+    has a Beta posterior, a request draws one sample per arm and takes the largest, so traffic
+    moves towards the arm that performs while uncertain arms keep being explored.
+
+Priors from the trainer (``offline_priors``)
+    The published version's holdout evaluation (the bundle's ``metrics``) ranks the arms before
+    any click: arm i gets a prior of ``strength`` pseudo-impressions at the mean
+    ``rel_i * c``, where ``rel_i = m_i / max_j m_j`` is its offline main metric (NDCG@20)
+    relative to the best arm's and ``c`` is the segment's hit rate on the online scale
+    (pooled hits / impressions of the segment, shrunk towards the best offline figure with the
+    same ``strength``). Offline and online figures are on different scales (NDCG of a held-out
+    purchase vs hits of served lists), so only the offline *ranking* enters, on the online
+    scale. Per-segment offline figures (``metrics["segments"][segment]``) take precedence where
+    the holdout had them. An arm without an offline figure (or a model without metrics) gets
+    the flat Beta(1, 1).
+
+    Online evidence: Beta(a + hits, b + impressions - hits) once the segment has any hit at
+    all. A segment whose shop sends no feedback (impressions, not a single hit) carries no
+    information about which arm is better, only that hits are not reported: impressions alone
+    would push every served arm below the arms it was preferred to, so they are not counted
+    there and the priors decide.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -133,8 +152,119 @@ class ArmStats:
     hits: int = 0
 
 
+@dataclass(frozen=True)
+class Prior:
+    """A Beta(a, b) prior of one arm's hit rate and where it came from."""
+
+    a: float = 1.0
+    b: float = 1.0
+    source: str = "flat"
+
+    @property
+    def mean(self) -> float:
+        return self.a / (self.a + self.b)
+
+
+FLAT = Prior()
+PRIOR_METRIC = "ndcg@20"
+PRIOR_STRENGTH = 5000.0
+"""Default pseudo-impressions of an offline prior (``bandit_prior_strength`` setting)."""
+
+
+@dataclass(frozen=True)
+class OfflineEvidence:
+    """Offline main metric of each arm, overall and per segment (from a bundle's metrics)."""
+
+    overall: Mapping[str, float]
+    by_segment: Mapping[str, Mapping[str, float]]
+    metric: str = PRIOR_METRIC
+
+    @classmethod
+    def from_metrics(
+        cls, metrics: Mapping[str, Any] | None, metric: str = PRIOR_METRIC
+    ) -> OfflineEvidence:
+        """Read ``metrics["algorithms"][arm][metric]`` and, when present,
+        ``metrics["segments"][segment][arm][metric]`` (finite values > 0 only)."""
+
+        def figures(block: Any) -> dict[str, float]:
+            out: dict[str, float] = {}
+            if isinstance(block, Mapping):
+                for arm, values in block.items():
+                    value = values.get(metric) if isinstance(values, Mapping) else None
+                    if isinstance(value, int | float) and math.isfinite(value) and value > 0:
+                        out[str(arm)] = float(value)
+            return out
+
+        metrics = metrics or {}
+        segments = metrics.get("segments")
+        by_segment = (
+            {str(seg): figures(block) for seg, block in segments.items()}
+            if isinstance(segments, Mapping)
+            else {}
+        )
+        return cls(figures(metrics.get("algorithms")), by_segment, metric)
+
+    def for_segment(self, segment: str) -> tuple[Mapping[str, float], str]:
+        """The figures that apply to ``segment`` and their label."""
+        found = self.by_segment.get(segment)
+        if found:
+            return found, f"offline:{segment}:{self.metric}"
+        return self.overall, f"offline:{self.metric}"
+
+
+def offline_priors(
+    evidence: OfflineEvidence,
+    arms: Sequence[str],
+    stats: Mapping[str, ArmStats],
+    segment: str,
+    *,
+    strength: float = PRIOR_STRENGTH,
+) -> dict[str, Prior]:
+    """The prior of every arm in ``segment`` (see the module docstring)."""
+    figures, source = evidence.for_segment(segment)
+    known = [figures[a] for a in arms if a in figures]
+    if not known or strength <= 0:
+        return {a: FLAT for a in arms}
+    best = max(known)
+    impressions = sum(max(s.impressions, 0) for s in stats.values())
+    hits = sum(max(s.hits, 0) for s in stats.values())
+    scale = best if hits <= 0 else (hits + strength * best) / (impressions + strength)
+    out: dict[str, Prior] = {}
+    for arm in arms:
+        m = figures.get(arm)
+        if m is None:
+            out[arm] = FLAT
+            continue
+        mean = min(max(m / best * scale, 1e-6), 1.0 - 1e-6)
+        out[arm] = Prior(strength * mean, strength * (1.0 - mean), f"{source}={m:.4f}")
+    return out
+
+
+def posterior(
+    prior: Prior, stats: ArmStats | None, *, feedback: bool = True
+) -> tuple[float, float]:
+    """Beta parameters after the online evidence (impressions ignored without ``feedback``)."""
+    if stats is None:
+        return prior.a, prior.b
+    impressions = max(stats.impressions, 0)
+    hits = min(max(stats.hits, 0), impressions)
+    if not feedback:
+        return prior.a, prior.b
+    return prior.a + hits, prior.b + impressions - hits
+
+
+def has_feedback(stats: Mapping[str, ArmStats], priors: Mapping[str, Prior] | None) -> bool:
+    """Whether online counts are evidence: always with flat priors (the original bandit), and
+    with offline priors once the segment has any hit."""
+    if not priors or all(p is FLAT for p in priors.values()):
+        return True
+    return any(s.hits > 0 for s in stats.values())
+
+
 class ThompsonBandit:
-    """Thompson sampling over ``arms`` with Beta(prior_a + hits, prior_b + misses) posteriors."""
+    """Thompson sampling over ``arms`` with Beta(prior.a + hits, prior.b + misses) posteriors;
+    the prior of each arm is given per call (``offline_priors``), Beta(prior_a, prior_b) when
+    none is."""
 
     def __init__(self, arms: Sequence[str], *, prior_a: float = 1.0, prior_b: float = 1.0) -> None:
         if not arms:
@@ -142,6 +272,11 @@ class ThompsonBandit:
         self.arms = tuple(arms)
         self.prior_a = prior_a
         self.prior_b = prior_b
+        self._default = Prior(prior_a, prior_b, "flat")
+
+    def prior(self, arm: str, priors: Mapping[str, Prior] | None) -> Prior:
+        found = priors.get(arm) if priors else None
+        return found if found is not None else self._default
 
     def choose(
         self,
@@ -149,39 +284,65 @@ class ThompsonBandit:
         rng: np.random.Generator,
         *,
         available: Sequence[str] | None = None,
+        priors: Mapping[str, Prior] | None = None,
     ) -> str:
         """Draw from each arm's posterior and return the arm with the largest draw.
 
         stats: arm -> ArmStats for the user's segment (missing arms have no data yet).
         available: arms the current model can serve (default: all).
+        priors: arm -> Prior for the segment (default: Beta(prior_a, prior_b) for every arm).
         """
         arms = [a for a in self.arms if available is None or a in available] or list(self.arms)
+        feedback = has_feedback(stats, priors)
         best, best_draw = arms[0], -1.0
         for arm in arms:
-            s = stats.get(arm)
-            impressions = max(s.impressions, 0) if s is not None else 0
-            hits = min(max(s.hits, 0), impressions) if s is not None else 0
+            a, b = posterior(self.prior(arm, priors), stats.get(arm), feedback=feedback)
             # one scalar draw per arm: the same draws as rng.beta over arrays of the
             # parameters (in arm order), at a quarter of the cost for a handful of arms
-            draw = float(rng.beta(self.prior_a + hits, self.prior_b + impressions - hits))
+            draw = float(rng.beta(a, b))
             if draw > best_draw:  # the first of equal draws, as argmax
                 best, best_draw = arm, draw
         return best
 
     def win_probabilities(
-        self, stats: Mapping[str, ArmStats], rng: np.random.Generator, *, draws: int = 2000
+        self,
+        stats: Mapping[str, ArmStats],
+        rng: np.random.Generator,
+        *,
+        draws: int = 2000,
+        priors: Mapping[str, Prior] | None = None,
     ) -> dict[str, float]:
         """Monte-Carlo probability that each arm is the best one (for the metrics endpoint)."""
         arms = list(self.arms)
-        a = np.array([self.prior_a + stats.get(x, ArmStats()).hits for x in arms], dtype=float)
-        b = np.array(
-            [
-                self.prior_b
-                + max(stats.get(x, ArmStats()).impressions - stats.get(x, ArmStats()).hits, 0)
-                for x in arms
-            ],
-            dtype=float,
-        )
+        feedback = has_feedback(stats, priors)
+        params = [posterior(self.prior(x, priors), stats.get(x), feedback=feedback) for x in arms]
+        a = np.array([p[0] for p in params], dtype=float)
+        b = np.array([p[1] for p in params], dtype=float)
         samples = rng.beta(a[:, None], b[:, None], size=(len(arms), draws))
         wins = np.bincount(np.argmax(samples, axis=0), minlength=len(arms))
         return {arm: float(wins[i]) / draws for i, arm in enumerate(arms)}
+
+    def view(
+        self,
+        stats: Mapping[str, ArmStats],
+        rng: np.random.Generator,
+        *,
+        priors: Mapping[str, Prior] | None = None,
+        draws: int = 2000,
+    ) -> dict[str, Any]:
+        """Prior, online counts, posterior and win probability of every arm (metrics view)."""
+        feedback = has_feedback(stats, priors)
+        wins = self.win_probabilities(stats, rng, draws=draws, priors=priors)
+        arms: dict[str, Any] = {}
+        for arm in self.arms:
+            prior = self.prior(arm, priors)
+            s = stats.get(arm, ArmStats())
+            a, b = posterior(prior, s, feedback=feedback)
+            arms[arm] = {
+                "prior": {"a": round(prior.a, 3), "b": round(prior.b, 3),
+                          "mean": round(prior.mean, 6), "source": prior.source},
+                "online": {"impressions": s.impressions, "hits": s.hits},
+                "posterior": {"a": round(a, 3), "b": round(b, 3), "mean": round(a / (a + b), 6)},
+                "p_best": wins[arm],
+            }  # fmt: skip
+        return {"online_evidence_counted": feedback, "arms": arms}

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from streamrec_shared.algorithms import REGISTRY
 from streamrec_shared.artifacts import DataWindow, ModelBundle, TopNArrays
 from streamrec_trainer.dataset import (
     Dataset,
@@ -28,6 +29,7 @@ from streamrec_trainer.models.als import AlsModel, AlsParams, align_factors
 from streamrec_trainer.models.base import Scorer
 from streamrec_trainer.models.content import ContentParams
 from streamrec_trainer.models.ease import EaseParams
+from streamrec_trainer.models.hybrid import fusion
 from streamrec_trainer.models.itemknn import ItemKnnModel, ItemKnnParams
 from streamrec_trainer.models.popular import PopularParams
 from streamrec_trainer.models.registry import TRAINERS, Fitting, load_builtin, trained
@@ -110,7 +112,14 @@ class FittedModels:
         return model
 
     def scorers(self) -> dict[str, Scorer]:
-        return dict(self.models)
+        """Every fitted model, plus the algorithms served as a combination of them (``hybrid``,
+        ``models.hybrid``), so the holdout evaluation scores every arm ``auto`` chooses from."""
+        out: dict[str, Scorer] = dict(self.models)
+        if "hybrid" in REGISTRY.served and "hybrid" not in out:
+            found = fusion(out)
+            if found is not None:
+                out["hybrid"] = found
+        return out
 
     def top_n_for(
         self, user_ids: Sequence[str], n: int, algorithm: str = "als"
