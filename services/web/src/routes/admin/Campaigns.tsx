@@ -1,6 +1,6 @@
 import { useState, type FormEvent } from "react";
 import { DataTable } from "../../components/DataTable";
-import { ProductStrip } from "../../components/ProductStrip";
+import { QueryStrip } from "../../components/ProductStrip";
 import { ErrorMessage, QueryState } from "../../components/QueryState";
 import { useCampaigns, useDeleteCampaign, usePutCampaign, useRecommendations } from "../../hooks/api";
 import type { Campaign } from "../../api/types";
@@ -81,11 +81,7 @@ function Preview() {
         Refresh
       </button>
       {user ? (
-        <QueryState query={recs} what="the preview">
-          {(r) => (
-            <ProductStrip title={`What ${user} sees`} testId="campaign-preview" items={r.items} algorithm={r.algorithm} strategy={r.strategy} modelVersion={r.model_version} />
-          )}
-        </QueryState>
+        <QueryStrip preview query={recs} what="the preview" title={`What ${user} sees`} testId="campaign-preview" />
       ) : null}
     </section>
   );
