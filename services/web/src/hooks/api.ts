@@ -1,7 +1,8 @@
 /** The one hooks layer: every server call of the app goes through a hook here (TanStack
  * Query), so loading, error and cache behaviour are defined in one place. */
-import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
+import { useMutation, useQuery, useQueryClient, type QueryKey } from "@tanstack/react-query";
 import { ApiError } from "../api/client";
+import type { Api } from "../api/endpoints";
 import type { Similar } from "../api/types";
 import type { CampaignIn, EventIn, ExperimentIn, OrderIn, Product, ProductIn } from "../api/types";
 import { useApp } from "../state/AppContext";
@@ -126,25 +127,38 @@ function useKey(): string {
   return adminKey ?? "";
 }
 
+/** A console change sent with the admin key; on success the queries under each key that
+ * `invalidates` names are refetched (awaited before the change counts as done with `wait`). */
+function useAdminMutation<V, R>(
+  send: (api: Api, key: string, v: V) => Promise<R>,
+  opts: { invalidates?: (v: V) => QueryKey[]; wait?: boolean } = {},
+) {
+  const { api } = useApp();
+  const key = useKey();
+  const qc = useQueryClient();
+  return useMutation({
+    mutationFn: (v: V) => send(api, key, v),
+    onSuccess: (_d: R, v: V) => {
+      const refetched = Promise.all((opts.invalidates?.(v) ?? []).map((k) => qc.invalidateQueries({ queryKey: k })));
+      return opts.wait ? refetched : undefined;
+    },
+  });
+}
+
 export function useModels() {
   const { api } = useApp();
   return useQuery({ queryKey: keys.models, queryFn: () => api.models() });
 }
 
 export function useActivateModel() {
-  const { api } = useApp();
-  const key = useKey();
-  const qc = useQueryClient();
-  return useMutation({
-    mutationFn: (version: number) => api.activate(key, version),
-    onSuccess: () => qc.invalidateQueries({ queryKey: keys.models }),
+  return useAdminMutation((api, key, version: number) => api.activate(key, version), {
+    invalidates: () => [keys.models],
+    wait: true,
   });
 }
 
 export function useStartTraining() {
-  const { api } = useApp();
-  const key = useKey();
-  return useMutation({ mutationFn: () => api.train(key) });
+  return useAdminMutation((api, key, _v: void) => api.train(key));
 }
 
 export function useTrainJob(jobId: string) {
@@ -164,30 +178,18 @@ export function useCampaigns() {
   return useQuery({ queryKey: keys.campaigns, queryFn: () => api.campaigns(key) });
 }
 
+/** Campaign changes refetch the list and every recommendation (the live preview). */
+const CAMPAIGN_VIEWS = () => [keys.campaigns, ["recs"]];
+
 export function usePutCampaign() {
-  const { api } = useApp();
-  const key = useKey();
-  const qc = useQueryClient();
-  return useMutation({
-    mutationFn: (v: { name: string; body: CampaignIn }) => api.putCampaign(key, v.name, v.body),
-    onSuccess: () => {
-      void qc.invalidateQueries({ queryKey: keys.campaigns });
-      void qc.invalidateQueries({ queryKey: ["recs"] }); // the live preview
-    },
-  });
+  return useAdminMutation(
+    (api, key, v: { name: string; body: CampaignIn }) => api.putCampaign(key, v.name, v.body),
+    { invalidates: CAMPAIGN_VIEWS },
+  );
 }
 
 export function useDeleteCampaign() {
-  const { api } = useApp();
-  const key = useKey();
-  const qc = useQueryClient();
-  return useMutation({
-    mutationFn: (name: string) => api.deleteCampaign(key, name),
-    onSuccess: () => {
-      void qc.invalidateQueries({ queryKey: keys.campaigns });
-      void qc.invalidateQueries({ queryKey: ["recs"] });
-    },
-  });
+  return useAdminMutation((api, key, name: string) => api.deleteCampaign(key, name), { invalidates: CAMPAIGN_VIEWS });
 }
 
 export function useExperiment(name: string) {
@@ -202,16 +204,10 @@ export function useExperiment(name: string) {
 }
 
 export function usePutExperiment() {
-  const { api } = useApp();
-  const key = useKey();
-  const qc = useQueryClient();
-  return useMutation({
-    mutationFn: (v: { name: string; body: ExperimentIn }) => api.putExperiment(key, v.name, v.body),
-    onSuccess: (_d, v) => {
-      void qc.invalidateQueries({ queryKey: keys.experiment(v.name) });
-      void qc.invalidateQueries({ queryKey: ["online"] });
-    },
-  });
+  return useAdminMutation(
+    (api, key, v: { name: string; body: ExperimentIn }) => api.putExperiment(key, v.name, v.body),
+    { invalidates: (v) => [keys.experiment(v.name), ["online"]] },
+  );
 }
 
 export function useOnlineMetrics(window: number) {
@@ -225,17 +221,11 @@ export function useOnlineMetrics(window: number) {
 }
 
 export function useUpdateProduct() {
-  const { api } = useApp();
-  const key = useKey();
-  const qc = useQueryClient();
-  return useMutation({
-    mutationFn: (v: { id: string; body: ProductIn } | { id: string; deactivate: true }) =>
+  return useAdminMutation(
+    (api, key, v: { id: string; body: ProductIn } | { id: string; deactivate: true }) =>
       "deactivate" in v ? api.deactivateProduct(key, v.id) : api.putProduct(key, v.id, v.body),
-    onSuccess: () => {
-      void qc.invalidateQueries({ queryKey: ["search"] });
-      void qc.invalidateQueries({ queryKey: ["products"] });
-    },
-  });
+    { invalidates: () => [["search"], ["products"]] },
+  );
 }
 
 export function useReadiness(service: "ingest" | "recommender" | "trainer") {
