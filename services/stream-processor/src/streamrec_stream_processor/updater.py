@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from prometheus_client import Counter
@@ -57,7 +57,14 @@ MAX_BACKOFF_S = 5.0
 MAX_CONFLICT_ROUNDS = 20
 
 
-__all__ = ["CatalogUpdater", "DeadLetter", "EventUpdater", "Record", "UserUpdater"]
+__all__ = [
+    "CatalogUpdater",
+    "DeadLetter",
+    "EventUpdater",
+    "Record",
+    "UserUpdater",
+    "until_redis_takes",
+]
 
 
 @dataclass(slots=True)
@@ -73,6 +80,19 @@ async def _retrying(what: str, attempt: int, exc: BaseException) -> None:
     logger.warning("%s failed (%s: %s); retrying in %.2fs", what, type(exc).__name__, exc, delay)
     metrics.DEPENDENCY_UP.labels("stream-processor", "redis").set(0)
     await asyncio.sleep(delay)
+
+
+async def until_redis_takes(what: str, write: Callable[[], Awaitable[object]]) -> None:
+    """Run ``write`` until it goes through, backing off (and reporting Redis down) while Redis
+    is away: a batch waits rather than being committed with its effects missing."""
+    attempt = 0
+    while True:
+        try:
+            await write()
+            return
+        except RETRYABLE as exc:
+            await _retrying(what, attempt, exc)
+            attempt += 1
 
 
 class EventUpdater:
@@ -277,14 +297,7 @@ class CatalogUpdater:
                 )
             )
             kinds.append("product" if state.available else "unavailable")
-        attempt = 0
-        while True:
-            try:
-                await self.store.write_catalog(writes)
-                break
-            except RETRYABLE as exc:
-                await _retrying("catalog update", attempt, exc)
-                attempt += 1
+        await until_redis_takes("catalog update", lambda: self.store.write_catalog(writes))
         for kind in kinds:
             metrics.PROCESSOR_CATALOG_UPDATES.labels(kind).inc()
 
@@ -308,12 +321,5 @@ class UserUpdater:
                 continue
             ts = user.updated_at.timestamp()
             writes.append((user.user_id, encode_user_attributes(user.attributes, ts), ts))
-        attempt = 0
-        while True:
-            try:
-                await self.store.write_users(writes)
-                break
-            except RETRYABLE as exc:
-                await _retrying("user attributes update", attempt, exc)
-                attempt += 1
+        await until_redis_takes("user attributes update", lambda: self.store.write_users(writes))
         metrics.PROCESSOR_CATALOG_UPDATES.labels("user").inc(len(writes))
