@@ -1,6 +1,6 @@
 /** The one hooks layer: every server call of the app goes through a hook here (TanStack
  * Query), so loading, error and cache behaviour are defined in one place. */
-import { useMutation, useQuery, useQueryClient, type QueryKey } from "@tanstack/react-query";
+import { useMutation, useQuery, useQueryClient, type QueryKey, type UseQueryOptions } from "@tanstack/react-query";
 import { ApiError } from "../api/client";
 import type { Api } from "../api/endpoints";
 import type { Similar } from "../api/types";
@@ -127,6 +127,17 @@ function useKey(): string {
   return adminKey ?? "";
 }
 
+/** A console read sent with the admin key (the other options as useQuery's). */
+function useAdminQuery<R>(
+  queryKey: QueryKey,
+  read: (api: Api, key: string) => Promise<R>,
+  opts: Omit<UseQueryOptions<R, Error, R, QueryKey>, "queryKey" | "queryFn"> = {},
+) {
+  const { api } = useApp();
+  const key = useKey();
+  return useQuery({ ...opts, queryKey, queryFn: () => read(api, key) });
+}
+
 /** A console change sent with the admin key; on success the queries under each key that
  * `invalidates` names are refetched (awaited before the change counts as done with `wait`). */
 function useAdminMutation<V, R>(
@@ -162,20 +173,14 @@ export function useStartTraining() {
 }
 
 export function useTrainJob(jobId: string) {
-  const { api } = useApp();
-  const key = useKey();
-  return useQuery({
-    queryKey: keys.job(jobId),
-    queryFn: () => api.trainJob(key, jobId),
+  return useAdminQuery(keys.job(jobId), (api, key) => api.trainJob(key, jobId), {
     refetchInterval: (q) =>
       q.state.data && !["queued", "running"].includes(q.state.data.status) ? false : 1000,
   });
 }
 
 export function useCampaigns() {
-  const { api } = useApp();
-  const key = useKey();
-  return useQuery({ queryKey: keys.campaigns, queryFn: () => api.campaigns(key) });
+  return useAdminQuery(keys.campaigns, (api, key) => api.campaigns(key));
 }
 
 /** Campaign changes refetch the list and every recommendation (the live preview). */
@@ -193,11 +198,7 @@ export function useDeleteCampaign() {
 }
 
 export function useExperiment(name: string) {
-  const { api } = useApp();
-  const key = useKey();
-  return useQuery({
-    queryKey: keys.experiment(name),
-    queryFn: () => api.experiment(key, name),
+  return useAdminQuery(keys.experiment(name), (api, key) => api.experiment(key, name), {
     enabled: name.length > 0,
     retry: false,
   });
@@ -211,11 +212,7 @@ export function usePutExperiment() {
 }
 
 export function useOnlineMetrics(window: number) {
-  const { api } = useApp();
-  const key = useKey();
-  return useQuery({
-    queryKey: keys.online(window),
-    queryFn: () => api.onlineMetrics(key, window),
+  return useAdminQuery(keys.online(window), (api, key) => api.onlineMetrics(key, window), {
     refetchInterval: 10_000,
   });
 }
