@@ -65,12 +65,12 @@ async def test_the_processor_folds_into_an_s3_model(
     store = RedisStore(
         RedisSettings(url=SecretStr(private_redis)), timeout_s=5.0, trending_half_life_s=86_400.0
     )
-    await store.on_start()
+    await store.start()
     try:
         handle = FoldHandle(store)
         await handle.load(announced)
     finally:
-        await store.on_stop()
+        await store.stop()
     assert handle.current is not None
     assert handle.current.version == 7
     assert handle.current.factors == 8
