@@ -16,11 +16,12 @@ install: ## Install uv (if missing) and the locked workspace into .venv
 	@$(MAKE) --no-print-directory web
 
 WEB := services/web
-web: ## Build the web app (npm ci + vite build when changed) and install Debian's chromium for its browser tests
+web: ## Build the web app (npm ci, API types from openapi/*.json, vite build when changed) and install Debian's chromium for its browser tests
 	@if ! command -v node >/dev/null 2>&1; then \
 	  if [ -n "$$CI" ]; then echo "node is required in CI to build $(WEB)" >&2; exit 1; fi; \
 	  echo "node not found: skipping the web app ($(WEB)); install Node.js 20+ to build it"; exit 0; fi; \
 	cd $(WEB) && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund --loglevel=error; } \
+	&& node scripts/gen-api.mjs \
 	&& { [ -f dist/index.html ] && [ -z "$$(find src public index.html vite.config.ts tsconfig.json package-lock.json -newer dist/index.html -print -quit)" ] \
 	     || npm run --silent build >/dev/null; }
 	@command -v chromium >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }

@@ -1,7 +1,8 @@
 """Write the OpenAPI documents of ingest, recommender and trainer to services/web/openapi/.
 
 Run from the repo root: ``uv run python services/web/scripts/dump_openapi.py``; then
-``npm run gen:api`` in services/web turns them into TypeScript types (src/api/generated/).
+``npm run gen:api`` in services/web (also run by every build) turns them into TypeScript types
+in src/api/generated/, which is gitignored.
 Building an app does not open its connections (that happens in the lifespan).
 """
 

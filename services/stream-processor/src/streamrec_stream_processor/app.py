@@ -48,6 +48,7 @@ from streamrec_stream_processor.updater import (
     CatalogUpdater,
     EventUpdater,
     UserUpdater,
+    until_redis_takes,
 )
 
 logger = logging.getLogger(__name__)
@@ -88,20 +89,13 @@ class Processor:
             await self._attribute([e for e in decoded if countable(e)])
 
     async def _attribute(self, events: list[UserEvent]) -> None:
-        if not events or self.attributor is None:
+        attributor = self.attributor
+        if not events or attributor is None:
             return
-        attempt = 0
-        while True:
-            try:
-                await self.attributor.apply(events)
-                return
-            except RETRYABLE as exc:  # Redis away: the batch waits (counting is idempotent)
-                attempt += 1
-                logger.warning("attribution waits for Redis (%s)", exc)
-                await asyncio.sleep(min(5.0, 0.05 * 2**attempt))
-            except RedisError:  # a script error must not dead-letter applied events
-                logger.exception("attribution of %d events failed; skipped", len(events))
-                return
+        try:  # Redis away: the batch waits (counting is idempotent)
+            await until_redis_takes("attribution", lambda: attributor.apply(events))
+        except RedisError:  # a script error must not dead-letter applied events
+            logger.exception("attribution of %d events failed; skipped", len(events))
 
     async def start(self) -> None:
         s = self.settings

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
@@ -219,6 +220,9 @@ PROFILE_CHUNK = 100
 CATALOG_CHUNK = 200
 """Users per profile-script call: keeps each call well under a millisecond inside Redis."""
 
+ScriptArg = str | bytes | int | float
+W = TypeVar("W")
+
 
 @dataclass(frozen=True, slots=True)
 class TrendIncrement:
@@ -339,66 +343,79 @@ class RedisStore:
         return out
 
     # --- writes -------------------------------------------------------------------------------
+    async def _apply_in_chunks(
+        self,
+        script: str,
+        writes: Sequence[W],
+        size: int,
+        encode: Callable[[W], Iterable[ScriptArg]],
+        *,
+        keys: Sequence[str] = (),
+        head: Sequence[ScriptArg] = (),
+    ) -> list[Any]:
+        """Run ``script`` over ``writes``, ``size`` per call (bounded time inside Redis), every
+        call in one pipeline round trip; a call's arguments are ``head``, the chunk's length and
+        each write's ``encode``. When Redis has lost the script (a restart, SCRIPT FLUSH) it is
+        loaded again and the calls sent again (the scripts are idempotent). One reply per call."""
+        calls: list[list[ScriptArg]] = []
+        for lo in range(0, len(writes), size):
+            chunk = writes[lo : lo + size]
+            args: list[ScriptArg] = [*head, len(chunk)]
+            for w in chunk:
+                args.extend(encode(w))
+            calls.append(args)
+        registered = self._scripts[script]
+        while True:
+            pipe = self.redis.pipeline(transaction=False)
+            for args in calls:
+                pipe.evalsha(registered.sha, len(keys), *keys, *args)
+            try:
+                return list(await pipe.execute())
+            except NoScriptError:
+                await self.redis.script_load(registered.script)
+
     async def write_profiles(self, writes: Sequence[ProfileWrite]) -> list[bool]:
         """Compare-and-set each profile with its trending increments; True where applied.
 
-        ``PROFILE_CHUNK`` users per script call (bounded time inside Redis), all chunks in one
-        pipeline round trip.
+        ``PROFILE_CHUNK`` users per script call.
         """
         if not writes:
             return []
-        sha = self._scripts["profile"].sha
-        pipe = self.redis.pipeline(transaction=False)
-        for lo in range(0, len(writes), PROFILE_CHUNK):
-            chunk = writes[lo : lo + PROFILE_CHUNK]
-            args: list[str | bytes | int] = [len(chunk)]
-            for w in chunk:
-                trending = (
-                    json.dumps(
-                        [[t.product_id, t.category or "", t.weight, t.ts] for t in w.trending],
-                        separators=(",", ":"),
-                    )
-                    if w.trending
-                    else ""
+
+        def encode(w: ProfileWrite) -> tuple[ScriptArg, ...]:
+            trending = (
+                json.dumps(
+                    [[t.product_id, t.category or "", t.weight, t.ts] for t in w.trending],
+                    separators=(",", ":"),
                 )
-                args.extend((w.user_id, w.expected, w.value, trending))
-            pipe.evalsha(sha, 0, *args)
-        try:
-            res = await pipe.execute()
-        except NoScriptError:
-            await self.redis.script_load(self._profile_script)
-            return await self.write_profiles(writes)
+                if w.trending
+                else ""
+            )
+            return (w.user_id, w.expected, w.value, trending)
+
+        res = await self._apply_in_chunks("profile", writes, PROFILE_CHUNK, encode)
         return [int(r) == 1 for chunk in res for r in chunk]
 
     async def write_catalog(self, writes: Sequence[CatalogWrite]) -> int:
         """Apply catalog states in order; returns how many were newer than the stored ones.
 
-        ``CATALOG_CHUNK`` records per script call, all calls in one pipeline round trip.
+        ``CATALOG_CHUNK`` records per script call.
         """
         if not writes:
             return 0
-        sha = self._scripts["catalog"].sha
-        keys = [CATALOG, UNAVAILABLE, UNAVAILABLE_VERSION]
-        pipe = self.redis.pipeline(transaction=False)
-        for lo in range(0, len(writes), CATALOG_CHUNK):
-            chunk = writes[lo : lo + CATALOG_CHUNK]
-            args: list[str | bytes | int] = [CATALOG_CHANNEL, len(chunk)]
-            for w in chunk:
-                args.extend(
-                    (
-                        w.product_id,
-                        w.value,
-                        repr(w.updated_at),
-                        "1" if w.available else "0",
-                        "1" if w.tombstone else "0",
-                    )
-                )
-            pipe.evalsha(sha, len(keys), *keys, *args)
-        try:
-            res = await pipe.execute()
-        except NoScriptError:
-            await self.redis.script_load(APPLY_CATALOG)
-            return await self.write_catalog(writes)
+
+        def encode(w: CatalogWrite) -> tuple[ScriptArg, ...]:
+            flags = ("1" if w.available else "0", "1" if w.tombstone else "0")
+            return (w.product_id, w.value, repr(w.updated_at), *flags)
+
+        res = await self._apply_in_chunks(
+            "catalog",
+            writes,
+            CATALOG_CHUNK,
+            encode,
+            keys=[CATALOG, UNAVAILABLE, UNAVAILABLE_VERSION],
+            head=[CATALOG_CHANNEL],
+        )
         return sum(int(r) for r in res)
 
     async def erase_users(self, user_ids: Sequence[str]) -> None:
@@ -422,17 +439,7 @@ class RedisStore:
         """Apply ``(user_id, attributes JSON, updated_at)``; returns how many were newer."""
         if not writes:
             return 0
-        sha = self._scripts["user"].sha
-        pipe = self.redis.pipeline(transaction=False)
-        for lo in range(0, len(writes), CATALOG_CHUNK):
-            chunk = writes[lo : lo + CATALOG_CHUNK]
-            args: list[str | bytes | int] = [len(chunk)]
-            for user_id, value, updated_at in chunk:
-                args.extend((user_id, value, repr(updated_at)))
-            pipe.evalsha(sha, 0, *args)
-        try:
-            res = await pipe.execute()
-        except NoScriptError:
-            await self.redis.script_load(APPLY_USERS)
-            return await self.write_users(writes)
+        res = await self._apply_in_chunks(
+            "user", writes, CATALOG_CHUNK, lambda w: (w[0], w[1], repr(w[2]))
+        )
         return sum(int(r) for r in res)

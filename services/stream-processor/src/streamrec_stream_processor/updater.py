@@ -63,7 +63,14 @@ MAX_BACKOFF_S = 5.0
 MAX_CONFLICT_ROUNDS = 20
 
 
-__all__ = ["CatalogUpdater", "DeadLetter", "EventUpdater", "Record", "UserUpdater"]
+__all__ = [
+    "CatalogUpdater",
+    "DeadLetter",
+    "EventUpdater",
+    "Record",
+    "UserUpdater",
+    "until_redis_takes",
+]
 
 
 @dataclass(slots=True)
@@ -79,6 +86,19 @@ async def _retrying(what: str, attempt: int, exc: BaseException) -> None:
     logger.warning("%s failed (%s: %s); retrying in %.2fs", what, type(exc).__name__, exc, delay)
     metrics.DEPENDENCY_UP.labels("stream-processor", "redis").set(0)
     await asyncio.sleep(delay)
+
+
+async def until_redis_takes(what: str, write: Callable[[], Awaitable[object]]) -> None:
+    """Run ``write`` until it goes through, backing off (and reporting Redis down) while Redis
+    is away: a batch waits rather than being committed with its effects missing."""
+    attempt = 0
+    while True:
+        try:
+            await write()
+            return
+        except RETRYABLE as exc:
+            await _retrying(what, attempt, exc)
+            attempt += 1
 
 
 class EventUpdater:
@@ -283,14 +303,7 @@ class CatalogUpdater:
                 )
             )
             kinds.append("product" if state.available else "unavailable")
-        attempt = 0
-        while True:
-            try:
-                await self.store.write_catalog(writes)
-                break
-            except RETRYABLE as exc:
-                await _retrying("catalog update", attempt, exc)
-                attempt += 1
+        await until_redis_takes("catalog update", lambda: self.store.write_catalog(writes))
         for kind in kinds:
             metrics.PROCESSOR_CATALOG_UPDATES.labels(kind).inc()
 
@@ -320,7 +333,7 @@ class UserUpdater:
                 await self._write(writes)
                 written, writes = written + len(writes), []
                 erased.append(update.user_id)
-                await self._retry("user erasure", lambda: self.store.erase_users(erased[-1:]))
+                await until_redis_takes("user erasure", lambda: self.store.erase_users(erased[-1:]))
                 continue
             ts = update.updated_at.timestamp()
             writes.append((update.user_id, encode_user_attributes(update.attributes, ts), ts))
@@ -331,15 +344,6 @@ class UserUpdater:
 
     async def _write(self, writes: list[tuple[str, bytes, float]]) -> None:
         if writes:
-            await self._retry("user attributes update", lambda: self.store.write_users(writes))
-
-    @staticmethod
-    async def _retry(what: str, call: Callable[[], Awaitable[object]]) -> None:
-        attempt = 0
-        while True:
-            try:
-                await call()
-                return
-            except RETRYABLE as exc:
-                await _retrying(what, attempt, exc)
-                attempt += 1
+            await until_redis_takes(
+                "user attributes update", lambda: self.store.write_users(writes)
+            )

@@ -1,4 +1,4 @@
-import { useState, type FormEvent } from "react";
+import { useState, type FormEvent, type ReactNode } from "react";
 import { Link, NavLink, Outlet, useNavigate } from "react-router-dom";
 import { useCategories } from "../hooks/api";
 import { DEMO_SHOPPERS, useApp } from "../state/AppContext";
@@ -43,39 +43,52 @@ function ShopperSwitch() {
   );
 }
 
-export function ShopLayout() {
-  const { cart } = useApp();
-  const categories = useCategories();
-  const count = cart.reduce((n, l) => n + l.quantity, 0);
+/** The frame both the shop and the admin console use: a skip link, the top bar (the brand,
+ * linking home, then the layout's own controls), what goes under it, and the routed page. */
+export function PageFrame(props: { brand: string; home: string; children: ReactNode; below?: ReactNode }) {
   return (
     <>
       <a href="#main" className="skip">
         Skip to content
       </a>
       <header className="top">
-        <Link to="/" className="brand">
-          streamrec shop
+        <Link to={props.home} className="brand">
+          {props.brand}
         </Link>
-        <SearchBox />
-        <ShopperSwitch />
-        <Link to="/cart" className="cartlink" data-testid="cart-link">
-          Cart ({count})
-        </Link>
-        <Link to="/admin" className="adminlink">
-          Admin
-        </Link>
+        {props.children}
       </header>
-      <nav aria-label="Categories" className="cats">
-        {categories.isError ? <span className="error">categories unavailable</span> : null}
-        {categories.data?.categories.map((c) => (
-          <NavLink key={c.category} to={`/category/${encodeURIComponent(c.category)}`}>
-            {c.category}
-          </NavLink>
-        ))}
-      </nav>
+      {props.below}
       <main id="main">
         <Outlet />
       </main>
     </>
+  );
+}
+
+export function ShopLayout() {
+  const { cart } = useApp();
+  const categories = useCategories();
+  const count = cart.reduce((n, l) => n + l.quantity, 0);
+  const nav = (
+    <nav aria-label="Categories" className="cats">
+      {categories.isError ? <span className="error">categories unavailable</span> : null}
+      {categories.data?.categories.map((c) => (
+        <NavLink key={c.category} to={`/category/${encodeURIComponent(c.category)}`}>
+          {c.category}
+        </NavLink>
+      ))}
+    </nav>
+  );
+  return (
+    <PageFrame brand="streamrec shop" home="/" below={nav}>
+      <SearchBox />
+      <ShopperSwitch />
+      <Link to="/cart" className="cartlink" data-testid="cart-link">
+        Cart ({count})
+      </Link>
+      <Link to="/admin" className="adminlink">
+        Admin
+      </Link>
+    </PageFrame>
   );
 }

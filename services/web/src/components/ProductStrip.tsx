@@ -3,7 +3,7 @@
  * rec_id (awaited, so the next page's recommendations already see it). */
 import type { ScoredItem } from "../api/types";
 import { useProducts, useSendEvent } from "../hooks/api";
-import { ErrorMessage } from "./QueryState";
+import { ErrorMessage, QueryState, type QueryLike } from "./QueryState";
 import { ProductCard } from "./ProductCard";
 
 export function WhyTag(props: { algorithm?: string; strategy: string; modelVersion?: number | null }) {
@@ -56,5 +56,41 @@ export function ProductStrip(props: {
         ))}
       </ul>
     </section>
+  );
+}
+
+/** What a strip shows of an answer that lists products: recommendations, similar, trending. */
+interface StripAnswer {
+  items: ScoredItem[];
+  strategy: string;
+  algorithm?: string;
+  model_version?: number | null; // similar answers 0 when no model is loaded
+  rec_id?: string;
+}
+
+/** A ProductStrip for a query's answer, with its loading and error states. `strategy`
+ * rewrites the answer's strategy tag; `preview` shows it without sending click events. */
+export function QueryStrip<T extends StripAnswer>(props: {
+  query: QueryLike<T>;
+  what: string;
+  title: string;
+  testId: string;
+  strategy?: (answer: T) => string;
+  preview?: boolean;
+}) {
+  return (
+    <QueryState query={props.query} what={props.what}>
+      {(r) => (
+        <ProductStrip
+          title={props.title}
+          testId={props.testId}
+          items={r.items}
+          algorithm={r.algorithm}
+          strategy={props.strategy ? props.strategy(r) : r.strategy}
+          modelVersion={r.model_version || null}
+          recId={props.preview ? undefined : r.rec_id}
+        />
+      )}
+    </QueryState>
   );
 }

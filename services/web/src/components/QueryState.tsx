@@ -18,8 +18,16 @@ export function ErrorMessage(props: { error: unknown; what: string; action?: str
   );
 }
 
+/** The part of a react-query result that QueryState reads. */
+export interface QueryLike<T> {
+  isPending: boolean;
+  isError: boolean;
+  error: unknown;
+  data: T | undefined;
+}
+
 export function QueryState<T>(props: {
-  query: { isPending: boolean; isError: boolean; error: unknown; data: T | undefined };
+  query: QueryLike<T>;
   what: string;
   children: (data: T) => ReactNode;
 }) {

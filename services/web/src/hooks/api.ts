@@ -1,7 +1,8 @@
 /** The one hooks layer: every server call of the app goes through a hook here (TanStack
  * Query), so loading, error and cache behaviour are defined in one place. */
-import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
+import { useMutation, useQuery, useQueryClient, type QueryKey, type UseQueryOptions } from "@tanstack/react-query";
 import { ApiError } from "../api/client";
+import type { Api } from "../api/endpoints";
 import type { Similar } from "../api/types";
 import type { CampaignIn, EventIn, ExperimentIn, OrderIn, Product, ProductIn } from "../api/types";
 import { useApp } from "../state/AppContext";
@@ -126,116 +127,102 @@ function useKey(): string {
   return adminKey ?? "";
 }
 
+/** A console read sent with the admin key (the other options as useQuery's). */
+function useAdminQuery<R>(
+  queryKey: QueryKey,
+  read: (api: Api, key: string) => Promise<R>,
+  opts: Omit<UseQueryOptions<R, Error, R, QueryKey>, "queryKey" | "queryFn"> = {},
+) {
+  const { api } = useApp();
+  const key = useKey();
+  return useQuery({ ...opts, queryKey, queryFn: () => read(api, key) });
+}
+
+/** A console change sent with the admin key; on success the queries under each key that
+ * `invalidates` names are refetched (awaited before the change counts as done with `wait`). */
+function useAdminMutation<V, R>(
+  send: (api: Api, key: string, v: V) => Promise<R>,
+  opts: { invalidates?: (v: V) => QueryKey[]; wait?: boolean } = {},
+) {
+  const { api } = useApp();
+  const key = useKey();
+  const qc = useQueryClient();
+  return useMutation({
+    mutationFn: (v: V) => send(api, key, v),
+    onSuccess: (_d: R, v: V) => {
+      const refetched = Promise.all((opts.invalidates?.(v) ?? []).map((k) => qc.invalidateQueries({ queryKey: k })));
+      return opts.wait ? refetched : undefined;
+    },
+  });
+}
+
 export function useModels() {
   const { api } = useApp();
   return useQuery({ queryKey: keys.models, queryFn: () => api.models() });
 }
 
 export function useActivateModel() {
-  const { api } = useApp();
-  const key = useKey();
-  const qc = useQueryClient();
-  return useMutation({
-    mutationFn: (version: number) => api.activate(key, version),
-    onSuccess: () => qc.invalidateQueries({ queryKey: keys.models }),
+  return useAdminMutation((api, key, version: number) => api.activate(key, version), {
+    invalidates: () => [keys.models],
+    wait: true,
   });
 }
 
 export function useStartTraining() {
-  const { api } = useApp();
-  const key = useKey();
-  return useMutation({ mutationFn: () => api.train(key) });
+  return useAdminMutation((api, key, _v: void) => api.train(key));
 }
 
 export function useTrainJob(jobId: string) {
-  const { api } = useApp();
-  const key = useKey();
-  return useQuery({
-    queryKey: keys.job(jobId),
-    queryFn: () => api.trainJob(key, jobId),
+  return useAdminQuery(keys.job(jobId), (api, key) => api.trainJob(key, jobId), {
     refetchInterval: (q) =>
       q.state.data && !["queued", "running"].includes(q.state.data.status) ? false : 1000,
   });
 }
 
 export function useCampaigns() {
-  const { api } = useApp();
-  const key = useKey();
-  return useQuery({ queryKey: keys.campaigns, queryFn: () => api.campaigns(key) });
+  return useAdminQuery(keys.campaigns, (api, key) => api.campaigns(key));
 }
 
+/** Campaign changes refetch the list and every recommendation (the live preview). */
+const CAMPAIGN_VIEWS = () => [keys.campaigns, ["recs"]];
+
 export function usePutCampaign() {
-  const { api } = useApp();
-  const key = useKey();
-  const qc = useQueryClient();
-  return useMutation({
-    mutationFn: (v: { name: string; body: CampaignIn }) => api.putCampaign(key, v.name, v.body),
-    onSuccess: () => {
-      void qc.invalidateQueries({ queryKey: keys.campaigns });
-      void qc.invalidateQueries({ queryKey: ["recs"] }); // the live preview
-    },
-  });
+  return useAdminMutation(
+    (api, key, v: { name: string; body: CampaignIn }) => api.putCampaign(key, v.name, v.body),
+    { invalidates: CAMPAIGN_VIEWS },
+  );
 }
 
 export function useDeleteCampaign() {
-  const { api } = useApp();
-  const key = useKey();
-  const qc = useQueryClient();
-  return useMutation({
-    mutationFn: (name: string) => api.deleteCampaign(key, name),
-    onSuccess: () => {
-      void qc.invalidateQueries({ queryKey: keys.campaigns });
-      void qc.invalidateQueries({ queryKey: ["recs"] });
-    },
-  });
+  return useAdminMutation((api, key, name: string) => api.deleteCampaign(key, name), { invalidates: CAMPAIGN_VIEWS });
 }
 
 export function useExperiment(name: string) {
-  const { api } = useApp();
-  const key = useKey();
-  return useQuery({
-    queryKey: keys.experiment(name),
-    queryFn: () => api.experiment(key, name),
+  return useAdminQuery(keys.experiment(name), (api, key) => api.experiment(key, name), {
     enabled: name.length > 0,
     retry: false,
   });
 }
 
 export function usePutExperiment() {
-  const { api } = useApp();
-  const key = useKey();
-  const qc = useQueryClient();
-  return useMutation({
-    mutationFn: (v: { name: string; body: ExperimentIn }) => api.putExperiment(key, v.name, v.body),
-    onSuccess: (_d, v) => {
-      void qc.invalidateQueries({ queryKey: keys.experiment(v.name) });
-      void qc.invalidateQueries({ queryKey: ["online"] });
-    },
-  });
+  return useAdminMutation(
+    (api, key, v: { name: string; body: ExperimentIn }) => api.putExperiment(key, v.name, v.body),
+    { invalidates: (v) => [keys.experiment(v.name), ["online"]] },
+  );
 }
 
 export function useOnlineMetrics(window: number) {
-  const { api } = useApp();
-  const key = useKey();
-  return useQuery({
-    queryKey: keys.online(window),
-    queryFn: () => api.onlineMetrics(key, window),
+  return useAdminQuery(keys.online(window), (api, key) => api.onlineMetrics(key, window), {
     refetchInterval: 10_000,
   });
 }
 
 export function useUpdateProduct() {
-  const { api } = useApp();
-  const key = useKey();
-  const qc = useQueryClient();
-  return useMutation({
-    mutationFn: (v: { id: string; body: ProductIn } | { id: string; deactivate: true }) =>
+  return useAdminMutation(
+    (api, key, v: { id: string; body: ProductIn } | { id: string; deactivate: true }) =>
       "deactivate" in v ? api.deactivateProduct(key, v.id) : api.putProduct(key, v.id, v.body),
-    onSuccess: () => {
-      void qc.invalidateQueries({ queryKey: ["search"] });
-      void qc.invalidateQueries({ queryKey: ["products"] });
-    },
-  });
+    { invalidates: () => [["search"], ["products"]] },
+  );
 }
 
 export function useReadiness(service: "ingest" | "recommender" | "trainer") {

@@ -1,5 +1,6 @@
 import { useState } from "react";
 import { Link } from "react-router-dom";
+import { DataTable } from "../components/DataTable";
 import { formatPrice } from "../components/ProductCard";
 import { ErrorMessage } from "../components/QueryState";
 import { usePlaceOrder, useSendEvent } from "../hooks/api";
@@ -53,33 +54,20 @@ export default function Cart() {
         </p>
       ) : (
         <>
-          <table className="table">
-            <caption className="sr-only">Cart lines</caption>
-            <thead>
-              <tr>
-                <th scope="col">Product</th>
-                <th scope="col">Qty</th>
-                <th scope="col">Price</th>
-                <th scope="col">
-                  <span className="sr-only">Actions</span>
-                </th>
+          <DataTable caption="Cart lines" columns={["Product", "Qty", "Price", <span className="sr-only">Actions</span>]}>
+            {cart.map((l) => (
+              <tr key={l.productId} data-product-id={l.productId}>
+                <td>{l.name}</td>
+                <td>{l.quantity}</td>
+                <td>{formatPrice(l.price * l.quantity)}</td>
+                <td>
+                  <button type="button" onClick={() => remove(l.productId)} aria-label={`Remove ${l.name}`}>
+                    Remove
+                  </button>
+                </td>
               </tr>
-            </thead>
-            <tbody>
-              {cart.map((l) => (
-                <tr key={l.productId} data-product-id={l.productId}>
-                  <td>{l.name}</td>
-                  <td>{l.quantity}</td>
-                  <td>{formatPrice(l.price * l.quantity)}</td>
-                  <td>
-                    <button type="button" onClick={() => remove(l.productId)} aria-label={`Remove ${l.name}`}>
-                      Remove
-                    </button>
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
+            ))}
+          </DataTable>
           <p>
             Total: <strong>{formatPrice(total)}</strong>
           </p>

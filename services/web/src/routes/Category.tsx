@@ -1,6 +1,6 @@
 import { useParams } from "react-router-dom";
 import { ProductCard } from "../components/ProductCard";
-import { ProductStrip } from "../components/ProductStrip";
+import { QueryStrip } from "../components/ProductStrip";
 import { QueryState } from "../components/QueryState";
 import { useSearch, useTrending } from "../hooks/api";
 import { useApp } from "../state/AppContext";
@@ -13,11 +13,7 @@ export default function Category() {
   return (
     <>
       <h1>{category}</h1>
-      <QueryState query={trending} what={`trending in ${category}`}>
-        {(t) => (
-          <ProductStrip title={`Trending in ${category}`} testId="category-trending" items={t.items} strategy={t.strategy} />
-        )}
-      </QueryState>
+      <QueryStrip query={trending} what={`trending in ${category}`} title={`Trending in ${category}`} testId="category-trending" />
       <section aria-labelledby="all-h">
         <h2 id="all-h">All {category} products</h2>
         <QueryState query={list} what="products">

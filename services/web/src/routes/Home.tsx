@@ -1,5 +1,4 @@
-import { ProductStrip } from "../components/ProductStrip";
-import { QueryState } from "../components/QueryState";
+import { QueryStrip } from "../components/ProductStrip";
 import { useRecommendations, useTrending } from "../hooks/api";
 import { useApp } from "../state/AppContext";
 
@@ -10,22 +9,14 @@ export default function Home() {
   return (
     <>
       <h1>Hello, {shopper}</h1>
-      <QueryState query={recs} what="recommendations">
-        {(r) => (
-          <ProductStrip
-            title="Recommended for you"
-            testId="recommended"
-            items={r.items}
-            algorithm={r.algorithm}
-            strategy={r.experiment ? `${r.strategy} · ${r.experiment.name}/${r.experiment.variant}` : r.strategy}
-            modelVersion={r.model_version}
-            recId={r.rec_id}
-          />
-        )}
-      </QueryState>
-      <QueryState query={trending} what="trending products">
-        {(t) => <ProductStrip title="Trending now" testId="trending" items={t.items} strategy={t.strategy} />}
-      </QueryState>
+      <QueryStrip
+        query={recs}
+        what="recommendations"
+        title="Recommended for you"
+        testId="recommended"
+        strategy={(r) => (r.experiment ? `${r.strategy} · ${r.experiment.name}/${r.experiment.variant}` : r.strategy)}
+      />
+      <QueryStrip query={trending} what="trending products" title="Trending now" testId="trending" />
     </>
   );
 }

@@ -1,7 +1,7 @@
 import { useEffect, useRef } from "react";
 import { useParams } from "react-router-dom";
 import { formatPrice } from "../components/ProductCard";
-import { ProductStrip } from "../components/ProductStrip";
+import { QueryStrip } from "../components/ProductStrip";
 import { ErrorMessage, QueryState } from "../components/QueryState";
 import { useAlsoBought, useProducts, useSendEvent, useSimilar } from "../hooks/api";
 import { useApp } from "../state/AppContext";
@@ -58,30 +58,8 @@ export default function ProductPage() {
           );
         }}
       </QueryState>
-      <QueryState query={similar} what="similar products">
-        {(s) => (
-          <ProductStrip
-            title="Similar products"
-            testId="similar"
-            items={s.items}
-            strategy={s.strategy}
-            modelVersion={s.model_version || null}
-          />
-        )}
-      </QueryState>
-      <QueryState query={also} what="products customers also bought">
-        {(r) => (
-          <ProductStrip
-            title="Customers also bought"
-            testId="also-bought"
-            items={r.items}
-            algorithm={r.algorithm}
-            strategy={r.strategy}
-            modelVersion={r.model_version}
-            recId={r.rec_id}
-          />
-        )}
-      </QueryState>
+      <QueryStrip query={similar} what="similar products" title="Similar products" testId="similar" />
+      <QueryStrip query={also} what="products customers also bought" title="Customers also bought" testId="also-bought" />
     </>
   );
 }

@@ -1,5 +1,6 @@
 import { useState, type FormEvent } from "react";
-import { Link, NavLink, Outlet } from "react-router-dom";
+import { Link, NavLink } from "react-router-dom";
+import { PageFrame } from "../../components/Layout";
 import { ErrorMessage } from "../../components/QueryState";
 import { useApp } from "../../state/AppContext";
 
@@ -60,13 +61,7 @@ export default function AdminLayout() {
   if (!adminKey) return <Login />;
   return (
     <div className="admin">
-      <a href="#main" className="skip">
-        Skip to content
-      </a>
-      <header className="top">
-        <Link to="/admin" className="brand">
-          streamrec admin
-        </Link>
+      <PageFrame brand="streamrec admin" home="/admin">
         <nav aria-label="Console sections" className="adminnav">
           {SECTIONS.map(([path, label]) => (
             <NavLink key={path} to={`/admin/${path}`}>
@@ -78,10 +73,7 @@ export default function AdminLayout() {
         <button type="button" onClick={() => setAdminKey(null)}>
           Log out
         </button>
-      </header>
-      <main id="main">
-        <Outlet />
-      </main>
+      </PageFrame>
     </div>
   );
 }

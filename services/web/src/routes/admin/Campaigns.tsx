@@ -1,5 +1,6 @@
 import { useState, type FormEvent } from "react";
-import { ProductStrip } from "../../components/ProductStrip";
+import { DataTable } from "../../components/DataTable";
+import { QueryStrip } from "../../components/ProductStrip";
 import { ErrorMessage, QueryState } from "../../components/QueryState";
 import { useCampaigns, useDeleteCampaign, usePutCampaign, useRecommendations } from "../../hooks/api";
 import type { Campaign } from "../../api/types";
@@ -80,11 +81,7 @@ function Preview() {
         Refresh
       </button>
       {user ? (
-        <QueryState query={recs} what="the preview">
-          {(r) => (
-            <ProductStrip title={`What ${user} sees`} testId="campaign-preview" items={r.items} algorithm={r.algorithm} strategy={r.strategy} modelVersion={r.model_version} />
-          )}
-        </QueryState>
+        <QueryStrip preview query={recs} what="the preview" title={`What ${user} sees`} testId="campaign-preview" />
       ) : null}
     </section>
   );
@@ -106,42 +103,28 @@ export default function Campaigns() {
           d.campaigns.length === 0 ? (
             <p>No campaigns.</p>
           ) : (
-            <table className="table">
-              <caption className="sr-only">Campaigns</caption>
-              <thead>
-                <tr>
-                  <th scope="col">Name</th>
-                  <th scope="col">Boost</th>
-                  <th scope="col">Window</th>
-                  <th scope="col">Targets</th>
-                  <th scope="col">Segment</th>
-                  <th scope="col">Enabled</th>
-                  <th scope="col">Actions</th>
+            <DataTable caption="Campaigns" columns={["Name", "Boost", "Window", "Targets", "Segment", "Enabled", "Actions"]}>
+              {d.campaigns.map((c) => (
+                <tr key={c.name}>
+                  <td>{c.name}</td>
+                  <td>{c.boost}</td>
+                  <td>
+                    {new Date(c.start * 1000).toLocaleString()} – {new Date(c.end * 1000).toLocaleString()}
+                  </td>
+                  <td>{[...c.categories, ...c.product_ids].join(", ")}</td>
+                  <td>{c.segment ?? "everyone"}</td>
+                  <td>{c.enabled ? "yes" : "no"}</td>
+                  <td>
+                    <button type="button" onClick={() => setEditing(c)} aria-label={`Edit ${c.name}`}>
+                      Edit
+                    </button>{" "}
+                    <button type="button" onClick={() => del.mutate(c.name)} aria-label={`Delete ${c.name}`}>
+                      Delete
+                    </button>
+                  </td>
                 </tr>
-              </thead>
-              <tbody>
-                {d.campaigns.map((c) => (
-                  <tr key={c.name}>
-                    <td>{c.name}</td>
-                    <td>{c.boost}</td>
-                    <td>
-                      {new Date(c.start * 1000).toLocaleString()} – {new Date(c.end * 1000).toLocaleString()}
-                    </td>
-                    <td>{[...c.categories, ...c.product_ids].join(", ")}</td>
-                    <td>{c.segment ?? "everyone"}</td>
-                    <td>{c.enabled ? "yes" : "no"}</td>
-                    <td>
-                      <button type="button" onClick={() => setEditing(c)} aria-label={`Edit ${c.name}`}>
-                        Edit
-                      </button>{" "}
-                      <button type="button" onClick={() => del.mutate(c.name)} aria-label={`Delete ${c.name}`}>
-                        Delete
-                      </button>
-                    </td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
+              ))}
+            </DataTable>
           )
         }
       </QueryState>

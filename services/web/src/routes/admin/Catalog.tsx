@@ -1,4 +1,5 @@
 import { useState, type FormEvent } from "react";
+import { DataTable } from "../../components/DataTable";
 import { formatPrice } from "../../components/ProductCard";
 import { ErrorMessage, QueryState } from "../../components/QueryState";
 import { useSearch, useUpdateProduct } from "../../hooks/api";
@@ -39,45 +40,31 @@ export default function Catalog() {
       {q ? (
         <QueryState query={result} what="products">
           {(r) => (
-            <table className="table">
-              <caption className="sr-only">Matching products</caption>
-              <thead>
-                <tr>
-                  <th scope="col">Id</th>
-                  <th scope="col">Name</th>
-                  <th scope="col">Category</th>
-                  <th scope="col">Price</th>
-                  <th scope="col">Stock</th>
-                  <th scope="col">Active</th>
-                  <th scope="col">Actions</th>
-                </tr>
-              </thead>
-              <tbody>
-                {r.items.map((p) => (
-                  <tr key={p.product_id} data-product-id={p.product_id}>
-                    <td>{p.product_id}</td>
-                    <td>{p.name}</td>
-                    <td>{p.category}</td>
-                    <td>{formatPrice(p.price)}</td>
-                    <td>
-                      <button type="button" onClick={() => toggleStock(p)} aria-label={`Mark ${p.product_id} ${p.in_stock ? "out of stock" : "in stock"}`}>
-                        {p.in_stock ? "in stock" : "out of stock"}
+            <DataTable caption="Matching products" columns={["Id", "Name", "Category", "Price", "Stock", "Active", "Actions"]}>
+              {r.items.map((p) => (
+                <tr key={p.product_id} data-product-id={p.product_id}>
+                  <td>{p.product_id}</td>
+                  <td>{p.name}</td>
+                  <td>{p.category}</td>
+                  <td>{formatPrice(p.price)}</td>
+                  <td>
+                    <button type="button" onClick={() => toggleStock(p)} aria-label={`Mark ${p.product_id} ${p.in_stock ? "out of stock" : "in stock"}`}>
+                      {p.in_stock ? "in stock" : "out of stock"}
+                    </button>
+                  </td>
+                  <td>{p.active ? "yes" : "no"}</td>
+                  <td>
+                    {p.active ? (
+                      <button type="button" onClick={() => update.mutate({ id: p.product_id, deactivate: true })} aria-label={`Deactivate ${p.product_id}`}>
+                        Deactivate
                       </button>
-                    </td>
-                    <td>{p.active ? "yes" : "no"}</td>
-                    <td>
-                      {p.active ? (
-                        <button type="button" onClick={() => update.mutate({ id: p.product_id, deactivate: true })} aria-label={`Deactivate ${p.product_id}`}>
-                          Deactivate
-                        </button>
-                      ) : (
-                        "—"
-                      )}
-                    </td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
+                    ) : (
+                      "—"
+                    )}
+                  </td>
+                </tr>
+              ))}
+            </DataTable>
           )}
         </QueryState>
       ) : null}

@@ -1,4 +1,5 @@
 import { useState, type FormEvent } from "react";
+import { DataTable } from "../../components/DataTable";
 import { ErrorMessage, QueryState } from "../../components/QueryState";
 import { useExperiment, useOnlineMetrics, usePutExperiment } from "../../hooks/api";
 import type { Experiment } from "../../api/types";
@@ -123,35 +124,24 @@ export default function Experiments() {
             <p>No experiment traffic yet.</p>
           ) : (
             Object.entries(m.experiments).map(([name, exp]) => (
-              <table key={name} className="table">
-                <caption>
-                  {name} ({exp.status}; control {exp.control})
-                </caption>
-                <thead>
-                  <tr>
-                    <th scope="col">Variant</th>
-                    <th scope="col">Impressions</th>
-                    <th scope="col">CTR</th>
-                    <th scope="col">Hit rate</th>
-                    <th scope="col">Lift</th>
-                    <th scope="col">p-value</th>
-                    <th scope="col">Significant</th>
+              <DataTable
+                key={name}
+                showCaption
+                caption={`${name} (${exp.status}; control ${exp.control})`}
+                columns={["Variant", "Impressions", "CTR", "Hit rate", "Lift", "p-value", "Significant"]}
+              >
+                {Object.entries(exp.variants).map(([v, row]) => (
+                  <tr key={v}>
+                    <td>{v}{row.control ? " (control)" : ""}</td>
+                    <td>{row.impressions}</td>
+                    <td>{(row.ctr * 100).toFixed(2)}%</td>
+                    <td>{(row.hit_rate * 100).toFixed(2)}%</td>
+                    <td>{row.significance?.lift != null ? `${(row.significance.lift * 100).toFixed(1)}%` : "—"}</td>
+                    <td>{row.significance ? row.significance.p_value.toFixed(4) : "—"}</td>
+                    <td>{row.significance ? (row.significance.significant ? "yes" : "no") : "—"}</td>
                   </tr>
-                </thead>
-                <tbody>
-                  {Object.entries(exp.variants).map(([v, row]) => (
-                    <tr key={v}>
-                      <td>{v}{row.control ? " (control)" : ""}</td>
-                      <td>{row.impressions}</td>
-                      <td>{(row.ctr * 100).toFixed(2)}%</td>
-                      <td>{(row.hit_rate * 100).toFixed(2)}%</td>
-                      <td>{row.significance?.lift != null ? `${(row.significance.lift * 100).toFixed(1)}%` : "—"}</td>
-                      <td>{row.significance ? row.significance.p_value.toFixed(4) : "—"}</td>
-                      <td>{row.significance ? (row.significance.significant ? "yes" : "no") : "—"}</td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
+                ))}
+              </DataTable>
             ))
           )
         }

@@ -1,3 +1,4 @@
+import { DataTable } from "../../components/DataTable";
 import { ApiError } from "../../api/client";
 import type { Readiness } from "../../api/types";
 import { errorText } from "../../components/QueryState";
@@ -30,21 +31,11 @@ export default function Health() {
   return (
     <section aria-labelledby="health-h">
       <h1 id="health-h">Service health</h1>
-      <table className="table">
-        <caption className="sr-only">Readiness of each service (every 5 s)</caption>
-        <thead>
-          <tr>
-            <th scope="col">Service</th>
-            <th scope="col">Ready</th>
-            <th scope="col">Checks</th>
-          </tr>
-        </thead>
-        <tbody>
-          <Service name="ingest" />
-          <Service name="recommender" />
-          <Service name="trainer" />
-        </tbody>
-      </table>
+      <DataTable caption="Readiness of each service (every 5 s)" columns={["Service", "Ready", "Checks"]}>
+        <Service name="ingest" />
+        <Service name="recommender" />
+        <Service name="trainer" />
+      </DataTable>
     </section>
   );
 }

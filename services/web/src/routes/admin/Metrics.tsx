@@ -1,5 +1,6 @@
 import { useState } from "react";
 import { BarChart } from "../../components/BarChart";
+import { DataTable } from "../../components/DataTable";
 import { QueryState } from "../../components/QueryState";
 import { useOnlineMetrics } from "../../hooks/api";
 import type { Tally } from "../../api/types";
@@ -13,9 +14,9 @@ const WINDOWS = [
 
 const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
 
-function TallyRows(props: { rows: [string, Tally][] }) {
+function TallyTable(props: { caption: string; rows: [string, Tally][] }) {
   return (
-    <tbody>
+    <DataTable showCaption caption={props.caption} columns={COLUMNS}>
       {props.rows.map(([name, t]) => (
         <tr key={name}>
           <td>{name}</td>
@@ -26,22 +27,11 @@ function TallyRows(props: { rows: [string, Tally][] }) {
           <td>{pct(t.conversion_rate)}</td>
         </tr>
       ))}
-    </tbody>
+    </DataTable>
   );
 }
 
-const HEAD = (
-  <thead>
-    <tr>
-      <th scope="col">Algorithm / variant</th>
-      <th scope="col">Impressions</th>
-      <th scope="col">Clicks</th>
-      <th scope="col">CTR</th>
-      <th scope="col">Hit rate</th>
-      <th scope="col">Conversion</th>
-    </tr>
-  </thead>
-);
+const COLUMNS = ["Algorithm / variant", "Impressions", "Clicks", "CTR", "Hit rate", "Conversion"];
 
 export default function Metrics() {
   const [window, setWindow] = useState<number>(3600);
@@ -71,17 +61,12 @@ export default function Metrics() {
                 ],
               }))}
             />
-            <table className="table">
-              <caption>Per algorithm (total {m.total.impressions} impressions)</caption>
-              {HEAD}
-              <TallyRows rows={Object.entries(m.algorithms)} />
-            </table>
+            <TallyTable
+              caption={`Per algorithm (total ${m.total.impressions} impressions)`}
+              rows={Object.entries(m.algorithms)}
+            />
             {Object.entries(m.experiments).map(([name, exp]) => (
-              <table className="table" key={name}>
-                <caption>Experiment {name}</caption>
-                {HEAD}
-                <TallyRows rows={Object.entries(exp.variants)} />
-              </table>
+              <TallyTable key={name} caption={`Experiment ${name}`} rows={Object.entries(exp.variants)} />
             ))}
           </>
         )}

@@ -1,4 +1,5 @@
 import { BarChart } from "../../components/BarChart";
+import { DataTable } from "../../components/DataTable";
 import { ErrorMessage, QueryState } from "../../components/QueryState";
 import { useActivateModel, useModels } from "../../hooks/api";
 import type { ModelVersion } from "../../api/types";
@@ -37,50 +38,39 @@ export default function Models() {
                   />
                 ))}
               </div>
-              <table className="table" data-testid="models-table">
-                <caption className="sr-only">Model versions</caption>
-                <thead>
-                  <tr>
-                    <th scope="col">Version</th>
-                    <th scope="col">Status</th>
-                    <th scope="col">Created</th>
-                    <th scope="col">Interactions</th>
-                    <th scope="col">HR@10</th>
-                    <th scope="col">NDCG@10</th>
-                    <th scope="col">Gate</th>
-                    <th scope="col">Action</th>
+              <DataTable
+                caption="Model versions"
+                testId="models-table"
+                columns={["Version", "Status", "Created", "Interactions", "HR@10", "NDCG@10", "Gate", "Action"]}
+              >
+                {list.models.map((m) => (
+                  <tr key={m.version} data-version={m.version}>
+                    <td>v{m.version}</td>
+                    <td>{m.active ? <strong>active</strong> : m.status}</td>
+                    <td>{new Date(m.created_at).toLocaleString()}</td>
+                    <td>{m.n_interactions ?? "—"}</td>
+                    <td>{(servedMetrics(m)["hr@10"] ?? 0).toFixed(3)}</td>
+                    <td>{(servedMetrics(m)["ndcg@10"] ?? 0).toFixed(3)}</td>
+                    <td>{m.metrics.gate ? (m.metrics.gate.passed ? "passed" : "failed") : "—"}</td>
+                    <td>
+                      {m.active ? (
+                        "serving"
+                      ) : !["published", "retired"].includes(m.status) ? (
+                        "—"
+                      ) : (
+                        <button
+                          type="button"
+                          onClick={() => activate.mutate(m.version)}
+                          disabled={activate.isPending}
+                          aria-label={`Activate version ${m.version}`}
+                        >
+                          {m.version < (list.active_version ?? 0) ? "Roll back" : "Activate"}
+                        </button>
+                      )}
+                    </td>
                   </tr>
-                </thead>
-                <tbody>
-                  {list.models.map((m) => (
-                    <tr key={m.version} data-version={m.version}>
-                      <td>v{m.version}</td>
-                      <td>{m.active ? <strong>active</strong> : m.status}</td>
-                      <td>{new Date(m.created_at).toLocaleString()}</td>
-                      <td>{m.n_interactions ?? "—"}</td>
-                      <td>{(servedMetrics(m)["hr@10"] ?? 0).toFixed(3)}</td>
-                      <td>{(servedMetrics(m)["ndcg@10"] ?? 0).toFixed(3)}</td>
-                      <td>{m.metrics.gate ? (m.metrics.gate.passed ? "passed" : "failed") : "—"}</td>
-                      <td>
-                        {m.active ? (
-                          "serving"
-                        ) : !["published", "retired"].includes(m.status) ? (
-                          "—"
-                        ) : (
-                          <button
-                            type="button"
-                            onClick={() => activate.mutate(m.version)}
-                            disabled={activate.isPending}
-                            aria-label={`Activate version ${m.version}`}
-                          >
-                            {m.version < (list.active_version ?? 0) ? "Roll back" : "Activate"}
-                          </button>
-                        )}
-                      </td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
+                ))}
+              </DataTable>
             </>
           );
         }}
