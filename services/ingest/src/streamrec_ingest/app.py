@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import TypeAdapter
 
+from streamrec_ingest import recent
 from streamrec_ingest.catalog_db import CatalogDb
 from streamrec_ingest.deps import IngestState
 from streamrec_ingest.orders import OrderReconciler
@@ -86,6 +87,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.gather(publisher.start(), store.start())
         state.reconciler.start()
+        recent.start(settings.redis)
         # long-lived objects out of the collector's way: shorter full collections under load
         gc.collect()
         gc.freeze()
@@ -93,6 +95,7 @@ def create_app(
             yield
         finally:
             await state.reconciler.stop()
+            await recent.stop()
             await publisher.close()  # flushes what is in flight
             await store.close()
 

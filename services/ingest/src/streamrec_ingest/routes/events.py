@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter
 
-from streamrec_ingest import intake
+from streamrec_ingest import intake, recent
 from streamrec_ingest.deps import IngestState, authorize_events
 from streamrec_ingest.publisher import Publisher
 from streamrec_ingest.routes.schemas import EventsAccepted, error_responses
@@ -68,7 +68,8 @@ async def accept_events(raw: bytes, publisher: Publisher) -> dict[str, Any]:
     except intake.InvalidEvents as exc:
         _REJECTED_INVALID.inc(exc.count)
         raise
-    event_ids, records = intake.encode_events(events, datetime.now(UTC))
+    received_at = datetime.now(UTC)
+    event_ids, records = intake.encode_events(events, received_at)
     try:
         await publisher.publish(topics.EVENTS, records)
     except RetryableError as exc:
@@ -76,6 +77,7 @@ async def accept_events(raw: bytes, publisher: Publisher) -> dict[str, Any]:
         # the ids the events had: a client that retries with them is counted once
         exc.details = {"event_ids": event_ids}
         raise
+    await recent.remember(events, received_at.timestamp())  # read-your-writes, never fails
     for event_type, n in intake.count_by_type(events).items():
         _ACCEPTED[event_type].inc(n)
     return {"accepted": len(records), "event_ids": event_ids}
