@@ -420,17 +420,7 @@ class Engine:
             if source == "model_popularity":
                 strategy += ":model"
         elif tier == "recent_items":
-            base_parts: list[tuple[Ranked, float]] = []
-            algorithm = "popular"  # named after the first member that found candidates
-            for name, weight in REGISTRY.recent_members:
-                part = self.run(name, job, c)
-                if part is not None:
-                    if algorithm == "popular" and len(part):
-                        algorithm = name
-                    base_parts.append((part, weight))
-            base = ranking.rank_fusion(base_parts) if base_parts else Ranked.empty()
-            pop = self.run("popular", job, c) or Ranked.empty()
-            ranked = ranking.blend(base, pop, self.settings.trending_blend)
+            ranked, algorithm = self.recent_items(job, c)
             strategy = "recent_items"
         else:
             for algo in REGISTRY.fallbacks(wanted):
@@ -465,6 +455,38 @@ class Engine:
         return Result(
             algorithm, f"{degraded}{strategy}", items, segment, exp_name, var_name, model.version
         )
+
+    def recent_items(self, job: Job, c: int) -> tuple[Ranked, str]:
+        """The ``recent_items`` tier: candidates and the algorithm it is named after.
+
+        With a session (``Job.session``) and a session scorer that finds candidates (the
+        registry's heaviest ``recent_members`` entry, ``sknn``), its ranking leads as it is
+        (the most recent item weighs most; a rank fusion would flatten exactly that order),
+        followed by the fusion of the other members and then trending for the rest. Otherwise
+        the members' rank fusion blended with trending."""
+        members = REGISTRY.recent_members
+        pop = self.run("popular", job, c) or Ranked.empty()
+        if members and job.session.size:
+            lead_name = members[0][0]
+            lead = self.run(lead_name, job, c)
+            if lead is not None and len(lead):
+                rest = [
+                    (part, weight)
+                    for name, weight in members[1:]
+                    if (part := self.run(name, job, c)) is not None
+                ]
+                tail = ranking.rank_fusion(rest) if rest else Ranked.empty()
+                return ranking.chain([lead, tail, pop]).head(c), lead_name
+        parts: list[tuple[Ranked, float]] = []
+        algorithm = "popular"  # named after the first member that found candidates
+        for name, weight in members:
+            part = self.run(name, job, c)
+            if part is not None:
+                if algorithm == "popular" and len(part):
+                    algorithm = name
+                parts.append((part, weight))
+        base = ranking.rank_fusion(parts) if parts else Ranked.empty()
+        return ranking.blend(base, pop, self.settings.trending_blend), algorithm
 
     def available(
         self, model: ServingModel, *, has_vector: bool = True, has_recent: bool = True
