@@ -10,11 +10,12 @@ before the cutoff are training, those starting after it the test); for every tes
 at least two clicks on items known in training, each click from the second on is predicted
 from the prefix before it (most recent first): HR@K (the click is in the top K) and MRR@K
 (1/rank, 0 outside the top K), averaged over predictions. Every predictor ranks the whole
-training catalogue minus the prefix's own items. Predictors: ``sknn`` (V-SKNN:
-``streamrec_shared.session_knn``), ``session_itemknn`` (cosine co-occurrence of items in
-training sessions, summed over the prefix), ``last_itemknn`` (the same, last item only) and
-``popularity`` (sessions per item). Metrics also per segment (``streamrec_shared.profile.
-segment_for`` of the prefix length, as the recommender segments users by event count).
+training catalogue minus the prefix's own items. Predictors: ``sknn`` (V-SKNN with STAN's
+sequence weighting: ``streamrec_shared.session_knn``), ``session_itemknn`` (cosine
+co-occurrence of items in training sessions, summed over the prefix), ``last_itemknn`` (the
+same, last item only) and ``popularity`` (sessions per item). Metrics also per segment
+(``streamrec_shared.profile.segment_for`` of the prefix length, as the recommender segments
+users by event count).
 """
 
 from __future__ import annotations
@@ -128,7 +129,12 @@ def cooccurrence_cosine(train: Sessions, n_items: int) -> sp.csr_matrix:
 
 
 def predictors(
-    train: Sessions, n_items: int, *, k: int = 100, sample: int = 500
+    train: Sessions,
+    n_items: int,
+    *,
+    k: int = session_knn.K,
+    sample: int = 500,
+    sequence_decay: float | None = session_knn.SEQUENCE_DECAY,
 ) -> dict[str, Predictor]:
     """The protocol's predictors fitted on ``train`` (see the module docstring)."""
     s, i = train.pairs()
@@ -139,7 +145,7 @@ def predictors(
     pop_top = pop_idx[np.argsort(-pop[pop_idx], kind="stable")][:500]
 
     def sknn(prefix: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
-        return session_knn.score(index, prefix, k=k)
+        return session_knn.score(index, prefix, k=k, sequence_decay=sequence_decay)
 
     def rows(items: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
         found = sp.csr_matrix(sim[items].sum(axis=0))
@@ -246,12 +252,13 @@ def next_item_report(
     k: int = 20,
     max_sessions: int | None = 2000,
     seed: int = 0,
-    neighbours: int = 100,
+    neighbours: int = session_knn.K,
     sample: int = 500,
+    sequence_decay: float | None = session_knn.SEQUENCE_DECAY,
 ) -> dict[str, Any]:
     """Every predictor of the protocol on one split: {name: metrics}, plus "protocol"."""
     cases = next_item_cases(test, n_items, max_sessions=max_sessions, seed=seed)
-    found = predictors(train, n_items, k=neighbours, sample=sample)
+    found = predictors(train, n_items, k=neighbours, sample=sample, sequence_decay=sequence_decay)
     pop_fill, _ = found["popularity"](np.zeros(0, dtype=np.int64))
     report: dict[str, Any] = {
         name: evaluate(p, cases, k=k, fill=pop_fill) for name, p in found.items()

@@ -36,12 +36,14 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SknnParams:
-    """gap_s: inactivity that ends a session; k: neighbour sessions; sample: sessions kept per
+    """gap_s: inactivity that ends a session; k: neighbour sessions; sequence_decay: see
+    ``session_knn.score`` (None: plain V-SKNN); sample: sessions kept per
     item (the most recent); max_sessions: the most recent sessions indexed; test_days,
     eval_sessions: the fitter's own next-item evaluation (0 days: none)."""
 
     gap_s: float = sessions.GAP_S
-    k: int = 100
+    k: int = session_knn.K
+    sequence_decay: float | None = session_knn.SEQUENCE_DECAY
     sample: int = 500
     max_sessions: int = 1_000_000
     test_days: float = 1.0
@@ -52,6 +54,7 @@ class SknnParams:
 class SknnModel:
     index: session_knn.SessionIndex
     k: int
+    sequence_decay: float | None = session_knn.SEQUENCE_DECAY
     next_item: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -67,7 +70,9 @@ class SknnModel:
             lo, hi = rows.indptr[r], rows.indptr[r + 1]
             items = rows.indices[lo:hi].astype(np.int64)
             order = np.argsort(-rows.data[lo:hi], kind="stable")
-            cand, sc = session_knn.score(self.index, items[order], k=self.k)
+            cand, sc = session_knn.score(
+                self.index, items[order], k=self.k, sequence_decay=self.sequence_decay
+            )
             cand_ok = cand < out.shape[1]
             out[r, cand[cand_ok]] = sc[cand_ok]
         return out
@@ -105,13 +110,13 @@ def fit_sknn(
         if len(train) and len(test):
             report = sessions.next_item_report(
                 train, test, n_items, max_sessions=params.eval_sessions,
-                neighbours=params.k, sample=params.sample,
+                neighbours=params.k, sample=params.sample, sequence_decay=params.sequence_decay,
             )  # fmt: skip
             logger.info(
                 "sknn next-item (%d cases): %s", report["protocol"]["n_cases"],
                 {n: round(m.get("mrr@20", 0.0), 4) for n, m in report.items() if n != "protocol"},
             )  # fmt: skip
-    return SknnModel(index, params.k, report)
+    return SknnModel(index, params.k, params.sequence_decay, report)
 
 
 # --- registration (streamrec_trainer.models.registry) ------------------------------------------
@@ -121,11 +126,17 @@ def _fit(fitting: registry.Fitting, params: SknnParams) -> SknnModel:
 
 def _bundle(model: SknnModel, fitted: FittedModels) -> dict[str, NDArray[Any]]:
     del fitted
-    return {**model.index.arrays(), "next_item": np.asarray(json.dumps(model.next_item))}
+    decay = model.sequence_decay if model.sequence_decay is not None else 0.0
+    return {
+        **model.index.arrays(),
+        "settings": np.asarray([model.k, decay], dtype=np.float64),
+        "next_item": np.asarray(json.dumps(model.next_item)),
+    }
 
 
 def _offline(ctx: registry.OfflineContext, p: registry.Params) -> SknnModel:
-    params = SknnParams(k=int(p["k"]), sample=int(p["sample"]), test_days=0.0)
+    decay = p.get("sequence_decay", session_knn.SEQUENCE_DECAY)
+    params = SknnParams(k=int(p["k"]), sample=int(p["sample"]), sequence_decay=decay, test_days=0.0)
     return fit_sknn(ctx.holdout.train, ctx.holdout.item_ids, params)
 
 
@@ -137,7 +148,9 @@ registry.register(
         bundle=_bundle,
         offline={
             "sknn": registry.OfflineAdapter(
-                registry.grid(k=[50, 100], sample=[500]), _offline, order=60
+                registry.grid(k=[100], sample=[500], sequence_decay=[None, 1.0, 2.0]),
+                _offline,
+                order=60,
             )
         },
     )

@@ -25,8 +25,10 @@ def score(engine: Engine, job: Job, c: int) -> Ranked | None:
     model, session = job.model, job.session
     if model is None or job.flt is None or session.size == 0 or NAME not in model.arrays:
         return None
-    index = session_knn.SessionIndex.from_arrays(dict(model.arrays[NAME]))
-    cand, sc = session_knn.score(index, session)
+    arrays = model.arrays[NAME]
+    index = session_knn.SessionIndex.from_arrays(arrays)
+    k, decay = session_knn.SessionIndex.scoring(arrays)
+    cand, sc = session_knn.score(index, session, k=k, sequence_decay=decay)
     keep = ~np.isin(cand, session)
     found = job.flt.apply(Ranked.of(cand[keep], sc[keep].astype(np.float32))).head(c)
     return found if len(found) else None
