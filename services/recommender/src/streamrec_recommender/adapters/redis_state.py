@@ -31,10 +31,10 @@ from redis.exceptions import RedisError
 from redis.typing import EncodableT
 
 from streamrec_recommender.adapters.breaker import CircuitBreaker
-from streamrec_recommender.adapters.resp import RespConnection
 from streamrec_recommender.serving.context import TrendingMirror
 from streamrec_shared import metrics, profile, recent_events
 from streamrec_shared.events import EVENT_TYPES
+from streamrec_shared.resp import RespConnection
 from streamrec_shared.settings import RedisSettings
 
 logger = logging.getLogger(__name__)
