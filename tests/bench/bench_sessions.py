@@ -1,12 +1,13 @@
 """Session benchmark: the click a shopper just made, replayed through the API, next-item metrics.
 
-A fresh local stack; a ``session,item,timestamp`` click log (optionally a ``user`` column) split
-by time: the last calendar day (UTC) that has sessions is the test day, the ``--train-days``
-before it the training days. The training clicks go through ingest as ``click`` events (user:
-the log's user, else the session), the trainer trains once (``POST /v1/train``) and the
-recommender serves that version. Then every test session (``--max-sessions`` of them, seeded)
-is replayed as an anonymous shopper (user id ``anon-<session>``, unknown to the model): each
-click is POSTed and, right after the 202 and with no wait, the top 20 asked
+A fresh local stack; a ``session,item,timestamp`` click log (optionally a ``user`` column) split by
+time: the last calendar day (UTC) is the test day, the ``--train-days`` before it the training days
+(the last day with at least ``--min-test-sessions`` sessions of two clicks or more, so that a short
+last day does not make the test). The training clicks go through ingest as ``click`` events (user:
+the log's user, else the session), the trainer trains once (``POST /v1/train``) and the recommender
+serves that version. Then every test session (``--max-sessions`` of them, seeded) is replayed as an
+anonymous shopper (user id ``anon-<session>``, unknown to the model): each click is POSTed and,
+right after the 202 and with no wait, the top 20 asked
 
 - ``auto``: as a shop page asks;
 - ``auto+context``: the same with ``context=<the clicked product>`` (a product page);
@@ -158,15 +159,19 @@ class Split:
     train_days: float
 
 
-def split(log: ClickLog, train_days: float, max_sessions: int, seed: int) -> Split:
+def split(
+    log: ClickLog, train_days: float, max_sessions: int, seed: int, min_sessions: int = 50
+) -> Split:
     sess_codes_all = np.unique(log.session, return_inverse=True)[1].astype(np.int64)
     first = np.full(int(sess_codes_all.max()) + 1, np.inf)
     np.minimum.at(first, sess_codes_all, log.ts)
     start_of = first[sess_codes_all]
     day = np.floor(start_of / 86400.0)
     counts = np.bincount(sess_codes_all)
-    multi = counts[sess_codes_all] >= 2
-    test_day = float(day[multi].max())
+    session_day = np.floor(first / 86400.0)
+    days, per_day = np.unique(session_day[counts >= 2], return_counts=True)
+    busy = days[per_day >= min_sessions]
+    test_day = float(busy.max() if busy.size else days.max())
     in_test = day == test_day
     in_train = (start_of < test_day * 86400.0) & (
         start_of >= test_day * 86400.0 - train_days * 86400.0
@@ -349,7 +354,7 @@ async def replay(desc: StackDescription, sp: Split, concurrency: int) -> dict[st
 
 
 def run_source(log: ClickLog, args: argparse.Namespace, state_dir: Path) -> dict[str, Any]:
-    sp = split(log, args.train_days, args.max_sessions, args.seed)
+    sp = split(log, args.train_days, args.max_sessions, args.seed, args.min_test_sessions)
     print(f"[{log.name}] test day {sp.test_day}: {len(sp.test)} sessions; training "
           f"{sp.train_rows.size:,} clicks in {len(sp.train):,} sessions, {sp.vocab.size:,} items",
           flush=True)  # fmt: skip
@@ -407,6 +412,8 @@ def main() -> None:
     parser.add_argument("--online-retail", default=str(ONLINE_RETAIL))
     parser.add_argument("--train-days", type=float, default=30.0)
     parser.add_argument("--max-sessions", type=int, default=300, help="test sessions replayed")
+    parser.add_argument("--min-test-sessions", type=int, default=50,
+                        help="test day: the last day with at least this many sessions")  # fmt: skip
     parser.add_argument("--concurrency", type=int, default=8, help="sessions replayed at once")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", default=str(RESULTS))
