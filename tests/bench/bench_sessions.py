@@ -100,7 +100,7 @@ def read_csv(path: Path) -> ClickLog:
         for row in csv.DictReader(fh):
             rows["session"].append(row["session"])
             rows["user"].append(row.get("user") or row["session"])
-            rows["item"].append(row["item"])
+            rows["item"].append(row["item"].strip().replace(" ", "_"))
             rows["ts"].append(_ts(row["timestamp"]))
     return _log(rows, path.name)
 
@@ -117,7 +117,7 @@ def read_online_retail(path: Path) -> ClickLog:
             customer = row["CustomerID"].split(".")[0].strip()
             rows["session"].append(invoice)
             rows["user"].append(f"c{customer}" if customer else f"i{invoice}")
-            rows["item"].append(row["StockCode"].strip())
+            rows["item"].append(row["StockCode"].strip().replace(" ", "_"))
             rows["ts"].append(_ts(row["InvoiceDate"]))
     return _log(rows, "online-retail")
 

@@ -21,11 +21,9 @@ from .fakes import KEYS, FakeProducer, unit_settings
 pytestmark = [pytest.mark.asyncio(loop_scope="session")]
 
 
-def _skipped() -> float:
-    sample = REGISTRY.get_sample_value(
-        "streamrec_ingest_recent_writes_total", {"outcome": "skipped"}
-    )
-    return sample or 0.0
+def _redis_up() -> float | None:
+    labels = {"service": "ingest", "dependency": "redis"}
+    return REGISTRY.get_sample_value("streamrec_dependency_up", labels)
 
 
 async def _post(app: FastAPI, body: dict[str, object]) -> httpx.Response:
@@ -59,6 +57,7 @@ async def test_accepted_events_are_in_the_list_before_the_202(private_redis: str
                 ("p1", "view", 100.0),
             ]
             assert 0 < await redis.ttl(key) <= recent_events.TTL_S
+            assert _redis_up() == 1.0
             assert not await redis.exists(rec_cache_key("rw-1"))
             many = [
                 {"user_id": "rw-1", "event_type": "view", "product_id": f"q{i}"} for i in range(30)
@@ -72,10 +71,9 @@ async def test_accepted_events_are_in_the_list_before_the_202(private_redis: str
 
 async def test_redis_down_never_fails_the_202() -> None:
     app = create_app(unit_settings(), producer=FakeProducer())  # Redis on a closed port
-    before = _skipped()
     async with app.router.lifespan_context(app):
         for i in range(3):
             body = {"user_id": "rw-2", "event_type": "view", "product_id": f"p{i}"}
             r = await _post(app, body)
             assert r.status_code == 202, r.text
-    assert _skipped() == before + 3
+            assert _redis_up() == 0.0

@@ -192,12 +192,3 @@ async def watch_loop_lag(service: str, interval_s: float = 0.05) -> None:
         asked = loop.time() + interval_s
         await asyncio.sleep(interval_s)
         lag.observe(max(0.0, loop.time() - asked))
-
-
-# --- ingest: read-your-writes list (streamrec_shared.recent_events) --------------------------
-INGEST_RECENT_WRITES = Counter(
-    "streamrec_ingest_recent_writes_total",
-    "Accepted events pushed to their user's recent-events list before the 202, by outcome "
-    "(written, skipped: Redis failed or was unreachable; the event is in Kafka all the same).",
-    ["outcome"],
-)

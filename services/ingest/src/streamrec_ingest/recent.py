@@ -10,8 +10,9 @@ cached before this event must not be served after the 202), on one lean pipeline
 (``streamrec_shared.resp``: redis-py's asyncio pipeline cost ~4x the CPU per push).
 
 A Redis failure never fails the request: the event is in Kafka and the profile will have it
-shortly; the write is counted as skipped. After a failure Redis is left alone for
-``backoff_s`` (a dead Redis costs nothing per request instead of a timeout each).
+shortly; the push is skipped, logged, and ``streamrec_dependency_up{service="ingest",
+dependency="redis"}`` set to 0 (1 again after the next push that works). After a failure Redis
+is left alone for ``backoff_s`` (a dead Redis costs nothing per request instead of a timeout).
 """
 
 from __future__ import annotations
@@ -32,8 +33,7 @@ from streamrec_shared.settings import RedisSettings
 
 logger = logging.getLogger(__name__)
 
-_WRITTEN = metrics.INGEST_RECENT_WRITES.labels("written")
-_SKIPPED = metrics.INGEST_RECENT_WRITES.labels("skipped")
+_REDIS_UP = metrics.DEPENDENCY_UP.labels("ingest", "redis")
 
 Entries = list[tuple[str, bytes]]
 """(user id, encoded entry) in acceptance order."""
@@ -76,7 +76,6 @@ class RecentWriter:
         if not entries:
             return
         if time.monotonic() < self._down_until:
-            _SKIPPED.inc(len(entries))
             return
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
@@ -110,10 +109,10 @@ class RecentWriter:
             await self.redis.execute(*commands)
         except (RedisError, OSError, TimeoutError) as exc:
             self._down_until = time.monotonic() + self.backoff_s
-            _SKIPPED.inc(len(entries))
+            _REDIS_UP.set(0)
             logger.warning("recent-events write skipped (%d events): %s", len(entries), exc)
         else:
-            _WRITTEN.inc(len(entries))
+            _REDIS_UP.set(1)
 
 
 def _release(waiters: list[asyncio.Future[None]]) -> None:
