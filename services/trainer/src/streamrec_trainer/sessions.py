@@ -59,9 +59,7 @@ class Sessions:
     def select(self, keep: NDArray[np.bool_]) -> Sessions:
         rows = np.flatnonzero(keep)
         lens = np.diff(self.indptr)[rows]
-        pos = np.concatenate(
-            [np.arange(self.indptr[r], self.indptr[r + 1]) for r in rows.tolist()]
-        ) if rows.size else np.zeros(0, dtype=np.int64)  # fmt: skip
+        pos = _positions(self.indptr[rows], lens)
         indptr = np.zeros(rows.size + 1, dtype=np.int64)
         np.cumsum(lens, out=indptr[1:])
         return Sessions(indptr, self.items[pos].astype(np.int64), self.start[rows])
@@ -69,6 +67,15 @@ class Sessions:
     def pairs(self) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
         """(session (n,) int64, item (n,) int64) of every click."""
         return np.repeat(np.arange(len(self), dtype=np.int64), np.diff(self.indptr)), self.items
+
+
+def _positions(starts: NDArray[np.int64], lens: NDArray[np.int64]) -> NDArray[np.int64]:
+    """The concatenated ranges ``starts[i] : starts[i] + lens[i]``: (sum(lens),) int64."""
+    total = int(lens.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    shift = np.repeat(starts.astype(np.int64) - (np.cumsum(lens) - lens), lens)
+    return np.arange(total, dtype=np.int64) + shift
 
 
 def from_rows(
@@ -88,7 +95,7 @@ def from_rows(
     by_start = np.argsort(first_ts, kind="stable")
     bounds = np.append(starts, s.size)
     lens = np.diff(bounds)[by_start]
-    pos = np.concatenate([np.arange(bounds[b], bounds[b + 1]) for b in by_start.tolist()])
+    pos = _positions(bounds[by_start], lens)
     indptr = np.zeros(by_start.size + 1, dtype=np.int64)
     np.cumsum(lens, out=indptr[1:])
     return Sessions(indptr, i[pos].astype(np.int64), first_ts[by_start].astype(np.float64))

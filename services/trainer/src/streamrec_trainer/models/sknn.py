@@ -39,7 +39,9 @@ class SknnParams:
     """gap_s: inactivity that ends a session; k: neighbour sessions; sequence_decay: see
     ``session_knn.score`` (None: plain V-SKNN); sample: sessions kept per
     item (the most recent); max_sessions: the most recent sessions indexed; test_days,
-    eval_sessions: the fitter's own next-item evaluation (0 days: none)."""
+    eval_sessions, eval_train_sessions: the fitter's own next-item evaluation (the last
+    test_days' sessions, a sample of eval_sessions of them, against an index of the
+    eval_train_sessions before them; 0 days: none)."""
 
     gap_s: float = sessions.GAP_S
     k: int = session_knn.K
@@ -48,6 +50,7 @@ class SknnParams:
     max_sessions: int = 1_000_000
     test_days: float = 1.0
     eval_sessions: int = 500
+    eval_train_sessions: int = 50_000
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,10 @@ def fit_sknn(
     if params.test_days > 0 and len(found) > 1:
         cutoff = float(found.start.max()) - params.test_days * 86_400.0
         train, test = sessions.split(found, cutoff)
+        if len(train) > params.eval_train_sessions:
+            recent = np.zeros(len(train), dtype=bool)
+            recent[-params.eval_train_sessions :] = True
+            train = train.select(recent)
         if len(train) and len(test):
             report = sessions.next_item_report(
                 train, test, n_items, max_sessions=params.eval_sessions,
