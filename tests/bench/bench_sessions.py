@@ -321,6 +321,8 @@ async def replay(desc: StackDescription, sp: Split, concurrency: int) -> dict[st
                 r = await http.post(f"{ingest}/v1/events", json=event)
                 r.raise_for_status()
                 latency.append(time.perf_counter() - started)
+                if len(latency) % 1000 == 0:
+                    print(f"  {len(latency)} clicks replayed", flush=True)
                 target = items[t + 1]
                 for mode in MODES:
                     params: dict[str, Any] = {"k": K, "algorithm": mode.split("+")[0]}
