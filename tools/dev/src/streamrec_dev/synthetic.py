@@ -158,7 +158,7 @@ def session_log(
     item_vec = rng.normal(size=(n_products, dim))
     taste = rng.normal(size=(n_users, dim))
     favourites = rng.integers(0, len(cats), size=(n_users, 2))
-    activity = rng.zipf(1.6, size=n_users).astype(np.float64)
+    activity = rng.lognormal(0.0, 0.8, size=n_users)  # a few sessions a day at most
     activity /= activity.sum()
     users = rng.choice(n_users, size=n_sessions, p=activity)
     starts = np.sort(rng.uniform(0.0, days * 86400.0, size=n_sessions))
