@@ -74,8 +74,9 @@ def _positions(starts: NDArray[np.int64], lens: NDArray[np.int64]) -> NDArray[np
     total = int(lens.sum())
     if total == 0:
         return np.zeros(0, dtype=np.int64)
-    shift = np.repeat(starts.astype(np.int64) - (np.cumsum(lens) - lens), lens)
-    return np.arange(total, dtype=np.int64) + shift
+    shift: NDArray[np.int64] = np.repeat(starts.astype(np.int64) - (np.cumsum(lens) - lens), lens)
+    out: NDArray[np.int64] = np.arange(total, dtype=np.int64) + shift
+    return out
 
 
 def from_rows(
