@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
+from pydantic import SecretStr
 
 from streamrec_ingest.publisher import Batch
 from streamrec_ingest.settings import IngestOptions, IngestSettings
@@ -16,6 +17,7 @@ from streamrec_shared.settings import (
     HttpSettings,
     KafkaSettings,
     PostgresSettings,
+    RedisSettings,
     hash_key,
 )
 
@@ -103,7 +105,8 @@ class FakeBatch:
 
 
 def unit_settings(**ingest: Any) -> IngestSettings:
-    """Settings with four keys; Postgres on a closed port (the event path never needs it)."""
+    """Settings with four keys; Postgres on a closed port (the event path never needs it), Redis
+    too (the read-your-writes push is skipped, never failing a request)."""
     keys = [
         ApiKey(name="admin", sha256=hash_key(KEYS["admin"]), scopes=["admin"]),
         ApiKey(
@@ -119,6 +122,7 @@ def unit_settings(**ingest: Any) -> IngestSettings:
     return IngestSettings(
         kafka=KafkaSettings(bootstrap_servers="127.0.0.1:1", create_topics=False),
         postgres=PostgresSettings(dsn="postgresql://nobody@127.0.0.1:1/none", migrate=False),
+        redis=RedisSettings(url=SecretStr("redis://127.0.0.1:1/0")),
         auth=AuthSettings(api_keys=keys),
         http=HttpSettings(max_body_bytes=64 * 1024, cors_origins=["https://shop.example"]),
         ingest=IngestOptions(

@@ -11,7 +11,7 @@ import pytest
 import pytest_asyncio
 from redis.exceptions import ResponseError
 
-from streamrec_recommender.adapters.resp import RespConnection
+from streamrec_shared.resp import RespConnection
 
 
 class FakeRedis:

@@ -249,9 +249,17 @@ def test_fit_all_and_bundle(tmp_path: Path) -> None:
         topn_active_days=20.0,
     )
     fitted = fit_all(_dataset(), params)
-    assert set(fitted.models) == {"als", "itemknn", "content", "popular", "ease"}
+    assert set(fitted.models) == {"als", "itemknn", "content", "popular", "ease", "sknn"}
     # scorers: the fitted models plus hybrid, their serving fusion (scored offline too)
-    assert set(fitted.scorers()) == {"als", "itemknn", "content", "popular", "ease", "hybrid"}
+    assert set(fitted.scorers()) == {
+        "als",
+        "itemknn",
+        "content",
+        "popular",
+        "ease",
+        "sknn",
+        "hybrid",
+    }
     assert fitted.similar_items.shape == (N_ITEMS, 4)
     assert 0 < fitted.topn_users.size < N_USERS
     bundle = fitted.to_bundle(3, metrics={"ndcg@20": 0.5})
@@ -315,12 +323,13 @@ def test_top_n_for_user_ids() -> None:
 
 def test_the_registry_derives_every_list_of_names() -> None:
     reg = Registry(BUILTIN)
-    assert reg.served == ("als", "itemknn", "content", "popular", "hybrid")
+    assert reg.served == ("als", "itemknn", "content", "popular", "hybrid", "sknn")
     assert reg.accepted == {"auto", *reg.served}
-    assert reg.arms == ("als", "itemknn", "content", "hybrid")
-    assert reg.fallbacks("content") == ("content", "als", "itemknn", "popular")
+    assert reg.arms == ("als", "itemknn", "content", "hybrid", "sknn")
+    assert reg.fallbacks("content") == ("content", "als", "itemknn", "sknn", "popular")
     assert dict(reg.hybrid_members) == {"als": 1.0, "itemknn": 0.8, "content": 0.5}
-    assert reg.trained() == ("als", "itemknn", "content", "popular", "ease")
+    assert reg.recent_members == (("sknn", 2.0), ("itemknn", 1.0), ("content", 0.6))
+    assert reg.trained() == ("als", "itemknn", "content", "popular", "ease", "sknn")
     codes = reg.codes  # a live view: a module may bind it once
     reg.register(Algorithm("extra", "x", fallback=9, hybrid_weight=0.1))
     assert codes["extra"] == "x"

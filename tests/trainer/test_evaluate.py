@@ -163,6 +163,7 @@ SMALL_GRIDS: dict[str, list[dict[str, Any]]] = {
     "ease": [{"half_life_days": None, "l2": 10.0, "binary": True}],
     "content": [{"half_life_days": None}],
     "content_to_als": [{"l2": 1.0}],
+    "sknn": [{"k": 20, "sample": 50}],
 }
 
 

@@ -12,7 +12,8 @@ Derived here: the recommender's accepted ``algorithm=`` values (``served`` plus 
 default bandit arms (``arms``), the rec-id code of each algorithm (``codes``), the fallback
 chain of an explicitly requested algorithm (``fallbacks``), the members of ``hybrid``'s rank
 fusion with their weights (``hybrid_members``) and those of the ``recent_items`` tier
-(``recent_members``). Adding an algorithm: one ``register`` call (or
+(``recent_members``, heaviest first: the tier's answer is named after the first that found
+candidates). Adding an algorithm: one ``register`` call (or
 one entry in ``BUILTIN``) plus its module on each side.
 
 Pure: no I/O, no numpy.
@@ -60,8 +61,11 @@ BUILTIN: tuple[Algorithm, ...] = (
     Algorithm("popular", "p", arm=False, fallback=3),
     Algorithm("hybrid", "h", trained=False),
     Algorithm("ease", "e", served=False, arm=False),
+    Algorithm("sknn", "s", fallback=1, recent_weight=2.0),
 )
-"""The algorithms this repository ships. ``ease`` is offline-only (too large to serve)."""
+"""The algorithms this repository ships. ``ease`` is offline-only (too large to serve); ``sknn``
+(session kNN over the latest items) leads the ``recent_items`` tier and is the first fallback
+for users with recent items but no vector."""
 
 
 class Registry:
@@ -115,9 +119,9 @@ class Registry:
         self.hybrid_members = tuple(
             (e.name, e.hybrid_weight) for e in entries if e.hybrid_weight > 0 and e.served
         )
-        self.recent_members = tuple(
-            (e.name, e.recent_weight) for e in entries if e.recent_weight > 0 and e.served
-        )
+        recent = sorted((e for e in entries if e.recent_weight > 0 and e.served),
+                        key=lambda e: -e.recent_weight)  # fmt: skip
+        self.recent_members = tuple((e.name, e.recent_weight) for e in recent)
 
     def __getitem__(self, name: str) -> Algorithm:
         return self._entries[name]

@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import TypeAdapter
 
+from streamrec_ingest import recent
 from streamrec_ingest.catalog_db import CatalogDb
 from streamrec_ingest.deps import IngestState
 from streamrec_ingest.known_products import KnownProducts
@@ -89,6 +90,7 @@ def create_app(
         await asyncio.gather(publisher.start(), store.start())
         state.reconciler.start()
         state.known.start()
+        recent.start(settings.redis)
         # long-lived objects out of the collector's way: shorter full collections under load
         gc.collect()
         gc.freeze()
@@ -97,6 +99,7 @@ def create_app(
         finally:
             await state.known.stop()
             await state.reconciler.stop()
+            await recent.stop()
             await publisher.close()  # flushes what is in flight
             await store.close()
 

@@ -120,3 +120,65 @@ def shop(
 def batches(items: list[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+@dataclass(frozen=True)
+class Click:
+    """One row of a session click log."""
+
+    session_id: str
+    user_id: str
+    product_id: str
+    ts: float
+    """Unix seconds."""
+
+
+def session_log(
+    n_users: int = 2000,
+    n_products: int = 2000,
+    n_sessions: int = 20_000,
+    *,
+    seed: int = 7,
+    start: datetime = datetime(2025, 1, 1, tzinfo=UTC),
+    days: float = 14.0,
+    n_categories: int = 12,
+) -> list[Click]:
+    """A click log of shopping sessions (same products as ``catalog(n_products)``), ordered by
+    time: each session is one user's visit to one of their favourite categories, 2 to ~15
+    clicks 10-120 s apart; every next click is drawn from the category by popularity, the
+    user's taste and its likeness to the previous click, so the latest item carries signal
+    that a user's whole history does not."""
+    rng = np.random.default_rng(seed)
+    products = catalog(n_products, seed=seed, n_categories=n_categories)
+    cats = sorted({p["category"] for p in products})
+    pools = [np.array([i for i, p in enumerate(products) if p["category"] == c]) for c in cats]
+    popularity = 1.0 / np.arange(1, n_products + 1) ** 0.8
+    popularity = popularity[rng.permutation(n_products)]
+    dim = 8
+    item_vec = rng.normal(size=(n_products, dim))
+    taste = rng.normal(size=(n_users, dim))
+    favourites = rng.integers(0, len(cats), size=(n_users, 2))
+    activity = rng.lognormal(0.0, 0.8, size=n_users)  # a few sessions a day at most
+    activity /= activity.sum()
+    users = rng.choice(n_users, size=n_sessions, p=activity)
+    starts = np.sort(rng.uniform(0.0, days * 86400.0, size=n_sessions))
+    base = start.timestamp()
+    clicks: list[Click] = []
+    for s in range(n_sessions):
+        u = int(users[s])
+        pool = pools[int(favourites[u, 0 if rng.random() < 0.7 else 1])]
+        n = 2 + int(rng.geometric(0.2))
+        intent = taste[u] + rng.normal(size=dim)
+        t = base + float(starts[s])
+        prev: int | None = None
+        for _ in range(n):
+            score = item_vec[pool] @ intent * 0.5
+            if prev is not None:
+                score = score + item_vec[pool] @ item_vec[prev] * 0.8
+            w = popularity[pool] * np.exp(score - score.max())
+            item = int(pool[rng.choice(pool.size, p=w / w.sum())])
+            clicks.append(Click(f"s{seed}-{s:06d}", f"u{u:05d}", products[item]["product_id"], t))
+            prev = item
+            t += float(rng.uniform(10.0, 120.0))
+    clicks.sort(key=lambda c: c.ts)
+    return clicks

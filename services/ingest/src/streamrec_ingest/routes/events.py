@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter
 
-from streamrec_ingest import intake
+from streamrec_ingest import intake, recent
 from streamrec_ingest.deps import ImportKey, IngestState, authorize_events
 from streamrec_ingest.routes.schemas import EventsAccepted, error_responses
 from streamrec_shared import metrics, topics
@@ -89,6 +89,7 @@ async def accept_events(raw: bytes, state: IngestState, *, history: bool = False
         # the ids the events had: a client that retries with them is counted once
         exc.details = {"event_ids": event_ids}
         raise
+    await recent.remember(events, received_at.timestamp())  # read-your-writes, never fails
     for event_type, n in intake.count_by_type(events).items():
         _ACCEPTED[event_type].inc(n)
     return {

@@ -31,10 +31,10 @@ from redis.exceptions import RedisError
 from redis.typing import EncodableT
 
 from streamrec_recommender.adapters.breaker import CircuitBreaker
-from streamrec_recommender.adapters.resp import RespConnection
 from streamrec_recommender.serving.context import TrendingMirror
-from streamrec_shared import metrics, profile
+from streamrec_shared import metrics, profile, recent_events
 from streamrec_shared.events import EVENT_TYPES
+from streamrec_shared.resp import RespConnection
 from streamrec_shared.settings import RedisSettings
 
 logger = logging.getLogger(__name__)
@@ -107,6 +107,8 @@ class UserRead:
     attributes: dict[str, Any] | None
     revision: bytes = b""
     """The profile's stored prefix (magic + rev; b"" without a profile) the answer is based on."""
+    recent_events: tuple[recent_events.RecentEvent, ...] = ()
+    """The user's read-your-writes list (``sr:re:<user>``), most recent first."""
 
 
 @dataclass(frozen=True)
@@ -175,12 +177,18 @@ class RedisState:
 
     # --- per request -----------------------------------------------------------------------
     async def read_user(self, user_id: str, cache_field: str | None) -> UserRead:
-        """Cache field, profile and attributes of a user in one round trip."""
+        """Cache field, profile, attributes and recent events of a user in one round trip."""
 
         async def run() -> list[Any]:
             users = (
                 ("GET", profile.profile_key(user_id)),
                 ("GET", profile.user_attributes_key(user_id)),
+                (
+                    "LRANGE",
+                    recent_events.recent_events_key(user_id),
+                    0,
+                    recent_events.MAX_EVENTS - 1,
+                ),
             )
             if cache_field is None:
                 return [None, *await self.requests.execute(*users)]
@@ -188,7 +196,7 @@ class RedisState:
                 ("HGET", profile.rec_cache_key(user_id), cache_field), *users
             )
 
-        cached, raw_profile, raw_attrs = await self.call(run)
+        cached, raw_profile, raw_attrs, raw_recent = await self.call(run)
         prof = None
         if raw_profile is not None:
             try:
@@ -202,7 +210,10 @@ class RedisState:
             with contextlib.suppress(ValueError, KeyError, TypeError):
                 attrs = profile.decode_user_attributes(raw_attrs)[0]
         revision = bytes(raw_profile[: profile.REV_PREFIX_BYTES]) if raw_profile else b""
-        return UserRead(cached=cached, profile=prof, attributes=attrs, revision=revision)
+        fresh = recent_events.decode_all(raw_recent)
+        return UserRead(
+            cached=cached, profile=prof, attributes=attrs, revision=revision, recent_events=fresh
+        )
 
     async def read_profiles(self, user_ids: list[str]) -> dict[str, profile.UserProfile]:
         return await self.bg(lambda: self.reader.get_profiles(user_ids))

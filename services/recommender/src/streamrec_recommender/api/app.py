@@ -21,7 +21,6 @@ from starlette.types import ASGIApp
 
 from streamrec_recommender.adapters.breaker import CircuitBreaker
 from streamrec_recommender.adapters.redis_state import RedisState, connect
-from streamrec_recommender.adapters.resp import RespConnection
 from streamrec_recommender.api import routes, search
 from streamrec_recommender.api.fastpath import FastPath
 from streamrec_recommender.runtime.recommender import Recommender
@@ -29,6 +28,7 @@ from streamrec_recommender.serving.model import ServingModel
 from streamrec_recommender.settings import RecommenderSettings, get_settings
 from streamrec_shared import logs
 from streamrec_shared.http import KeyRing, install_common
+from streamrec_shared.resp import RespConnection
 
 logger = logging.getLogger(__name__)
 

@@ -20,6 +20,7 @@ from streamrec_shared.algorithms import AUTO, REGISTRY
 PREFIX = "/v1/recommendations/"
 ROUTE = "/v1/recommendations/{user_id}"
 USER_ID_MAX = 128
+MAX_CONTEXT = 20
 
 
 def _algorithm(value: str) -> str:
@@ -51,15 +52,24 @@ class RecommendationQuery(BaseModel):
     exclude: str | None = Field(
         default=None, max_length=8192, description="product ids not to show, comma-separated"
     )
+    context: str | None = Field(
+        default=None,
+        max_length=4096,
+        description=(
+            "product ids on the shopper's screen or in the cart, comma-separated, most recent "
+            f"first (at most {MAX_CONTEXT} used): the session's latest items"
+        ),
+    )
 
     def to_request(self, user_id: str) -> Request:
         return Request(
-            user_id, self.k, self.algorithm, self.category or None, excluded(self.exclude)
-        )
+            user_id, self.k, self.algorithm, self.category or None, excluded(self.exclude),
+            excluded(self.context)[:MAX_CONTEXT],
+        )  # fmt: skip
 
 
 def excluded(raw: str | None) -> tuple[str, ...]:
-    """``exclude=a, b,,c`` -> ("a", "b", "c")."""
+    """``exclude=a, b,,c`` -> ("a", "b", "c") (also reads ``context=``)."""
     if not raw:
         return ()
     return tuple(p for p in (s.strip() for s in raw.split(",")) if p)

@@ -316,7 +316,8 @@ class Recommender:
             return None
         excl = ",".join(sorted(req.exclude))
         space = f"{model.version}.{model.n_items}"  # n_items: live products appended
-        return f"{space}|{self.config_tag}|{req.algorithm}|{req.k}|{req.category or ''}|{excl}"
+        field = f"{space}|{self.config_tag}|{req.algorithm}|{req.k}|{req.category or ''}|{excl}"
+        return f"{field}|{','.join(req.context)}" if req.context else field
 
     async def recommend(self, req: Request) -> Answer:
         model = self.model
@@ -329,7 +330,8 @@ class Recommender:
             degraded = ("redis",)
             count_degraded("redis")
         now = time.time()
-        doc = self._cached(read.cached)
+        latest = read.recent_events[0].ts if read.recent_events else None
+        doc = self._cached(read.cached, latest)
         if doc is not None:
             metrics.RECOMMENDER_CACHE.labels("hit").inc()
             result = Result(
@@ -354,6 +356,7 @@ class Recommender:
             trending=self.state.trending,
             profile=read.profile,
             attributes=read.attributes,
+            recent_events=read.recent_events,
             experiments=self.experiments.running,
             arm_stats=self.arm_stats,
             campaigns=list(self.campaigns.all.values()),
@@ -370,17 +373,22 @@ class Recommender:
                 "experiment": result.experiment,
                 "variant": result.variant,
                 "model_version": result.model_version,
+                "latest": latest,
             }
             self.recorder.cache(req.user_id, cache_field, orjson.dumps(doc), read.revision)
         return self._answer(req, result, now, cached=False)
 
-    def _cached(self, raw: bytes | None) -> dict[str, Any] | None:
-        """A cached answer still valid now (no item became unavailable since), or None."""
+    def _cached(self, raw: bytes | None, latest: float | None) -> dict[str, Any] | None:
+        """A cached answer still valid now (computed after the user's latest read-your-writes
+        event ``latest``, no item became unavailable since), or None. Ingest deletes the cache
+        with each event, but an answer computed just before may be written just after."""
         if raw is None:
             return None
         try:
             doc: dict[str, Any] = orjson.loads(raw)
         except orjson.JSONDecodeError:
+            return None
+        if doc.get("latest") != latest:
             return None
         unavailable = self.state.catalog.unavailable
         if unavailable and any(p in unavailable for p, _ in doc.get("items", ())):

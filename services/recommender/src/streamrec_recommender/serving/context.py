@@ -21,6 +21,7 @@ from streamrec_recommender.serving.model import ServingModel
 from streamrec_recommender.serving.policy import ArmStats, Experiment, Variant
 from streamrec_recommender.serving.ranking import Campaign, ItemFilter, Ranked
 from streamrec_shared import profile as profiles
+from streamrec_shared.recent_events import RecentEvent
 
 Recent = tuple[NDArray[np.int64], NDArray[np.float32]]
 """A profile's recent items in serving space (r,) int64 and their weights (r,) float32."""
@@ -33,6 +34,9 @@ class Request:
     algorithm: str = "auto"
     category: str | None = None
     exclude: tuple[str, ...] = ()
+    context: tuple[str, ...] = ()
+    """Products on the shopper's screen or in the cart (``context=``), most recent first: the
+    session's latest items, ahead of every recorded event."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,9 @@ class Context:
     degraded: tuple[str, ...] = ()
     """Dependencies that failed for this request (e.g. ("redis",))."""
     now: float = 0.0
+    recent_events: tuple[RecentEvent, ...] = ()
+    """The user's last accepted events, most recent first (``streamrec_shared.recent_events``:
+    ingest writes them before its 202, so they may be newer than ``profile``)."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +104,9 @@ class Job:
     category: str | None
     depth: int
     als: Ranked | None = None
+    session: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    """The session's latest items in serving space (s,) int64, most recent first: the
+    request's context, then read-your-writes events, then the profile's recent views."""
 
 
 @dataclass(frozen=True)

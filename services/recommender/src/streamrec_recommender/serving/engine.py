@@ -18,10 +18,13 @@ factor) -> none.
 Tiers (``algorithm=auto``): a running experiment's assignment decides first (every user,
 intention-to-treat); otherwise no history -> ``cold_start:category_trending`` (category from
 ``category=`` or the user's attributes) or ``cold_start:trending``; fewer than ``few_events``
-events -> ``recent_items`` (item-kNN and content from recent items blended with trending);
-else the bandit's choice for the user's segment. An explicitly requested algorithm that cannot
-run for this user falls back along the registry's chain (``streamrec_shared.algorithms``:
-als -> itemknn -> content -> popular).
+events -> ``recent_items`` (the registry's ``recent_members``: session kNN, item-kNN and content
+from recent items, rank-fused and blended with trending), as is a user the model was not trained
+on whose events all fall within one session (``session_only``); else the bandit's choice for the
+user's segment. Recent items include the request's ``context`` and the read-your-writes events
+(``Context.recent_events``) the profile does not hold yet, as the most recent ones (``fresh``).
+An explicitly requested algorithm that cannot run for this user falls back along the registry's
+chain (``streamrec_shared.algorithms``: als -> itemknn -> sknn -> content -> popular).
 """
 
 from __future__ import annotations
@@ -62,6 +65,8 @@ from streamrec_shared.algorithms import REGISTRY
 
 CATEGORY_ATTRIBUTES = ("category", "preferred_category", "favorite_category", "favourite_category")
 MAX_RECENT = 50
+MAX_SESSION = 20
+"""Latest items a session-based scorer reads (``Job.session``)."""
 EXACT_SUBSET = 200_000
 """Above this many items even a category filter is searched through the ANN index."""
 Vector = tuple[NDArray[np.float32] | None, str | None]
@@ -88,6 +93,9 @@ class Settings:
     candidates_min: int = 100
     prior_strength: float = PRIOR_STRENGTH
     """Pseudo-impressions of the bandit's offline priors (0: flat priors)."""
+    session_gap_s: float = 1800.0
+    """A user unknown to the model whose events all lie within this span is session-only:
+    served by the ``recent_items`` tier whatever their event count."""
 
 
 class Engine:
@@ -172,13 +180,62 @@ class Engine:
         return None, None
 
     @staticmethod
-    def recent(model: ServingModel | None, prof: profiles.UserProfile | None) -> Recent:
-        """Recent weighted items in serving space: (r,) int64 and (r,) float32, weight > 0."""
-        if model is None or prof is None or not prof.items:
+    def fresh(req: Request, ctx: Context) -> tuple[str, ...]:
+        """Products of the request's context and of the read-your-writes events the profile
+        does not hold (yet), most recent first, once each."""
+        if not req.context and not ctx.recent_events:
+            return ()
+        prof = ctx.profile
+        have = set(prof.items) if prof is not None else set()
+        out: list[str] = []
+        for pid in (*req.context, *(e.product_id for e in ctx.recent_events)):
+            if pid not in have:
+                have.add(pid)
+                out.append(pid)
+        return tuple(out)
+
+    @staticmethod
+    def session(model: ServingModel | None, req: Request, ctx: Context) -> NDArray[np.int64]:
+        """The session's latest items in serving space (s,) int64, most recent first: context,
+        read-your-writes events, then the profile's views (at most ``MAX_SESSION``)."""
+        if model is None:
+            return np.empty(0, dtype=np.int64)
+        prof = ctx.profile
+        views = prof.view_history if prof is not None else ()
+        seen: set[int] = set()
+        out: list[int] = []
+        get = model.index_of.get
+        for pid in (*req.context, *(e.product_id for e in ctx.recent_events), *views):
+            i = get(pid)
+            if i is not None and i not in seen:
+                seen.add(i)
+                out.append(i)
+                if len(out) >= MAX_SESSION:
+                    break
+        return np.asarray(out, dtype=np.int64)
+
+    @staticmethod
+    def recent(
+        model: ServingModel | None,
+        prof: profiles.UserProfile | None,
+        fresh: tuple[str, ...] = (),
+    ) -> Recent:
+        """Recent weighted items in serving space: (r,) int64 and (r,) float32, weight > 0;
+        the ``fresh`` products (not in the profile yet) first, weighing as much as its
+        heaviest item."""
+        if model is None or ((prof is None or not prof.items) and not fresh):
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
         idx: list[int] = []
         w: list[float] = []
-        for pid, weight in zip(prof.items, prof.weights.tolist(), strict=False):
+        top = float(prof.weights.max()) if prof is not None and prof.items else 1.0
+        for pid in fresh:
+            i = model.index_of.get(pid)
+            if i is not None and i not in idx:
+                idx.append(i)
+                w.append(max(top, 1.0))
+        items = prof.items if prof is not None else ()
+        weights = prof.weights.tolist() if prof is not None else []
+        for pid, weight in zip(items, weights, strict=False):
             i = model.index_of.get(pid)
             if i is not None and weight > 0:
                 idx.append(i)
@@ -261,16 +318,18 @@ class Engine:
         model: ServingModel | None,
         vector: Vector,
         recent: Recent,
+        fresh: int = 0,
     ) -> Plan:
         """The tier and algorithm of a request (see the module docstring), given its user
-        vector (``user_vector``) and recent items (``recent``)."""
+        vector (``user_vector``), recent items (``recent``) and how many of them are not in
+        the profile yet (``fresh``: context, read-your-writes)."""
         prof = ctx.profile
         segment: str = profiles.segment_for(prof.event_count) if prof is not None else "new"
         boosted = any(camp.applies(ctx.now, segment) for camp in ctx.campaigns)
         choice = assign(ctx.experiments, req.user_id) if req.algorithm == "auto" else None
         u, vec_source = vector
         has_recent = recent[0].size > 0
-        event_count = prof.event_count if prof is not None else 0
+        event_count = (prof.event_count if prof is not None else 0) + fresh
         if choice is not None:
             return Plan(choice[1].algorithm, None, choice, segment, boosted)
         if req.algorithm != "auto":
@@ -278,6 +337,8 @@ class Engine:
         if model is None or (u is None and not has_recent):
             return Plan("popular", "cold_start", None, segment, boosted)
         if 0 < event_count < self.settings.few_events and vec_source != "model_vector":
+            return Plan("recent", "recent_items", None, segment, boosted)
+        if has_recent and self.session_only(req, ctx, model):
             return Plan("recent", "recent_items", None, segment, boosted)
         stats = ctx.arm_stats.get(segment, {})
         arms = self.available(model, has_vector=u is not None, has_recent=has_recent)
@@ -304,6 +365,17 @@ class Engine:
             strength=self.settings.prior_strength,
         )
 
+    def session_only(self, req: Request, ctx: Context, model: ServingModel) -> bool:
+        """A user the model was not trained on whose events all fall within one session
+        (``session_gap_s``): neighbourhood methods over the latest items serve them best."""
+        prof = ctx.profile
+        if (
+            prof is not None
+            and prof.last_event_ts - prof.first_event_ts > self.settings.session_gap_s
+        ):
+            return False
+        return req.user_id not in model.user_index
+
     def als_depth(self, plan: Plan, k: int) -> int:
         """How many exact ALS candidates a planned request reads: its top ``k`` for ``als``
         (filters are applied before; only a campaign's min-max normalisation over the
@@ -324,11 +396,14 @@ class Engine:
             plan = self.plan(req, ctx, None, (None, None), recent)
             return Job(req, ctx, None, None, None, recent, plan, None, req.category, 0)
         u, vec_source = self.user_vector(model, ctx.profile, req.user_id)
-        recent = self.recent(model, ctx.profile)
-        plan = self.plan(req, ctx, model, (u, vec_source), recent)
+        fresh = self.fresh(req, ctx)
+        recent = self.recent(model, ctx.profile, fresh)
+        plan = self.plan(req, ctx, model, (u, vec_source), recent, len(fresh))
         flt, category = self.item_filter(ctx, model, req)
         depth = self.als_depth(plan, req.k) if u is not None else 0
-        return Job(req, ctx, model, u, vec_source, recent, plan, flt, category, depth)
+        session = self.session(model, req, ctx)
+        return Job(req, ctx, model, u, vec_source, recent, plan, flt, category, depth,
+                   session=session)  # fmt: skip
 
     def recommend(self, req: Request, ctx: Context) -> Result:
         """``answer(prepare(...))``: one request on its own."""
@@ -385,17 +460,7 @@ class Engine:
             if source == "model_popularity":
                 strategy += ":model"
         elif tier == "recent_items":
-            base_parts: list[tuple[Ranked, float]] = []
-            algorithm = "popular"  # named after the first member that found candidates
-            for name, weight in REGISTRY.recent_members:
-                part = self.run(name, job, c)
-                if part is not None:
-                    if algorithm == "popular" and len(part):
-                        algorithm = name
-                    base_parts.append((part, weight))
-            base = ranking.rank_fusion(base_parts) if base_parts else Ranked.empty()
-            pop = self.run("popular", job, c) or Ranked.empty()
-            ranked = ranking.blend(base, pop, self.settings.trending_blend)
+            ranked, algorithm = self.recent_items(job, c)
             strategy = "recent_items"
         else:
             for algo in REGISTRY.fallbacks(wanted):
@@ -432,6 +497,38 @@ class Engine:
         return Result(
             algorithm, f"{degraded}{strategy}", items, segment, exp_name, var_name, model.version
         )
+
+    def recent_items(self, job: Job, c: int) -> tuple[Ranked, str]:
+        """The ``recent_items`` tier: candidates and the algorithm it is named after.
+
+        With a session (``Job.session``) and a session scorer that finds candidates (the
+        registry's heaviest ``recent_members`` entry, ``sknn``), its ranking leads as it is
+        (the most recent item weighs most; a rank fusion would flatten exactly that order),
+        followed by the fusion of the other members and then trending for the rest. Otherwise
+        the members' rank fusion blended with trending."""
+        members = REGISTRY.recent_members
+        pop = self.run("popular", job, c) or Ranked.empty()
+        if members and job.session.size:
+            lead_name = members[0][0]
+            lead = self.run(lead_name, job, c)
+            if lead is not None and len(lead):
+                rest = [
+                    (part, weight)
+                    for name, weight in members[1:]
+                    if (part := self.run(name, job, c)) is not None
+                ]
+                tail = ranking.rank_fusion(rest) if rest else Ranked.empty()
+                return ranking.chain([lead, tail, pop]).head(c), lead_name
+        parts: list[tuple[Ranked, float]] = []
+        algorithm = "popular"  # named after the first member that found candidates
+        for name, weight in members:
+            part = self.run(name, job, c)
+            if part is not None:
+                if algorithm == "popular" and len(part):
+                    algorithm = name
+                parts.append((part, weight))
+        base = ranking.rank_fusion(parts) if parts else Ranked.empty()
+        return ranking.blend(base, pop, self.settings.trending_blend), algorithm
 
     def available(
         self, model: ServingModel, *, has_vector: bool = True, has_recent: bool = True

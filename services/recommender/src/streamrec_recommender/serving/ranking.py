@@ -404,6 +404,26 @@ def rank_fusion(lists: Sequence[tuple[Ranked, float]], *, k0: float = 60.0) -> R
     return _summed(np.concatenate(idx_parts), np.concatenate(score_parts))
 
 
+def chain(lists: Sequence[Ranked]) -> Ranked:
+    """The lists one after the other, each item once (first place kept): every item of a list
+    ranks above the next list's; scores are made strictly decreasing (the first list keeps
+    its own scores, later items go below the last one)."""
+    seen: set[int] = set()
+    idx: list[int] = []
+    scores: list[float] = []
+    floor = np.inf
+    for n, ranked in enumerate(lists):
+        for i, s in zip(ranked.indices.tolist(), ranked.scores.tolist(), strict=True):
+            if i in seen:
+                continue
+            seen.add(i)
+            value = s if n == 0 else floor - 1e-3
+            floor = min(floor, value)
+            idx.append(i)
+            scores.append(value)
+    return Ranked.ordered(idx, scores) if idx else Ranked.empty()
+
+
 def blend(primary: Ranked, secondary: Ranked, secondary_weight: float) -> Ranked:
     """Blend two lists by normalised score: (1-w) * norm(primary) + w * norm(secondary)."""
     if len(secondary) == 0 or secondary_weight <= 0:

@@ -1,0 +1,117 @@
+"""Sessions end to end on the running stack: a click answered at once moves the next answer
+(read-your-writes), and ``context=`` alone gives an unknown user the context items' neighbours.
+
+A synthetic bundle with a session index (``sknn``: sessions {j, j+8, j+16}, so a product's
+session neighbours are the products 8 and 16 apart) is registered and announced; every answer
+below is asked right after the 202, with no wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from streamrec_client import AsyncStreamrecClient
+from streamrec_dev import synthetic
+from streamrec_dev.localstack.stack import StackDescription
+from streamrec_dev.synthetic_model import activate, make_bundle, next_version
+
+from ..polling import eventually
+from .test_sessions_unit import session_index
+
+pytestmark = [pytest.mark.stack]
+
+N_PRODUCTS = 300
+EVENT_TIME = 1_737_374_400  # inside the synthetic shop's window (see test_recommender_stack)
+
+
+def ids(rec: Any) -> list[str]:
+    return [item["product_id"] for item in rec["items"]]
+
+
+def _write(root: Path, version: int) -> Path:
+    bundle = make_bundle(version=version, n_items=N_PRODUCTS, n_users=200, factors=16)
+    bundle = dataclasses.replace(bundle, extra_files={"sknn": session_index(N_PRODUCTS).arrays()})
+    target = root / f"v{version}"
+    bundle.save(target)
+    return target
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="module")
+async def sessions_model(stack: StackDescription) -> int:
+    async with AsyncStreamrecClient(
+        ingest_url=stack.urls["ingest"],
+        recommender_url=stack.urls["recommender"],
+        api_key=stack.api_keys["admin"],
+    ) as client:
+        await client.put_products(synthetic.catalog(N_PRODUCTS))
+        version = await next_version(stack.postgres_dsn)
+        root = Path(stack.artifacts_uri.removeprefix("file://"))
+        directory = await asyncio.to_thread(_write, root, version)
+        await activate(
+            directory, version,
+            postgres_dsn=stack.postgres_dsn, kafka_bootstrap=stack.kafka_bootstrap,
+        )  # fmt: skip
+
+        async def serving() -> int | None:
+            rec = await client.recommendations("u0000001", k=5, algorithm="sknn")
+            return version if rec["model_version"] == version else None
+
+        return await eventually(serving, timeout=60, what="the session model to serve")
+
+
+async def test_a_click_answered_at_once_moves_the_next_answer(
+    client: AsyncStreamrecClient, sessions_model: int
+) -> None:
+    user = f"click-{uuid.uuid4().hex[:10]}"
+    before = await client.recommendations(user, k=10)
+    assert "cold_start" in before["strategy"], before
+    await client.send_event(
+        {"user_id": user, "event_type": "click", "product_id": "p000100",
+         "timestamp": EVENT_TIME}
+    )  # fmt: skip
+    after = await client.recommendations(user, k=10)  # at once: no wait after the 202
+    assert after["model_version"] == sessions_model
+    assert (after["strategy"], after["algorithm"]) == ("recent_items", "sknn"), after
+    assert {"p000092", "p000108"} <= set(ids(after)[:4])
+    assert "p000100" not in ids(after)
+
+    # the next click leads: its neighbours come first, at once again
+    await client.send_event(
+        {"user_id": user, "event_type": "click", "product_id": "p000201",
+         "timestamp": EVENT_TIME + 5}
+    )  # fmt: skip
+    again = await client.recommendations(user, k=10)
+    assert set(ids(again)[:2]) == {"p000193", "p000209"}, again
+    assert ids(again) != ids(after)
+
+
+async def test_context_alone_gives_an_unknown_user_the_neighbours_of_the_context_items(
+    client: AsyncStreamrecClient, sessions_model: int
+) -> None:
+    user = f"ctx-{uuid.uuid4().hex[:10]}"
+    cold = await client.recommendations(user, k=10)
+    assert "cold_start" in cold["strategy"], cold
+    rec = await client.recommendations(user, k=10, context="p000150")
+    assert rec["model_version"] == sessions_model
+    assert (rec["strategy"], rec["algorithm"]) == ("recent_items", "sknn"), rec
+    assert set(ids(rec)[:4]) == {"p000142", "p000158", "p000134", "p000166"}
+    # the cart's latest product leads; the answer without context is still cold start
+    both = await client.recommendations(user, k=10, context="p000050,p000150")
+    assert set(ids(both)[:2]) == {"p000042", "p000058"}, both
+    assert "cold_start" in (await client.recommendations(user, k=10))["strategy"]
+
+
+async def test_bad_context_is_a_422_naming_the_field(client: AsyncStreamrecClient) -> None:
+    from streamrec_client import ApiError
+
+    with pytest.raises(ApiError) as err:
+        await client.recommendations("someone", context="p" * 5000)
+    assert err.value.status == 422
+    assert "context" in str(err.value.details)
