@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import FastAPI, Path, Request
+from fastapi import FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -41,6 +41,7 @@ class TrainOverrides(BaseModel):
     window_days: float | None = Field(default=None, gt=0)
     # 1.0 publishes whatever the holdout says; negative demands an improvement (recorded per job)
     gate_tolerance: float | None = Field(default=None, ge=-1, le=1)
+    gate_min_users: int | None = Field(default=None, ge=1, le=1_000_000)
 
 
 class TrainRequest(BaseModel):
@@ -63,7 +64,9 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
         await producer.start()
         store = ArtifactStore.from_settings(settings.artifacts)
         registry = Registry(pool, producer, store, settings.artifacts.retention)
-        runner = JobRunner(pool, registry, store, settings.training)
+        runner = JobRunner(
+            pool, registry, store, settings.training, artifact_settings=settings.artifacts
+        )
         archiver = Archiver(
             settings.kafka, settings.archive, pool, on_archived=runner.note_archived
         )
@@ -113,6 +116,22 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
         overrides = body.params.model_dump(exclude_none=True) if body and body.params else {}
         job_id = await request.app.state.runner.submit("manual", overrides)
         return {"job_id": str(job_id)}
+
+    @app.get("/v1/train", tags=["training"])
+    async def train_jobs(
+        request: Request, _: AdminKey, limit: Annotated[int, Query(ge=1, le=500)] = 50
+    ) -> dict[str, Any]:
+        """Recent training jobs, newest first: status, reason (manual | schedule | events:N),
+        model version, error; and the triggers in force (0 = off)."""
+        runner: JobRunner = request.app.state.runner
+        return {
+            "jobs": await runner.recent(limit),
+            "triggers": {
+                "interval_s": runner.settings.interval_s,
+                "after_events": runner.settings.after_events,
+                "events_since_last_run": runner.new_events,
+            },
+        }
 
     @app.get("/v1/train/{job_id}", tags=["training"])
     async def train_status(

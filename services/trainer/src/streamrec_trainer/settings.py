@@ -39,6 +39,17 @@ class TrainingSettings(BaseModel):
     main_metric: str = "ndcg@20"
     # negative: the candidate must beat the active version by that fraction
     gate_tolerance: float = Field(default=0.05, ge=-1, le=1)
+    # fewer evaluated holdout users than this: "insufficient evidence", decided by data growth
+    gate_min_users: int = Field(default=20, ge=1)
+    # a candidate below the floor is rejected only when the paired per-user test says it is
+    # worse than the champion (z of the mean NDCG difference <= -gate_z; 1.645: one-sided 5%)
+    gate_z: float = Field(default=1.645, ge=0)
+    gate_data_growth: float = Field(
+        default=0.10,
+        ge=0,
+        description="insufficient evidence publishes when the training data grew by this "
+        "fraction (interactions) over the active version's",
+    )
     served_algorithm: str = "als"
     topn_recent_users: int = Field(default=10000, ge=0)
     topn_k: int = Field(default=50, ge=1)

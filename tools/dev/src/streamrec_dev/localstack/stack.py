@@ -117,6 +117,15 @@ class StackDescription:
         return env
 
 
+TRAINER_TRIGGERS = {
+    "STREAMREC_TRAINING__INTERVAL_S": "600",
+    "STREAMREC_TRAINING__AFTER_EVENTS": "20000",
+}
+"""Retraining by itself in the local stack: every 10 minutes and after 20k newly archived events
+(a laptop demo; the environment overrides either, 0 turns it off)."""
+NO_TRIGGERS = {"STREAMREC_TRAINING__INTERVAL_S": "0", "STREAMREC_TRAINING__AFTER_EVENTS": "0"}
+
+
 def _port(preferred: int, fixed: bool) -> int:
     return preferred if fixed and not port_open(preferred) else free_port()
 
@@ -127,11 +136,19 @@ class LocalStack:
     ``fixed_ports`` uses the default ports where free (``make up``); tests use free ports.
     ``durable_broker`` keeps the broker's log in a local S3 bucket (see ``infra``) so that it
     survives a broker crash; the default in-memory log is faster and dies with the broker.
+    ``triggers``: the trainer retrains by itself (``TRAINER_TRIGGERS``); off, only on request
+    (the test session, whose tests decide when a model is trained).
     """
 
     def __init__(
-        self, state_dir: Path, *, fixed_ports: bool = False, durable_broker: bool = False
+        self,
+        state_dir: Path,
+        *,
+        fixed_ports: bool = False,
+        durable_broker: bool = False,
+        triggers: bool = True,
     ) -> None:
+        self.triggers = triggers
         self.state_dir = state_dir.resolve()
         self.log_dir = self.state_dir / "logs"
         self.fixed_ports = fixed_ports
@@ -202,7 +219,14 @@ class LocalStack:
         assert self.desc is not None
         module, _ = SERVICES[name]
         port = self.desc.urls[name].rsplit(":", 1)[1]
-        env = {**os.environ, **self.desc.env(), "STREAMREC_HTTP__PORT": port, **(extra_env or {})}
+        defaults = (TRAINER_TRIGGERS if self.triggers else NO_TRIGGERS) if name == "trainer" else {}
+        env = {
+            **defaults,
+            **os.environ,
+            **self.desc.env(),
+            "STREAMREC_HTTP__PORT": port,
+            **(extra_env or {}),
+        }
         proc = spawn(name, [sys.executable, "-m", module], log_dir=self.log_dir, env=env)
         self._record(proc)
         return proc
