@@ -13,6 +13,8 @@
    than ``gate_min_users`` evaluated users cannot decide: the run is "insufficient evidence" and
    publishes only when the training data grew by ``gate_data_growth`` (relative interactions)
    over the active version's, which its notes say;
+   the repeat-consumption figures and the seen-items rule they imply (``repeats``) go with
+   the version (``metrics.seen_rule``, and the bundle's ``extra["seen_rule"]`` for serving);
 4. fit every algorithm on the whole window (ALS warm-started from the evaluated factors for
    ``refit_iterations`` iterations) and publish: artifacts to the store, the registry row,
    activation and the models.v1 announcement.
@@ -41,7 +43,7 @@ from streamrec_shared.artifact_store import ArtifactStore, open_version
 from streamrec_shared.artifacts import ModelBundle
 from streamrec_shared.settings import ArtifactSettings
 from streamrec_trainer import champion as champion_eval
-from streamrec_trainer import warehouse
+from streamrec_trainer import repeats, warehouse
 from streamrec_trainer.dataset import Dataset
 from streamrec_trainer.evaluate import evaluate, temporal_holdout
 from streamrec_trainer.models.als import AlsParams
@@ -363,6 +365,16 @@ async def run(
             ),
         )
         champion = None
+        with timings.stage("repeats"):
+            measured = await asyncio.to_thread(
+                repeats.measure, dataset.interactions, settings.holdout_fraction
+            )
+        offline["seen_rule"] = repeats.seen_rule(
+            measured,
+            exclude_below=settings.seen_exclude_below,
+            keep_above=settings.seen_keep_above,
+            min_events=settings.seen_min_events,
+        )
         if champion_error is not None and active is not None:
             offline["champion"] = {"version": active.version, "error": champion_error}
         n = len(interactions)
@@ -389,7 +401,10 @@ async def run(
         bundle = fitted.to_bundle(
             version,
             metrics=offline,
-            extra={"unavailable_at_training": sorted(unavailable)},
+            extra={
+                "unavailable_at_training": sorted(unavailable),
+                "seen_rule": offline["seen_rule"],
+            },
         )
         uri = await timings.run("publish", functools.partial(store.save, bundle))
         offline["timings_s"] = timings.report()

@@ -51,6 +51,10 @@ class TrainingSettings(BaseModel):
         "fraction (interactions) over the active version's",
     )
     served_algorithm: str = "als"
+    # repeat consumption -> the seen-items rule published with the model (repeats.seen_rule)
+    seen_exclude_below: float = Field(default=0.05, ge=0, le=1)
+    seen_keep_above: float = Field(default=0.3, gt=0, le=1)
+    seen_min_events: int = Field(default=20, ge=1)
     topn_recent_users: int = Field(default=10000, ge=0)
     topn_k: int = Field(default=50, ge=1)
     # ALS

@@ -51,10 +51,20 @@ class RecommendationQuery(BaseModel):
     exclude: str | None = Field(
         default=None, max_length=8192, description="product ids not to show, comma-separated"
     )
+    include_seen: bool | None = Field(
+        default=None,
+        description="show items the user already had (true) or not (false); default: the "
+        "rule the trainer measured and published with the model (exclude, downweight, keep)",
+    )
 
     def to_request(self, user_id: str) -> Request:
         return Request(
-            user_id, self.k, self.algorithm, self.category or None, excluded(self.exclude)
+            user_id,
+            self.k,
+            self.algorithm,
+            self.category or None,
+            excluded(self.exclude),
+            self.include_seen,
         )
 
 

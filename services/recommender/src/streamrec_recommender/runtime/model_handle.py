@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from streamrec_recommender.runtime.index import AnnIndex, AnnParams
-from streamrec_recommender.serving.model import ServingModel
+from streamrec_recommender.serving.model import SeenRule, ServingModel
 from streamrec_recommender.serving.ranking import ExactScorer, Ranked
 from streamrec_recommender.settings import ServingSettings
 from streamrec_shared import factors, metrics
@@ -135,6 +135,7 @@ def prepare(bundle: ModelBundle, settings: ServingSettings) -> ServingModel:
         exact=ExactScorer.build(item_factors) if ann is None else None,
         algorithms=bundle.algorithms,
         arrays=bundle.extra_files,
+        seen=SeenRule.from_extra(bundle.extra.get("seen_rule")),
         load_seconds=time.perf_counter() - started,
     )
     logger.info(

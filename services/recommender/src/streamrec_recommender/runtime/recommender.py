@@ -287,8 +287,10 @@ class Recommender:
         if model is None:
             return None
         excl = ",".join(sorted(req.exclude))
+        seen = "" if req.include_seen is None else str(int(req.include_seen))
         return (
             f"{model.version}|{self.config_tag}|{req.algorithm}|{req.k}|{req.category or ''}|{excl}"
+            f"|{seen}"
         )
 
     async def recommend(self, req: Request) -> Answer:

@@ -33,6 +33,8 @@ class Request:
     algorithm: str = "auto"
     category: str | None = None
     exclude: tuple[str, ...] = ()
+    include_seen: bool | None = None
+    """Show items the user already had (True), never (False), or as the model's rule says."""
 
 
 @dataclass(frozen=True)

@@ -205,15 +205,46 @@ class Engine:
             self._memo[category] = found
         return found
 
+    # --- items the user already had ----------------------------------------------------------
+    @staticmethod
+    def seen_mode(req: Request, model: ServingModel | None) -> tuple[str | None, float]:
+        """(mode, factor) of the request's seen items: ``include_seen=true`` keeps them,
+        ``false`` excludes them, else the model's measured rule (``ServingModel.seen``); mode
+        None (a bundle without a rule): purchases excluded, views per ``exclude_viewed``."""
+        if req.include_seen is True:
+            return "keep", 1.0
+        if req.include_seen is False:
+            return "exclude", 0.0
+        rule = model.seen if model is not None else None
+        return (rule.mode, rule.factor) if rule is not None else (None, 0.0)
+
+    @staticmethod
+    def seen_ids(prof: profiles.UserProfile) -> list[str]:
+        """Every product the live profile says the user had: its items (any event), view and
+        purchase history."""
+        return list(dict.fromkeys((*prof.items, *prof.view_history, *prof.purchase_history)))
+
+    def own_exclusions(
+        self, req: Request, prof: profiles.UserProfile | None, model: ServingModel | None
+    ) -> list[str]:
+        """The request's ``exclude=`` plus the seen items its seen mode excludes."""
+        exclude: list[str] = list(req.exclude)
+        if prof is None:
+            return exclude
+        mode, _ = self.seen_mode(req, model)
+        if mode is None:
+            exclude += prof.purchase_history
+            if self.settings.exclude_viewed:
+                exclude += prof.view_history
+        elif mode == "exclude":
+            exclude += self.seen_ids(prof)
+        return exclude
+
     def item_filter(
         self, ctx: Context, model: ServingModel, req: Request
     ) -> tuple[ItemFilter, str | None]:
         prof = ctx.profile
-        exclude: list[str] = list(req.exclude)
-        if prof is not None:
-            exclude += prof.purchase_history
-            if self.settings.exclude_viewed:
-                exclude += prof.view_history
+        exclude = self.own_exclusions(req, prof, model)
         category = req.category
         catalog = ctx.catalog
         if catalog is None:
@@ -375,6 +406,9 @@ class Engine:
                 strategy = f"fallback_from_{wanted}:{strategy}"
         if ranked is None:
             ranked = Ranked.empty()
+        mode, factor = self.seen_mode(req, model)
+        if mode == "downweight" and prof is not None and len(ranked):
+            ranked = ranking.demote(ranked, model.indices(self.seen_ids(prof)), factor)
 
         ranked = self.boost(ctx, model, ranked, flt, segment, u)
         items = [
@@ -493,10 +527,8 @@ class Engine:
                     break
         return items, "model_popularity"
 
-    @staticmethod
-    def _skipped(ctx: Context, req: Request, prof: profiles.UserProfile | None) -> _Skipped:
-        purchased = frozenset(prof.purchase_history) if prof is not None else frozenset()
-        return _Skipped(ctx.unavailable, frozenset(req.exclude) | purchased)
+    def _skipped(self, ctx: Context, req: Request, prof: profiles.UserProfile | None) -> _Skipped:
+        return _Skipped(ctx.unavailable, frozenset(self.own_exclusions(req, prof, ctx.model)))
 
     def cold_start_ids(
         self,

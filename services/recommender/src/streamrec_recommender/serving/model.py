@@ -36,6 +36,34 @@ class VectorIndex(Protocol):
         ...
 
 
+SEEN_MODES = ("exclude", "downweight", "keep")
+
+
+@dataclass(frozen=True)
+class SeenRule:
+    """What to do with items the user already had, as the trainer measured it
+    (``streamrec_trainer.repeats``, ``ModelBundle.extra["seen_rule"]``): ``exclude`` never
+    shows them, ``downweight`` scales their scores down by ``factor``, ``keep`` ranks them like
+    any item. ``share``: the measured share of interactions on items the user had."""
+
+    mode: str
+    factor: float = 0.0
+    share: float | None = None
+
+    @classmethod
+    def from_extra(cls, raw: Any) -> SeenRule | None:
+        """The rule of a bundle's ``extra["seen_rule"]``; None when absent or unreadable (older
+        bundles: the recommender's default handling of purchases applies)."""
+        if not isinstance(raw, Mapping) or raw.get("mode") not in SEEN_MODES:
+            return None
+        factor, share = raw.get("factor", 0.0), raw.get("share")
+        return cls(
+            str(raw["mode"]),
+            float(factor) if isinstance(factor, int | float) else 0.0,
+            float(share) if isinstance(share, int | float) else None,
+        )
+
+
 @dataclass(frozen=True, eq=False)
 class ServingModel:
     """One model version prepared for serving (immutable).
@@ -76,6 +104,8 @@ class ServingModel:
     arrays: Mapping[str, Mapping[str, NDArray[Any]]] = field(default_factory=dict)
     """Further arrays of the bundle by file stem (``ModelBundle.extra_files``): where a
     plug-in algorithm finds what its trainer module shipped."""
+    seen: SeenRule | None = None
+    """The seen-items rule published with this version (None: older bundles)."""
 
     @property
     def n_items(self) -> int:
