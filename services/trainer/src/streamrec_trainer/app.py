@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import asyncpg
+import redis.asyncio as aioredis
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,6 +24,7 @@ from streamrec_shared.tasks import cancel_all
 from streamrec_trainer.archive import Archiver
 from streamrec_trainer.jobs import JobRunner
 from streamrec_trainer.registry import Registry
+from streamrec_trainer.rollout import Rollouts
 from streamrec_trainer.settings import TrainerSettings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -64,8 +66,15 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
         await producer.start()
         store = ArtifactStore.from_settings(settings.artifacts)
         registry = Registry(pool, producer, store, settings.artifacts.retention)
+        redis = aioredis.Redis.from_url(settings.redis.url.get_secret_value())
+        rollouts = Rollouts(pool, registry, redis, settings.training)
         runner = JobRunner(
-            pool, registry, store, settings.training, artifact_settings=settings.artifacts
+            pool,
+            registry,
+            store,
+            settings.training,
+            artifact_settings=settings.artifacts,
+            rollouts=rollouts,
         )
         archiver = Archiver(
             settings.kafka, settings.archive, pool, on_archived=runner.note_archived
@@ -75,13 +84,16 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
             asyncio.create_task(archiver.run(), name="archive"),
             asyncio.create_task(runner.worker(), name="train-worker"),
             asyncio.create_task(runner.triggers(), name="train-triggers"),
+            asyncio.create_task(rollouts.run(), name="rollout-check"),
         ]
+        app.state.rollouts = rollouts
         app.state.pool, app.state.registry, app.state.runner = pool, registry, runner
         app.state.archiver = archiver
         try:
             yield
         finally:
             await cancel_all(tasks)
+            await redis.aclose()
             await producer.stop()
             await pool.close()
 
@@ -158,7 +170,15 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
         """Every model version, newest first, with metrics and status."""
         versions = await request.app.state.registry.versions()
         active = next((v.version for v in versions if v.is_active), None)
-        return {"active_version": active, "models": [v.public() for v in versions]}
+        rollouts = await request.app.state.rollouts.all()
+        models = []
+        for v in versions:
+            shown = v.public()
+            rollout = rollouts.get(v.version)
+            shown["rollout"] = rollout.public() if rollout else None
+            models.append(shown)
+        canary = next((r.version for r in rollouts.values() if r.state == "canary"), None)
+        return {"active_version": active, "canary_version": canary, "models": models}
 
     @app.get("/v1/models/active", tags=["registry"])
     async def active_model(request: Request) -> JSONResponse:
@@ -176,7 +196,24 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
     ) -> dict[str, Any]:
         """Promote or roll back: make ``version`` active and announce it on models.v1."""
         current = await request.app.state.registry.activate(version)
+        await request.app.state.rollouts.on_activated(version)
         result: dict[str, Any] = current.public()
         return result
+
+    @app.post("/v1/models/{version}/promote", tags=["registry"])
+    async def promote(
+        request: Request, version: Annotated[int, Path(ge=1)], _: AdminKey
+    ) -> dict[str, Any]:
+        """End the canary rollout of ``version`` now: activate it for every user."""
+        rollout = await request.app.state.rollouts.promote(version)
+        return {"version": version, "rollout": rollout.public()}
+
+    @app.post("/v1/models/{version}/abort", tags=["registry"])
+    async def abort(
+        request: Request, version: Annotated[int, Path(ge=1)], _: AdminKey
+    ) -> dict[str, Any]:
+        """End the canary rollout of ``version`` now: every user back on the active version."""
+        rollout = await request.app.state.rollouts.abort(version)
+        return {"version": version, "rollout": rollout.public()}
 
     return app

@@ -23,6 +23,7 @@ from streamrec_shared.errors import NotFound
 from streamrec_shared.settings import ArtifactSettings
 from streamrec_trainer import pipeline
 from streamrec_trainer.registry import Registry
+from streamrec_trainer.rollout import Rollouts
 from streamrec_trainer.settings import TrainingSettings
 
 logger = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ class JobRunner:
     store: ArtifactStore
     settings: TrainingSettings
     artifact_settings: ArtifactSettings | None = None
+    rollouts: Rollouts | None = None
 
     def __post_init__(self) -> None:
         self.queue: asyncio.Queue[uuid.UUID] = asyncio.Queue()
@@ -144,7 +146,7 @@ class JobRunner:
         )
         settings = self.settings.model_copy(update=json.loads(overrides))
         outcome = await pipeline.run(
-            self.pool, self.registry, self.store, settings, self.artifact_settings
+            self.pool, self.registry, self.store, settings, self.artifact_settings, self.rollouts
         )
         logger.info(
             "training job %s: %s version %s in %.1fs",

@@ -17,7 +17,8 @@
    the version (``metrics.seen_rule``, and the bundle's ``extra["seen_rule"]`` for serving);
 4. fit every algorithm on the whole window (ALS warm-started from the evaluated factors for
    ``refit_iterations`` iterations) and publish: artifacts to the store, the registry row,
-   activation and the models.v1 announcement.
+   then a canary rollout next to the active version (``rollout``; ``canary_share``) or, for
+   the first version or with ``canary_share`` 0, activation and the models.v1 announcement.
 
 Seconds per stage go to the stage histogram (wall) and to the run's metrics (``timings_s``:
 wall and process CPU per stage).
@@ -50,6 +51,7 @@ from streamrec_trainer.models.als import AlsParams
 from streamrec_trainer.models.fit import FittedModels, TrainParams, fit_all
 from streamrec_trainer.models.itemknn import ItemKnnParams
 from streamrec_trainer.registry import Registry, Version
+from streamrec_trainer.rollout import Rollouts
 from streamrec_trainer.settings import TrainingSettings
 
 logger = logging.getLogger(__name__)
@@ -330,6 +332,7 @@ async def run(
     store: ArtifactStore,
     settings: TrainingSettings,
     artifact_settings: ArtifactSettings | None = None,
+    rollouts: Rollouts | None = None,
 ) -> Outcome:
     window = await warehouse.data_window(pool, settings.window_days)
     if window is None:
@@ -417,7 +420,11 @@ async def run(
             n_interactions=n,
             **span,
         )
-        await registry.activate(version)
+        if rollouts is not None and active is not None and settings.canary_share > 0:
+            # a canary first: the online comparison promotes or rolls it back (rollout.py)
+            await rollouts.start(version, active.version, settings.canary_share)
+        else:
+            await registry.activate(version)
         metrics.TRAINER_LAST_PUBLISH.set(time.time())
         return Outcome("published", version, offline, why)
     except BaseException as exc:

@@ -51,6 +51,13 @@ class TrainingSettings(BaseModel):
         "fraction (interactions) over the active version's",
     )
     served_algorithm: str = "als"
+    # gradual rollout (rollout.py): a published version serves this share of users first
+    # (0 = activate at once); decided every rollout_check_s once both sides have
+    # rollout_min_impressions, rolled back when the canary's hit rate is worse (z <= -rollout_z)
+    canary_share: float = Field(default=0.1, ge=0, lt=1)
+    rollout_check_s: float = Field(default=30.0, gt=0)
+    rollout_min_impressions: int = Field(default=1000, ge=1)
+    rollout_z: float = Field(default=1.645, gt=0)
     # repeat consumption -> the seen-items rule published with the model (repeats.seen_rule)
     seen_exclude_below: float = Field(default=0.05, ge=0, le=1)
     seen_keep_above: float = Field(default=0.3, gt=0, le=1)

@@ -120,10 +120,18 @@ class StackDescription:
 TRAINER_TRIGGERS = {
     "STREAMREC_TRAINING__INTERVAL_S": "600",
     "STREAMREC_TRAINING__AFTER_EVENTS": "20000",
+    "STREAMREC_TRAINING__ROLLOUT_CHECK_S": "10",
+    "STREAMREC_TRAINING__ROLLOUT_MIN_IMPRESSIONS": "200",
 }
-"""Retraining by itself in the local stack: every 10 minutes and after 20k newly archived events
-(a laptop demo; the environment overrides either, 0 turns it off)."""
-NO_TRIGGERS = {"STREAMREC_TRAINING__INTERVAL_S": "0", "STREAMREC_TRAINING__AFTER_EVENTS": "0"}
+"""Retraining by itself in the local stack: every 10 minutes and after 20k newly archived events,
+each new version first a canary (10% of users, decided after 200 impressions per side: a laptop
+demo; the environment overrides any of it, 0 turns a trigger off)."""
+NO_TRIGGERS = {
+    "STREAMREC_TRAINING__INTERVAL_S": "0",
+    "STREAMREC_TRAINING__AFTER_EVENTS": "0",
+    "STREAMREC_TRAINING__CANARY_SHARE": "0",
+}
+"""Models trained only on request and activated at once when published (the test session)."""
 
 
 def _port(preferred: int, fixed: bool) -> int:
@@ -136,8 +144,9 @@ class LocalStack:
     ``fixed_ports`` uses the default ports where free (``make up``); tests use free ports.
     ``durable_broker`` keeps the broker's log in a local S3 bucket (see ``infra``) so that it
     survives a broker crash; the default in-memory log is faster and dies with the broker.
-    ``triggers``: the trainer retrains by itself (``TRAINER_TRIGGERS``); off, only on request
-    (the test session, whose tests decide when a model is trained).
+    ``triggers``: the trainer retrains by itself and rolls new versions out gradually
+    (``TRAINER_TRIGGERS``); off, it trains only on request and activates what it publishes at
+    once (``NO_TRIGGERS``: the test session, whose tests decide when a model is trained).
     """
 
     def __init__(
