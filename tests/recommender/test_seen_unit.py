@@ -86,3 +86,26 @@ def test_seen_rule_is_read_from_the_bundle() -> None:
     )
     assert SeenRule.from_extra({"mode": "nonsense"}) is None
     assert SeenRule.from_extra(None) is None
+
+
+def test_bought_items_follow_their_own_rule(base: ServingModel) -> None:
+    vec = base.user_factors[3]
+    best = [str(base.item_ids[i]) for i in np.argsort(-(base.item_factors @ vec))[:3]]
+    prof = UserProfile(
+        user_id="u0000003", items=tuple(best), weights=np.ones(3, np.float32),
+        view_history=tuple(best), purchase_history=(best[0],), category_affinity={},
+        counts={"view": 60}, event_count=60, segment="light", vector=vec,
+        model_version=base.version, first_event_ts=0.0, last_event_ts=1.0,
+    )  # fmt: skip
+    # viewed items are kept (people come back to them), bought ones are not bought twice
+    model = dataclasses.replace(base, seen=SeenRule("keep", 1.0, purchased_mode="exclude"))
+    ctx = Context(model, None, frozenset(), TrendingMirror(), prof, None)
+    got = [p for p, _ in _engine().recommend(Request("u0000003", 10, "als"), ctx).items]
+    assert best[0] not in got
+    assert got[:2] == best[1:]
+    rule = SeenRule.from_extra({"mode": "keep", "purchased": {"mode": "downweight", "factor": 0.5}})
+    assert rule is not None
+    assert (rule.purchased_mode, rule.purchased_factor) == ("downweight", 0.5)
+    older = SeenRule.from_extra({"mode": "keep"})
+    assert older is not None
+    assert older.purchased_mode == "exclude"

@@ -48,6 +48,10 @@ async def _send_archived(
     await eventually(archived, timeout=90, what="the archive", interval=0.2)
 
 
+def _live(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in e.items() if k != "timestamp"} for e in events]
+
+
 async def test_retrain_with_more_data_publishes_and_a_worse_candidate_is_rejected(
     stack: StackDescription, client: AsyncStreamrecClient
 ) -> None:
@@ -60,13 +64,15 @@ async def test_retrain_with_more_data_publishes_and_a_worse_candidate_is_rejecte
         user_prefix="gate",
     )
     await client.put_products(shop.products)
-    cut = int(len(shop.events) * 0.75)  # events are in time order: the later quarter comes next
+    # events are in time order: three parts of the shop's history arrive one after the other
+    cut, cut2 = int(len(shop.events) * 0.6), int(len(shop.events) * 0.8)
     await _send_archived(client, stack.postgres_dsn, shop.events[:cut])
     # a baseline of this shop (the session stack holds other tests' models)
     first = await _job(client, {**WINDOW, "gate_tolerance": 1.0})
     assert first["status"] == "published", first
 
-    await _send_archived(client, stack.postgres_dsn, shop.events[cut:])
+    # the later parts arrive live (event time = receive time, after every model so far)
+    await _send_archived(client, stack.postgres_dsn, _live(shop.events[cut:cut2]))
     second = await _job(client, WINDOW)  # default tolerance: decided on one split
     gate = second["metrics"]["gate"]
     assert second["status"] == "published", gate
@@ -75,7 +81,14 @@ async def test_retrain_with_more_data_publishes_and_a_worse_candidate_is_rejecte
     assert set(gate["comparison"]["als"]["champion"]) >= {"ndcg@5", "ndcg@10", "ndcg@20"}
     assert second["metrics"]["champion"]["version"] == first["model_version"]
 
-    # one factor, one iteration: worse than the champion on the same holdout
+    # the same data again: nothing the champion has not seen, nothing to decide on
+    again = await _job(client, WINDOW)
+    assert again["status"] == "rejected", again["metrics"]["gate"]
+    assert again["metrics"]["gate"]["decision"] == "insufficient_evidence"
+    assert again["metrics"]["champion"]["split"]["restricted_to_unseen"] is True
+
+    # more data, but one factor and one iteration: worse than the champion on the same split
+    await _send_archived(client, stack.postgres_dsn, _live(shop.events[cut2:]))
     bad = await _job(client, {**WINDOW, "factors": 1, "iterations": 1, "refit_iterations": 0})
     bad_gate = bad["metrics"]["gate"]
     assert bad["status"] == "rejected", bad_gate

@@ -39,6 +39,8 @@ def test_a_shop_without_repeats_excludes_seen_items() -> None:
     rule = seen_rule(m)
     assert rule["mode"] == "exclude"
     assert rule["basis"] == "holdout_seen_share"
+    assert m["repurchase_share"] == 0.0
+    assert rule["purchased"]["mode"] == "exclude"
 
 
 def test_a_shop_with_repeats_keeps_them() -> None:
@@ -46,7 +48,10 @@ def test_a_shop_with_repeats_keeps_them() -> None:
     assert m["repeat_share"] > 0.4
     assert m["holdout_seen_share"] > 0.4
     assert m["lift"] > 1.0  # an item the user had is far likelier to come back than a new one
-    assert seen_rule(m)["mode"] == "keep"
+    rule = seen_rule(m)
+    assert rule["mode"] == "keep"
+    assert m["repurchase_share"] > 0.4  # every event here is a purchase
+    assert rule["purchased"]["mode"] == "keep"
 
 
 def test_a_few_repeats_downweight_seen_items() -> None:
@@ -63,3 +68,24 @@ def test_too_small_a_holdout_falls_back_to_the_training_repeats() -> None:
     rule = seen_rule(m, min_events=10**6)
     assert rule["basis"] == "repeat_share"
     assert rule["mode"] == "exclude"
+
+
+def test_views_before_a_purchase_are_not_repurchases() -> None:
+    log = _log(0.0, seed=3)
+    n = len(log)
+    # every purchase preceded by a view of the same item a minute earlier
+    both = Interactions(
+        np.concatenate([log.user_ids, log.user_ids]),
+        np.concatenate([log.item_ids, log.item_ids]),
+        np.concatenate([np.full(n, "view"), log.event_types]),
+        np.full(2 * n, np.nan),
+        np.concatenate([log.timestamps - 60.0, log.timestamps]),
+    )
+    m = measure(both, 0.2)
+    rule = seen_rule(m)
+    assert m["repeat_share"] > 0.4  # in the training part the purchase repeats the view
+    # but nobody comes back to an item later: the holdout decides
+    assert m["holdout_seen_share"] < 0.05
+    assert rule["mode"] == "exclude"
+    assert m["repurchase_share"] == 0.0
+    assert rule["purchased"]["mode"] == "exclude"  # but nothing is bought twice

@@ -17,8 +17,9 @@ serves it:
 
 The champion's stored user factors are not used: they were fitted on the champion's window,
 which may overlap the candidate's test period (scoring with them would let the champion see the
-targets). Its item-side arrays can still have seen part of that period (``overlap_s`` in the
-result says how much); that favours the champion, never the candidate.
+targets). Its item-side arrays could still have seen that period: ``pipeline.evaluate_fitted``
+then restricts the targets of both versions to the events after the champion's data end
+(``overlap_s`` in the result says how much of the test period it saw).
 
 An algorithm the champion cannot score from its artifacts (not shipped, or offline-only) is
 left out of the comparison (``comparable: false``). Plug-ins add a builder with
@@ -170,6 +171,11 @@ def register_builder(name: str, builder: Builder) -> None:
     BUILDERS[name] = builder
 
 
+def data_end(bundle: ModelBundle) -> float:
+    """The end of the bundle's training data (unix s)."""
+    return datetime.fromisoformat(bundle.data_window.end).timestamp()
+
+
 def evaluate_bundle(
     bundle: ModelBundle,
     holdout: Holdout,
@@ -180,7 +186,7 @@ def evaluate_bundle(
     """Offline metrics of ``bundle`` on ``holdout`` per algorithm (those it can score), with the
     share of the holdout's catalogue and test period the bundle knows."""
     known = columns(holdout.item_ids, bundle.als.item_ids) >= 0
-    end_ts = datetime.fromisoformat(bundle.data_window.end).timestamp()
+    end_ts = data_end(bundle)
     results: dict[str, Any] = {}
     for name in algorithms:
         builder = BUILDERS.get(name)

@@ -9,7 +9,9 @@
    through its own published artifacts (``champion``: items it does not know are misses, users
    none of whose history it knows get its popularity), per algorithm at K = 5/10/20. The
    candidate is published when the served algorithm's ``main_metric`` is not worse than the
-   champion's on that split by more than ``gate_tolerance`` (relative). A holdout with fewer
+   champion's on that split by more than ``gate_tolerance`` (relative). When the champion was
+   trained on part of the test period, both are compared on the test events after its data end
+   (it would otherwise be judged on what it was fitted to). A split with fewer
    than ``gate_min_users`` evaluated users cannot decide: the run is "insufficient evidence" and
    publishes only when the training data grew by ``gate_data_growth`` (relative interactions)
    over the active version's, which its notes say;
@@ -38,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import asyncpg
+import numpy as np
 
 from streamrec_shared import metrics
 from streamrec_shared.artifact_store import ArtifactStore, open_version
@@ -45,8 +48,8 @@ from streamrec_shared.artifacts import ModelBundle
 from streamrec_shared.settings import ArtifactSettings
 from streamrec_trainer import champion as champion_eval
 from streamrec_trainer import repeats, warehouse
-from streamrec_trainer.dataset import Dataset
-from streamrec_trainer.evaluate import evaluate, temporal_holdout
+from streamrec_trainer.dataset import Dataset, temporal_split
+from streamrec_trainer.evaluate import evaluate, make_holdout
 from streamrec_trainer.models.als import AlsParams
 from streamrec_trainer.models.fit import FittedModels, TrainParams, fit_all
 from streamrec_trainer.models.itemknn import ItemKnnParams
@@ -134,17 +137,24 @@ def evaluate_fitted(
     Returns (offline metrics, the models fitted on the training part or None when the holdout
     has no user to evaluate); the models can warm-start the fit of the whole window.
     """
-    holdout = temporal_holdout(
-        dataset.interactions, test_fraction=holdout_fraction, max_users=max_users, seed=seed
-    )
+    train, test, cutoff = temporal_split(dataset.interactions, holdout_fraction)
+    holdout = make_holdout(train, test, cutoff, max_users=max_users, seed=seed)
     if holdout.users.size == 0:
         return {"holdout": holdout.summary(), "algorithms": {}}, None
+    split = holdout
+    champion_end = champion_eval.data_end(champion) if champion is not None else None
+    if champion_end is not None and champion_end >= cutoff:
+        # the champion was trained on part of the test period: both are compared on the
+        # events it never saw (same training part, same users' histories)
+        unseen = test.select(test.timestamps > champion_end)
+        split = make_holdout(train, unseen, cutoff, max_users=max_users, seed=seed)
+    scored = np.union1d(holdout.user_ids[holdout.users], split.user_ids[split.users])
     fitted = fit_all(
         Dataset(holdout.train, dataset.catalog),
         params,
         reference_ts=holdout.cutoff,
         lists=False,
-        exact_users=holdout.user_ids[holdout.users],
+        exact_users=scored,
     )
     scorers = fitted.scorers()
     holdout.matrix(params.half_life_days)  # built once, before the threads share it
@@ -158,13 +168,30 @@ def evaluate_fitted(
         results = {name: future.result() for name, future in futures.items()}
     offline: dict[str, Any] = {"holdout": holdout.summary(), "algorithms": results}
     if champion is not None:
+        hl = params.half_life_days
+        on_split = results
+        if split is not holdout:
+            on_split = {
+                name: evaluate(sc, split, half_life_days=hl) for name, sc in scorers.items()
+            }
         offline["champion"] = champion_eval.evaluate_bundle(
-            champion, holdout, list(results), half_life_days=params.half_life_days
+            champion, split, list(results), half_life_days=hl
         )
-        if paired is not None and paired[0] in scorers:
+        known = champion_eval.columns(
+            np.unique(dataset.interactions.item_vocab[dataset.interactions.item_codes]),
+            champion.als.item_ids,
+        )
+        offline["champion"]["new_items"] = int((known < 0).sum())
+        offline["champion"]["candidate"] = on_split
+        offline["champion"]["split"] = {
+            "targets_after": max(cutoff, champion_end or cutoff),
+            "restricted_to_unseen": split is not holdout,
+            **split.summary(),
+        }
+        if paired is not None and paired[0] in scorers and split.users.size:
             algo, k = paired
             offline["champion"]["paired"] = champion_eval.paired_ndcg(
-                scorers[algo], champion, holdout, algo, k, half_life_days=params.half_life_days
+                scorers[algo], champion, split, algo, k, half_life_days=hl
             )
     return offline, fitted
 
@@ -226,8 +253,9 @@ def gate(
     both versions could score, candidate and champion at every K.
     """
     metric, algo = settings.main_metric, settings.served_algorithm
-    candidate_algos: dict[str, Any] = offline.get("algorithms", {})
     champ: dict[str, Any] = offline.get("champion") or {}
+    # the candidate on the comparison split (the events the champion never saw), else its own
+    candidate_algos: dict[str, Any] = champ.get("candidate") or offline.get("algorithms", {})
     champ_algos: dict[str, Any] = champ.get("algorithms", {})
     comparison = {
         name: {
@@ -237,7 +265,8 @@ def gate(
         for name, values in candidate_algos.items()
         if name in champ_algos
     }
-    evaluated = int(offline.get("holdout", {}).get("n_evaluated_users", 0))
+    split = champ.get("split") or offline.get("holdout", {})
+    evaluated = int(split.get("n_evaluated_users", 0))
     growth = _growth(n_interactions, active_interactions)
     evidence: dict[str, Any] = {
         "metric": metric,
@@ -256,6 +285,9 @@ def gate(
         evidence["decision"] = "no_champion"
         shown = "n/a" if cand is None else f"{cand:.4f}"
         return True, f"{algo} {metric}={shown}; no active version to compare with", evidence
+    if settings.gate_tolerance >= 1.0:
+        evidence["decision"] = "gate_off"
+        return True, "gate_tolerance 1.0: published whatever the comparison says", evidence
     if cand is None or evaluated < settings.gate_min_users:
         evidence["decision"] = "insufficient_evidence"
         why = (
@@ -273,6 +305,14 @@ def gate(
                 ),
                 evidence,
             )
+        new_items = int(champ.get("new_items") or 0)
+        if 0 < settings.gate_new_items <= new_items:
+            evidence["decision"] = "insufficient_evidence_new_items"
+            why += (
+                f"; published because the training data has {new_items} products with "
+                f"interactions that version {active_version} does not know"
+            )
+            return True, why, evidence
         return (
             False,
             (

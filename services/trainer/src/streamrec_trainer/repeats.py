@@ -16,10 +16,15 @@ Measured, per event type and pooled over the positive ones (weight > 0):
   training comes back in the holdout, and that one pair the user did not have does (users with
   history who are active in the holdout), with their ratio ``lift``.
 
+* ``repurchase_share`` / ``holdout_repurchase_share``: the same for purchases of items the
+  user had bought before (buying again is what matters for bought items: a view before a
+  purchase is the normal funnel, not a repeat).
+
 The rule (pooled ``holdout_seen_share``, or ``repeat_share`` when the holdout has fewer than
 ``min_events`` such events): below ``exclude_below`` -> ``exclude`` (seen items are never
 shown); at or above ``keep_above`` -> ``keep`` (ranked like any item); between -> ``downweight``
-with ``factor = share / keep_above`` (seen items' scores are scaled down by it).
+with ``factor = share / keep_above`` (seen items' scores are scaled down by it). Items the user
+bought get their own rule (``purchased``) from the re-purchase shares, the same way.
 """
 
 from __future__ import annotations
@@ -54,6 +59,23 @@ def _share(flags: NDArray[np.bool_], types: NDArray[np.int16], vocab: NDArray[np
     return out
 
 
+def _purchases(
+    log: Interactions, n_items: int
+) -> tuple[NDArray[np.int64], NDArray[np.bool_]] | None:
+    """(user-item keys of the purchases in time order, whether the user had bought the item
+    before), or None when the log has no purchase type."""
+    code = np.flatnonzero(log.type_vocab == "purchase")
+    if code.size == 0:
+        return None
+    rows = np.flatnonzero(log.type_codes == code[0])
+    rows = rows[np.argsort(log.timestamps[rows], kind="stable")]
+    keys = _keys(log, n_items)[rows]
+    again = np.ones(keys.size, dtype=bool)
+    _, first = np.unique(keys, return_index=True)
+    again[first] = False
+    return keys, again
+
+
 def measure(interactions: Interactions, holdout_fraction: float) -> dict[str, Any]:
     """The repeat-consumption figures of the module docstring (JSON-able)."""
     log = interactions
@@ -78,6 +100,12 @@ def measure(interactions: Interactions, holdout_fraction: float) -> dict[str, An
         "repeat_share": round(float(repeat[train_pos].mean()), 4) if train_pos.any() else None,
         "repeat_by_type": _share(repeat, train.type_codes, vocab),
     }
+    # re-purchases: purchases of an item the user had bought before (what a shop sells again)
+    bought = _purchases(train, n_items)
+    if bought is not None:
+        keys, again = bought
+        result["purchases"] = int(keys.size)
+        result["repurchase_share"] = round(float(again.mean()), 4) if keys.size else None
     if test is None or len(test) == 0:
         return result
     known_users = np.unique(train.user_codes)
@@ -92,6 +120,17 @@ def measure(interactions: Interactions, holdout_fraction: float) -> dict[str, An
         round(float(seen[test_pos].mean()), 4) if test_pos.any() else None
     )
     result["holdout_seen_by_type"] = _share(seen, t.type_codes, vocab)
+    if bought is not None:
+        test_bought = _purchases(t, n_items)
+        if test_bought is not None and test_bought[0].size:
+            again_in_test = np.isin(test_bought[0], bought[0])
+            # only buyers with a purchase in training can buy again
+            buyers = np.unique(bought[0] // n_items)
+            mask = np.isin(test_bought[0] // n_items, buyers)
+            result["holdout_purchases"] = int(mask.sum())
+            result["holdout_repurchase_share"] = (
+                round(float(again_in_test[mask].mean()), 4) if mask.any() else None
+            )
     # per-pair chances, users with history who are active in the holdout
     active = np.unique(t.user_codes[test_pos])
     if active.size:
@@ -109,21 +148,22 @@ def measure(interactions: Interactions, holdout_fraction: float) -> dict[str, An
     return result
 
 
-def seen_rule(
+def _decide(
     measured: dict[str, Any],
+    holdout: tuple[str, str],
+    train: str,
     *,
-    exclude_below: float = 0.05,
-    keep_above: float = 0.3,
-    min_events: int = 20,
+    exclude_below: float,
+    keep_above: float,
+    min_events: int,
 ) -> dict[str, Any]:
-    """The serving rule from ``measure``'s figures: {"mode", "factor", "share", "basis",
-    thresholds, "measured"} (see the module docstring)."""
+    share_key, count_key = holdout
     share: float | None = None
-    basis = "holdout_seen_share"
-    if (measured.get("holdout_events") or 0) >= min_events:
-        share = measured.get("holdout_seen_share")
+    basis = share_key
+    if (measured.get(count_key) or 0) >= min_events:
+        share = measured.get(share_key)
     if share is None:
-        share, basis = measured.get("repeat_share"), "repeat_share"
+        share, basis = measured.get(train), train
     if share is None:
         mode, factor, basis = "exclude", 0.0, "no_data"
     elif share < exclude_below:
@@ -132,11 +172,30 @@ def seen_rule(
         mode, factor = "keep", 1.0
     else:
         mode, factor = "downweight", round(max(0.05, min(1.0, share / keep_above)), 4)
+    return {"mode": mode, "factor": factor, "share": share, "basis": basis}
+
+
+def seen_rule(
+    measured: dict[str, Any],
+    *,
+    exclude_below: float = 0.05,
+    keep_above: float = 0.3,
+    min_events: int = 20,
+) -> dict[str, Any]:
+    """The serving rule from ``measure``'s figures: {"mode", "factor", "share", "basis"} for
+    items the user had (any event), ``purchased`` the same for items the user bought (from the
+    re-purchase shares; no purchases measured: ``exclude``), thresholds and "measured" (see
+    the module docstring)."""
+    rule = _decide(
+        measured, ("holdout_seen_share", "holdout_events"), "repeat_share",
+        exclude_below=exclude_below, keep_above=keep_above, min_events=min_events,
+    )  # fmt: skip
+    rule["purchased"] = _decide(
+        measured, ("holdout_repurchase_share", "holdout_purchases"), "repurchase_share",
+        exclude_below=exclude_below, keep_above=keep_above, min_events=min_events,
+    )  # fmt: skip
     return {
-        "mode": mode,
-        "factor": factor,
-        "share": share,
-        "basis": basis,
+        **rule,
         "exclude_below": exclude_below,
         "keep_above": keep_above,
         "measured": measured,

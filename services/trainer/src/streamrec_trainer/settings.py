@@ -44,6 +44,9 @@ class TrainingSettings(BaseModel):
     # a candidate below the floor is rejected only when the paired per-user test says it is
     # worse than the champion (z of the mean NDCG difference <= -gate_z; 1.645: one-sided 5%)
     gate_z: float = Field(default=1.645, ge=0)
+    # insufficient evidence also publishes when this many products with interactions are
+    # unknown to the active version (it cannot serve them; 0 = off)
+    gate_new_items: int = Field(default=1, ge=0)
     gate_data_growth: float = Field(
         default=0.10,
         ge=0,

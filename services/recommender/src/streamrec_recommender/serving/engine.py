@@ -54,6 +54,8 @@ CATEGORY_ATTRIBUTES = ("category", "preferred_category", "favorite_category", "f
 MAX_RECENT = 50
 EXACT_SUBSET = 200_000
 """Above this many items even a category filter is searched through the ANN index."""
+Mode = tuple[str, float]
+"""What to do with a kind of seen item: (``exclude`` | ``downweight`` | ``keep``, factor)."""
 Vector = tuple[NDArray[np.float32] | None, str | None]
 """A user vector (f,) float32 or None, and where it came from (see the module docstring)."""
 
@@ -207,38 +209,59 @@ class Engine:
 
     # --- items the user already had ----------------------------------------------------------
     @staticmethod
-    def seen_mode(req: Request, model: ServingModel | None) -> tuple[str | None, float]:
-        """(mode, factor) of the request's seen items: ``include_seen=true`` keeps them,
-        ``false`` excludes them, else the model's measured rule (``ServingModel.seen``); mode
-        None (a bundle without a rule): purchases excluded, views per ``exclude_viewed``."""
+    def seen_modes(req: Request, model: ServingModel | None) -> tuple[Mode, Mode] | None:
+        """((mode, factor) of the items the user had, of the items the user bought) for this
+        request: ``include_seen=true`` keeps both, ``false`` excludes both, else the model's
+        measured rule (``ServingModel.seen``). None (a bundle without a rule): purchases
+        excluded, views per ``exclude_viewed``."""
         if req.include_seen is True:
-            return "keep", 1.0
+            return ("keep", 1.0), ("keep", 1.0)
         if req.include_seen is False:
-            return "exclude", 0.0
+            return ("exclude", 0.0), ("exclude", 0.0)
         rule = model.seen if model is not None else None
-        return (rule.mode, rule.factor) if rule is not None else (None, 0.0)
+        if rule is None:
+            return None
+        return (rule.mode, rule.factor), (rule.purchased_mode, rule.purchased_factor)
 
     @staticmethod
-    def seen_ids(prof: profiles.UserProfile) -> list[str]:
-        """Every product the live profile says the user had: its items (any event), view and
-        purchase history."""
-        return list(dict.fromkeys((*prof.items, *prof.view_history, *prof.purchase_history)))
+    def seen_ids(prof: profiles.UserProfile) -> tuple[list[str], list[str]]:
+        """(products the live profile says the user had but did not buy: its items and view
+        history; products the user bought)."""
+        bought = set(prof.purchase_history)
+        had = [p for p in dict.fromkeys((*prof.items, *prof.view_history)) if p not in bought]
+        return had, list(prof.purchase_history)
 
     def own_exclusions(
         self, req: Request, prof: profiles.UserProfile | None, model: ServingModel | None
     ) -> list[str]:
-        """The request's ``exclude=`` plus the seen items its seen mode excludes."""
+        """The request's ``exclude=`` plus the seen items its seen modes exclude."""
         exclude: list[str] = list(req.exclude)
         if prof is None:
             return exclude
-        mode, _ = self.seen_mode(req, model)
-        if mode is None:
+        modes = self.seen_modes(req, model)
+        if modes is None:
             exclude += prof.purchase_history
             if self.settings.exclude_viewed:
                 exclude += prof.view_history
-        elif mode == "exclude":
-            exclude += self.seen_ids(prof)
+            return exclude
+        had, bought = self.seen_ids(prof)
+        if modes[0][0] == "exclude":
+            exclude += had
+        if modes[1][0] == "exclude":
+            exclude += bought
         return exclude
+
+    def demote_seen(
+        self, req: Request, prof: profiles.UserProfile | None, model: ServingModel, ranked: Ranked
+    ) -> Ranked:
+        """Scores of seen items scaled down where their mode is ``downweight``."""
+        modes = self.seen_modes(req, model)
+        if modes is None or prof is None or not len(ranked):
+            return ranked
+        for (mode, factor), ids in zip(modes, self.seen_ids(prof), strict=True):
+            if mode == "downweight" and ids:
+                ranked = ranking.demote(ranked, model.indices(ids), factor)
+        return ranked
 
     def item_filter(
         self, ctx: Context, model: ServingModel, req: Request
@@ -406,9 +429,7 @@ class Engine:
                 strategy = f"fallback_from_{wanted}:{strategy}"
         if ranked is None:
             ranked = Ranked.empty()
-        mode, factor = self.seen_mode(req, model)
-        if mode == "downweight" and prof is not None and len(ranked):
-            ranked = ranking.demote(ranked, model.indices(self.seen_ids(prof)), factor)
+        ranked = self.demote_seen(req, prof, model, ranked)
 
         ranked = self.boost(ctx, model, ranked, flt, segment, u)
         items = [

@@ -49,19 +49,32 @@ class SeenRule:
     mode: str
     factor: float = 0.0
     share: float | None = None
+    purchased_mode: str = "exclude"
+    """The same for items the user bought (measured on re-purchases)."""
+    purchased_factor: float = 0.0
 
     @classmethod
     def from_extra(cls, raw: Any) -> SeenRule | None:
         """The rule of a bundle's ``extra["seen_rule"]``; None when absent or unreadable (older
-        bundles: the recommender's default handling of purchases applies)."""
+        bundles: the recommender's default handling of purchases applies). Without a
+        ``purchased`` part bought items are excluded."""
         if not isinstance(raw, Mapping) or raw.get("mode") not in SEEN_MODES:
             return None
-        factor, share = raw.get("factor", 0.0), raw.get("share")
+        bought = raw.get("purchased")
+        if not isinstance(bought, Mapping) or bought.get("mode") not in SEEN_MODES:
+            bought = {"mode": "exclude", "factor": 0.0}
+        share = raw.get("share")
         return cls(
             str(raw["mode"]),
-            float(factor) if isinstance(factor, int | float) else 0.0,
+            _number(raw.get("factor")),
             float(share) if isinstance(share, int | float) else None,
+            str(bought["mode"]),
+            _number(bought.get("factor")),
         )
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) else 0.0
 
 
 @dataclass(frozen=True, eq=False)
