@@ -48,7 +48,9 @@ def _services() -> tuple[str, ...]:
 def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """The running stack object (start/stop/kill individual processes in failure tests)."""
     state: Path = tmp_path_factory.mktemp("stack")
-    stack = LocalStack(state)
+    # no retraining by itself and no canary rollout: tests decide when models are trained and
+    # see them active (test_triggers_stack and test_rollout_stack turn them on for themselves)
+    stack = LocalStack(state, triggers=False)
     stack.start(services=_services())
     try:
         yield stack

@@ -193,6 +193,19 @@ TRAINER_LAST_PUBLISH = SetGauge(
     "streamrec_trainer_last_publish_timestamp_seconds",
     "Unix time of the last published model version.",
 )
+TRAINER_CANARY_VERSION = Gauge(
+    "streamrec_trainer_canary_version",
+    "Model version in canary rollout (0: none).",
+)
+TRAINER_CANARY_SHARE = Gauge(
+    "streamrec_trainer_canary_share",
+    "Share of users the canary version serves (0: no rollout).",
+)
+TRAINER_ROLLOUT_DECISIONS = Counter(
+    "streamrec_trainer_rollout_decisions_total",
+    "Ends of canary rollouts by outcome (promoted, rolled_back, aborted) and by whom.",
+    ["outcome", "by"],
+)
 
 # --- recommender ----------------------------------------------------------------------------
 RECOMMENDER_REQUESTS = Counter(

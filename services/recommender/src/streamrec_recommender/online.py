@@ -124,9 +124,15 @@ def aggregate(
         if exp != NONE and variant != NONE:
             by_variant.setdefault(exp, {}).setdefault(variant, Tally()).add(kind, n)
     out_experiments: dict[str, Any] = {}
+    out_rollouts: dict[str, Any] = {}
     for exp_name, variants in sorted(by_variant.items()):
         known = experiments.get(exp_name)
-        control = known.control.name if known is not None else sorted(variants)[0]
+        # a gradual rollout's label (rollout<version>, canary|control), not an experiment
+        rollout = known is None and exp_name.startswith("rollout") and exp_name[7:].isdigit()
+        if known is not None:
+            control = known.control.name
+        else:
+            control = "control" if rollout and "control" in variants else sorted(variants)[0]
         order = [v.name for v in known.variants] if known is not None else sorted(variants)
         order += [v for v in sorted(variants) if v not in order]
         ctrl = variants.get(control, Tally())
@@ -149,6 +155,9 @@ def aggregate(
                     "better": p < alpha and z > 0,
                 }
             rows[vname] = row
+        if rollout:
+            out_rollouts[exp_name] = {"variants": rows}
+            continue
         out_experiments[exp_name] = {
             "control": control,
             "status": known.status if known is not None else "unknown",
@@ -162,6 +171,7 @@ def aggregate(
             for s, algs in sorted(by_segment.items())
         },
         "experiments": out_experiments,
+        "rollouts": out_rollouts,
     }
 
 

@@ -11,7 +11,8 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import Depends, FastAPI, Path, Request, Security
+import redis.asyncio as aioredis
+from fastapi import Depends, FastAPI, Path, Query, Request, Security
 from pydantic import BaseModel, ConfigDict, Field
 
 from streamrec_shared import kafka, topics
@@ -24,6 +25,7 @@ from streamrec_shared.tasks import cancel_all
 from streamrec_trainer.archive import Archiver
 from streamrec_trainer.jobs import JobRunner
 from streamrec_trainer.registry import Registry
+from streamrec_trainer.rollout import Rollouts
 from streamrec_trainer.settings import TrainerSettings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -60,6 +62,7 @@ class TrainOverrides(BaseModel):
     window_days: float | None = Field(default=None, gt=0, le=36_500)
     # 1.0 publishes whatever the holdout says; negative demands an improvement (recorded per job)
     gate_tolerance: float | None = Field(default=None, ge=-1, le=1)
+    gate_min_users: int | None = Field(default=None, ge=1, le=1_000_000)
 
 
 class TrainRequest(BaseModel):
@@ -111,10 +114,15 @@ class ModelVersion(BaseModel):
     created_at: str
     activated_at: str | None
     notes: str | None
+    gate: dict[str, Any] | None = None
+    """Champion/challenger on one split: both figures and the decision (``pipeline.gate``)."""
+    rollout: dict[str, Any] | None = None
+    """Canary rollout of this version: state, share, evidence (``rollout.Rollouts``)."""
 
 
 class ModelList(BaseModel):
     active_version: int | None
+    canary_version: int | None = None
     models: list[ModelVersion]
 
 
@@ -148,7 +156,16 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
         await producer.start()
         store = ArtifactStore.from_settings(settings.artifacts)
         registry = Registry(pool, producer, store, settings.artifacts.retention)
-        runner = JobRunner(pool, registry, store, settings.training)
+        redis = aioredis.Redis.from_url(settings.redis.url.get_secret_value())
+        rollouts = Rollouts(pool, registry, redis, settings.training)
+        runner = JobRunner(
+            pool,
+            registry,
+            store,
+            settings.training,
+            artifact_settings=settings.artifacts,
+            rollouts=rollouts,
+        )
         archiver = Archiver(
             settings.kafka, settings.archive, pool, on_archived=runner.note_archived
         )
@@ -157,13 +174,16 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
             asyncio.create_task(archiver.run(), name="archive"),
             asyncio.create_task(runner.worker(), name="train-worker"),
             asyncio.create_task(runner.triggers(), name="train-triggers"),
+            asyncio.create_task(rollouts.run(), name="rollout-check"),
         ]
+        app.state.rollouts = rollouts
         app.state.pool, app.state.registry, app.state.runner = pool, registry, runner
         app.state.archiver = archiver
         try:
             yield
         finally:
             await cancel_all(tasks)
+            await redis.aclose()
             await producer.stop()
             await pool.close()
 
@@ -199,6 +219,22 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
         job_id = await request.app.state.runner.submit("manual", overrides)
         return TrainQueued(job_id=str(job_id))
 
+    @app.get("/v1/train", tags=["training"], responses=_errors(*_ADMIN_ERRORS))
+    async def train_jobs(
+        request: Request, _: AdminKey, limit: Annotated[int, Query(ge=1, le=500)] = 50
+    ) -> dict[str, Any]:
+        """Recent training jobs, newest first: status, reason (manual | schedule | events:N),
+        model version, error; and the triggers in force (0 = off)."""
+        runner: JobRunner = request.app.state.runner
+        return {
+            "jobs": await runner.recent(limit),
+            "triggers": {
+                "interval_s": runner.settings.interval_s,
+                "after_events": runner.settings.after_events,
+                "events_since_last_run": runner.new_events,
+            },
+        }
+
     @app.get("/v1/train/{job_id}", tags=["training"], responses=_errors(404, *_ADMIN_ERRORS))
     async def train_status(
         request: Request, job_id: Annotated[uuid.UUID, Path()], _: AdminKey
@@ -226,10 +262,15 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
         versions = await request.app.state.registry.versions()
         active = next((v.version for v in versions if v.is_active), None)
         uris = _known_key(request, presented)
-        return ModelList(
-            active_version=active,
-            models=[ModelVersion(**v.public(with_uri=uris)) for v in versions],
-        )
+        rollouts = await request.app.state.rollouts.all()
+        models = []
+        for v in versions:
+            rollout = rollouts.get(v.version)
+            shown = v.public(with_uri=uris)
+            shown["rollout"] = rollout.public() if rollout else None
+            models.append(ModelVersion(**shown))
+        canary = next((r.version for r in rollouts.values() if r.state == "canary"), None)
+        return ModelList(active_version=active, canary_version=canary, models=models)
 
     @app.get(
         "/v1/models/active",
@@ -254,6 +295,23 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
     ) -> ModelVersion:
         """Promote or roll back: make ``version`` active and announce it on models.v1."""
         current = await request.app.state.registry.activate(version)
+        await request.app.state.rollouts.on_activated(version)
         return ModelVersion(**current.public())
+
+    @app.post("/v1/models/{version}/promote", tags=["registry"])
+    async def promote(
+        request: Request, version: Annotated[int, Path(ge=1)], _: AdminKey
+    ) -> dict[str, Any]:
+        """End the canary rollout of ``version`` now: activate it for every user."""
+        rollout = await request.app.state.rollouts.promote(version)
+        return {"version": version, "rollout": rollout.public()}
+
+    @app.post("/v1/models/{version}/abort", tags=["registry"])
+    async def abort(
+        request: Request, version: Annotated[int, Path(ge=1)], _: AdminKey
+    ) -> dict[str, Any]:
+        """End the canary rollout of ``version`` now: every user back on the active version."""
+        rollout = await request.app.state.rollouts.abort(version)
+        return {"version": version, "rollout": rollout.public()}
 
     return app

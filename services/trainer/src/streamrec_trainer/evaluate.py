@@ -246,3 +246,31 @@ def evaluate(
     metrics = rank_metrics(ranked, holdout.targets, int(holdout.item_ids.size), ks)
     metrics["n_users"] = float(users.size)
     return metrics
+
+
+def user_ndcg(
+    scorer: Scorer,
+    holdout: Holdout,
+    k: int,
+    *,
+    half_life_days: float | None = None,
+    batch_size: int = 1024,
+) -> NDArray[np.float64]:
+    """NDCG@k of every evaluated user (m,) float64, in ``holdout.users`` order: the paired
+    samples a champion/challenger test compares (same users, same targets)."""
+    x = holdout.matrix(half_life_days).matrix
+    ranked, _ = top_n(
+        scorer, holdout.users, x[holdout.users], k, exclude_seen=holdout.novel_only,
+        batch_size=batch_size,
+    )  # fmt: skip
+    tgt = sp.csr_matrix(holdout.targets, dtype=np.float32)
+    disc = 1.0 / np.log2(np.arange(2, k + 2))
+    cum = np.cumsum(disc)
+    out = np.zeros(ranked.shape[0], dtype=np.float64)
+    for r in range(ranked.shape[0]):
+        row_targets = tgt.indices[tgt.indptr[r] : tgt.indptr[r + 1]]
+        if row_targets.size == 0:
+            continue
+        hits = np.isin(ranked[r], row_targets) & (ranked[r] >= 0)
+        out[r] = float((hits * disc).sum() / cum[min(row_targets.size, k) - 1])
+    return out

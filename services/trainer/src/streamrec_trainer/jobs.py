@@ -1,6 +1,7 @@
 """Training jobs: a queue with one worker; each job loads, fits, evaluates, gates and publishes.
 
-Jobs come from ``POST /v1/train``, the schedule and the new-event counter. CPU-heavy work runs
+Jobs come from ``POST /v1/train`` (reason ``manual``), the schedule (``schedule``) and the
+new-event counter (``events:N``); the reason is stored with the job. CPU-heavy work runs
 in a thread so the archive consumer and the HTTP API keep answering while a model trains.
 """
 
@@ -19,8 +20,10 @@ import asyncpg
 from streamrec_shared import metrics
 from streamrec_shared.artifact_store import ArtifactStore
 from streamrec_shared.errors import NotFound
+from streamrec_shared.settings import ArtifactSettings
 from streamrec_trainer import pipeline
 from streamrec_trainer.registry import Registry
+from streamrec_trainer.rollout import Rollouts
 from streamrec_trainer.settings import TrainingSettings
 
 logger = logging.getLogger(__name__)
@@ -32,6 +35,8 @@ class JobRunner:
     registry: Registry
     store: ArtifactStore
     settings: TrainingSettings
+    artifact_settings: ArtifactSettings | None = None
+    rollouts: Rollouts | None = None
 
     def __post_init__(self) -> None:
         self.queue: asyncio.Queue[uuid.UUID] = asyncio.Queue()
@@ -57,13 +62,33 @@ class JobRunner:
         )
         if row is None:
             raise NotFound(f"job_id: training job {job_id} does not exist")
+        return self._public(row)
+
+    async def recent(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest ``limit`` jobs, newest first, without their metrics (the registry has
+        them per version): job id, status, reason (manual | schedule | events:N), params,
+        model version, error, times."""
+        rows = await self.pool.fetch(
+            "SELECT job_id, status, reason, params, version, error, created_at, updated_at "
+            "FROM train_jobs ORDER BY created_at DESC LIMIT $1",
+            limit,
+        )
+        jobs = []
+        for row in rows:
+            job = self._public(row)
+            del job["metrics"]
+            jobs.append(job)
+        return jobs
+
+    @staticmethod
+    def _public(row: asyncpg.Record) -> dict[str, Any]:
         return {
             "job_id": str(row["job_id"]),
             "status": row["status"],
             "reason": row["reason"],
             "params": json.loads(row["params"]),
             "model_version": row["version"],
-            "metrics": json.loads(row["metrics"]),
+            "metrics": json.loads(row["metrics"]) if "metrics" in row else {},
             "error": row["error"],
             "created_at": row["created_at"].isoformat(),
             "updated_at": row["updated_at"].isoformat(),
@@ -120,7 +145,9 @@ class JobRunner:
             "SELECT params FROM train_jobs WHERE job_id = $1", job_id
         )
         settings = self.settings.model_copy(update=json.loads(overrides))
-        outcome = await pipeline.run(self.pool, self.registry, self.store, settings)
+        outcome = await pipeline.run(
+            self.pool, self.registry, self.store, settings, self.artifact_settings, self.rollouts
+        )
         logger.info(
             "training job %s: %s version %s in %.1fs",
             job_id, outcome.status, outcome.version, time.perf_counter() - started,
@@ -135,7 +162,8 @@ class JobRunner:
         )
 
     async def triggers(self) -> None:
-        """The schedule and the new-event threshold (settings; either may be off)."""
+        """The schedule and the new-event threshold (settings; either may be off). A job says
+        why it ran: ``schedule`` or ``events:N`` (N events archived since the last run began)."""
         last = time.monotonic()
         while True:
             await asyncio.sleep(1.0)
@@ -145,4 +173,5 @@ class JobRunner:
             due_events = 0 < self.settings.after_events <= self.new_events
             if (due_time or due_events) and not self.busy and self.queue.empty():
                 last = time.monotonic()
-                await self.submit("schedule" if due_time else "new_events")
+                reason = f"events:{self.new_events}" if due_events else "schedule"
+                await self.submit(reason)

@@ -5,13 +5,22 @@
 2. evaluate: fit every algorithm on the window minus its last ``holdout_fraction`` of event time
    and score them on that holdout (full catalogue, novel items, K = 5/10/20; a seeded sample of
    ``eval_max_users`` users when the holdout has more);
-3. gate: the served algorithm's ``main_metric`` must not be worse than the active version's by
-   more than ``gate_tolerance`` (relative). Offline figures of two versions come from different
-   windows, so the gate compares like with like only as far as the windows overlap: it is a
-   guard against a broken model, not a fine comparison;
+3. gate (champion/challenger on one split): the active version is scored on the SAME holdout
+   through its own published artifacts (``champion``: items it does not know are misses, users
+   none of whose history it knows get its popularity), per algorithm at K = 5/10/20. The
+   candidate is published when the served algorithm's ``main_metric`` is not worse than the
+   champion's on that split by more than ``gate_tolerance`` (relative). When the champion was
+   trained on part of the test period, both are compared on the test events after its data end
+   (it would otherwise be judged on what it was fitted to). A split with fewer
+   than ``gate_min_users`` evaluated users cannot decide: the run is "insufficient evidence" and
+   publishes only when the training data grew by ``gate_data_growth`` (relative interactions)
+   over the active version's, which its notes say;
+   the repeat-consumption figures and the seen-items rule they imply (``repeats``) go with
+   the version (``metrics.seen_rule``, and the bundle's ``extra["seen_rule"]`` for serving);
 4. fit every algorithm on the whole window (ALS warm-started from the evaluated factors for
    ``refit_iterations`` iterations) and publish: artifacts to the store, the registry row,
-   activation and the models.v1 announcement.
+   then a canary rollout next to the active version (``rollout``; ``canary_share``) or, for
+   the first version or with ``canary_share`` 0, activation and the models.v1 announcement.
 
 Seconds per stage go to the stage histogram (wall) and to the run's metrics (``timings_s``:
 wall and process CPU per stage).
@@ -31,16 +40,21 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import asyncpg
+import numpy as np
 
 from streamrec_shared import metrics
-from streamrec_shared.artifact_store import ArtifactStore
-from streamrec_trainer import warehouse
-from streamrec_trainer.dataset import Dataset
-from streamrec_trainer.evaluate import evaluate, temporal_holdout
+from streamrec_shared.artifact_store import ArtifactStore, open_version
+from streamrec_shared.artifacts import ModelBundle
+from streamrec_shared.settings import ArtifactSettings
+from streamrec_trainer import champion as champion_eval
+from streamrec_trainer import repeats, warehouse
+from streamrec_trainer.dataset import Dataset, temporal_split
+from streamrec_trainer.evaluate import evaluate, make_holdout
 from streamrec_trainer.models.als import AlsParams
 from streamrec_trainer.models.fit import FittedModels, TrainParams, fit_all
 from streamrec_trainer.models.itemknn import ItemKnnParams
-from streamrec_trainer.registry import Registry
+from streamrec_trainer.registry import Registry, Version
+from streamrec_trainer.rollout import Rollouts
 from streamrec_trainer.settings import TrainingSettings
 
 logger = logging.getLogger(__name__)
@@ -109,24 +123,38 @@ def evaluate_fitted(
     *,
     max_users: int | None = None,
     seed: int = 0,
+    champion: ModelBundle | None = None,
+    paired: tuple[str, int] | None = None,
 ) -> tuple[dict[str, Any], FittedModels | None]:
     """Fit every algorithm on the window minus the holdout and score it on the holdout (on a
     random sample of ``max_users`` of its users when there are more).
 
+    ``champion``: the active version's bundle, scored on the same holdout through its own
+    artifacts (``champion.evaluate_bundle``; under ``"champion"`` in the result); ``paired``
+    (algorithm, K): also the paired per-user NDCG@K test of that algorithm
+    (``champion.paired_ndcg``, under ``champion.paired``).
+
     Returns (offline metrics, the models fitted on the training part or None when the holdout
     has no user to evaluate); the models can warm-start the fit of the whole window.
     """
-    holdout = temporal_holdout(
-        dataset.interactions, test_fraction=holdout_fraction, max_users=max_users, seed=seed
-    )
+    train, test, cutoff = temporal_split(dataset.interactions, holdout_fraction)
+    holdout = make_holdout(train, test, cutoff, max_users=max_users, seed=seed)
     if holdout.users.size == 0:
         return {"holdout": holdout.summary(), "algorithms": {}}, None
+    split = holdout
+    champion_end = champion_eval.data_end(champion) if champion is not None else None
+    if champion_end is not None and champion_end >= cutoff:
+        # the champion was trained on part of the test period: both are compared on the
+        # events it never saw (same training part, same users' histories)
+        unseen = test.select(test.timestamps > champion_end)
+        split = make_holdout(train, unseen, cutoff, max_users=max_users, seed=seed)
+    scored = np.union1d(holdout.user_ids[holdout.users], split.user_ids[split.users])
     fitted = fit_all(
         Dataset(holdout.train, dataset.catalog),
         params,
         reference_ts=holdout.cutoff,
         lists=False,
-        exact_users=holdout.user_ids[holdout.users],
+        exact_users=scored,
     )
     scorers = fitted.scorers()
     holdout.matrix(params.half_life_days)  # built once, before the threads share it
@@ -138,7 +166,34 @@ def evaluate_fitted(
             for name, scorer in scorers.items()
         }
         results = {name: future.result() for name, future in futures.items()}
-    return {"holdout": holdout.summary(), "algorithms": results}, fitted
+    offline: dict[str, Any] = {"holdout": holdout.summary(), "algorithms": results}
+    if champion is not None:
+        hl = params.half_life_days
+        on_split = results
+        if split is not holdout:
+            on_split = {
+                name: evaluate(sc, split, half_life_days=hl) for name, sc in scorers.items()
+            }
+        offline["champion"] = champion_eval.evaluate_bundle(
+            champion, split, list(results), half_life_days=hl
+        )
+        known = champion_eval.columns(
+            np.unique(dataset.interactions.item_vocab[dataset.interactions.item_codes]),
+            champion.als.item_ids,
+        )
+        offline["champion"]["new_items"] = int((known < 0).sum())
+        offline["champion"]["candidate"] = on_split
+        offline["champion"]["split"] = {
+            "targets_after": max(cutoff, champion_end or cutoff),
+            "restricted_to_unseen": split is not holdout,
+            **split.summary(),
+        }
+        if paired is not None and paired[0] in scorers and split.users.size:
+            algo, k = paired
+            offline["champion"]["paired"] = champion_eval.paired_ndcg(
+                scorers[algo], champion, split, algo, k, half_life_days=hl
+            )
+    return offline, fitted
 
 
 def evaluate_all(
@@ -169,27 +224,155 @@ def fit_window(
     return fit_all(dataset, params, warm_start=evaluated, warm_iterations=iterations)
 
 
+def _paired(settings: TrainingSettings) -> tuple[str, int] | None:
+    """(algorithm, K) of the paired test when the gate's metric is an NDCG@K."""
+    name, _, k = settings.main_metric.partition("@")
+    return (settings.served_algorithm, int(k)) if name == "ndcg" and k.isdigit() else None
+
+
+def _growth(n_interactions: int, active_n: int | None) -> float | None:
+    """Relative growth of the training data over the active version's (None: unknown)."""
+    if not active_n:
+        return None
+    return n_interactions / active_n - 1.0
+
+
 def gate(
-    offline: dict[str, Any], active_metrics: dict[str, Any] | None, settings: TrainingSettings
-) -> tuple[bool, str]:
-    """Whether the candidate may replace the active version, and why."""
+    offline: dict[str, Any],
+    settings: TrainingSettings,
+    *,
+    active_version: int | None = None,
+    n_interactions: int = 0,
+    active_interactions: int | None = None,
+) -> tuple[bool, str, dict[str, Any]]:
+    """Whether the candidate may replace the active version, why, and the evidence.
+
+    ``offline``: the candidate's evaluation with the champion's on the same split under
+    ``"champion"`` (``evaluate_fitted``). The evidence (stored with the version under
+    ``metrics.gate``) holds the decision, both figures of the decisive metric and, per algorithm
+    both versions could score, candidate and champion at every K.
+    """
     metric, algo = settings.main_metric, settings.served_algorithm
-    candidate = offline.get("algorithms", {}).get(algo, {}).get(metric)
-    if candidate is None:
-        return False, f"no holdout users to compute {algo} {metric}"
-    previous = (active_metrics or {}).get("algorithms", {}).get(algo, {}).get(metric)
+    champ: dict[str, Any] = offline.get("champion") or {}
+    # the candidate on the comparison split (the events the champion never saw), else its own
+    candidate_algos: dict[str, Any] = champ.get("candidate") or offline.get("algorithms", {})
+    champ_algos: dict[str, Any] = champ.get("algorithms", {})
+    comparison = {
+        name: {
+            "candidate": {k: v for k, v in values.items() if "@" in k},
+            "champion": {k: v for k, v in champ_algos[name].items() if "@" in k},
+        }
+        for name, values in candidate_algos.items()
+        if name in champ_algos
+    }
+    split = champ.get("split") or offline.get("holdout", {})
+    evaluated = int(split.get("n_evaluated_users", 0))
+    growth = _growth(n_interactions, active_interactions)
+    evidence: dict[str, Any] = {
+        "metric": metric,
+        "algorithm": algo,
+        "against": active_version,
+        "candidate": candidate_algos.get(algo, {}).get(metric),
+        "champion": champ_algos.get(algo, {}).get(metric),
+        "tolerance": settings.gate_tolerance,
+        "evaluated_users": evaluated,
+        "min_users": settings.gate_min_users,
+        "data_growth": None if growth is None else round(growth, 4),
+        "comparison": comparison,
+    }
+    cand = evidence["candidate"]
+    if active_version is None:
+        evidence["decision"] = "no_champion"
+        shown = "n/a" if cand is None else f"{cand:.4f}"
+        return True, f"{algo} {metric}={shown}; no active version to compare with", evidence
+    if settings.gate_tolerance >= 1.0:
+        evidence["decision"] = "gate_off"
+        return True, "gate_tolerance 1.0: published whatever the comparison says", evidence
+    if cand is None or evaluated < settings.gate_min_users:
+        evidence["decision"] = "insufficient_evidence"
+        why = (
+            f"insufficient evidence: {evaluated} evaluated holdout users < "
+            f"{settings.gate_min_users}"
+        )
+        if growth is None or growth >= settings.gate_data_growth:
+            grew = "unknown" if growth is None else f"{growth:+.0%}"
+            return (
+                True,
+                (
+                    f"{why}; published because the training data grew materially ({grew} "
+                    f"interactions vs version {active_version}, threshold "
+                    f"{settings.gate_data_growth:.0%})"
+                ),
+                evidence,
+            )
+        new_items = int(champ.get("new_items") or 0)
+        if 0 < settings.gate_new_items <= new_items:
+            evidence["decision"] = "insufficient_evidence_new_items"
+            why += (
+                f"; published because the training data has {new_items} products with "
+                f"interactions that version {active_version} does not know"
+            )
+            return True, why, evidence
+        return (
+            False,
+            (
+                f"{why}; not published: the training data grew {growth:+.1%} vs version "
+                f"{active_version} (< {settings.gate_data_growth:.0%})"
+            ),
+            evidence,
+        )
+    previous = evidence["champion"]
     if previous is None:
-        return True, f"{algo} {metric}={candidate:.4f}; no active version to compare with"
+        evidence["decision"] = "champion_unscorable"
+        return (
+            True,
+            (
+                f"{algo} {metric}={cand:.4f}; active version {active_version} could not be scored "
+                f"from its artifacts ({champ.get('error', f'no {algo} in its bundle')})"
+            ),
+            evidence,
+        )
     floor = previous * (1.0 - settings.gate_tolerance)
-    verdict = candidate >= floor
-    return verdict, (
-        f"{algo} {metric}={candidate:.4f} vs active {previous:.4f} "
-        f"(floor {floor:.4f} at tolerance {settings.gate_tolerance:.0%})"
+    paired = champ.get("paired") or {}
+    evidence["paired"] = paired or None
+    z = paired.get("z")
+    # below the floor AND (when the per-user differences are known) significantly below the
+    # champion: a difference the holdout cannot tell from noise does not reject. A negative
+    # tolerance demands an improvement: that one must be met on the mean.
+    significant = z is None or z <= -settings.gate_z or settings.gate_tolerance < 0
+    verdict = cand >= floor or not significant
+    evidence["decision"] = "not_worse" if verdict else "worse"
+    test = "" if z is None else f", paired z={z:+.2f} (rejects at <= {-settings.gate_z:+.2f})"
+    why = (
+        f"{algo} {metric}={cand:.4f} vs active version {active_version} {previous:.4f} on the "
+        f"same holdout (floor {floor:.4f} at tolerance {settings.gate_tolerance:.0%}, "
+        f"{evaluated} users{test})"
     )
+    return verdict, why, evidence
+
+
+def load_champion(
+    active: Version | None, artifact_settings: ArtifactSettings | None
+) -> tuple[ModelBundle | None, str | None]:
+    """The active version's bundle through the one artifact reader (blocking), or why not."""
+    if active is None:
+        return None, None
+    if active.artifact_uri is None:
+        return None, "its artifacts were garbage-collected"
+    try:
+        return ModelBundle.load(open_version(active.artifact_uri, artifact_settings)), None
+    except (OSError, ValueError, KeyError) as exc:  # unreadable: the gate cannot compare
+        logger.warning("cannot load active version %s: %s", active.version, exc)
+        return None, f"{type(exc).__name__}: {exc}"
 
 
 async def run(
-    pool: asyncpg.Pool, registry: Registry, store: ArtifactStore, settings: TrainingSettings
+    pool: asyncpg.Pool,
+    registry: Registry,
+    store: ArtifactStore,
+    settings: TrainingSettings,
+    artifact_settings: ArtifactSettings | None = None,
+    rollouts: Rollouts | None = None,
 ) -> Outcome:
     window = await warehouse.data_window(pool, settings.window_days)
     if window is None:
@@ -207,6 +390,11 @@ async def run(
     dataset = Dataset(interactions, catalog)
     version = await registry.begin(params.to_dict())
     try:
+        active = await registry.active()
+        with timings.stage("load_champion"):
+            champion, champion_error = await asyncio.to_thread(
+                load_champion, active, artifact_settings
+            )
         offline, evaluated = await timings.run(
             "evaluate",
             lambda: evaluate_fitted(
@@ -215,16 +403,32 @@ async def run(
                 settings.holdout_fraction,
                 max_users=settings.eval_max_users or None,
                 seed=settings.random_state,
+                champion=champion,
+                paired=_paired(settings),
             ),
         )
-        active = await registry.active()
-        ok, why = gate(offline, active.metrics if active else None, settings)
-        offline["gate"] = {
-            "passed": ok,
-            "reason": why,
-            "against": active.version if active else None,
-        }
+        champion = None
+        with timings.stage("repeats"):
+            measured = await asyncio.to_thread(
+                repeats.measure, dataset.interactions, settings.holdout_fraction
+            )
+        offline["seen_rule"] = repeats.seen_rule(
+            measured,
+            exclude_below=settings.seen_exclude_below,
+            keep_above=settings.seen_keep_above,
+            min_events=settings.seen_min_events,
+        )
+        if champion_error is not None and active is not None:
+            offline["champion"] = {"version": active.version, "error": champion_error}
         n = len(interactions)
+        ok, why, evidence = gate(
+            offline,
+            settings,
+            active_version=active.version if active else None,
+            n_interactions=n,
+            active_interactions=active.n_interactions if active else None,
+        )
+        offline["gate"] = {"passed": ok, "reason": why, **evidence}
         span: dict[str, Any] = {"data_start": window.start, "data_end": window.end}
         if not ok:
             offline["timings_s"] = timings.report()
@@ -237,8 +441,17 @@ async def run(
             functools.partial(fit_window, dataset, params, evaluated, settings.refit_iterations),
         )
         evaluated = None  # free the evaluation models before the artifacts are written
+        sknn = fitted.models.get("sknn")
+        next_item = getattr(sknn, "next_item", None)
+        if next_item:  # the session protocol's figures beside the holdout's (docs: sessions.py)
+            offline["next_item"] = next_item
         bundle = fitted.to_bundle(
-            version, metrics=offline, extra={"unavailable_at_training": sorted(unavailable)}
+            version,
+            metrics=offline,
+            extra={
+                "unavailable_at_training": sorted(unavailable),
+                "seen_rule": offline["seen_rule"],
+            },
         )
         uri = await timings.run("publish", functools.partial(store.save, bundle))
         offline["timings_s"] = timings.report()
@@ -251,7 +464,11 @@ async def run(
             n_interactions=n,
             **span,
         )
-        await registry.activate(version)
+        if rollouts is not None and active is not None and settings.canary_share > 0:
+            # a canary first: the online comparison promotes or rolls it back (rollout.py)
+            await rollouts.start(version, active.version, settings.canary_share)
+        else:
+            await registry.activate(version)
         metrics.TRAINER_LAST_PUBLISH.set(time.time())
         return Outcome("published", version, offline, why)
     except BaseException as exc:

@@ -64,6 +64,8 @@ class Version:
             "created_at": self.created_at.isoformat(),
             "activated_at": self.activated_at.isoformat() if self.activated_at else None,
             "notes": self.notes,
+            # champion/challenger on one split: both figures and the decision (pipeline.gate)
+            "gate": self.metrics.get("gate"),
         }
 
 

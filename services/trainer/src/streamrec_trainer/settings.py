@@ -44,7 +44,32 @@ class TrainingSettings(BaseModel):
     main_metric: str = "ndcg@20"
     # negative: the candidate must beat the active version by that fraction
     gate_tolerance: float = Field(default=0.05, ge=-1, le=1)
+    # fewer evaluated holdout users than this: "insufficient evidence", decided by data growth
+    gate_min_users: int = Field(default=20, ge=1)
+    # a candidate below the floor is rejected only when the paired per-user test says it is
+    # worse than the champion (z of the mean NDCG difference <= -gate_z; 1.645: one-sided 5%)
+    gate_z: float = Field(default=1.645, ge=0)
+    # insufficient evidence also publishes when this many products with interactions are
+    # unknown to the active version (it cannot serve them; 0 = off)
+    gate_new_items: int = Field(default=1, ge=0)
+    gate_data_growth: float = Field(
+        default=0.10,
+        ge=0,
+        description="insufficient evidence publishes when the training data grew by this "
+        "fraction (interactions) over the active version's",
+    )
     served_algorithm: str = "als"
+    # gradual rollout (rollout.py): a published version serves this share of users first
+    # (0 = activate at once); decided every rollout_check_s once both sides have
+    # rollout_min_impressions, rolled back when the canary's hit rate is worse (z <= -rollout_z)
+    canary_share: float = Field(default=0.1, ge=0, lt=1)
+    rollout_check_s: float = Field(default=30.0, gt=0)
+    rollout_min_impressions: int = Field(default=1000, ge=1)
+    rollout_z: float = Field(default=1.645, gt=0)
+    # repeat consumption -> the seen-items rule published with the model (repeats.seen_rule)
+    seen_exclude_below: float = Field(default=0.05, ge=0, le=1)
+    seen_keep_above: float = Field(default=0.3, gt=0, le=1)
+    seen_min_events: int = Field(default=20, ge=1)
     topn_recent_users: int = Field(default=10000, ge=0)
     topn_k: int = Field(default=50, ge=1)
     # ALS

@@ -60,11 +60,16 @@ class RecommendationQuery(BaseModel):
             f"first (at most {MAX_CONTEXT} used): the session's latest items"
         ),
     )
+    include_seen: bool | None = Field(
+        default=None,
+        description="show items the user already had (true) or not (false); default: the "
+        "rule the trainer measured and published with the model (exclude, downweight, keep)",
+    )
 
     def to_request(self, user_id: str) -> Request:
         return Request(
             user_id, self.k, self.algorithm, self.category or None, excluded(self.exclude),
-            excluded(self.context)[:MAX_CONTEXT],
+            excluded(self.context)[:MAX_CONTEXT], self.include_seen,
         )  # fmt: skip
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import hashlib
 import importlib.util
 import logging
 import time
@@ -22,7 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from streamrec_recommender.runtime.index import AnnIndex, AnnParams
-from streamrec_recommender.serving.model import ServingModel
+from streamrec_recommender.serving.model import SeenRule, ServingModel
 from streamrec_recommender.serving.newitems import ContentMap
 from streamrec_recommender.serving.ranking import ExactScorer, Ranked
 from streamrec_recommender.settings import ServingSettings
@@ -147,6 +148,7 @@ def prepare(bundle: ModelBundle, settings: ServingSettings) -> ServingModel:
             if bundle.content is not None
             else None
         ),
+        seen=SeenRule.from_extra(bundle.extra.get("seen_rule")),
         load_seconds=time.perf_counter() - started,
     )
     logger.info(
@@ -166,23 +168,72 @@ def load(directory: Path, settings: ServingSettings) -> ServingModel:
     return prepare(ModelBundle.load(directory), settings)
 
 
+def in_canary(user_id: str, version: int, share: float) -> bool:
+    """Whether ``user_id`` is in the canary share of version ``version``'s rollout: a hash of
+    version and user id, so a user stays on one side for the whole rollout (and every
+    recommender replica agrees) while each rollout draws its own users."""
+    digest = hashlib.blake2b(f"{version}:{user_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2.0**64 < share
+
+
 class ModelHandle:
-    """Holds the active ``ServingModel``; ``on_model`` is the ModelWatcher callback."""
+    """Holds the active ``ServingModel`` and, during a gradual rollout, the canary version
+    (``set_canary``); ``on_model`` is the ModelWatcher callback, ``for_user`` picks a user's."""
 
     def __init__(self, settings: ServingSettings) -> None:
         self.settings = settings
         self.current: ServingModel | None = None
+        self.canary: ServingModel | None = None
+        self.canary_share = 0.0
         self._lock = asyncio.Lock()
 
     async def on_model(self, ann: ModelAnnouncement) -> None:
-        """Load the announced version off the event loop, then swap the reference."""
+        """Load the announced version off the event loop, then swap the reference (a promoted
+        canary is already loaded: it is swapped in at once)."""
         async with self._lock:
             cur = self.current
             if cur is not None and cur.version == ann.version:
                 return
+            canary = self.canary
+            if canary is not None and canary.version == ann.version:
+                self.swap(canary)
+                self.canary, self.canary_share = None, 0.0
+                return
             path = await asyncio.to_thread(open_version, ann.artifact_uri)
             model = await asyncio.to_thread(load, path, self.settings)
             self.swap(model)
+
+    async def set_canary(
+        self, version: int | None, artifact_uri: str = "", share: float = 0.0
+    ) -> None:
+        """Hold version ``version`` for ``share`` of users next to the active one (None: no
+        rollout, the canary is dropped)."""
+        if version is None or (self.current is not None and self.current.version == version):
+            if self.canary is not None:
+                logger.info("canary version %d dropped", self.canary.version)
+            self.canary, self.canary_share = None, 0.0
+            return
+        if self.canary is not None and self.canary.version == version:
+            self.canary_share = share
+            return
+        async with self._lock:
+            path = await asyncio.to_thread(open_version, artifact_uri)
+            model = await asyncio.to_thread(load, path, self.settings)
+            self.canary, self.canary_share = model, share
+        logger.info("canary version %d for %.0f%% of users", version, share * 100)
+
+    def for_user(self, user_id: str) -> ServingModel | None:
+        """The model that answers ``user_id``: the canary for its share of users, else the
+        active one."""
+        canary, current = self.canary, self.current
+        if (
+            canary is not None
+            and current is not None
+            and canary.version != current.version
+            and in_canary(user_id, canary.version, self.canary_share)
+        ):
+            return canary
+        return current
 
     def swap(self, model: ServingModel) -> None:
         old = self.current

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -19,6 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import numpy as np
 import orjson
 
@@ -33,6 +35,7 @@ from streamrec_recommender.adapters.redis_state import (
     UserRead,
     count_degraded,
 )
+from streamrec_recommender.adapters.rollouts import RolloutStore
 from streamrec_recommender.online import RecTag
 from streamrec_recommender.runtime.model_handle import ModelHandle
 from streamrec_recommender.serving import catalog as catalogs
@@ -94,6 +97,7 @@ class Recommender:
         )
         dsn = settings.postgres.dsn.get_secret_value() if settings.postgres.dsn else None
         self.experiments = ExperimentStore(dsn, state)
+        self.rollouts = RolloutStore(dsn)
         self.campaigns = CampaignStore(state)
         self.catalog: CatalogIndex | None = None
         self.arm_stats: dict[str, dict[str, ArmStats]] = {}
@@ -133,6 +137,7 @@ class Recommender:
             ("campaigns", self._refresh_campaigns, s.campaigns_refresh_s),
             ("bandit", self._refresh_bandit, s.bandit_refresh_s),
             ("model-age", self._model_age, 5.0),
+            ("canary", self._refresh_canary, s.model_poll_interval_s),
         ]
         for name, fn, every in loops:
             self._tasks.append(asyncio.create_task(self._every(fn, every), name=name))
@@ -168,6 +173,7 @@ class Recommender:
         with contextlib.suppress(Exception):
             await self.recorder.flush()
         await self.experiments.close()
+        await self.rollouts.close()
 
     async def _on_model(self, ann: ModelAnnouncement) -> None:
         await self.handle.on_model(ann)
@@ -297,6 +303,28 @@ class Recommender:
     async def _model_age(self) -> None:
         self.handle.update_age()
 
+    async def _refresh_canary(self) -> None:
+        """Hold the version in canary rollout (the trainer's registry), or drop it."""
+        try:
+            canary = await self.rollouts.canary()
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            logger.warning("rollout state unavailable, keeping what is held: %s", exc)
+            return
+        if canary is None:
+            await self.handle.set_canary(None)
+        else:
+            await self.handle.set_canary(canary.version, canary.artifact_uri, canary.share)
+
+    def _rollout_label(self, result: Result, model: ServingModel | None) -> Result:
+        """During a rollout every answer outside an experiment is labelled with the rollout's
+        experiment and its side (``canary`` / ``control``), so the online counters compare
+        the two versions."""
+        canary = self.handle.canary
+        if canary is None or result.experiment is not None or model is None:
+            return result
+        side = "canary" if model is canary else "control"
+        return dataclasses.replace(result, experiment=f"rollout{canary.version}", variant=side)
+
     def refresh_config(self) -> None:
         """Experiments or campaigns changed: new cache fields from now on."""
         self._update_config_tag()
@@ -316,11 +344,14 @@ class Recommender:
             return None
         excl = ",".join(sorted(req.exclude))
         space = f"{model.version}.{model.n_items}"  # n_items: live products appended
-        field = f"{space}|{self.config_tag}|{req.algorithm}|{req.k}|{req.category or ''}|{excl}"
+        seen = "" if req.include_seen is None else str(int(req.include_seen))
+        field = (
+            f"{space}|{self.config_tag}|{req.algorithm}|{req.k}|{req.category or ''}|{excl}|{seen}"
+        )
         return f"{field}|{','.join(req.context)}" if req.context else field
 
     async def recommend(self, req: Request) -> Answer:
-        model = self.model
+        model = self.handle.for_user(req.user_id)
         cache_field = self.cache_field(req, model)
         degraded: tuple[str, ...] = ()
         read = UserRead(None, None, None)
@@ -343,7 +374,7 @@ class Recommender:
                 variant=doc.get("variant"),
                 model_version=doc.get("model_version"),
             )
-            return self._answer(req, result, now, cached=True)
+            return self._answer(req, self._rollout_label(result, model), now, cached=True)
         if cache_field is not None and not degraded:
             metrics.RECOMMENDER_CACHE.labels("miss").inc()
         catalog = self.catalog
@@ -376,7 +407,7 @@ class Recommender:
                 "latest": latest,
             }
             self.recorder.cache(req.user_id, cache_field, orjson.dumps(doc), read.revision)
-        return self._answer(req, result, now, cached=False)
+        return self._answer(req, self._rollout_label(result, model), now, cached=False)
 
     def _cached(self, raw: bytes | None, latest: float | None) -> dict[str, Any] | None:
         """A cached answer still valid now (computed after the user's latest read-your-writes

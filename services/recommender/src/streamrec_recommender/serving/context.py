@@ -37,6 +37,8 @@ class Request:
     context: tuple[str, ...] = ()
     """Products on the shopper's screen or in the cart (``context=``), most recent first: the
     session's latest items, ahead of every recorded event."""
+    include_seen: bool | None = None
+    """Show items the user already had (True), never (False), or as the model's rule says."""
 
 
 @dataclass(frozen=True)

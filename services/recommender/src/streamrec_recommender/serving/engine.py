@@ -69,6 +69,8 @@ MAX_SESSION = 20
 """Latest items a session-based scorer reads (``Job.session``)."""
 EXACT_SUBSET = 200_000
 """Above this many items even a category filter is searched through the ANN index."""
+Mode = tuple[str, float]
+"""What to do with a kind of seen item: (``exclude`` | ``downweight`` | ``keep``, factor)."""
 Vector = tuple[NDArray[np.float32] | None, str | None]
 """A user vector (f,) float32 or None, and where it came from (see the module docstring)."""
 
@@ -278,15 +280,67 @@ class Engine:
             self._memo[category] = found
         return found
 
+    # --- items the user already had ----------------------------------------------------------
+    @staticmethod
+    def seen_modes(req: Request, model: ServingModel | None) -> tuple[Mode, Mode] | None:
+        """((mode, factor) of the items the user had, of the items the user bought) for this
+        request: ``include_seen=true`` keeps both, ``false`` excludes both, else the model's
+        measured rule (``ServingModel.seen``). None (a bundle without a rule): purchases
+        excluded, views per ``exclude_viewed``."""
+        if req.include_seen is True:
+            return ("keep", 1.0), ("keep", 1.0)
+        if req.include_seen is False:
+            return ("exclude", 0.0), ("exclude", 0.0)
+        rule = model.seen if model is not None else None
+        if rule is None:
+            return None
+        return (rule.mode, rule.factor), (rule.purchased_mode, rule.purchased_factor)
+
+    @staticmethod
+    def seen_ids(prof: profiles.UserProfile) -> tuple[list[str], list[str]]:
+        """(products the live profile says the user had but did not buy: its items and view
+        history; products the user bought)."""
+        bought = set(prof.purchase_history)
+        had = [p for p in dict.fromkeys((*prof.items, *prof.view_history)) if p not in bought]
+        return had, list(prof.purchase_history)
+
+    def own_exclusions(
+        self, req: Request, prof: profiles.UserProfile | None, model: ServingModel | None
+    ) -> list[str]:
+        """The request's ``exclude=`` plus the seen items its seen modes exclude."""
+        exclude: list[str] = list(req.exclude)
+        if prof is None:
+            return exclude
+        modes = self.seen_modes(req, model)
+        if modes is None:
+            exclude += prof.purchase_history
+            if self.settings.exclude_viewed:
+                exclude += prof.view_history
+            return exclude
+        had, bought = self.seen_ids(prof)
+        if modes[0][0] == "exclude":
+            exclude += had
+        if modes[1][0] == "exclude":
+            exclude += bought
+        return exclude
+
+    def demote_seen(
+        self, req: Request, prof: profiles.UserProfile | None, model: ServingModel, ranked: Ranked
+    ) -> Ranked:
+        """Scores of seen items scaled down where their mode is ``downweight``."""
+        modes = self.seen_modes(req, model)
+        if modes is None or prof is None or not len(ranked):
+            return ranked
+        for (mode, factor), ids in zip(modes, self.seen_ids(prof), strict=True):
+            if mode == "downweight" and ids:
+                ranked = ranking.demote(ranked, model.indices(ids), factor)
+        return ranked
+
     def item_filter(
         self, ctx: Context, model: ServingModel, req: Request
     ) -> tuple[ItemFilter, str | None]:
         prof = ctx.profile
-        exclude: list[str] = list(req.exclude)
-        if prof is not None:
-            exclude += prof.purchase_history
-            if self.settings.exclude_viewed:
-                exclude += prof.view_history
+        exclude = self.own_exclusions(req, prof, model)
         category = req.category
         catalog = ctx.catalog
         if catalog is None:
@@ -480,6 +534,7 @@ class Engine:
                 strategy = f"fallback_from_{wanted}:{strategy}"
         if ranked is None:
             ranked = Ranked.empty()
+        ranked = self.demote_seen(req, prof, model, ranked)
 
         ranked = self.boost(ctx, model, ranked, flt, segment, u)
         items = [
@@ -630,10 +685,8 @@ class Engine:
                     break
         return items, "model_popularity"
 
-    @staticmethod
-    def _skipped(ctx: Context, req: Request, prof: profiles.UserProfile | None) -> _Skipped:
-        purchased = frozenset(prof.purchase_history) if prof is not None else frozenset()
-        return _Skipped(ctx.unavailable, frozenset(req.exclude) | purchased)
+    def _skipped(self, ctx: Context, req: Request, prof: profiles.UserProfile | None) -> _Skipped:
+        return _Skipped(ctx.unavailable, frozenset(self.own_exclusions(req, prof, ctx.model)))
 
     def cold_start_ids(
         self,

@@ -39,6 +39,47 @@ class VectorIndex(Protocol):
         ...
 
 
+SEEN_MODES = ("exclude", "downweight", "keep")
+
+
+@dataclass(frozen=True)
+class SeenRule:
+    """What to do with items the user already had, as the trainer measured it
+    (``streamrec_trainer.repeats``, ``ModelBundle.extra["seen_rule"]``): ``exclude`` never
+    shows them, ``downweight`` scales their scores down by ``factor``, ``keep`` ranks them like
+    any item. ``share``: the measured share of interactions on items the user had."""
+
+    mode: str
+    factor: float = 0.0
+    share: float | None = None
+    purchased_mode: str = "exclude"
+    """The same for items the user bought (measured on re-purchases)."""
+    purchased_factor: float = 0.0
+
+    @classmethod
+    def from_extra(cls, raw: Any) -> SeenRule | None:
+        """The rule of a bundle's ``extra["seen_rule"]``; None when absent or unreadable (older
+        bundles: the recommender's default handling of purchases applies). Without a
+        ``purchased`` part bought items are excluded."""
+        if not isinstance(raw, Mapping) or raw.get("mode") not in SEEN_MODES:
+            return None
+        bought = raw.get("purchased")
+        if not isinstance(bought, Mapping) or bought.get("mode") not in SEEN_MODES:
+            bought = {"mode": "exclude", "factor": 0.0}
+        share = raw.get("share")
+        return cls(
+            str(raw["mode"]),
+            _number(raw.get("factor")),
+            float(share) if isinstance(share, int | float) else None,
+            str(bought["mode"]),
+            _number(bought.get("factor")),
+        )
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
 @dataclass(frozen=True, eq=False)
 class ServingModel:
     """One model version prepared for serving (immutable).
@@ -87,6 +128,8 @@ class ServingModel:
     arrives after training in this model's space."""
     live_items: frozenset[str] = frozenset()
     """Products appended since the model was loaded (``serving.newitems.extend``)."""
+    seen: SeenRule | None = None
+    """The seen-items rule published with this version (None: older bundles)."""
 
     @property
     def n_items(self) -> int:

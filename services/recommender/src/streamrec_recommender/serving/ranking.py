@@ -541,3 +541,16 @@ def apply_boosts(
     idx = np.concatenate([candidates.indices, np.asarray(extra_idx, dtype=np.int64)])
     sc = np.concatenate([norm, np.asarray(extra_score, dtype=np.float64)])
     return Ranked.of(idx, sc.astype(np.float32))
+
+
+def demote(ranked: Ranked, items: NDArray[np.int64], factor: float) -> Ranked:
+    """``ranked`` with the scores of ``items`` (m,) int64 scaled down by ``factor`` in [0, 1]
+    (``s - (1 - factor) * |s|``: lower for negative scores too), re-sorted."""
+    if items.size == 0 or len(ranked) == 0:
+        return ranked
+    hit = np.isin(ranked.indices, items)
+    if not hit.any():
+        return ranked
+    scores = ranked.scores.astype(np.float32, copy=True)
+    scores[hit] -= np.float32(1.0 - factor) * np.abs(scores[hit])
+    return Ranked.of(ranked.indices, scores)

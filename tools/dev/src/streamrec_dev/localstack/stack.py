@@ -117,6 +117,23 @@ class StackDescription:
         return env
 
 
+TRAINER_TRIGGERS = {
+    "STREAMREC_TRAINING__INTERVAL_S": "600",
+    "STREAMREC_TRAINING__AFTER_EVENTS": "20000",
+    "STREAMREC_TRAINING__ROLLOUT_CHECK_S": "10",
+    "STREAMREC_TRAINING__ROLLOUT_MIN_IMPRESSIONS": "200",
+}
+"""Retraining by itself in the local stack: every 10 minutes and after 20k newly archived events,
+each new version first a canary (10% of users, decided after 200 impressions per side: a laptop
+demo; the environment overrides any of it, 0 turns a trigger off)."""
+NO_TRIGGERS = {
+    "STREAMREC_TRAINING__INTERVAL_S": "0",
+    "STREAMREC_TRAINING__AFTER_EVENTS": "0",
+    "STREAMREC_TRAINING__CANARY_SHARE": "0",
+}
+"""Models trained only on request and activated at once when published (the test session)."""
+
+
 def _port(preferred: int, fixed: bool) -> int:
     return preferred if fixed and not port_open(preferred) else free_port()
 
@@ -127,11 +144,20 @@ class LocalStack:
     ``fixed_ports`` uses the default ports where free (``make up``); tests use free ports.
     ``durable_broker`` keeps the broker's log in a local S3 bucket (see ``infra``) so that it
     survives a broker crash; the default in-memory log is faster and dies with the broker.
+    ``triggers``: the trainer retrains by itself and rolls new versions out gradually
+    (``TRAINER_TRIGGERS``); off, it trains only on request and activates what it publishes at
+    once (``NO_TRIGGERS``: the test session, whose tests decide when a model is trained).
     """
 
     def __init__(
-        self, state_dir: Path, *, fixed_ports: bool = False, durable_broker: bool = False
+        self,
+        state_dir: Path,
+        *,
+        fixed_ports: bool = False,
+        durable_broker: bool = False,
+        triggers: bool = True,
     ) -> None:
+        self.triggers = triggers
         self.state_dir = state_dir.resolve()
         self.log_dir = self.state_dir / "logs"
         self.fixed_ports = fixed_ports
@@ -207,7 +233,14 @@ class LocalStack:
         assert self.desc is not None
         module, _ = SERVICES[name]
         port = self.desc.urls[name].rsplit(":", 1)[1]
-        env = {**os.environ, **self.desc.env(), "STREAMREC_HTTP__PORT": port, **(extra_env or {})}
+        defaults = (TRAINER_TRIGGERS if self.triggers else NO_TRIGGERS) if name == "trainer" else {}
+        env = {
+            **defaults,
+            **os.environ,
+            **self.desc.env(),
+            "STREAMREC_HTTP__PORT": port,
+            **(extra_env or {}),
+        }
         proc = spawn(name, [sys.executable, "-m", module], log_dir=self.log_dir, env=env)
         self._record(proc)
         return proc
