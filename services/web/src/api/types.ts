@@ -142,10 +142,13 @@ export interface ModelVersion {
   created_at: string;
   activated_at: string | null;
   notes?: string | null;
+  /** Canary rollout of this version (trainer ``rollout.Rollouts``), null when it had none. */
+  rollout?: { state: string; share: number; evidence?: Record<string, unknown> } | null;
 }
 
 export interface ModelList {
   active_version: number | null;
+  canary_version?: number | null;
   models: ModelVersion[];
 }
 

@@ -18,8 +18,9 @@ export default function Models() {
     <section aria-labelledby="models-h">
       <h1 id="models-h">Model registry</h1>
       <p className="hint">
-        Rollout state: the registry has no gradual rollout yet; a version is either active (serving
-        everyone) or not. Activate any published version to promote or roll back.
+        A newly published version first serves a canary share of users; the trainer promotes it or
+        rolls it back from the online hit rates (Rollout column). Activate any published version to
+        promote or roll back by hand.
       </p>
       <QueryState query={models} what="model versions">
         {(list) => {
@@ -41,7 +42,7 @@ export default function Models() {
               <DataTable
                 caption="Model versions"
                 testId="models-table"
-                columns={["Version", "Status", "Created", "Interactions", "HR@10", "NDCG@10", "Gate", "Action"]}
+                columns={["Version", "Status", "Created", "Interactions", "HR@10", "NDCG@10", "Gate", "Rollout", "Action"]}
               >
                 {list.models.map((m) => (
                   <tr key={m.version} data-version={m.version}>
@@ -52,6 +53,11 @@ export default function Models() {
                     <td>{(servedMetrics(m)["hr@10"] ?? 0).toFixed(3)}</td>
                     <td>{(servedMetrics(m)["ndcg@10"] ?? 0).toFixed(3)}</td>
                     <td>{m.metrics.gate ? (m.metrics.gate.passed ? "passed" : "failed") : "—"}</td>
+                    <td>
+                      {m.rollout
+                        ? `${m.rollout.state}${m.rollout.state === "canary" ? ` (${Math.round(m.rollout.share * 100)}%)` : ""}`
+                        : "—"}
+                    </td>
                     <td>
                       {m.active ? (
                         "serving"
