@@ -411,7 +411,16 @@ async def test_event_then_recommendation_reflects_it(
         return bought not in [i["product_id"] for i in latest["items"]]
 
     await eventually(reflected, timeout=10, what="a recommendation without the purchase")
-    profile = await client.request("GET", "recommender", f"/v1/users/{user}/profile")
+
+    # the answer may reflect the purchase before the processor has applied it (ingest's
+    # read-your-writes list); the profile, which the processor owns, follows
+    async def applied() -> dict[str, Any] | None:
+        got: dict[str, Any] = await client.request(
+            "GET", "recommender", f"/v1/users/{user}/profile"
+        )
+        return got if got["event_count"] else None
+
+    profile = await eventually(applied, timeout=10, what="the purchase in the profile")
     assert profile["event_count"] == 1
     assert bought in profile["purchase_history"]
     assert re.match(r".+", str(latest.get("strategy", "")))

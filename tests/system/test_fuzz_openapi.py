@@ -58,6 +58,8 @@ PROBES = {"/healthz", "/readyz", "/metrics"}
 STATEFUL = {
     ("DELETE", "/v1/users/{user_id}"),
     ("POST", "/v1/models/{version}/activate"),
+    ("POST", "/v1/models/{version}/promote"),
+    ("POST", "/v1/models/{version}/abort"),
     # experiments and campaigns would change other tests' answers (auto, boosts)
     ("PUT", "/v1/experiments/{name}"),
     ("PUT", "/v1/campaigns/{name}"),

@@ -99,7 +99,7 @@ async def test_canary_is_promoted_or_rolled_back_by_itself(
 ) -> None:
     shop = synthetic.shop(
         n_users=120, n_products=100, events_per_user=25, seed=61, user_prefix="roll",
-        start=datetime.now(UTC) - timedelta(days=20),
+        start=datetime.now(UTC) - timedelta(days=20), days=20,  # ends now: live events
     )  # fmt: skip
     await client.put_products(shop.products)
     for batch in synthetic.batches(shop.events, 500):

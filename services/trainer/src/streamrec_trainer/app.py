@@ -120,6 +120,13 @@ class ModelVersion(BaseModel):
     """Canary rollout of this version: state, share, evidence (``rollout.Rollouts``)."""
 
 
+class RolloutAnswer(BaseModel):
+    """``promote`` / ``abort``: the version and its rollout as it now stands."""
+
+    version: int
+    rollout: dict[str, Any]
+
+
 class ModelList(BaseModel):
     active_version: int | None
     canary_version: int | None = None
@@ -298,20 +305,28 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
         await request.app.state.rollouts.on_activated(version)
         return ModelVersion(**current.public())
 
-    @app.post("/v1/models/{version}/promote", tags=["registry"])
+    @app.post(
+        "/v1/models/{version}/promote",
+        tags=["registry"],
+        responses=_errors(404, 409, *_ADMIN_ERRORS),
+    )
     async def promote(
-        request: Request, version: Annotated[int, Path(ge=1)], _: AdminKey
-    ) -> dict[str, Any]:
+        request: Request, version: Annotated[int, Path(ge=1, le=PG_INT_MAX)], _: AdminKey
+    ) -> RolloutAnswer:
         """End the canary rollout of ``version`` now: activate it for every user."""
         rollout = await request.app.state.rollouts.promote(version)
-        return {"version": version, "rollout": rollout.public()}
+        return RolloutAnswer(version=version, rollout=rollout.public())
 
-    @app.post("/v1/models/{version}/abort", tags=["registry"])
+    @app.post(
+        "/v1/models/{version}/abort",
+        tags=["registry"],
+        responses=_errors(404, 409, *_ADMIN_ERRORS),
+    )
     async def abort(
-        request: Request, version: Annotated[int, Path(ge=1)], _: AdminKey
-    ) -> dict[str, Any]:
+        request: Request, version: Annotated[int, Path(ge=1, le=PG_INT_MAX)], _: AdminKey
+    ) -> RolloutAnswer:
         """End the canary rollout of ``version`` now: every user back on the active version."""
         rollout = await request.app.state.rollouts.abort(version)
-        return {"version": version, "rollout": rollout.public()}
+        return RolloutAnswer(version=version, rollout=rollout.public())
 
     return app
