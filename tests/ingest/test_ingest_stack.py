@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
-import pytest_asyncio
 
 from streamrec_client import ApiError, AsyncStreamrecClient
 from streamrec_dev.localstack.stack import StackDescription
@@ -26,24 +24,6 @@ from .cases import BAD, GOOD
 from .probe import end_offsets, read_since
 
 pytestmark = pytest.mark.stack
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def raw(stack: StackDescription) -> AsyncIterator[httpx.AsyncClient]:
-    """A plain HTTP client (no retries) with the admin key."""
-    async with httpx.AsyncClient(
-        base_url=stack.urls["ingest"], headers={"X-API-Key": stack.api_keys["admin"]}, timeout=10
-    ) as c:
-        yield c
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def db(stack: StackDescription) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(stack.postgres_dsn)
-    try:
-        yield conn
-    finally:
-        await conn.close()
 
 
 def _tag() -> str:
