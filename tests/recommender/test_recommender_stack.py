@@ -248,6 +248,12 @@ async def test_experiment_splits_users_and_reports_the_better_variant(
         body["status"] = "stopped"
         await client.request("PUT", "recommender", path, json=body)
 
+        async def left() -> bool | None:  # later tests on this stack must see no experiment
+            rec = await client.recommendations(f"exp-{name}-after", k=5)
+            return True if rec.get("experiment") is None else None
+
+        await eventually(left, timeout=15, what="the stopped experiment to leave the recommender")
+
 
 async def test_campaign_boost_reaches_the_top(client: AsyncStreamrecClient, served: int) -> None:
     user = "u0000007"
