@@ -33,7 +33,6 @@ from redis.typing import EncodableT
 from streamrec_recommender.adapters.breaker import CircuitBreaker
 from streamrec_recommender.serving.context import TrendingMirror
 from streamrec_shared import metrics, profile, recent_events
-from streamrec_shared.events import EVENT_TYPES
 from streamrec_shared.resp import RespConnection
 from streamrec_shared.settings import RedisSettings
 
@@ -204,7 +203,9 @@ class RedisState:
             except ValueError:
                 logger.warning("undecodable profile for user %s", user_id)
             else:
-                prof = await self.call(lambda: self._resolve(user_id, packed))
+                prof = await self.call(
+                    lambda: profile.resolve(user_id, packed, self._products, self._categories)
+                )
         attrs = None
         if raw_attrs is not None:
             with contextlib.suppress(ValueError, KeyError, TypeError):
@@ -217,29 +218,6 @@ class RedisState:
 
     async def read_profiles(self, user_ids: list[str]) -> dict[str, profile.UserProfile]:
         return await self.bg(lambda: self.reader.get_profiles(user_ids))
-
-    async def _resolve(self, user_id: str, p: profile.PackedProfile) -> profile.UserProfile:
-        """A packed profile with product and category codes resolved to names."""
-        n_i, n_v = len(p.item_codes), len(p.view_codes)
-        codes = [*p.item_codes.tolist(), *p.view_codes.tolist(), *p.purchase_codes.tolist()]
-        names = await self._products.names(codes)
-        cats = await self._categories.names(p.category_codes.tolist())
-        has_vector = p.model_version != 0 and len(p.vector) > 0
-        return profile.UserProfile(
-            user_id=user_id,
-            items=tuple(names[:n_i]),
-            weights=p.item_weights,
-            view_history=tuple(names[n_i : n_i + n_v]),
-            purchase_history=tuple(names[n_i + n_v :]),
-            category_affinity=dict(zip(cats, p.category_weights.tolist(), strict=True)),
-            counts=dict(zip(EVENT_TYPES, p.counts.tolist(), strict=True)),
-            event_count=p.event_count,
-            segment=p.segment,
-            vector=p.vector if has_vector else None,
-            model_version=p.model_version if has_vector else None,
-            first_event_ts=p.first_ts,
-            last_event_ts=p.last_ts,
-        )
 
     # --- background mirrors ----------------------------------------------------------------
     async def check_code_books(self) -> bool:
