@@ -3,12 +3,12 @@
 The trainer ships, with every model, how to place any product in the ALS factor space from its
 content alone (``streamrec_shared.artifacts.ContentArrays``: the featuriser's vocabulary and
 text idf, the ridge map ``projection`` and its bias). ``ContentMap`` is that recipe on the
-serving side (the same vector as ``streamrec_trainer.models.content.ContentFeaturizer``, checked
-by ``tests/recommender/test_newitems_unit.py``); ``extend`` returns a new immutable
-``ServingModel`` with the products appended to its item space (factors, content rows, exact
-scorer), swapped in like a model: ``/similar``, content and hybrid answers and the cold-start
-fill find them at once; ``ServingModel.live_items`` names them, so answers that show one say
-so in their ``strategy`` (``...:new_product``).
+serving side (the featuriser is the trainer's own, ``streamrec_shared.content.ContentSpace``;
+``tests/recommender/test_newitems_unit.py`` checks the factors agree). ``extend`` returns a
+new immutable ``ServingModel`` with the products appended to its item space (factors,
+content rows, exact scorer), swapped in like a model: ``/similar``, content and hybrid
+answers and the cold-start fill find them at once; ``ServingModel.live_items`` names them, so
+answers that show one say so in their ``strategy`` (``...:new_product``).
 
 Pure: numpy only.
 """
@@ -16,10 +16,6 @@ Pure: numpy only.
 from __future__ import annotations
 
 import dataclasses
-import math
-import re
-import zlib
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,8 +25,8 @@ from numpy.typing import NDArray
 
 from streamrec_recommender.serving.model import ServingModel
 from streamrec_recommender.serving.ranking import ExactScorer, Ranked
+from streamrec_shared.content import FEATURIZER_NAME, ContentSpace
 
-FEATURIZER_NAME = "streamrec-content-v1"
 NEW_PRODUCT = "new_product"
 """Suffix of the ``strategy`` of an answer that shows a product added since the model."""
 LIVE_SIMILAR_MIN = 0.5
@@ -54,22 +50,12 @@ class Product:
         return " ".join(s for s in (self.name, self.description) if s).strip()
 
 
-def _bucket(token: str, buckets: int) -> int:
-    return zlib.crc32(token.encode("utf-8")) % buckets
-
-
 @dataclass(frozen=True)
 class ContentMap:
-    """The featuriser described by a bundle's ``content_vocabulary`` plus the ridge map."""
+    """The featuriser described by a bundle's ``content_vocabulary`` plus the ridge map:
+    projection (n_features, f) float32, bias (f,) float32."""
 
-    categories: Mapping[str, int]
-    price_edges: NDArray[np.float64]
-    attribute_buckets: int
-    text_buckets: int
-    block_weights: Mapping[str, float]
-    offsets: Mapping[str, int]
-    token_re: re.Pattern[str]
-    text_idf: NDArray[np.float32]
+    space: ContentSpace
     projection: NDArray[np.float32]
     bias: NDArray[np.float32]
 
@@ -84,58 +70,18 @@ class ContentMap:
         """None when the vocabulary is of another featuriser (nothing to apply)."""
         if vocabulary.get("featurizer") != FEATURIZER_NAME:
             return None
-        cats = [str(c) for c in vocabulary.get("categories", ())]
         return cls(
-            categories={c: k for k, c in enumerate(cats)},
-            price_edges=np.asarray(vocabulary.get("price_edges", ()), dtype=np.float64),
-            attribute_buckets=int(vocabulary["attribute_buckets"]),
-            text_buckets=int(vocabulary["text_buckets"]),
-            block_weights={str(k): float(v) for k, v in vocabulary["block_weights"].items()},
-            offsets={str(k): int(v) for k, v in vocabulary["offsets"].items()},
-            token_re=re.compile(str(vocabulary.get("token_pattern", "[a-z0-9]+"))),
-            text_idf=np.asarray(text_idf, dtype=np.float32),
+            space=ContentSpace(**ContentSpace.fields_of(vocabulary, text_idf)),
             projection=np.asarray(projection, dtype=np.float32),
             bias=np.asarray(bias, dtype=np.float32),
         )
 
-    def tokens(self, text: str) -> list[str]:
-        return [t for t in self.token_re.findall(text.lower()) if len(t) >= 2]
-
     def vector(self, product: Product) -> dict[int, float]:
         """The sparse content vector (feature -> value), L2-normalised; empty when nothing
         of the product is known to the vocabulary."""
-        off = self.offsets
-        blocks: list[tuple[str, dict[int, float]]] = []
-        if product.category in self.categories:
-            blocks.append(("category", {off["category"] + self.categories[product.category]: 1.0}))
-        price = float(product.price)
-        if math.isfinite(price) and price > 0:
-            band = int(np.searchsorted(self.price_edges, math.log(price), "right"))
-            blocks.append(("price", {off["price"] + band: 1.0}))
-        attr: Counter[int] = Counter(
-            off["attribute"] + _bucket(f"{k}={v}".lower(), self.attribute_buckets)
-            for k, v in ((str(k), str(v)) for k, v in product.attributes.items())
+        return self.space.vector(
+            product.category, float(product.price), product.attributes, product.text
         )
-        blocks.append(("attribute", {k: float(v) for k, v in attr.items()}))
-        tf: Counter[int] = Counter(_bucket(t, self.text_buckets) for t in self.tokens(product.text))
-        blocks.append(
-            (
-                "text",
-                {
-                    off["text"] + b: (1.0 + math.log(c)) * float(self.text_idf[b])
-                    for b, c in tf.items()
-                },
-            )
-        )
-        row: dict[int, float] = {}
-        for name, block in blocks:
-            norm = math.sqrt(sum(v * v for v in block.values()))
-            if norm > 0:
-                scale = self.block_weights.get(name, 0.0) / norm
-                for k, v in block.items():
-                    row[k] = row.get(k, 0.0) + v * scale
-        norm = math.sqrt(sum(v * v for v in row.values()))
-        return {k: v / norm for k, v in row.items()} if norm > 0 else {}
 
     def factor(self, product: Product) -> NDArray[np.float32] | None:
         """The product's ALS-space factor (f,) float32 (``vector @ projection + bias``), or

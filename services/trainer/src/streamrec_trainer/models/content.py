@@ -1,18 +1,8 @@
 """Content model: product features -> sparse item vectors, and a ridge map into ALS space.
 
-Vector layout (``ContentFeaturizer``), each block L2-normalised and scaled by its block weight,
-the whole vector L2-normalised again::
-
-    [ category one-hot | price band one-hot | hashed attributes | hashed text tf-idf ]
-
-* category: the categories seen at fit time; an unseen category contributes nothing.
-* price band: ``price_bands`` quantile bands of log(price) over the catalogue at fit time.
-* attributes: ``key=value`` tokens (lower-cased), hashed with crc32 into ``attribute_buckets``.
-* text: lower-cased ``[a-z0-9]+`` tokens of name + description, hashed with crc32 into
-  ``text_buckets``, weight ``(1 + log tf) * idf`` with idf fitted on the catalogue.
-
-crc32 (not Python's salted ``hash``) keeps the hashing identical across processes, so a product
-that arrives after training can be embedded from ``content_vocabulary`` + ``text_idf`` alone.
+The featuriser itself (vector layout, hashing, tokens) is ``streamrec_shared.content``, one
+definition for the trainer and the recommender's placement of new products; this module fits it
+(categories seen, ``price_bands`` quantile bands of log(price), text idf over the catalogue).
 
 The ridge map ``W`` (n_features, f) solves ``min ||V W + b - Y||^2 + l2 ||W||^2`` over the
 items that have ALS factors ``Y``; ``V W + b`` is the ALS-space factor of any product.
@@ -21,11 +11,8 @@ items that have ALS factors ``Y``; ``V W + b`` is the ALS-space factor of any pr
 from __future__ import annotations
 
 import math
-import re
-import zlib
-from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,6 +20,7 @@ import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
 
 from streamrec_shared.artifacts import ContentArrays
+from streamrec_shared.content import ContentSpace, bucket, tokens
 from streamrec_trainer.dataset import Catalog
 from streamrec_trainer.models import registry
 from streamrec_trainer.models.als import offline_als
@@ -40,9 +28,6 @@ from streamrec_trainer.models.base import as_csr32
 
 if TYPE_CHECKING:
     from streamrec_trainer.models.fit import FittedModels
-
-FEATURIZER_NAME = "streamrec-content-v1"
-TOKEN_RE = re.compile(r"[a-z0-9]+")
 
 
 @dataclass(frozen=True)
@@ -59,75 +44,15 @@ class ContentParams:
     l2: float = 3.0
 
 
-def _bucket(token: str, buckets: int) -> int:
-    return zlib.crc32(token.encode("utf-8")) % buckets
-
-
-def tokens(text: str) -> list[str]:
-    """Lower-cased alphanumeric tokens of length >= 2."""
-    return [t for t in TOKEN_RE.findall(text.lower()) if len(t) >= 2]
-
-
-@dataclass(frozen=True)
-class ContentFeaturizer:
-    """Fitted featuriser; ``vocabulary()`` + ``text_idf`` fully describe it."""
-
-    categories: tuple[str, ...]
-    price_edges: tuple[float, ...]
-    attribute_buckets: int
-    text_buckets: int
-    block_weights: Mapping[str, float]
-    text_idf: NDArray[np.float32] = field(repr=False)
-
-    @property
-    def offsets(self) -> dict[str, int]:
-        n_bands = len(self.price_edges) + 1
-        cat = 0
-        price = cat + len(self.categories)
-        attr = price + n_bands
-        text = attr + self.attribute_buckets
-        return {
-            "category": cat,
-            "price": price,
-            "attribute": attr,
-            "text": text,
-            "end": text + self.text_buckets,
-        }
-
-    @property
-    def n_features(self) -> int:
-        return self.offsets["end"]
-
-    def vocabulary(self) -> dict[str, Any]:
-        """JSON-able description (goes into the manifest's ``content_vocabulary``)."""
-        return {
-            "featurizer": FEATURIZER_NAME,
-            "categories": list(self.categories),
-            "price_edges": list(self.price_edges),
-            "price_scale": "log",
-            "attribute_buckets": self.attribute_buckets,
-            "text_buckets": self.text_buckets,
-            "hash": "crc32(utf-8) mod buckets",
-            "token_pattern": TOKEN_RE.pattern,
-            "block_weights": dict(self.block_weights),
-            "offsets": self.offsets,
-            "n_features": self.n_features,
-        }
+class ContentFeaturizer(ContentSpace):
+    """The shared featuriser, fitted on a catalogue; ``vocabulary()`` + ``text_idf`` fully
+    describe it."""
 
     @classmethod
     def from_vocabulary(
         cls, vocabulary: Mapping[str, Any], text_idf: ArrayLike
     ) -> ContentFeaturizer:
-        if vocabulary.get("featurizer") != FEATURIZER_NAME:
-            raise ValueError(f"unsupported featurizer {vocabulary.get('featurizer')!r}")
-        return cls(
-            categories=tuple(vocabulary["categories"]),
-            price_edges=tuple(float(x) for x in vocabulary["price_edges"]),
-            attribute_buckets=int(vocabulary["attribute_buckets"]),
-            text_buckets=int(vocabulary["text_buckets"]),
-            block_weights=dict(vocabulary["block_weights"]),
-            text_idf=np.asarray(text_idf, dtype=np.float32),
-        )
+        return cls(**ContentSpace.fields_of(vocabulary, text_idf))
 
     @classmethod
     def fit(cls, catalog: Catalog, params: ContentParams) -> ContentFeaturizer:
@@ -139,7 +64,7 @@ class ContentFeaturizer:
             edges = tuple(sorted(set(np.quantile(np.log(prices), qs).round(6).tolist())))
         df = np.zeros(params.text_buckets, dtype=np.float64)
         for text in catalog.texts.tolist():
-            for b in {_bucket(t, params.text_buckets) for t in tokens(text)}:
+            for b in {bucket(t, params.text_buckets) for t in tokens(text)}:
                 df[b] += 1
         n_docs = max(len(catalog), 1)
         idf = np.log((1.0 + n_docs) / (1.0 + df)) + 1.0
@@ -157,48 +82,8 @@ class ContentFeaturizer:
             text_idf=idf.astype(np.float32),
         )
 
-    def _row(
-        self,
-        category: str,
-        price: float,
-        attributes: Mapping[str, str],
-        text: str,
-        cat_index: Mapping[str, int],
-    ) -> dict[int, float]:
-        off = self.offsets
-        blocks: list[tuple[str, dict[int, float]]] = []
-        if category in cat_index:
-            blocks.append(("category", {off["category"] + cat_index[category]: 1.0}))
-        if math.isfinite(price) and price > 0:
-            band = int(np.searchsorted(np.asarray(self.price_edges), math.log(price), "right"))
-            blocks.append(("price", {off["price"] + band: 1.0}))
-        attr: Counter[int] = Counter(
-            off["attribute"] + _bucket(f"{k}={v}".lower(), self.attribute_buckets)
-            for k, v in attributes.items()
-        )
-        blocks.append(("attribute", {k: float(v) for k, v in attr.items()}))
-        tf: Counter[int] = Counter(_bucket(t, self.text_buckets) for t in tokens(text))
-        blocks.append(
-            (
-                "text",
-                {
-                    off["text"] + b: (1.0 + math.log(c)) * float(self.text_idf[b])
-                    for b, c in tf.items()
-                },
-            )
-        )
-        row: dict[int, float] = {}
-        for name, block in blocks:
-            norm = math.sqrt(sum(v * v for v in block.values()))
-            if norm > 0:
-                scale = self.block_weights[name] / norm
-                for k, v in block.items():
-                    row[k] = row.get(k, 0.0) + v * scale
-        return row
-
     def transform(self, catalog: Catalog) -> sp.csr_matrix:
         """csr_matrix (len(catalog), n_features) float32, rows L2-normalised (empty rows stay 0)."""
-        cat_index = {c: k for k, c in enumerate(self.categories)}
         indptr = [0]
         indices: list[int] = []
         data: list[float] = []
@@ -209,7 +94,7 @@ class ContentFeaturizer:
             catalog.texts.tolist(),
             strict=True,
         ):
-            row = self._row(cat, float(price), attrs, text, cat_index)
+            row = self.row(cat, float(price), attrs, text)
             norm = math.sqrt(sum(v * v for v in row.values()))
             for k in sorted(row):
                 indices.append(k)
