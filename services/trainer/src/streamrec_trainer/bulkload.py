@@ -121,6 +121,20 @@ def _plausible(event: EventIn, received_at: datetime, stats: LoadStats, where: s
     return True
 
 
+def _accepted(
+    body: dict[str, Any], where: str, received_at: datetime, stats: LoadStats
+) -> UserEvent | None:
+    """``body`` as a record, or None after counting why it is rejected (at ``where``)."""
+    try:
+        event = EventIn.model_validate(body)
+    except ValidationError as exc:
+        stats.reject(where, _error_text(exc))
+        return None
+    if not _plausible(event, received_at, stats, where):
+        return None
+    return event.to_record(received_at)
+
+
 def read_events_jsonl(
     lines: Iterable[str], *, prefix: str, received_at: datetime, stats: LoadStats
 ) -> Iterator[UserEvent]:
@@ -145,14 +159,9 @@ def read_events_jsonl(
         body = {k: v for k, v in obj.items() if k in _EVENT_FIELDS}
         if body.get("event_id") is None:
             body["event_id"] = f"{prefix}-{line_no}"
-        try:
-            event = EventIn.model_validate(body)
-        except ValidationError as exc:
-            stats.reject(f"line {line_no}", _error_text(exc))
-            continue
-        if not _plausible(event, received_at, stats, f"line {line_no}"):
-            continue
-        yield event.to_record(received_at)
+        record = _accepted(body, f"line {line_no}", received_at, stats)
+        if record is not None:
+            yield record
 
 
 def read_online_retail(
@@ -182,25 +191,23 @@ def read_online_retail(
         if not customer or quantity <= 0:
             stats.skipped += 1
             continue
-        try:
-            event = EventIn.model_validate(
-                {
-                    "event_id": f"{prefix}-{invoice}-{k}",
-                    "user_id": customer,
-                    "event_type": "purchase",
-                    "product_id": row["StockCode"].strip(),
-                    "timestamp": stamp.isoformat(),
-                    "value": quantity,
-                    "price": price if price >= 0 else None,
-                    "session_id": invoice,
-                }
-            )
-        except ValidationError as exc:
-            stats.reject(f"row {row_no}", _error_text(exc))
-            continue
-        if not _plausible(event, received_at, stats, f"row {row_no}"):
-            continue
-        yield event.to_record(received_at)
+        record = _accepted(
+            {
+                "event_id": f"{prefix}-{invoice}-{k}",
+                "user_id": customer,
+                "event_type": "purchase",
+                "product_id": row["StockCode"].strip(),
+                "timestamp": stamp.isoformat(),
+                "value": quantity,
+                "price": price if price >= 0 else None,
+                "session_id": invoice,
+            },
+            f"row {row_no}",
+            received_at,
+            stats,
+        )
+        if record is not None:
+            yield record
 
 
 READERS: dict[str, Callable[..., Iterator[UserEvent]]] = {
