@@ -187,6 +187,26 @@ class ExportFormat(StrEnum):
     pickle = "pickle"
 
 
+ExportFile = Annotated[Path, typer.Option(help="File to write.")]
+ExportFormatOption = Annotated[
+    ExportFormat,
+    typer.Option(
+        "--format",
+        help="json (JSON lines) or pickle (HMAC-signed; needs STREAMREC_EXPORTS__HMAC_KEY).",
+    ),
+]
+
+
+def _export_key(settings: TrainerSettings, fmt: ExportFormat) -> bytes | None:
+    """The exports' signing key; a pickle export refuses to start without one."""
+    from streamrec_trainer import exports
+
+    key = exports.signing_key(settings.exports)
+    if fmt is ExportFormat.pickle:
+        exports._require_key(key, "write")
+    return key
+
+
 @app.command("eval")
 def eval_command(
     path: Annotated[
@@ -288,14 +308,8 @@ def load_command(
 
 @export_app.command("interactions")
 def export_interactions_command(
-    out: Annotated[Path, typer.Option(help="File to write.")],
-    fmt: Annotated[
-        ExportFormat,
-        typer.Option(
-            "--format",
-            help="json (JSON lines) or pickle (HMAC-signed; needs STREAMREC_EXPORTS__HMAC_KEY).",
-        ),
-    ] = ExportFormat.json,
+    out: ExportFile,
+    fmt: ExportFormatOption = ExportFormat.json,
     since: Annotated[
         str | None,
         typer.Option(callback=_iso_time, help="Event time >= (ISO-8601; no offset: UTC)."),
@@ -311,9 +325,7 @@ def export_interactions_command(
     settings = _settings()
     from streamrec_trainer import exports
 
-    key = exports.signing_key(settings.exports)
-    if fmt is ExportFormat.pickle:
-        exports._require_key(key, "write")
+    key = _export_key(settings, fmt)
 
     async def run() -> int:
         pool = await _pool(settings)
@@ -332,14 +344,8 @@ def export_interactions_command(
 
 @export_app.command("snapshots")
 def export_snapshots_command(
-    out: Annotated[Path, typer.Option(help="File to write.")],
-    fmt: Annotated[
-        ExportFormat,
-        typer.Option(
-            "--format",
-            help="json (JSON lines) or pickle (HMAC-signed; needs STREAMREC_EXPORTS__HMAC_KEY).",
-        ),
-    ] = ExportFormat.json,
+    out: ExportFile,
+    fmt: ExportFormatOption = ExportFormat.json,
     model_version: Annotated[
         int | None, typer.Option("--version", help="Model version (default: the active one).")
     ] = None,
@@ -358,9 +364,7 @@ def export_snapshots_command(
     from streamrec_shared.artifacts import ModelBundle
     from streamrec_trainer import exports
 
-    key = exports.signing_key(settings.exports)
-    if fmt is ExportFormat.pickle:
-        exports._require_key(key, "write")  # before downloading a model for nothing
+    key = _export_key(settings, fmt)  # before downloading a model for nothing
     uri = artifact
     if uri is None:
 
