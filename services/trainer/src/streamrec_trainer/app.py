@@ -31,6 +31,7 @@ from streamrec_trainer.settings import TrainerSettings, get_settings
 logger = logging.getLogger(__name__)
 
 PG_INT_MAX = 2**31 - 1  # model versions are Postgres integers
+VersionPath = Annotated[int, Path(ge=1, le=PG_INT_MAX)]
 
 PresentedKey = Annotated[str | None, Security(API_KEY_HEADER)]
 
@@ -297,9 +298,7 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
         tags=["registry"],
         responses=_errors(404, 409, *_ADMIN_ERRORS),
     )
-    async def activate(
-        request: Request, version: Annotated[int, Path(ge=1, le=PG_INT_MAX)], _: AdminKey
-    ) -> ModelVersion:
+    async def activate(request: Request, version: VersionPath, _: AdminKey) -> ModelVersion:
         """Promote or roll back: make ``version`` active and announce it on models.v1."""
         current = await request.app.state.registry.activate(version)
         await request.app.state.rollouts.on_activated(version)
@@ -310,9 +309,7 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
         tags=["registry"],
         responses=_errors(404, 409, *_ADMIN_ERRORS),
     )
-    async def promote(
-        request: Request, version: Annotated[int, Path(ge=1, le=PG_INT_MAX)], _: AdminKey
-    ) -> RolloutAnswer:
+    async def promote(request: Request, version: VersionPath, _: AdminKey) -> RolloutAnswer:
         """End the canary rollout of ``version`` now: activate it for every user."""
         rollout = await request.app.state.rollouts.promote(version)
         return RolloutAnswer(version=version, rollout=rollout.public())
@@ -322,9 +319,7 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
         tags=["registry"],
         responses=_errors(404, 409, *_ADMIN_ERRORS),
     )
-    async def abort(
-        request: Request, version: Annotated[int, Path(ge=1, le=PG_INT_MAX)], _: AdminKey
-    ) -> RolloutAnswer:
+    async def abort(request: Request, version: VersionPath, _: AdminKey) -> RolloutAnswer:
         """End the canary rollout of ``version`` now: every user back on the active version."""
         rollout = await request.app.state.rollouts.abort(version)
         return RolloutAnswer(version=version, rollout=rollout.public())
