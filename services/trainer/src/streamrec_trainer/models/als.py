@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 from streamrec_shared.artifacts import AlsArrays
 from streamrec_trainer.dataset import index_of
 from streamrec_trainer.models import registry
-from streamrec_trainer.models.base import as_csr32, single_threaded_blas
+from streamrec_trainer.models.base import FactorScores, as_csr32, single_threaded_blas
 
 if TYPE_CHECKING:
     from streamrec_trainer.models.fit import FittedModels
@@ -44,23 +44,16 @@ class AlsParams:
 
 
 @dataclass(frozen=True)
-class AlsModel:
+class AlsModel(FactorScores):
     """item_factors (n_items, f) float32, user_factors (n_users, f) float32 (rows as the
     training matrix), plus the regularization and alpha needed to fold users in."""
 
-    item_factors: NDArray[np.float32]
-    user_factors: NDArray[np.float32]
     regularization: float
     alpha: float
 
     @property
     def name(self) -> str:
         return "als"
-
-    def score(self, users: NDArray[np.int64], user_items: sp.csr_matrix) -> NDArray[np.float32]:
-        """Dot products of the stored user factors with every item: (m, n_items) float32."""
-        del user_items
-        return np.asarray(self.user_factors[users] @ self.item_factors.T, dtype=np.float32)
 
 
 def confidence_matrix(weights: sp.csr_matrix, alpha: float) -> sp.csr_matrix:

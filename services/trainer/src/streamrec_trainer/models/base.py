@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -25,6 +26,21 @@ class Scorer(Protocol):
         user_items: csr_matrix (m, n_items) float32, those users' net decayed weights.
         """
         ...
+
+
+@dataclass(frozen=True)
+class FactorScores:
+    """Scores as dot products of user and item factors: item_factors (n_items, f) float32,
+    user_factors (n_users, f) float32 (rows as the training matrix). A ``Scorer`` once a
+    subclass names itself."""
+
+    item_factors: NDArray[np.float32]
+    user_factors: NDArray[np.float32]
+
+    def score(self, users: NDArray[np.int64], user_items: sp.csr_matrix) -> NDArray[np.float32]:
+        """Dot products of the stored user factors with every item: (m, n_items) float32."""
+        del user_items
+        return np.asarray(self.user_factors[users] @ self.item_factors.T, dtype=np.float32)
 
 
 @contextlib.contextmanager

@@ -24,7 +24,7 @@ from streamrec_shared.content import ContentSpace, bucket, tokens
 from streamrec_trainer.dataset import Catalog
 from streamrec_trainer.models import registry
 from streamrec_trainer.models.als import offline_als
-from streamrec_trainer.models.base import as_csr32
+from streamrec_trainer.models.base import FactorScores, as_csr32
 
 if TYPE_CHECKING:
     from streamrec_trainer.models.fit import FittedModels
@@ -138,20 +138,13 @@ class ContentModel:
 
 
 @dataclass(frozen=True)
-class MappedFactorsScorer:
+class MappedFactorsScorer(FactorScores):
     """Scores with ALS user factors against content-predicted item factors: how well a product
     never seen in training would be ranked. user_factors (n_users, f), item_factors (n_items, f)."""
-
-    user_factors: NDArray[np.float32]
-    item_factors: NDArray[np.float32]
 
     @property
     def name(self) -> str:
         return "content_to_als"
-
-    def score(self, users: NDArray[np.int64], user_items: sp.csr_matrix) -> NDArray[np.float32]:
-        del user_items
-        return np.asarray(self.user_factors[users] @ self.item_factors.T, dtype=np.float32)
 
 
 def fit_ridge_map(
