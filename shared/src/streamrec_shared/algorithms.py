@@ -14,15 +14,19 @@ chain of an explicitly requested algorithm (``fallbacks``), the members of ``hyb
 fusion with their weights (``hybrid_members``) and those of the ``recent_items`` tier
 (``recent_members``, heaviest first: the tier's answer is named after the first that found
 candidates). Adding an algorithm: one ``register`` call (or
-one entry in ``BUILTIN``) plus its module on each side.
+one entry in ``BUILTIN``) plus its module on each side. ``Plugins`` is how each side collects
+its modules' parts by name.
 
 Pure: no I/O, no numpy.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import re
 from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
 
 AUTO = "auto"
 """The request value that lets the policy choose (experiments, else the bandit)."""
@@ -147,3 +151,31 @@ REGISTRY = Registry(BUILTIN)
 def register(entry: Algorithm) -> Algorithm:
     """Add an algorithm to ``REGISTRY`` (a plug-in's one registry entry)."""
     return REGISTRY.register(entry)
+
+
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+P = TypeVar("P", bound=_Named)
+
+
+class Plugins(Generic[P]):
+    """One service's part of each algorithm by name (the trainer's fitters, the recommender's
+    scorers): every module of ``package`` registers its part when imported."""
+
+    def __init__(self, package: str) -> None:
+        self.package = package
+        self.by_name: dict[str, P] = {}
+
+    def register(self, part: P) -> P:
+        """Add (or replace, same name) ``part``; returns it (usable as a decorator's result)."""
+        self.by_name[part.name] = part
+        return part
+
+    def load_builtin(self) -> None:
+        """Import every module of ``package`` (each registers itself; imported once)."""
+        root = importlib.import_module(self.package)
+        for info in pkgutil.iter_modules(root.__path__):
+            importlib.import_module(f"{self.package}.{info.name}")

@@ -9,14 +9,13 @@ items, its arrays missing from the model), so the engine falls back.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from streamrec_recommender.serving.model import ServingModel
 from streamrec_recommender.serving.ranking import Ranked
+from streamrec_shared.algorithms import Plugins
 
 if TYPE_CHECKING:
     from streamrec_recommender.serving.context import Job
@@ -48,21 +47,12 @@ class ServingAlgorithm:
     reads_als: bool = False
 
 
-SCORERS: dict[str, ServingAlgorithm] = {}
-
-
-def register(algorithm: ServingAlgorithm) -> ServingAlgorithm:
-    """Serve ``algorithm.name`` with this scorer (a plug-in's recommender side)."""
-    SCORERS[algorithm.name] = algorithm
-    return algorithm
-
-
-def load_builtin() -> None:
-    """Import every module of ``serving/algorithms`` (each registers itself)."""
-    from streamrec_recommender.serving import algorithms
-
-    for info in pkgutil.iter_modules(algorithms.__path__):
-        importlib.import_module(f"{algorithms.__name__}.{info.name}")
+_PLUGINS: Plugins[ServingAlgorithm] = Plugins("streamrec_recommender.serving.algorithms")
+SCORERS = _PLUGINS.by_name
+register = _PLUGINS.register
+"""Serve ``algorithm.name`` with this scorer (a plug-in's recommender side)."""
+load_builtin = _PLUGINS.load_builtin
+"""Import every module of ``serving/algorithms`` (each registers itself)."""
 
 
 load_builtin()

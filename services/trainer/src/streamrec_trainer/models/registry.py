@@ -10,9 +10,7 @@ trained algorithm of the shared registry in its order; ``offline`` evaluates eve
 
 from __future__ import annotations
 
-import importlib
 import json
-import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -21,7 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
-from streamrec_shared.algorithms import REGISTRY
+from streamrec_shared.algorithms import REGISTRY, Plugins
 from streamrec_trainer.dataset import Catalog, Dataset, InteractionMatrix
 from streamrec_trainer.models.base import Scorer
 
@@ -121,21 +119,12 @@ class TrainerAlgorithm:
     offline: Mapping[str, OfflineAdapter] = field(default_factory=dict)
 
 
-TRAINERS: dict[str, TrainerAlgorithm] = {}
-
-
-def register(algorithm: TrainerAlgorithm) -> TrainerAlgorithm:
-    """Fit, ship and evaluate ``algorithm.name`` this way (a plug-in's trainer side)."""
-    TRAINERS[algorithm.name] = algorithm
-    return algorithm
-
-
-def load_builtin() -> None:
-    """Import every module of this package (the algorithm modules register themselves)."""
-    from streamrec_trainer import models
-
-    for info in pkgutil.iter_modules(models.__path__):
-        importlib.import_module(f"{models.__name__}.{info.name}")
+_PLUGINS: Plugins[TrainerAlgorithm] = Plugins("streamrec_trainer.models")
+TRAINERS = _PLUGINS.by_name
+register = _PLUGINS.register
+"""Fit, ship and evaluate ``algorithm.name`` this way (a plug-in's trainer side)."""
+load_builtin = _PLUGINS.load_builtin
+"""Import every module of this package (the algorithm modules register themselves)."""
 
 
 def trained() -> list[TrainerAlgorithm]:
