@@ -43,6 +43,7 @@ from pydantic import BaseModel, Field
 
 from streamrec_shared import kafka, topics
 from streamrec_shared.settings import KafkaSettings
+from streamrec_shared.tasks import cancel
 
 logger = logging.getLogger(__name__)
 
@@ -193,11 +194,7 @@ class StreamConsumer:
 
     async def stop(self) -> None:
         """Cancel the loop; it commits the handled offsets and leaves the group."""
-        if self._task is None:
-            return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await cancel(self._task)
         self._task = None
 
     def assignment(self) -> set[TopicPartition]:

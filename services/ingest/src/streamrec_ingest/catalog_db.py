@@ -25,7 +25,7 @@ import asyncpg
 
 from streamrec_shared.errors import Conflict, RetryableError
 from streamrec_shared.events import OrderIn, ProductRecord, UserEvent, UserRecord
-from streamrec_shared.tasks import retry_every
+from streamrec_shared.tasks import cancel, retry_every
 
 logger = logging.getLogger(__name__)
 
@@ -170,10 +170,7 @@ class CatalogDb:
         await retry_every(self.reconnect_s, self._try_open)
 
     async def close(self) -> None:
-        if self._opener is not None:
-            self._opener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._opener
+        await cancel(self._opener)
         if self._pool is not None and self._owns_pool:
             await self._pool.close()
         self._pool = None

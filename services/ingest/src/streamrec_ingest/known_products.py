@@ -11,7 +11,6 @@ one set membership test per distinct product id of the request.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -20,6 +19,7 @@ import asyncpg
 
 from streamrec_ingest.catalog_db import CatalogDb
 from streamrec_shared.errors import RetryableError
+from streamrec_shared.tasks import cancel
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +77,4 @@ class KnownProducts:
         self._task = asyncio.create_task(self._run(), name="known-products")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)

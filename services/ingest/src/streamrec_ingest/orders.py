@@ -16,7 +16,6 @@ event with its deterministic event_id ``{order_id}:{line}``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import datetime
 from typing import Any
@@ -27,6 +26,7 @@ from streamrec_ingest.settings import IngestOptions
 from streamrec_shared import metrics, topics
 from streamrec_shared.errors import RetryableError
 from streamrec_shared.events import OrderIn
+from streamrec_shared.tasks import cancel
 
 logger = logging.getLogger(__name__)
 
@@ -85,8 +85,5 @@ class OrderReconciler:
             self._task = asyncio.create_task(self._loop(), name="order-reconcile")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None

@@ -38,7 +38,7 @@ from pydantic import BaseModel
 from streamrec_shared import metrics
 from streamrec_shared.errors import RetryableError
 from streamrec_shared.events import encode
-from streamrec_shared.tasks import retry_every
+from streamrec_shared.tasks import cancel, retry_every
 
 logger = logging.getLogger(__name__)
 
@@ -340,10 +340,7 @@ class Publisher:
 
     async def close(self) -> None:
         """Stop retrying, flush what is pending, close the producer."""
-        if self._starter is not None:
-            self._starter.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._starter
+        await cancel(self._starter)
         if self._producer is not None:
             with contextlib.suppress(KafkaError, OSError):
                 await self._producer.stop()

@@ -51,6 +51,7 @@ from streamrec_recommender.settings import RecommenderSettings
 from streamrec_shared import metrics, profile
 from streamrec_shared.events import ModelAnnouncement
 from streamrec_shared.model_watch import ModelWatcher
+from streamrec_shared.tasks import cancel_all
 
 logger = logging.getLogger(__name__)
 
@@ -164,11 +165,7 @@ class Recommender:
     async def stop(self) -> None:
         if self.watcher is not None:
             await self.watcher.stop()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self._tasks)
         self._tasks.clear()
         with contextlib.suppress(Exception):
             await self.recorder.flush()
