@@ -195,3 +195,18 @@ async def test_lag_sweep_skips_a_partition_revoked_mid_sweep() -> None:
     fake.assigned = {CATALOG}
     await sc._sweep_lag(cast(Any, fake))
     assert sc._reported == set()  # the gauge of the revoked partition is dropped
+
+
+async def test_a_tail_reader_handles_every_batch_and_commits_nothing() -> None:
+    fake = FakeConsumer([{CATALOG: msgs(CATALOG, 0, 1)}, {CATALOG: msgs(CATALOG, 2)}])
+    handler = Recorder(fake.log)
+    sc = StreamConsumer(KafkaSettings(), ConsumerSettings(group_id=None), {"catalog.v1": handler})
+    sc.consumer = cast(Any, fake)
+    sc._lag_due = float("inf")
+    await sc._step(cast(Any, fake))
+    await sc._step(cast(Any, fake))
+    await sc._commit(cast(Any, fake))  # as at a stop or a revocation
+    assert handler.calls == [[0, 1], [2]]
+    assert fake.log == ["handled", "handled"]
+    assert fake.commits == []
+    assert sc.name == "tail:catalog.v1"

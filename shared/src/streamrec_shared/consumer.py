@@ -23,6 +23,10 @@ trainer's archive (``events.v1`` -> Postgres). aiokafka's at-least-once recipe:
   move the partitions. A batch fetched before a revocation but not yet handled is dropped: the
   new owner (possibly this consumer again) reads it from the committed offset.
 
+- A tail reader (``group_id=None``: the recommender's ``catalog.v1`` feed) runs the same loop
+  without a group: every process reads every partition from ``auto_offset_reset`` and commits
+  nothing (its effects are in-memory state rebuilt from the topic at each start).
+
 Consumer lag (highwater minus the next offset to handle) goes to a ``LagGauge`` per partition,
 after each batch for its partitions and every ``lag_interval_s`` for all assigned ones.
 """
@@ -71,7 +75,10 @@ DeadLetter = Callable[[Record, str, str], Awaitable[None]]
 class ConsumerSettings(BaseModel):
     """Knobs of one ``StreamConsumer`` (each service sets its own defaults)."""
 
-    group_id: str
+    # None: a tail reader, not a group member: every process reads every partition from
+    # auto_offset_reset on each start and commits nothing (for a compacted topic that each
+    # process needs whole, like the recommender's catalog.v1 feed).
+    group_id: str | None
     max_batch: int = Field(default=500, ge=1, le=100_000)
     # Longest a getmany waits when nothing is buffered (the loop then commits and sweeps lag).
     poll_timeout_ms: int = Field(default=200, ge=1, le=10_000)
@@ -146,11 +153,12 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.owner._on_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        logger.info("%s: assigned %s", self.owner.settings.group_id, sorted(assigned))
+        logger.info("%s: assigned %s", self.owner.name, sorted(assigned))
 
 
 class StreamConsumer:
-    """One consumer-group member running ``handlers`` (topic -> handler) until cancelled.
+    """One consumer-group member (or, without a group, a tail reader) running ``handlers``
+    (topic -> handler) until cancelled.
 
     ``run()`` is the loop (start it as a task; cancel it, or call ``stop()``, to leave the
     group after committing what was handled). ``handlers`` run in their mapping's order within
@@ -175,6 +183,8 @@ class StreamConsumer:
         self.retryable = retryable
         self.lag = lag
         self.on_degraded = on_degraded
+        self.name = settings.group_id or "tail:" + ",".join(self.handlers)
+        """The group, or ``tail:<topics>`` for a tail reader (logs, task name)."""
         self.consumer: AIOKafkaConsumer | None = None
         self.healthy = False
         self._lock = asyncio.Lock()
@@ -189,7 +199,7 @@ class StreamConsumer:
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self) -> asyncio.Task[None]:
         """Run the loop as a task of the current event loop."""
-        self._task = asyncio.create_task(self.run(), name=f"consume:{self.settings.group_id}")
+        self._task = asyncio.create_task(self.run(), name=f"consume:{self.name}")
         return self._task
 
     async def stop(self) -> None:
@@ -235,14 +245,14 @@ class StreamConsumer:
                 if failures == 1 or failures % 30 == 0:
                     logger.warning(
                         "%s: consumer failed %d times (%s); restarting",
-                        self.settings.group_id,
+                        self.name,
                         failures,
                         exc,
                     )
             except Exception as exc:  # loop boundary: restart from the committed offsets
                 failures += 1
                 self._degraded(exc)
-                logger.exception("%s: consumer loop crashed; restarting", self.settings.group_id)
+                logger.exception("%s: consumer loop crashed; restarting", self.name)
             finally:
                 self.healthy = False
                 await self._close(consumer)
@@ -289,7 +299,8 @@ class StreamConsumer:
                 await self._handle(records)
                 for rec in records:
                     tp = TopicPartition(rec.topic, rec.partition)
-                    self._pending[tp] = rec.offset + 1
+                    if self.settings.group_id is not None:  # a tail reader commits nothing
+                        self._pending[tp] = rec.offset + 1
                     self._positions[tp] = rec.offset + 1
                 self._report_lag(consumer, {TopicPartition(r.topic, r.partition) for r in records})
             now = time.monotonic()
@@ -321,7 +332,7 @@ class StreamConsumer:
                 self._degraded(exc)
                 logger.warning(
                     "%s: batch of %d %s records failed (%s: %s); retrying in %.2fs",
-                    self.settings.group_id,
+                    self.name,
                     len(batch),
                     batch[0].topic,
                     type(exc).__name__,
@@ -335,7 +346,7 @@ class StreamConsumer:
                 # loop boundary: a poison batch must not stop the partition
                 logger.exception(
                     "%s: batch of %d %s records failed; dead-lettering it",
-                    self.settings.group_id,
+                    self.name,
                     len(batch),
                     batch[0].topic,
                 )
@@ -357,9 +368,7 @@ class StreamConsumer:
         except (CommitFailedError, IllegalStateError) as exc:
             # the partitions moved in a rebalance: their new owner replays from the last
             # commit, and the effects are idempotent
-            logger.info(
-                "%s: offset commit skipped after a rebalance (%s)", self.settings.group_id, exc
-            )
+            logger.info("%s: offset commit skipped after a rebalance (%s)", self.name, exc)
 
     async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
         async with self._lock:  # waits for the batch in hand to be durable
@@ -372,7 +381,7 @@ class StreamConsumer:
             for tp in revoked:
                 self._positions.pop(tp, None)
         if revoked:
-            logger.info("%s: revoked %s", self.settings.group_id, sorted(revoked))
+            logger.info("%s: revoked %s", self.name, sorted(revoked))
 
     def _degraded(self, exc: BaseException) -> None:
         if self.on_degraded is not None:

@@ -3,6 +3,8 @@
 Every pod reads the whole compacted topic (no consumer group, from the earliest offset: the
 topic holds each product's latest state) and keeps the products that are not in the served
 model, with what the content map reads (name, description, category, price, attributes). It
+runs on the one consume loop, ``streamrec_shared.consumer.StreamConsumer``, as a tail reader
+(``group_id=None``: nothing to commit, the pending set is rebuilt at each start). It
 hands each fetched batch of such products to ``on_products`` at once (the runtime appends them
 to the model's item space: ``serving.newitems``), so a product PUT through ingest is
 recommendable about as fast as the broker delivers it. Products deactivated later leave the
@@ -11,17 +13,15 @@ pending set (the catalog mirror blocks them anyway).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
 
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from streamrec_recommender.serving.newitems import Product
-from streamrec_shared import kafka, metrics, topics
+from streamrec_shared import metrics, topics
+from streamrec_shared.consumer import ConsumerSettings, Record, StreamConsumer
 from streamrec_shared.events import decode_product
 from streamrec_shared.settings import KafkaSettings
 
@@ -78,38 +78,36 @@ class CatalogFeed:
         pid = key.decode("utf-8", "replace")
         return pid not in self.pending and self.known(pid)
 
+    async def handle(self, records: Sequence[Record]) -> None:
+        """A fetched batch: its unknown products go to ``on_products`` at once."""
+        found = [
+            p
+            for r in records
+            if r.value is not None
+            and not self._skip(r.key)
+            and (p := product_of(r.value)) is not None
+        ]
+        fresh = self.take(found)
+        if fresh:
+            await self.on_products(fresh)
+
+    def consumer(self, settings: KafkaSettings) -> StreamConsumer:
+        """The shared consume loop as a tail reader of ``catalog.v1`` (no group, no commits:
+        the whole compacted topic at every start)."""
+        return StreamConsumer(
+            settings,
+            ConsumerSettings(
+                group_id=None, max_batch=1000, poll_timeout_ms=500, fetch_max_wait_ms=100
+            ),
+            {topics.CATALOG: self.handle},
+            on_degraded=_count_degraded,
+        )
+
     async def run(self, settings: KafkaSettings) -> None:
         """Consume forever (reconnecting after broker failures)."""
-        failures = 0
-        while True:
-            consumer = kafka.consumer(
-                settings, topics.CATALOG, group_id=None, auto_offset_reset="earliest",
-                fetch_max_wait_ms=100,
-            )  # fmt: skip
-            try:
-                await consumer.start()
-                failures = 0
-                while True:
-                    batches: dict[Any, list[Any]] = await consumer.getmany(
-                        timeout_ms=500, max_records=1000
-                    )
-                    found = [
-                        p
-                        for records in batches.values()
-                        for r in records
-                        if r.value is not None
-                        and not self._skip(r.key)
-                        and (p := product_of(r.value)) is not None
-                    ]
-                    fresh = self.take(found)
-                    if fresh:
-                        await self.on_products(fresh)
-            except (KafkaError, OSError) as exc:
-                metrics.RECOMMENDER_DEGRADED.labels("kafka").inc()
-                failures += 1
-                if failures == 1 or failures % 30 == 0:
-                    logger.warning("catalog feed failed %d times (%s); retrying", failures, exc)
-                await asyncio.sleep(2.0)
-            finally:
-                with contextlib.suppress(KafkaError, OSError):
-                    await consumer.stop()
+        await self.consumer(settings).run()
+
+
+def _count_degraded(exc: BaseException) -> None:
+    if isinstance(exc, KafkaError | OSError):
+        metrics.RECOMMENDER_DEGRADED.labels("kafka").inc()
