@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from streamrec_trainer.cli import main as streamrec
 from streamrec_trainer.dataset import Interactions
 from streamrec_trainer.evaluate import evaluate, make_holdout, rank_metrics, temporal_holdout
-from streamrec_trainer.offline import main as eval_main
 from streamrec_trainer.offline import run_eval
 
 DAY = 86_400.0
@@ -206,12 +206,15 @@ def test_run_eval_writes_reports_and_never_selects_on_test(tmp_path: Path) -> No
     assert max(als.test["ndcg@20"], ease.test["ndcg@20"]) > pop.test["ndcg@20"]
 
 
-def test_main_parses_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_streamrec_eval_writes_the_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "ev.jsonl"
     _synthetic_events(path, seed=2)
     out = tmp_path / "r.md"
-    code = eval_main(
+    code = streamrec(
         [
+            "eval",
             str(path),
             "--format",
             "events",

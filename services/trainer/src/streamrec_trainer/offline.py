@@ -14,11 +14,9 @@ Writes a markdown report to ``--out`` and the full results (grids included) as J
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -328,49 +326,3 @@ def render_markdown(report: EvalReport) -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    """Arguments of ``streamrec eval`` (also usable as a subcommand parser)."""
-    parser = parser or argparse.ArgumentParser(prog="streamrec eval", description=__doc__)
-    parser.add_argument("path", help="event log: JSON lines (--format events) or Online Retail CSV")
-    parser.add_argument(
-        "--format", dest="fmt", choices=("events", "online-retail"), default="events"
-    )
-    parser.add_argument("--out", default="eval.md", help="markdown report; JSON next to it")
-    parser.add_argument("--test-fraction", type=float, default=0.2)
-    parser.add_argument("--val-fraction", type=float, default=0.2)
-    parser.add_argument(
-        "--all-items",
-        action="store_true",
-        help="keep items seen in training as targets and candidates (default: novel items only)",
-    )
-    parser.add_argument("--threads", type=int, default=2, help="implicit threads (BLAS stays at 1)")
-    parser.add_argument(
-        "--algorithms", default=None, help=f"comma list, default all: {','.join(algorithm_order())}"
-    )
-    parser.add_argument("--no-progress", action="store_true")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``streamrec eval`` (argv without the subcommand); prints the markdown
-    report, writes it and its JSON, returns the exit status."""
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # effective only if numpy is not loaded
-    args = build_parser().parse_args(argv)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
-    report = run_eval(
-        args.path,
-        args.fmt,
-        args.out,
-        test_fraction=args.test_fraction,
-        val_fraction=args.val_fraction,
-        novel_only=not args.all_items,
-        threads=args.threads,
-        algorithms=args.algorithms.split(",") if args.algorithms else None,
-        progress=not args.no_progress,
-    )
-    print(render_markdown(report))
-    print(f"wrote {args.out} and {Path(args.out).with_suffix('.json')}")
-    return 0
