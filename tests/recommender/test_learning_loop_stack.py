@@ -32,7 +32,7 @@ from streamrec_dev.synthetic_model import activate, next_version
 from streamrec_shared.algorithms import REGISTRY
 from streamrec_trainer.dataset import Dataset, Interactions, catalog_from_records
 from streamrec_trainer.models import AlsParams, TrainParams, fit_all
-from streamrec_trainer.pipeline import evaluate_all
+from streamrec_trainer.pipeline import evaluate_fitted
 
 from ..polling import eventually
 
@@ -55,7 +55,7 @@ def _fit_bundle(root: Path, version: int) -> Path:
     )
     data = Dataset(interactions, catalog_from_records(shop.products))
     params = TrainParams(als=AlsParams(factors=16, iterations=8, num_threads=1))
-    metrics = evaluate_all(data, params, 0.2)
+    metrics, _ = evaluate_fitted(data, params, 0.2)
     bundle = fit_all(data, params).to_bundle(version, metrics=metrics)
     target = root / f"v{version}"
     bundle.save(target)

@@ -196,19 +196,6 @@ def evaluate_fitted(
     return offline, fitted
 
 
-def evaluate_all(
-    dataset: Dataset,
-    params: TrainParams,
-    holdout_fraction: float,
-    *,
-    max_users: int | None = None,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """The offline metrics of ``evaluate_fitted``."""
-    offline, _ = evaluate_fitted(dataset, params, holdout_fraction, max_users=max_users, seed=seed)
-    return offline
-
-
 def fit_window(
     dataset: Dataset,
     params: TrainParams,
