@@ -37,11 +37,11 @@ import os
 import shutil
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, ClassVar, Self, cast
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -93,8 +93,41 @@ def _require(arrays: Arrays, names: tuple[str, ...], file: str) -> None:
         raise ArtifactError(f"{file}.npz lacks arrays {missing}")
 
 
+_SCALARS: dict[str, type] = {"float": np.float64, "int": np.int64}
+
+
+class _NpzFile:
+    """One ``<npz_name>.npz`` of a bundle: the dataclass's fields, in order, are its arrays
+    (a ``float`` or ``int`` field is stored as a 0-d float64 or int64 array); a field with
+    ``metadata={"npz": False}`` lives in the manifest and is passed to ``from_arrays``."""
+
+    npz_name: ClassVar[str]
+
+    @classmethod
+    def _stored(cls) -> list[Any]:
+        return [f for f in fields(cast(Any, cls)) if f.metadata.get("npz", True)]
+
+    def to_arrays(self) -> dict[str, NDArray[Any]]:
+        out: dict[str, NDArray[Any]] = {}
+        for f in self._stored():
+            value = getattr(self, f.name)
+            scalar = _SCALARS.get(f.type)
+            out[f.name] = np.asarray(value, dtype=scalar) if scalar is not None else value
+        return out
+
+    @classmethod
+    def from_arrays(cls, a: Arrays, **manifest_fields: Any) -> Self:
+        stored = cls._stored()
+        _require(a, tuple(f.name for f in stored), cls.npz_name)
+        values: dict[str, Any] = {}
+        for f in stored:
+            scalar = _SCALARS.get(f.type)
+            values[f.name] = scalar(a[f.name]).item() if scalar is not None else a[f.name]
+        return cast(Self, cast(Any, cls)(**values, **manifest_fields))
+
+
 @dataclass(frozen=True)
-class AlsArrays:
+class AlsArrays(_NpzFile):
     """``als.npz``: the ALS model and the bundle's user and item index spaces.
 
     item_factors (n_items, f) float32 rows follow item_ids; user_factors (n_users, f) float32
@@ -109,6 +142,7 @@ class AlsArrays:
     user_factors: NDArray[np.float32]
     regularization: float
     alpha: float
+    npz_name: ClassVar[str] = "als"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "item_ids", _ids(self.item_ids, "item_ids"))
@@ -126,32 +160,9 @@ class AlsArrays:
     def factors(self) -> int:
         return int(self.item_factors.shape[1])
 
-    def to_arrays(self) -> dict[str, NDArray[Any]]:
-        return {
-            "item_ids": self.item_ids,
-            "user_ids": self.user_ids,
-            "item_factors": self.item_factors,
-            "user_factors": self.user_factors,
-            "regularization": np.asarray(self.regularization, dtype=np.float64),
-            "alpha": np.asarray(self.alpha, dtype=np.float64),
-        }
-
-    @classmethod
-    def from_arrays(cls, a: Arrays) -> AlsArrays:
-        names = ("item_ids", "user_ids", "item_factors", "user_factors", "regularization", "alpha")
-        _require(a, names, "als")
-        return cls(
-            item_ids=a["item_ids"],
-            user_ids=a["user_ids"],
-            item_factors=a["item_factors"],
-            user_factors=a["user_factors"],
-            regularization=float(a["regularization"]),
-            alpha=float(a["alpha"]),
-        )
-
 
 @dataclass(frozen=True)
-class ItemKnnArrays:
+class ItemKnnArrays(_NpzFile):
     """``itemknn.npz``: N neighbours per item, best first; also the similar-products lists.
 
     neighbours (n_items, N) int32 item indices, -1 only where the catalogue is too small;
@@ -163,6 +174,7 @@ class ItemKnnArrays:
 
     neighbours: NDArray[np.int32]
     neighbour_scores: NDArray[np.float32]
+    npz_name: ClassVar[str] = "itemknn"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "neighbours", _i32(self.neighbours, "neighbours", 2))
@@ -172,17 +184,9 @@ class ItemKnnArrays:
         if self.neighbours.shape != self.neighbour_scores.shape:
             raise ArtifactError("neighbours and neighbour_scores differ in shape")
 
-    def to_arrays(self) -> dict[str, NDArray[Any]]:
-        return {"neighbours": self.neighbours, "neighbour_scores": self.neighbour_scores}
-
-    @classmethod
-    def from_arrays(cls, a: Arrays) -> ItemKnnArrays:
-        _require(a, ("neighbours", "neighbour_scores"), "itemknn")
-        return cls(neighbours=a["neighbours"], neighbour_scores=a["neighbour_scores"])
-
 
 @dataclass(frozen=True)
-class ContentArrays:
+class ContentArrays(_NpzFile):
     """``content.npz`` plus ``content_vocabulary`` in the manifest.
 
     item_ids (n_content,) U: catalogue products, with or without interactions.
@@ -206,7 +210,8 @@ class ContentArrays:
     projection_bias: NDArray[np.float32]
     item_factors: NDArray[np.float32]
     text_idf: NDArray[np.float32]
-    vocabulary: Mapping[str, Any] = field(default_factory=dict)
+    vocabulary: Mapping[str, Any] = field(default_factory=dict, metadata={"npz": False})
+    npz_name: ClassVar[str] = "content"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "item_ids", _ids(self.item_ids, "content item_ids"))
@@ -231,49 +236,9 @@ class ContentArrays:
         if self.item_factors.shape != (n, self.projection.shape[1]):
             raise ArtifactError("content item_factors shape mismatch")
 
-    def to_arrays(self) -> dict[str, NDArray[Any]]:
-        return {
-            "item_ids": self.item_ids,
-            "vector_data": self.vector_data,
-            "vector_indices": self.vector_indices,
-            "vector_indptr": self.vector_indptr,
-            "n_features": np.asarray(self.n_features, dtype=np.int64),
-            "projection": self.projection,
-            "projection_bias": self.projection_bias,
-            "item_factors": self.item_factors,
-            "text_idf": self.text_idf,
-        }
-
-    @classmethod
-    def from_arrays(cls, a: Arrays, vocabulary: Mapping[str, Any]) -> ContentArrays:
-        names = (
-            "item_ids",
-            "vector_data",
-            "vector_indices",
-            "vector_indptr",
-            "n_features",
-            "projection",
-            "projection_bias",
-            "item_factors",
-            "text_idf",
-        )
-        _require(a, names, "content")
-        return cls(
-            item_ids=a["item_ids"],
-            vector_data=a["vector_data"],
-            vector_indices=a["vector_indices"],
-            vector_indptr=a["vector_indptr"],
-            n_features=int(a["n_features"]),
-            projection=a["projection"],
-            projection_bias=a["projection_bias"],
-            item_factors=a["item_factors"],
-            text_idf=a["text_idf"],
-            vocabulary=vocabulary,
-        )
-
 
 @dataclass(frozen=True)
-class PopularArrays:
+class PopularArrays(_NpzFile):
     """``popular.npz``: decayed popularity at the end of the data window.
 
     item_scores (n_items,) float32 global score per item; top_items (M,) int32 best first;
@@ -286,6 +251,7 @@ class PopularArrays:
     categories: NDArray[np.str_]
     category_items: NDArray[np.int32]
     category_scores: NDArray[np.float32]
+    npz_name: ClassVar[str] = "popular"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "item_scores", _f32(self.item_scores, "item_scores", 1))
@@ -300,24 +266,9 @@ class PopularArrays:
         if self.category_items.shape[0] != self.categories.shape[0]:
             raise ArtifactError("category_items rows != len(categories)")
 
-    def to_arrays(self) -> dict[str, NDArray[Any]]:
-        return {
-            "item_scores": self.item_scores,
-            "top_items": self.top_items,
-            "categories": self.categories,
-            "category_items": self.category_items,
-            "category_scores": self.category_scores,
-        }
-
-    @classmethod
-    def from_arrays(cls, a: Arrays) -> PopularArrays:
-        names = ("item_scores", "top_items", "categories", "category_items", "category_scores")
-        _require(a, names, "popular")
-        return cls(**{n: a[n] for n in names})
-
 
 @dataclass(frozen=True)
-class TopNArrays:
+class TopNArrays(_NpzFile):
     """``topn.npz``: precomputed recommendations for recently active users.
 
     user_ids (n_active,) U; items (n_active, N) int32 item indices best first, -1 padded;
@@ -327,6 +278,7 @@ class TopNArrays:
     user_ids: NDArray[np.str_]
     items: NDArray[np.int32]
     scores: NDArray[np.float32]
+    npz_name: ClassVar[str] = "topn"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "user_ids", _ids(self.user_ids, "topn user_ids"))
@@ -334,14 +286,6 @@ class TopNArrays:
         object.__setattr__(self, "scores", _f32(self.scores, "topn scores", 2))
         if self.items.shape != self.scores.shape or self.items.shape[0] != self.user_ids.size:
             raise ArtifactError("topn arrays disagree in shape")
-
-    def to_arrays(self) -> dict[str, NDArray[Any]]:
-        return {"user_ids": self.user_ids, "items": self.items, "scores": self.scores}
-
-    @classmethod
-    def from_arrays(cls, a: Arrays) -> TopNArrays:
-        _require(a, ("user_ids", "items", "scores"), "topn")
-        return cls(user_ids=a["user_ids"], items=a["items"], scores=a["scores"])
 
 
 @dataclass(frozen=True)
@@ -548,7 +492,9 @@ class ModelBundle:
             als=AlsArrays.from_arrays(parts.pop("als")),
             itemknn=ItemKnnArrays.from_arrays(parts.pop("itemknn")) if "itemknn" in parts else None,
             content=(
-                ContentArrays.from_arrays(parts.pop("content"), manifest["content_vocabulary"])
+                ContentArrays.from_arrays(
+                    parts.pop("content"), vocabulary=manifest["content_vocabulary"]
+                )
                 if "content" in parts
                 else None
             ),
