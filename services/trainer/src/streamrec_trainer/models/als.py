@@ -175,7 +175,7 @@ def offline_als(ctx: registry.OfflineContext, p: registry.Params) -> AlsModel:
     the chosen one again)."""
 
     def fit() -> AlsModel:
-        x = ctx.holdout.matrix(registry.half_life(p)).matrix
+        x = ctx.train_matrix(p)
         params = AlsParams(
             factors=int(p["factors"]),
             regularization=float(p["regularization"]),

@@ -68,7 +68,7 @@ def _fit(fitting: registry.Fitting, params: EaseParams) -> EaseModel:
 
 
 def _offline(ctx: registry.OfflineContext, p: registry.Params) -> EaseModel:
-    x = ctx.holdout.matrix(registry.half_life(p)).matrix
+    x = ctx.train_matrix(p)
     return fit_ease(x, EaseParams(l2=float(p["l2"]), binary=bool(p["binary"])))
 
 

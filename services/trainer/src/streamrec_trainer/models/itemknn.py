@@ -123,7 +123,7 @@ def _offline(
     method: Literal["bm25", "cosine"],
 ) -> Callable[[registry.OfflineContext, registry.Params], Scorer]:
     def fit(ctx: registry.OfflineContext, p: registry.Params) -> Scorer:
-        x = ctx.holdout.matrix(registry.half_life(p)).matrix
+        x = ctx.train_matrix(p)
         params = ItemKnnParams(
             method=method, k=int(p["k"]), binary=bool(p["binary"]), num_threads=ctx.threads
         )

@@ -110,7 +110,7 @@ def _bundle(model: PopularModel, fitted: FittedModels) -> PopularArrays:
 
 
 def _offline(ctx: registry.OfflineContext, p: registry.Params) -> PopularModel:
-    x = ctx.holdout.matrix(registry.half_life(p)).matrix
+    x = ctx.train_matrix(p)
     return fit_popular(x, PopularParams(cap=p["cap"]))
 
 

@@ -68,6 +68,11 @@ class OfflineContext:
     """Offline name -> the parameters chosen on validation (``als`` for content_to_als)."""
     cache: dict[str, Any] = field(default_factory=dict)
 
+    def train_matrix(self, params: Params) -> sp.csr_matrix:
+        """The holdout's training part, csr_matrix (n_users, n_items) float32 net weights,
+        decayed with the point's ``half_life_days``."""
+        return self.holdout.matrix(half_life(params)).matrix
+
     def cached(self, name: str, params: Params, fit: Callable[[], Any]) -> Any:
         key = f"{name}:{json.dumps(params, sort_keys=True)}"
         if key not in self.cache:
