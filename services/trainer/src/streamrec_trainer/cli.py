@@ -16,8 +16,8 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
 from importlib.metadata import PackageNotFoundError, version
@@ -161,17 +161,23 @@ def _where(dsn: str) -> str:
     return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path}"
 
 
-async def _pool(settings: TrainerSettings) -> Any:
+@asynccontextmanager
+async def _pool(settings: TrainerSettings) -> AsyncIterator[Any]:
+    """A Postgres pool for the command's duration (a clear error when Postgres is down)."""
     import asyncpg
 
     from streamrec_shared.postgres import create_pool
 
     try:
-        return await create_pool(settings.postgres, attempts=3)
+        pool = await create_pool(settings.postgres, attempts=3)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         where = _where(settings.postgres.dsn.get_secret_value())
         reason = str(exc) or type(exc).__name__
         raise UserError(f"cannot reach Postgres at {where}: {reason}", code=1) from None
+    try:
+        yield pool
+    finally:
+        await pool.close()
 
 
 # ---------------------------------------------------------------------------------- eval
@@ -328,14 +334,11 @@ def export_interactions_command(
     key = _export_key(settings, fmt)
 
     async def run() -> int:
-        pool = await _pool(settings)
-        try:
+        async with _pool(settings) as pool:
             with _bar("exporting interactions", progress) as update:
                 return await exports.export_interactions(
                     pool, out, fmt.value, key=key, since=start, until=end, progress=update
                 )
-        finally:
-            await pool.close()
 
     n = asyncio.run(run())
     print(f"exported {n} interactions to {out} ({fmt.value})")
@@ -369,7 +372,8 @@ def export_snapshots_command(
     if uri is None:
 
         async def registry_uri() -> str:
-            await (await _pool(settings)).close()  # a clear error when Postgres is down
+            async with _pool(settings):  # a clear error when Postgres is down
+                pass
             return (await exports._model_uri(settings, model_version))[1]
 
         uri = asyncio.run(registry_uri())
@@ -401,14 +405,11 @@ def import_interactions_command(
     exports.detect_format(file)  # refuse an unsigned pickle before connecting anywhere
 
     async def run() -> exports.ImportResult:
-        pool = await _pool(settings)
-        try:
+        async with _pool(settings) as pool:
             with _bar(f"importing {file.name}", progress) as update:
                 return await exports.import_interactions(
                     pool, file, key=key, batch=settings.exports.import_batch, progress=update
                 )
-        finally:
-            await pool.close()
 
     result = asyncio.run(run())
     print(
