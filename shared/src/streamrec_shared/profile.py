@@ -547,7 +547,7 @@ async def resolve(
 ) -> UserProfile:
     """A packed profile with its product and category codes resolved to names (every reader
     of ``sr:u:<user_id>`` goes through this)."""
-    codes = np.concatenate([p.item_codes, p.view_codes, p.purchase_codes]).tolist()
+    codes = [*p.item_codes.tolist(), *p.view_codes.tolist(), *p.purchase_codes.tolist()]
     names = await products.names(codes)
     n_i, n_v = len(p.item_codes), len(p.view_codes)
     cats = await categories.names(p.category_codes.tolist())
@@ -558,10 +558,8 @@ async def resolve(
         weights=p.item_weights,
         view_history=tuple(names[n_i : n_i + n_v]),
         purchase_history=tuple(names[n_i + n_v :]),
-        category_affinity={
-            c: float(w) for c, w in zip(cats, p.category_weights.tolist(), strict=True)
-        },
-        counts={t: int(c) for t, c in zip(EVENT_TYPES, p.counts.tolist(), strict=True)},
+        category_affinity=dict(zip(cats, p.category_weights.tolist(), strict=True)),
+        counts=dict(zip(EVENT_TYPES, p.counts.tolist(), strict=True)),
         event_count=p.event_count,
         segment=p.segment,
         vector=p.vector if has_vector else None,
