@@ -1,14 +1,22 @@
-"""Small hand-made model bundles for tests of artifacts and exports (a realistic synthetic one:
+"""Model bundles for tests: small hand-made ones for tests of artifacts and exports, and the
+one way a stack test puts a model in service without training (a realistic synthetic bundle:
 ``streamrec_dev.synthetic_model.make_bundle``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 
+from streamrec_client import AsyncStreamrecClient
+from streamrec_dev.localstack.stack import StackDescription
+from streamrec_dev.synthetic_model import activate, next_version
 from streamrec_shared.artifacts import AlsArrays, DataWindow, ModelBundle, TopNArrays
+
+from .polling import eventually
 
 
 def tiny_bundle(
@@ -45,3 +53,39 @@ def tiny_bundle(
         ),
         metrics=metrics or {},
     )
+
+
+async def activate_new(
+    stack: StackDescription, build: Callable[[int], ModelBundle]
+) -> tuple[Path, int]:
+    """``build(version)`` for the next free version, saved under the stack's artifact root as
+    ``v<version>``, registered as the active version and announced; returns (directory, version).
+    """
+    version = await next_version(stack.postgres_dsn)
+    directory = Path(stack.artifacts_uri.removeprefix("file://")) / f"v{version}"
+    await asyncio.to_thread(lambda: build(version).save(directory))
+    await activate(
+        directory, version, postgres_dsn=stack.postgres_dsn, kafka_bootstrap=stack.kafka_bootstrap
+    )
+    return directory, version
+
+
+async def wait_served(
+    client: AsyncStreamrecClient,
+    version: int | None = None,
+    *,
+    algorithm: str | None = None,
+    timeout: float = 60,
+) -> int:
+    """Wait until the recommender answers ``u0000001`` from model ``version`` (from any model
+    when None, with ``algorithm`` when given); returns the version that serves."""
+
+    async def serving() -> int | None:
+        extra = {} if algorithm is None else {"algorithm": algorithm}
+        rec = await client.recommendations("u0000001", k=5, **extra)
+        served: int | None = rec["model_version"]
+        return served if version is None or served == version else None
+
+    served = await eventually(serving, timeout=timeout, what=f"model {version or 'any'} to serve")
+    assert served is not None
+    return served

@@ -54,6 +54,7 @@ import httpx
 import numpy as np
 from numpy.typing import NDArray
 
+from streamrec_client import AsyncStreamrecClient
 from streamrec_dev import synthetic
 from streamrec_dev.localstack.stack import LocalStack, StackDescription
 from streamrec_shared.profile import segment_for
@@ -64,6 +65,7 @@ ONLINE_RETAIL = (
     Path(__file__).parents[3] / "shared" / "data" / "online-retail" / "online_retail.csv.gz"
 )
 K = 20
+TRAIN_TIMEOUT_S = 3 * 3600.0  # a training job on the whole data set; the benchmark waits it out
 MODES = ("auto", "auto+context", "sknn", "itemknn")
 BASELINES = ("popularity", "session_itemknn", "last_itemknn")
 
@@ -269,28 +271,22 @@ async def load(desc: StackDescription, log: ClickLog, sp: Split) -> dict[str, An
 
 
 async def train(desc: StackDescription) -> dict[str, Any]:
-    headers = {"X-API-Key": desc.api_keys["admin"]}
-    base = desc.urls["trainer"]
-    async with httpx.AsyncClient(timeout=60.0, headers=headers) as http:
+    async with AsyncStreamrecClient(
+        recommender_url=desc.urls["recommender"],
+        trainer_url=desc.urls["trainer"],
+        api_key=desc.api_keys["admin"],
+        timeout=60.0,
+    ) as client:
         started = time.perf_counter()
-        r = await http.post(base + "/v1/train", json={})
-        r.raise_for_status()
-        job_id = r.json()["job_id"]
-        while True:
-            await asyncio.sleep(0.5)
-            job = (await http.get(f"{base}/v1/train/{job_id}")).json()
-            if job["status"] not in ("queued", "running"):
-                break
-        if job["status"] != "published":
+        job = await client.wait_for_job(await client.train(), timeout=TRAIN_TIMEOUT_S)
+        if job.status != "published":
             raise RuntimeError(f"training did not publish: {job}")
-        version = job["model_version"]
-        rec = desc.urls["recommender"]
-        while True:
-            got = (await http.get(f"{rec}/v1/recommendations/nobody", params={"k": 1})).json()
-            if got.get("model_version") == version:
+        version = job.model_version
+        while True:  # the recommender follows models.v1
+            if (await client.recommendations("nobody", k=1)).model_version == version:
                 break
             await asyncio.sleep(0.5)
-    metrics = job.get("metrics") or {}
+    metrics = job.metrics or {}
     return {
         "version": version,
         "train_s": round(time.perf_counter() - started, 1),

@@ -1,11 +1,11 @@
-"""Look at what reached a topic or Postgres, for the stack tests (no fixed sleeps: deadlines)."""
+"""Look at what reached a topic, for the stack tests (no fixed sleeps: deadlines; the archive:
+``tests/archive.py``)."""
 
 from __future__ import annotations
 
 import time
 from typing import Any, TypeVar
 
-import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 T = TypeVar("T")
@@ -58,17 +58,3 @@ async def read_since(
                 return records
     finally:
         await consumer.stop()
-
-
-async def archived_ids(dsn: str, event_ids: list[str]) -> dict[str, int]:
-    """How many archive rows each of ``event_ids`` has (absent ids: not in the dict)."""
-    conn = await asyncpg.connect(dsn)
-    try:
-        rows = await conn.fetch(
-            "SELECT event_id, count(*) AS n FROM user_product_interactions"
-            " WHERE event_id = ANY($1::text[]) GROUP BY event_id",
-            event_ids,
-        )
-    finally:
-        await conn.close()
-    return {r["event_id"]: r["n"] for r in rows}

@@ -30,8 +30,8 @@ import pytest
 from streamrec_dev.localstack.processes import kill
 from streamrec_dev.localstack.stack import LocalStack, StackDescription
 
+from ..archive import wait_archived
 from ..polling import eventually
-from .probe import archived_ids
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
@@ -104,16 +104,6 @@ async def _stream(
         await asyncio.gather(*(worker(w, client) for w in range(WORKERS)))
 
 
-async def _wait_archived(dsn: str, ids: list[str], what: str) -> dict[str, int]:
-    return await eventually(
-        lambda: archived_ids(dsn, ids),
-        lambda found: len(found) == len(ids),
-        timeout=90,
-        what=what,
-        interval=0.5,
-    )
-
-
 async def test_broker_outage_mid_stream(outage: Outage) -> None:
     desc, stack = outage.desc, outage.stack
     url, key, dsn = desc.urls["ingest"], desc.api_keys["writer"], desc.postgres_dsn
@@ -125,7 +115,9 @@ async def test_broker_outage_mid_stream(outage: Outage) -> None:
     await _stream(url, key, tag, "a", 1.5, a)
     assert a
     assert {o.status for o in a} == {202}
-    archived = await _wait_archived(dsn, [o.event_id for o in a], "phase A in the archive")
+    archived = await wait_archived(
+        dsn, [o.event_id for o in a], what="phase A in the archive", interval=0.5
+    )
     assert set(archived.values()) == {1}
 
     # B: the broker dies while requests are in flight
@@ -179,7 +171,9 @@ async def test_broker_outage_mid_stream(outage: Outage) -> None:
 
     # every acknowledged event of every phase, the last ones before the crash included
     acked = [o.event_id for o in (*a, *b, *c) if o.status == 202]
-    archived = await _wait_archived(dsn, acked, "every acknowledged event in the archive")
+    archived = await wait_archived(
+        dsn, acked, what="every acknowledged event in the archive", interval=0.5
+    )
     assert set(archived.values()) == {1}
     print(
         f"\nphase A {len(a)} x 202; phase B {len(acked_b)} x 202, "

@@ -25,8 +25,9 @@ from streamrec_shared.events import decode_event
 from streamrec_shared.profile import ProfileReader, UserProfile
 from streamrec_shared.settings import KafkaSettings, PostgresSettings
 
+from ..archive import wait_archived
 from ..polling import eventually
-from .probe import archived_ids, end_offsets, read_since
+from .probe import end_offsets, read_since
 
 pytestmark = pytest.mark.stack
 
@@ -69,11 +70,8 @@ async def test_duplicate_event_ids_are_archived_and_counted_once(
     await client.send_event(sentinel)
     ids = [f"{tag}-a", f"{tag}-b", f"{tag}-z"]
 
-    archived = await eventually(
-        lambda: archived_ids(stack.postgres_dsn, ids),
-        lambda found: len(found) == 3,
-        timeout=60,
-        what="the archive to hold the three event ids",
+    archived = await wait_archived(
+        stack.postgres_dsn, ids, what="the archive to hold the three event ids", timeout=60
     )
     assert archived == {i: 1 for i in ids}
 

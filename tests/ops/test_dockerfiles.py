@@ -160,9 +160,12 @@ def test_runtime_stage() -> None:
 
 
 def bake_args() -> dict[str, dict[str, str]]:
-    """target -> build args of deploy/docker/docker-bake.hcl."""
-    found = re.findall(r'target "([\w-]+)" \{[^}]*?args\s*=\s*\{([^}]*)\}', BAKE.read_text())
-    return {name: dict(re.findall(r'(\w+)\s*=\s*"([^"]*)"', body)) for name, body in found}
+    """target -> build args of deploy/docker/docker-bake.hcl (its one matrix target: a row of
+    the matrix names a target, its build args are ``{SERVICE = svc.name, PORT = svc.port}``)."""
+    text = BAKE.read_text()
+    assert re.search(r"args\s*=\s*\{\s*SERVICE\s*=\s*svc\.name,\s*PORT\s*=\s*svc\.port\s*\}", text)
+    rows = re.findall(r'\{\s*name\s*=\s*"([\w-]+)",\s*port\s*=\s*"(\d+)"\s*\}', text)
+    return {name: {"SERVICE": name, "PORT": port} for name, port in rows}
 
 
 @pytest.mark.parametrize("service", SERVICES)

@@ -15,25 +15,24 @@ meanwhile, the probes activate this one again.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import pytest_asyncio
 
 from streamrec_client import AsyncStreamrecClient
 from streamrec_dev import synthetic
 from streamrec_dev.localstack.stack import StackDescription
-from streamrec_dev.synthetic_model import activate, next_version
+from streamrec_dev.synthetic_model import activate
 from streamrec_shared.algorithms import REGISTRY
+from streamrec_shared.artifacts import ModelBundle
 from streamrec_trainer.dataset import Dataset, Interactions, catalog_from_records
 from streamrec_trainer.models import AlsParams, TrainParams, fit_all
 from streamrec_trainer.pipeline import evaluate_fitted
 
+from ..bundles import activate_new
 from ..polling import eventually
 
 pytestmark = [pytest.mark.stack]
@@ -42,24 +41,13 @@ N_PRODUCTS = 300  # as test_recommender_stack: the same catalogue
 EVENT_TIME = 1_737_374_400  # inside the synthetic shop's window (see test_recommender_stack)
 
 
-def _fit_bundle(root: Path, version: int) -> Path:
+def _fit_bundle(version: int) -> ModelBundle:
     shop = synthetic.shop(n_users=150, n_products=N_PRODUCTS, events_per_user=20,
                           user_prefix="ll")  # fmt: skip
-    ev = shop.events
-    interactions = Interactions(
-        user_ids=np.asarray([e["user_id"] for e in ev]),
-        item_ids=np.asarray([e["product_id"] for e in ev]),
-        event_types=np.asarray([e["event_type"] for e in ev]),
-        values=np.asarray([float(e.get("value") or np.nan) for e in ev]),
-        timestamps=np.asarray([datetime.fromisoformat(e["timestamp"]).timestamp() for e in ev]),
-    )
-    data = Dataset(interactions, catalog_from_records(shop.products))
+    data = Dataset(Interactions.from_records(shop.events), catalog_from_records(shop.products))
     params = TrainParams(als=AlsParams(factors=16, iterations=8, num_threads=1))
     metrics, _ = evaluate_fitted(data, params, 0.2)
-    bundle = fit_all(data, params).to_bundle(version, metrics=metrics)
-    target = root / f"v{version}"
-    bundle.save(target)
-    return target
+    return fit_all(data, params).to_bundle(version, metrics=metrics)
 
 
 class Served:
@@ -77,21 +65,14 @@ class Served:
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
-async def served(stack: StackDescription) -> Served:
-    async with AsyncStreamrecClient(
-        ingest_url=stack.urls["ingest"],
-        recommender_url=stack.urls["recommender"],
-        api_key=stack.api_keys["admin"],
-    ) as client:
-        await client.put_products(synthetic.catalog(N_PRODUCTS))
-        version = await next_version(stack.postgres_dsn)
-        root = Path(stack.artifacts_uri.removeprefix("file://"))
-        directory = await asyncio.to_thread(_fit_bundle, root, version)
-        await activate(directory, version, postgres_dsn=stack.postgres_dsn,
-                       kafka_bootstrap=stack.kafka_bootstrap)  # fmt: skip
-        out = Served(stack, directory, version)
-        await eventually(lambda: out.ensure(client), timeout=60, what="the fitted model to serve")
-        return out
+async def served(stack: StackDescription, module_client: AsyncStreamrecClient) -> Served:
+    await module_client.put_products(synthetic.catalog(N_PRODUCTS))
+    directory, version = await activate_new(stack, _fit_bundle)
+    out = Served(stack, directory, version)
+    await eventually(
+        lambda: out.ensure(module_client), timeout=60, what="the fitted model to serve"
+    )
+    return out
 
 
 async def get(client: AsyncStreamrecClient, path: str, **params: Any) -> Any:

@@ -9,7 +9,6 @@ live neighbours, by content answers and marked ``new_product``.
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime
 
 import numpy as np
 import pytest
@@ -33,14 +32,7 @@ SHOP = synthetic.shop(n_users=80, n_products=160, events_per_user=20, seed=5)
 
 @pytest.fixture(scope="module")
 def bundle() -> ModelBundle:
-    ev = SHOP.events
-    interactions = Interactions(
-        user_ids=np.asarray([e["user_id"] for e in ev]),
-        item_ids=np.asarray([e["product_id"] for e in ev]),
-        event_types=np.asarray([e["event_type"] for e in ev]),
-        values=np.asarray([float(e.get("value") or np.nan) for e in ev]),
-        timestamps=np.asarray([datetime.fromisoformat(e["timestamp"]).timestamp() for e in ev]),
-    )
+    interactions = Interactions.from_records(SHOP.events)
     data = Dataset(interactions, catalog_from_records(SHOP.products))
     params = TrainParams(als=AlsParams(factors=16, iterations=5, num_threads=1))
     return fit_all(data, params).to_bundle(1)

@@ -28,9 +28,10 @@ from streamrec_client import ApiError, AsyncStreamrecClient
 from streamrec_dev import synthetic
 from streamrec_dev.localstack import infra
 from streamrec_dev.localstack.stack import LocalStack, StackDescription
-from streamrec_dev.synthetic_model import activate, next_version, write_bundle
+from streamrec_dev.synthetic_model import make_bundle
 from streamrec_shared.algorithms import REGISTRY
 
+from ..bundles import activate_new, wait_served
 from ..polling import eventually
 
 pytestmark = [pytest.mark.stack]
@@ -46,32 +47,13 @@ def ids(rec: dict[str, Any]) -> list[str]:
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
-async def served(stack: StackDescription) -> int:
+async def served(stack: StackDescription, module_client: AsyncStreamrecClient) -> int:
     """The catalogue in the stack and a synthetic model serving; returns its version."""
-    async with AsyncStreamrecClient(
-        ingest_url=stack.urls["ingest"],
-        recommender_url=stack.urls["recommender"],
-        api_key=stack.api_keys["admin"],
-    ) as client:
-        return await _serve(stack, client)
-
-
-async def _serve(stack: StackDescription, client: AsyncStreamrecClient) -> int:
-    await client.put_products(synthetic.catalog(N_PRODUCTS))
-    version = await next_version(stack.postgres_dsn)
-    root = Path(stack.artifacts_uri.removeprefix("file://"))
-    directory = await asyncio.to_thread(
-        write_bundle, root, version=version, n_items=N_PRODUCTS, n_users=200, factors=16
+    await module_client.put_products(synthetic.catalog(N_PRODUCTS))
+    await activate_new(
+        stack, lambda v: make_bundle(version=v, n_items=N_PRODUCTS, n_users=200, factors=16)
     )
-    await activate(
-        directory, version, postgres_dsn=stack.postgres_dsn, kafka_bootstrap=stack.kafka_bootstrap
-    )
-
-    async def serving() -> int | None:
-        rec = await client.recommendations("u0000001", k=5)
-        return rec["model_version"] if rec["model_version"] is not None else None
-
-    return await eventually(serving, timeout=60, what="a model to serve")
+    return await wait_served(module_client)
 
 
 async def test_recommendations_are_fresh_and_filtered(

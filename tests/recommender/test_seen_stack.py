@@ -7,13 +7,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
 import pytest
 
 from streamrec_client import AsyncStreamrecClient
 from streamrec_dev import synthetic
 from streamrec_dev.localstack.stack import StackDescription
 
+from ..archive import send_archived
 from ..polling import eventually
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
@@ -42,21 +42,7 @@ async def test_seen_items_do_not_come_back_on_a_shop_without_repeats(
     )  # fmt: skip
     events = _without_repeats(shop.events)
     await client.put_products(shop.products)
-    for batch in synthetic.batches(events, 500):
-        await client.send_events(batch)
-    ids = [e["event_id"] for e in events]
-
-    async def archived() -> bool:
-        conn = await asyncpg.connect(stack.postgres_dsn)
-        try:
-            n = await conn.fetchval(
-                "SELECT count(*) FROM user_product_interactions WHERE event_id = ANY($1)", ids
-            )
-        finally:
-            await conn.close()
-        return int(n) >= len(ids)
-
-    await eventually(archived, timeout=90, what="the archive", interval=0.2)
+    await send_archived(client, stack.postgres_dsn, events)
     body = {"params": {"window_days": 1.5, "gate_tolerance": 1.0}}
     job_id = (await client.request("POST", "trainer", "/v1/train", json=body))["job_id"]
     job = await client.wait_for_job(job_id, timeout=300)

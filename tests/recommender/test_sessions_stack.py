@@ -8,10 +8,8 @@ below is asked right after the 202, with no wait.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,9 +18,10 @@ import pytest_asyncio
 from streamrec_client import AsyncStreamrecClient
 from streamrec_dev import synthetic
 from streamrec_dev.localstack.stack import StackDescription
-from streamrec_dev.synthetic_model import activate, make_bundle, next_version
+from streamrec_dev.synthetic_model import make_bundle
+from streamrec_shared.artifacts import ModelBundle
 
-from ..polling import eventually
+from ..bundles import activate_new, wait_served
 from .test_sessions_unit import session_index
 
 pytestmark = [pytest.mark.stack]
@@ -35,35 +34,16 @@ def ids(rec: Any) -> list[str]:
     return [item["product_id"] for item in rec["items"]]
 
 
-def _write(root: Path, version: int) -> Path:
+def _bundle(version: int) -> ModelBundle:
     bundle = make_bundle(version=version, n_items=N_PRODUCTS, n_users=200, factors=16)
-    bundle = dataclasses.replace(bundle, extra_files={"sknn": session_index(N_PRODUCTS).arrays()})
-    target = root / f"v{version}"
-    bundle.save(target)
-    return target
+    return dataclasses.replace(bundle, extra_files={"sknn": session_index(N_PRODUCTS).arrays()})
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
-async def sessions_model(stack: StackDescription) -> int:
-    async with AsyncStreamrecClient(
-        ingest_url=stack.urls["ingest"],
-        recommender_url=stack.urls["recommender"],
-        api_key=stack.api_keys["admin"],
-    ) as client:
-        await client.put_products(synthetic.catalog(N_PRODUCTS))
-        version = await next_version(stack.postgres_dsn)
-        root = Path(stack.artifacts_uri.removeprefix("file://"))
-        directory = await asyncio.to_thread(_write, root, version)
-        await activate(
-            directory, version,
-            postgres_dsn=stack.postgres_dsn, kafka_bootstrap=stack.kafka_bootstrap,
-        )  # fmt: skip
-
-        async def serving() -> int | None:
-            rec = await client.recommendations("u0000001", k=5, algorithm="sknn")
-            return version if rec["model_version"] == version else None
-
-        return await eventually(serving, timeout=60, what="the session model to serve")
+async def sessions_model(stack: StackDescription, module_client: AsyncStreamrecClient) -> int:
+    await module_client.put_products(synthetic.catalog(N_PRODUCTS))
+    _, version = await activate_new(stack, _bundle)
+    return await wait_served(module_client, version, algorithm="sknn")
 
 
 async def test_a_click_answered_at_once_moves_the_next_answer(

@@ -13,9 +13,10 @@ from typing import Any, cast
 import psutil
 import pytest
 
-from streamrec_dev.localstack.processes import wait_until
 from streamrec_dev.localstack.stack import LocalStack, StackDescription
 from streamrec_recommender.main import ReusePortWorker
+
+from ..polling import eventually, now
 
 
 def _listening(proc: psutil.Process, port: int) -> int:
@@ -26,7 +27,7 @@ def _listening(proc: psutil.Process, port: int) -> int:
     return sum(1 for c in conns if c.status == psutil.CONN_LISTEN and c.laddr.port == port)
 
 
-def test_each_worker_listens_on_its_own_socket_and_cpu(
+async def test_each_worker_listens_on_its_own_socket_and_cpu(
     local_stack: LocalStack, stack: StackDescription
 ) -> None:
     if "recommender" not in stack.urls:
@@ -37,7 +38,7 @@ def test_each_worker_listens_on_its_own_socket_and_cpu(
     def workers() -> list[psutil.Process]:
         return [c for c in parent.children() if _listening(c, port) == 1]
 
-    wait_until(lambda: len(workers()) >= 2, timeout=60, what="two listening workers")
+    await eventually(now(lambda: len(workers()) >= 2), timeout=60, what="two listening workers")
     # The supervisor holds no listener: were the socket shared (bound by the parent and
     # inherited), connections would keep queueing on it after its worker died.
     assert _listening(parent, port) == 0

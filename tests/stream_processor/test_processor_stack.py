@@ -262,14 +262,17 @@ async def test_poison_message_goes_to_dead_letter_topic(
     )
     await consumer.start()
     found: list[dict[str, bytes]] = []
+
+    async def dead_letters() -> list[dict[str, bytes]]:
+        batches = await consumer.getmany(timeout_ms=500)
+        mine = (r for records in batches.values() for r in records if r.key == marker.encode())
+        found.extend(dict(r.headers) for r in mine)
+        return found
+
     try:
-        deadline = time.monotonic() + 20
-        while len(found) < 2 and time.monotonic() < deadline:
-            batches = await consumer.getmany(timeout_ms=500)
-            for records in batches.values():
-                for r in records:
-                    if r.key == marker.encode():
-                        found.append(dict(r.headers))
+        await eventually(
+            dead_letters, lambda f: len(f) >= 2, timeout=20, what="the two dead letters", interval=0
+        )
     finally:
         await consumer.stop()
     assert len(found) == 2

@@ -3,8 +3,6 @@ recommendations for a known user (never what they bought), popular items for a n
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
@@ -65,23 +63,24 @@ async def test_products_and_events_in_model_out(client: AsyncStreamrecClient) ->
     n_buyer_events = sum(1 for e in shop.events if e["user_id"] == buyer)
 
     # the live profile (stream processor) has every event of the buyer
-    deadline = time.monotonic() + 30
-    while True:
-        profile = await client.request("GET", "recommender", f"/v1/users/{buyer}/profile")
-        if profile["event_count"] >= n_buyer_events or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.2)
+    profile = await eventually(
+        lambda: client.request("GET", "recommender", f"/v1/users/{buyer}/profile"),
+        lambda p: p["event_count"] >= n_buyer_events,
+        timeout=30,
+        what=f"the live profile of {buyer}",
+        interval=0.2,
+    )
     assert profile["event_count"] == n_buyer_events
     assert set(profile["purchase_history"]) == purchased[buyer]
 
     # the recommender follows models.v1; wait until it serves the new version
-    deadline = time.monotonic() + 30
-    while True:
-        rec = await client.recommendations(buyer, k=10, algorithm="als")
-        if rec["model_version"] == version or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.2)
-    assert rec["model_version"] == version
+    await eventually(
+        lambda: client.recommendations(buyer, k=10, algorithm="als"),
+        lambda r: r["model_version"] == version,
+        timeout=30,
+        what=f"the recommender to serve model {version}",
+        interval=0.2,
+    )
     # the synthetic shop has re-purchases, so the measured rule may show bought items again:
     # ask for the user's unseen items explicitly
     rec = await client.recommendations(buyer, k=10, algorithm="als", include_seen=False)

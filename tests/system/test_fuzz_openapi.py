@@ -14,11 +14,9 @@ parameters by hand); all of them are fuzzed in both modes without a key (401).
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -39,9 +37,9 @@ from schemathesis.specs.openapi.checks import (
 from streamrec_client import AsyncStreamrecClient
 from streamrec_dev import synthetic
 from streamrec_dev.localstack.stack import StackDescription
-from streamrec_dev.synthetic_model import activate, next_version, write_bundle
+from streamrec_dev.synthetic_model import make_bundle
 
-from ..polling import eventually
+from ..bundles import activate_new, wait_served
 
 pytestmark = pytest.mark.slow
 
@@ -133,24 +131,10 @@ async def model_served(stack: StackDescription, client: AsyncStreamrecClient) ->
     async with httpx.AsyncClient(base_url=stack.urls["trainer"]) as http:
         if (await http.get("/v1/models/active")).status_code == 404:
             await client.put_products(synthetic.catalog(200))
-            version = await next_version(stack.postgres_dsn)
-            root = Path(stack.artifacts_uri.removeprefix("file://"))
-            directory = await asyncio.to_thread(
-                write_bundle, root, version=version, n_items=200, n_users=100, factors=8
+            await activate_new(
+                stack, lambda v: make_bundle(version=v, n_items=200, n_users=100, factors=8)
             )
-            await activate(
-                directory,
-                version,
-                postgres_dsn=stack.postgres_dsn,
-                kafka_bootstrap=stack.kafka_bootstrap,
-            )
-
-    async def serving() -> int | None:
-        answer = await client.recommendations("u0000001", k=5)
-        version: int | None = answer["model_version"]
-        return version
-
-    return await eventually(serving, timeout=60, what="a model to serve")
+    return await wait_served(client)
 
 
 @pytest.mark.timeout(600)

@@ -6,14 +6,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
 import pytest
 
 from streamrec_client import AsyncStreamrecClient
 from streamrec_dev import synthetic
 from streamrec_dev.localstack.stack import StackDescription
 
-from ..polling import eventually
+from ..archive import send_archived
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
@@ -26,26 +25,6 @@ async def _job(client: AsyncStreamrecClient, params: dict[str, Any]) -> Any:
         "job_id"
     ]
     return await client.wait_for_job(job_id, timeout=300)
-
-
-async def _send_archived(
-    client: AsyncStreamrecClient, dsn: str, events: list[dict[str, Any]]
-) -> None:
-    for batch in synthetic.batches(events, 500):
-        await client.send_events(batch)
-    ids = [e["event_id"] for e in events]
-
-    async def archived() -> bool:
-        conn = await asyncpg.connect(dsn)
-        try:
-            n = await conn.fetchval(
-                "SELECT count(*) FROM user_product_interactions WHERE event_id = ANY($1)", ids
-            )
-        finally:
-            await conn.close()
-        return int(n) >= len(ids)
-
-    await eventually(archived, timeout=90, what="the archive", interval=0.2)
 
 
 def _live(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -66,13 +45,13 @@ async def test_retrain_with_more_data_publishes_and_a_worse_candidate_is_rejecte
     await client.put_products(shop.products)
     # events are in time order: three parts of the shop's history arrive one after the other
     cut, cut2 = int(len(shop.events) * 0.6), int(len(shop.events) * 0.8)
-    await _send_archived(client, stack.postgres_dsn, shop.events[:cut])
+    await send_archived(client, stack.postgres_dsn, shop.events[:cut])
     # a baseline of this shop (the session stack holds other tests' models)
     first = await _job(client, {**WINDOW, "gate_tolerance": 1.0})
     assert first["status"] == "published", first
 
     # the later parts arrive live (event time = receive time, after every model so far)
-    await _send_archived(client, stack.postgres_dsn, _live(shop.events[cut:cut2]))
+    await send_archived(client, stack.postgres_dsn, _live(shop.events[cut:cut2]))
     second = await _job(client, WINDOW)  # default tolerance: decided on one split
     gate = second["metrics"]["gate"]
     assert second["status"] == "published", gate
@@ -88,7 +67,7 @@ async def test_retrain_with_more_data_publishes_and_a_worse_candidate_is_rejecte
     assert again["metrics"]["champion"]["split"]["restricted_to_unseen"] is True
 
     # more data, but one factor and one iteration: worse than the champion on the same split
-    await _send_archived(client, stack.postgres_dsn, _live(shop.events[cut2:]))
+    await send_archived(client, stack.postgres_dsn, _live(shop.events[cut2:]))
     bad = await _job(client, {**WINDOW, "factors": 1, "iterations": 1, "refit_iterations": 0})
     bad_gate = bad["metrics"]["gate"]
     assert bad["status"] == "rejected", bad_gate

@@ -3,8 +3,6 @@ fitted members (``streamrec_trainer.models.hybrid``)."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import numpy as np
 import scipy.sparse as sp
 
@@ -18,14 +16,7 @@ from streamrec_trainer.models.hybrid import TRENDING_WEIGHT, FusionScorer
 
 def _dataset() -> Dataset:
     shop = synthetic.shop(n_users=120, n_products=200, events_per_user=25, seed=9)
-    ev = shop.events
-    interactions = Interactions(
-        user_ids=np.asarray([e["user_id"] for e in ev]),
-        item_ids=np.asarray([e["product_id"] for e in ev]),
-        event_types=np.asarray([e["event_type"] for e in ev]),
-        values=np.asarray([float(e.get("value") or np.nan) for e in ev]),
-        timestamps=np.asarray([datetime.fromisoformat(e["timestamp"]).timestamp() for e in ev]),
-    )
+    interactions = Interactions.from_records(shop.events)
     return Dataset(interactions, catalog_from_records(shop.products))
 
 

@@ -8,13 +8,13 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
 import pytest
 
 from streamrec_client import AsyncStreamrecClient
 from streamrec_dev import synthetic
 from streamrec_dev.localstack.stack import LocalStack, StackDescription
 
+from ..archive import send_archived
 from ..polling import eventually
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
@@ -102,21 +102,7 @@ async def test_canary_is_promoted_or_rolled_back_by_itself(
         start=datetime.now(UTC) - timedelta(days=20), days=20,  # ends now: live events
     )  # fmt: skip
     await client.put_products(shop.products)
-    for batch in synthetic.batches(shop.events, 500):
-        await client.send_events(batch)
-    ids = [e["event_id"] for e in shop.events]
-
-    async def archived() -> bool:
-        conn = await asyncpg.connect(stack.postgres_dsn)
-        try:
-            n = await conn.fetchval(
-                "SELECT count(*) FROM user_product_interactions WHERE event_id = ANY($1)", ids
-            )
-        finally:
-            await conn.close()
-        return int(n) >= len(ids)
-
-    await eventually(archived, timeout=90, what="the archive", interval=0.2)
+    await send_archived(client, stack.postgres_dsn, shop.events)
     local_stack.stop_process("trainer")
     local_stack.start_service("trainer", extra_env=ROLLOUT_ENV)
     local_stack.wait_ready("trainer", timeout=90)

@@ -22,8 +22,8 @@ from streamrec_trainer.warehouse import (
     hash_lookup,
 )
 
-DAY = 86_400.0
-T0 = 1_700_000_000.0
+from .logs import DAY, T0, clustered_log
+
 TYPES = ["view", "click", "add_to_cart", "remove_from_cart", "purchase", "rating"]
 
 
@@ -157,21 +157,8 @@ def test_hash_lookup() -> None:
         hash_lookup(np.asarray([1, 2, 1], dtype=np.int64))
 
 
-def _clustered_log(seed: int = 0) -> Interactions:
-    """Two taste groups over 40 days: users 0..29 buy items 0..14, users 30..59 items 15..29."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for u in range(60):
-        lo = 0 if u < 30 else 15
-        for _ in range(25):
-            rows.append((f"u{u:02d}", f"i{lo + int(rng.integers(0, 15)):02d}", "purchase"))
-    n = len(rows)
-    users, items, types = (np.asarray(col) for col in zip(*rows, strict=True))
-    return Interactions(users, items, types, np.full(n, np.nan), T0 + rng.uniform(0, 40 * DAY, n))
-
-
 def test_evaluation_samples_users_deterministically() -> None:
-    log = _clustered_log()
+    log = clustered_log()
     full = temporal_holdout(log, test_fraction=0.2)
     assert full.users.size > 10
     a = temporal_holdout(log, test_fraction=0.2, max_users=10, seed=5)
@@ -186,7 +173,7 @@ def test_evaluation_samples_users_deterministically() -> None:
 
 
 def test_warm_start_and_exact_rows() -> None:
-    log = _clustered_log(1)
+    log = clustered_log(1)
     x = build_matrix(log).matrix
     params = AlsParams(factors=4, iterations=10, num_threads=1)
     cold = fit_als(x, params)
@@ -202,7 +189,7 @@ def test_warm_start_and_exact_rows() -> None:
 
 
 def test_align_factors_keeps_known_ids() -> None:
-    log = _clustered_log(2)
+    log = clustered_log(2)
     m = build_matrix(log)
     model = fit_als(m.matrix, AlsParams(factors=4, iterations=3, num_threads=1))
     new_users = np.asarray(["u05", "new", "u00"])
@@ -215,7 +202,7 @@ def test_align_factors_keeps_known_ids() -> None:
 
 
 def test_pipeline_refit_warm_starts_from_the_evaluated_models() -> None:
-    log = _clustered_log(3)
+    log = clustered_log(3)
     dataset = Dataset(log, Catalog.empty())
     params = TrainParams(als=AlsParams(factors=4, iterations=10, num_threads=1), topn_n=5)
     offline, evaluated = evaluate_fitted(dataset, params, 0.2, max_users=20, seed=1)

@@ -4,14 +4,12 @@ artifact URIs are shown only with a key; an erased user is gone from the next mo
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-import asyncpg
 import httpx
 import numpy as np
 import pytest
@@ -21,7 +19,7 @@ from streamrec_client import AsyncStreamrecClient
 from streamrec_dev import synthetic
 from streamrec_dev.localstack.stack import StackDescription
 
-from ..polling import eventually
+from ..archive import send_archived, wait_archived
 
 pytestmark = pytest.mark.slow
 
@@ -54,15 +52,9 @@ class Trained:
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
-async def trained(stack: StackDescription) -> AsyncIterator[Trained]:
+async def trained(stack: StackDescription, module_client: AsyncStreamrecClient) -> Trained:
     """A small shop of this module's own users, archived, and a model published on it."""
-    async with AsyncStreamrecClient(
-        ingest_url=stack.urls["ingest"],
-        recommender_url=stack.urls["recommender"],
-        trainer_url=stack.urls["trainer"],
-        api_key=stack.api_keys["admin"],
-    ) as client:
-        yield await _train_shop(stack, client)
+    return await _train_shop(stack, module_client)
 
 
 async def _train_shop(stack: StackDescription, client: AsyncStreamrecClient) -> Trained:
@@ -76,25 +68,8 @@ async def _train_shop(stack: StackDescription, client: AsyncStreamrecClient) -> 
         user_prefix="erase",
     )
     await client.put_products(shop.products)
-    for batch in synthetic.batches(shop.events, 500):
-        await client.send_events(batch)
-
-    async def shop_archived() -> bool:
-        return await _archived(stack, "e1713-%") >= len(shop.events)
-
-    await eventually(shop_archived, timeout=60, what="the shop's events archived", interval=0.2)
+    await send_archived(client, stack.postgres_dsn, shop.events)
     return Trained(shop, await _published_model(client, {"gate_tolerance": 1.0}))
-
-
-async def _archived(stack: StackDescription, pattern: str) -> int:
-    conn = await asyncpg.connect(stack.postgres_dsn)
-    try:
-        n: int = await conn.fetchval(
-            "SELECT count(*) FROM user_product_interactions WHERE event_id LIKE $1", pattern
-        )
-    finally:
-        await conn.close()
-    return n
 
 
 async def test_artifact_uris_need_a_key(stack: StackDescription, trained: Trained) -> None:
@@ -150,11 +125,10 @@ async def test_an_erased_user_is_not_in_the_next_model(
     # an event of the user still in flight when the erasure happened, archived after it
     late = {"user_id": gone, "event_type": "view", "product_id": shop.products[0]["product_id"]}
     await client.send_events([{**late, "event_id": "late-1713"}])
-
-    async def late_archived() -> bool:
-        return await _archived(stack, "late-1713") == 1
-
-    await eventually(late_archived, timeout=30, what="the late event archived", interval=0.2)
+    late_rows = await wait_archived(
+        stack.postgres_dsn, ["late-1713"], what="the late event archived", timeout=30
+    )
+    assert late_rows == {"late-1713": 1}
 
     after = await _published_model(client, {"gate_tolerance": 1.0})
     users = await _model_users(client, after["model_version"])

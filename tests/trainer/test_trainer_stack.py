@@ -14,6 +14,7 @@ from streamrec_dev import synthetic
 from streamrec_dev.localstack.processes import kill
 from streamrec_dev.localstack.stack import LocalStack, StackDescription
 
+from ..archive import send_archived
 from ..polling import eventually
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
@@ -77,14 +78,7 @@ async def test_rejected_model_does_not_replace_active_and_rollback_is_served(
         start=datetime.now(UTC) - timedelta(days=30),
     )
     await client.put_products(shop.products)
-    for batch in synthetic.batches(shop.events, 500):
-        await client.send_events(batch)
-
-    async def archived() -> bool:
-        n, _ = await _archived(stack.postgres_dsn, "e31-")
-        return n >= len(shop.events)
-
-    await eventually(archived, timeout=60, what="the archive", interval=0.2)
+    await send_archived(client, stack.postgres_dsn, shop.events)
 
     # the session stack holds other tests' models too: publish two baselines explicitly
     first = await _job(client, {"gate_tolerance": 1.0})

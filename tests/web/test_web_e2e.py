@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,6 +25,7 @@ from streamrec_client import AsyncStreamrecClient
 from streamrec_dev import synthetic
 from streamrec_dev.localstack.stack import StackDescription
 
+from ..polling import eventually
 from .webapp import ARTIFACTS, CHROMIUM, WEB, require
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
@@ -70,12 +70,12 @@ async def _seed(client: AsyncStreamrecClient) -> None:
     sent = 0
     for chunk in synthetic.batches(events, 500):
         sent += (await client.send_events(chunk))["accepted"]
-    deadline = time.monotonic() + 60.0
-    while time.monotonic() < deadline:
+
+    async def archived() -> bool:
         stats = await client.request("GET", "trainer", "/v1/archive")
-        if stats["interactions"] >= sent:
-            break
-        await asyncio.sleep(0.2)
+        return bool(stats["interactions"] >= sent)
+
+    await eventually(archived, timeout=60, what="the shop's events in the archive", interval=0.2)
 
 
 async def _train(client: AsyncStreamrecClient) -> dict[str, Any]:
@@ -92,14 +92,17 @@ async def _wait_not_degraded(client: AsyncStreamrecClient) -> None:
     """Earlier tests of the session take Redis or Postgres away and back; wait until the
     recommender reads live profiles again (a "degraded:" strategy means it cannot), else the
     click could not change anything."""
-    deadline = time.monotonic() + 60.0
-    strategy = ""
-    while time.monotonic() < deadline:
-        strategy = str((await client.recommendations("web-u00001", k=5))["strategy"])
-        if not strategy.startswith("degraded"):
-            return
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"the recommender stays degraded ({strategy}): the stack is not whole")
+
+    async def strategy() -> str:
+        return str((await client.recommendations("web-u00001", k=5))["strategy"])
+
+    await eventually(
+        strategy,
+        lambda s: not s.startswith("degraded"),
+        timeout=60,
+        what="the recommender to read live profiles again (the stack is not whole)",
+        interval=0.5,
+    )
 
 
 async def _run_browser(env: dict[str, str]) -> tuple[int, str, str]:

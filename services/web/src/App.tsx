@@ -1,5 +1,5 @@
 import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
-import { useState } from "react";
+import { useState, type ReactElement } from "react";
 import { BrowserRouter, Navigate, Route, Routes } from "react-router-dom";
 import type { Api } from "./api/endpoints";
 import { ShopLayout } from "./components/Layout";
@@ -10,7 +10,7 @@ import Home from "./routes/Home";
 import NotFound from "./routes/NotFound";
 import ProductPage from "./routes/Product";
 import Search from "./routes/Search";
-import AdminLayout from "./routes/admin/AdminLayout";
+import AdminLayout, { SECTIONS, type Section } from "./routes/admin/AdminLayout";
 import Campaigns from "./routes/admin/Campaigns";
 import Catalog from "./routes/admin/Catalog";
 import Experiments from "./routes/admin/Experiments";
@@ -28,6 +28,16 @@ export function makeQueryClient(): QueryClient {
   });
 }
 
+const ADMIN_PAGES: Record<Section, ReactElement> = {
+  models: <Models />,
+  experiments: <Experiments />,
+  campaigns: <Campaigns />,
+  metrics: <Metrics />,
+  training: <Training />,
+  catalog: <Catalog />,
+  health: <Health />,
+};
+
 export function AppRoutes() {
   return (
     <Routes>
@@ -40,14 +50,10 @@ export function AppRoutes() {
         <Route path="*" element={<NotFound />} />
       </Route>
       <Route path="admin" element={<AdminLayout />}>
-        <Route index element={<Navigate to="models" replace />} />
-        <Route path="models" element={<Models />} />
-        <Route path="experiments" element={<Experiments />} />
-        <Route path="campaigns" element={<Campaigns />} />
-        <Route path="metrics" element={<Metrics />} />
-        <Route path="training" element={<Training />} />
-        <Route path="catalog" element={<Catalog />} />
-        <Route path="health" element={<Health />} />
+        <Route index element={<Navigate to={SECTIONS[0][0]} replace />} />
+        {SECTIONS.map(([path]) => (
+          <Route key={path} path={path} element={ADMIN_PAGES[path]} />
+        ))}
       </Route>
     </Routes>
   );

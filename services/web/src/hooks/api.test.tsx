@@ -54,23 +54,20 @@ function SimilarProbe() {
 }
 
 describe("useSimilar", () => {
-  it("treats a product the model does not know as an empty list, not an error", async () => {
+  it.each([
+    [
+      "treats a product the model does not know as an empty list, not an error",
+      new ApiError(404, "not_found", "product_id: unknown"),
+      "not in the model yet",
+    ],
+    ["keeps other failures as errors", new ApiError(503, "unavailable", "no model loaded yet"), "error"],
+  ])("%s", async (_case, failure, shown) => {
     const api: Partial<Api> = {
       similar: vi.fn(async () => {
-        throw new ApiError(404, "not_found", "product_id: unknown");
+        throw failure;
       }),
     };
     renderWithApp(<SimilarProbe />, api);
-    await waitFor(() => expect(screen.getByTestId("s")).toHaveTextContent("not in the model yet"));
-  });
-
-  it("keeps other failures as errors", async () => {
-    const api: Partial<Api> = {
-      similar: vi.fn(async () => {
-        throw new ApiError(503, "unavailable", "no model loaded yet");
-      }),
-    };
-    renderWithApp(<SimilarProbe />, api);
-    await waitFor(() => expect(screen.getByTestId("s")).toHaveTextContent("error"));
+    await waitFor(() => expect(screen.getByTestId("s")).toHaveTextContent(shown));
   });
 });

@@ -46,7 +46,8 @@ function Login() {
   );
 }
 
-const SECTIONS = [
+/** The console's sections: the navigation here and the routes (App.tsx) follow this list. */
+export const SECTIONS = [
   ["models", "Models"],
   ["experiments", "Experiments"],
   ["campaigns", "Campaigns"],
@@ -55,6 +56,7 @@ const SECTIONS = [
   ["catalog", "Catalog"],
   ["health", "Health"],
 ] as const;
+export type Section = (typeof SECTIONS)[number][0];
 
 export default function AdminLayout() {
   const { adminKey, setAdminKey } = useApp();

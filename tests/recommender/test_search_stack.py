@@ -5,8 +5,6 @@ Postgres cannot be reached; and the query planning of ``adapters.catalog_search`
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 
 import httpx
@@ -30,6 +28,8 @@ from streamrec_recommender.api.app import create_app
 from streamrec_recommender.settings import RecommenderSettings
 from streamrec_shared.settings import PostgresSettings
 
+from ..polling import eventually
+
 PRODUCTS = [
     {"product_id": "srch-1", "name": "Nordic walnut bookshelf", "category": "srch-home",
      "price": 120.0, "attributes": {"material": "walnut"}},
@@ -46,13 +46,11 @@ async def _search(stack: StackDescription, **params: Any) -> httpx.Response:
 
 
 async def _stored(stack: StackDescription, q: str = "nordic bookshelf", n: int = 2) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    async def found() -> bool:
         r = await _search(stack, q=q, category="srch-home")
-        if r.status_code == 200 and len(r.json()["items"]) == n:
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"the products never became searchable as {q!r}")
+        return r.status_code == 200 and len(r.json()["items"]) == n
+
+    await eventually(found, timeout=30, what=f"{q!r} to find the products", interval=0.2)
 
 
 @pytest.mark.stack
@@ -126,14 +124,12 @@ async def test_search_reranks_for_a_user_with_history(
             {"user_id": user, "event_type": "view", "product_id": "srch-2"},
         ]
     )
-    deadline = time.monotonic() + 10
-    body: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        body = (await _search(stack, q="nordic bookshelf", user_id=user)).json()
-        if body["personalized"]:
-            break
-        await asyncio.sleep(0.2)
-    assert body["personalized"], body
+
+    async def personal() -> dict[str, Any] | None:
+        body: dict[str, Any] = (await _search(stack, q="nordic bookshelf", user_id=user)).json()
+        return body if body["personalized"] else None
+
+    body = await eventually(personal, timeout=10, what="a personalized search", interval=0.2)
     assert {i["product_id"] for i in body["items"]} == {"srch-1", "srch-2"}
     assert all(i["score"] >= i["similarity"] for i in body["items"])
 
