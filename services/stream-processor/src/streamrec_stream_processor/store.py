@@ -316,7 +316,10 @@ class RedisStore:
             ("intern", INTERN),
         ):
             self._scripts[name] = self._redis.register_script(GUARD + text)
-        await self.adopt_epoch()
+        try:
+            await self.adopt_epoch()
+        except (RedisError, OSError) as exc:  # the consumer's guard adopts it once Redis is back
+            logger.warning("Redis unavailable at start (%s); writes wait for it", exc)
 
     async def adopt_epoch(self) -> tuple[str, set[str]]:
         """Redis's epoch id (created if Redis has none: new, or lost its state) and the

@@ -96,7 +96,8 @@ class BatchIn(BaseModel):
     tags=["recommendations"],
     responses=ok(schemas.BatchRecommendations, 400, 422, 429),
 )
-async def recommendations_batch(rec: RecommenderDep, body: BatchIn, request: HttpRequest
+async def recommendations_batch(
+    rec: RecommenderDep, body: BatchIn, request: HttpRequest
 ) -> Response:
     """Recommendations for up to 1000 users (each as ``GET /v1/recommendations``); counts as
     one read per user id against the client's read limit (429 with Retry-After)."""
@@ -190,9 +191,7 @@ async def similar(
     return _json(body)
 
 
-@router.get(
-    "/v1/trending", tags=["recommendations"], responses=ok(schemas.Trending, 422, 429)
-)
+@router.get("/v1/trending", tags=["recommendations"], responses=ok(schemas.Trending, 422, 429))
 async def trending(
     rec: RecommenderDep,
     k: K = 10,
