@@ -72,6 +72,7 @@ Handler = Callable[[Sequence[Record]], Awaitable[None]]
 """Records of one topic, in offset order per partition; returns when their effects are durable."""
 
 DeadLetter = Callable[[Record, str, str], Awaitable[None]]
+"""``(record, reason, error text)``: publish to the dead-letter topic and count it."""
 
 
 class StateGuard(Protocol):
@@ -91,7 +92,6 @@ class StateGuard(Protocol):
 
 GUARD_IDLE_S = 1.0
 """How often an idle consumer asks its guard (a busy one asks before every batch)."""
-"""``(record, reason, error text)``: publish to the dead-letter topic and count it."""
 
 
 class ConsumerSettings(BaseModel):
