@@ -402,7 +402,7 @@ class Recommender:
         )
         result = await self._score(req, ctx)
         # Nothing is stored for a user Redis knows nothing about (no profile, attributes or
-        # recent events): anyone can ask for any id, and their answers are all cold starts.
+        # recent events): anyone can ask for any id, and such answers come from the request alone.
         if cache_field is not None and not degraded and model is not None and known:
             doc = {
                 "algorithm": result.algorithm,
