@@ -273,7 +273,7 @@ def test_redis_holds_derived_state_only(overlay: str, rendered: dict[str, list[M
     conf = config["redis.conf"]
     assert 'save ""' in conf.splitlines()
     assert "appendonly no" in conf.splitlines()
-    assert "maxmemory-policy allkeys-lru" in conf.splitlines()
+    assert "maxmemory-policy volatile-lru" in conf.splitlines()
     assert "include /usr/local/etc/redis/sizing.conf" in conf.splitlines()
     match = re.search(r"^maxmemory (\d+)(mb|gb)$", config["sizing.conf"], re.M)
     assert match

@@ -30,6 +30,8 @@ from streamrec_dev.localstack import infra
 from streamrec_dev.localstack.stack import LocalStack, StackDescription
 from streamrec_dev.synthetic_model import make_bundle
 from streamrec_shared.algorithms import REGISTRY
+from streamrec_shared.feedback import shown_key
+from streamrec_shared.profile import profile_key
 
 from ..bundles import activate_new, wait_served
 from ..polling import eventually
@@ -157,8 +159,35 @@ async def test_response_contract_and_validation(client: AsyncStreamrecClient, se
     assert [r["user_id"] for r in batch["results"]] == ["u0000001", "nobody-x"]
 
 
+async def _shown_to_known(
+    stack: StackDescription, client: AsyncStreamrecClient, user: str, item: dict[str, Any]
+) -> dict[str, Any]:
+    """``user`` views ``item`` (so Redis knows them), then gets an answer whose shown products
+    are recorded (``sr:rs:<user>``): returns that answer."""
+    await client.send_event(
+        {"event_id": f"{user}-seen", "user_id": user, "event_type": "view",
+         "timestamp": EVENT_TIME, "product_id": item["product_id"]}
+    )  # fmt: skip
+    redis = Redis.from_url(stack.redis_url)
+    try:
+
+        async def known() -> bool | None:
+            return True if await redis.exists(profile_key(user)) else None
+
+        await eventually(known, timeout=15, what="the buyer's profile")
+        answer = await client.recommendations(user, k=5)
+
+        async def recorded() -> bool | None:
+            return True if await redis.exists(shown_key(user)) else None
+
+        await eventually(recorded, timeout=15, what="the products shown to the buyer")
+    finally:
+        await redis.aclose()
+    return answer
+
+
 async def test_experiment_splits_users_and_reports_the_better_variant(
-    client: AsyncStreamrecClient, served: int
+    stack: StackDescription, client: AsyncStreamrecClient, served: int
 ) -> None:
     name = f"ab{uuid.uuid4().hex[:8]}"
     path = f"/v1/experiments/{name}"
@@ -199,12 +228,14 @@ async def test_experiment_splits_users_and_reports_the_better_variant(
                      "timestamp": EVENT_TIME + i,
                      "product_id": answer["items"][0]["product_id"], "rec_id": answer["rec_id"]}
                 )  # fmt: skip
-        # and one purchase *without* rec id of a product the treatment showed: a conversion
+        # and one purchase *without* rec id of a product the treatment showed: a conversion.
+        # What was shown is recorded only for users Redis knows: the buyer views a product first.
         buyer = next(u for u in users if variants[u] == "treat" and answers[u]["items"])
+        shown = await _shown_to_known(stack, client, buyer, answers[buyer]["items"][0])
         clicks.append(
             {"event_id": f"{name}-buy", "user_id": buyer, "event_type": "purchase",
              "timestamp": EVENT_TIME + 999, "value": 1, "price": 9.5,
-             "product_id": answers[buyer]["items"][1]["product_id"]}
+             "product_id": shown["items"][1]["product_id"]}
         )  # fmt: skip
         await client.send_events(clicks)
 

@@ -45,4 +45,4 @@ def test_other_keys_keep_one_bucket_per_key() -> None:
     ring = _ring()
     ring.authorize("ak", "admin", "10.0.0.1")
     ring.authorize("ak", "admin", "10.0.0.2")
-    assert set(ring.buckets) == {"admin"}
+    assert set(ring.limiter.buckets) == {"admin"}

@@ -26,6 +26,12 @@ trainer's archive (``events.v1`` -> Postgres). aiokafka's at-least-once recipe:
 - A tail reader (``group_id=None``: the recommender's ``catalog.v1`` feed) runs the same loop
   without a group: every process reads every partition from ``auto_offset_reset`` and commits
   nothing (its effects are in-memory state rebuilt from the topic at each start).
+- State guard (optional, ``StateGuard``): where the effects live in a store that can lose them
+  (the processor's Redis), the guard is asked before each batch (and every second when idle)
+  which assigned partitions its store has not yet seen from their beginning; those are sought
+  to their first offset, that offset committed, and the guard told, so a lost store is rebuilt
+  by replaying the topics. A handler error of the guard's ``lost`` types (the store noticed the
+  loss mid-batch) drops the batch unhandled and rewinds its partitions to its first records.
 
 Consumer lag (highwater minus the next offset to handle) goes to a ``LagGauge`` per partition,
 after each batch for its partitions and every ``lag_interval_s`` for all assigned ones.
@@ -39,6 +45,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
@@ -70,6 +77,25 @@ Handler = Callable[[Sequence[Record]], Awaitable[None]]
 
 DeadLetter = Callable[[Record, str, str], Awaitable[None]]
 """``(record, reason, error text)``: publish to the dead-letter topic and count it."""
+
+
+class StateGuard(Protocol):
+    """Tells a consumer which partitions its effects' store must see again from the start."""
+
+    lost: tuple[type[BaseException], ...]
+    """Handler errors meaning "the store lost its state under this batch"."""
+
+    async def stale(self, assigned: set[TopicPartition]) -> set[TopicPartition]:
+        """The assigned partitions the store has not replayed since it was (re)created."""
+        ...
+
+    async def rewound(self, partitions: set[TopicPartition]) -> None:
+        """``partitions`` were sought to their beginning (and that offset committed)."""
+        ...
+
+
+GUARD_IDLE_S = 1.0
+"""How often an idle consumer asks its guard (a busy one asks before every batch)."""
 
 
 class ConsumerSettings(BaseModel):
@@ -175,6 +201,7 @@ class StreamConsumer:
         retryable: tuple[type[BaseException], ...] = (),
         lag: LagGauge | None = None,
         on_degraded: Callable[[BaseException], None] | None = None,
+        guard: StateGuard | None = None,
     ) -> None:
         self.kafka_settings = kafka_settings
         self.settings = settings
@@ -185,6 +212,9 @@ class StreamConsumer:
         self.on_degraded = on_degraded
         self.name = settings.group_id or "tail:" + ",".join(self.handlers)
         """The group, or ``tail:<topics>`` for a tail reader (logs, task name)."""
+        self.guard = guard
+        self._lost: tuple[type[BaseException], ...] = guard.lost if guard is not None else ()
+        self._guard_due = 0.0
         self.consumer: AIOKafkaConsumer | None = None
         self.healthy = False
         self._lock = asyncio.Lock()
@@ -295,8 +325,26 @@ class StreamConsumer:
         records = await self._fetch(consumer)
         generation = self._generation  # read before any await: see the module doc
         async with self._lock:
+            guard = self.guard
+            if (
+                guard is not None
+                and generation == self._generation
+                and (records or time.monotonic() >= self._guard_due)
+            ):
+                self._guard_due = time.monotonic() + GUARD_IDLE_S
+                records = await self._rewind_stale(consumer, guard, records)
             if records and generation == self._generation:
-                await self._handle(records)
+                try:
+                    await self._handle(records)
+                except self._lost as exc:
+                    logger.warning(
+                        "%s: the store lost its state under a batch (%s); rewinding",
+                        self.name,
+                        exc,
+                    )
+                    self._guard_due = 0.0
+                    self._seek_to_first(consumer, records)
+                    return
                 for rec in records:
                     tp = TopicPartition(rec.topic, rec.partition)
                     if self.settings.group_id is not None:  # a tail reader commits nothing
@@ -310,6 +358,47 @@ class StreamConsumer:
         if time.monotonic() >= self._lag_due:
             self._lag_due = time.monotonic() + self.settings.lag_interval_s
             await self._sweep_lag(consumer)
+
+    async def _rewind_stale(
+        self, consumer: AIOKafkaConsumer, guard: StateGuard, records: list[Record]
+    ) -> list[Record]:
+        """Seek the partitions the guard calls stale to their beginning and commit that;
+        returns the records of the others (call with the lock held)."""
+        attempt = 0
+        while True:
+            try:
+                stale = await guard.stale(set(consumer.assignment()))
+                break
+            except self.retryable as exc:  # the store is away: wait for it, as handlers do
+                self._degraded(exc)
+                await asyncio.sleep(min(MAX_BACKOFF_S, 0.05 * 2**attempt))
+                attempt += 1
+        if not stale:
+            return records
+        starts: dict[TopicPartition, int] = await consumer.beginning_offsets(list(stale))
+        for tp, offset in starts.items():
+            consumer.seek(tp, offset)
+            self._pending.pop(tp, None)
+            self._positions[tp] = offset
+        await consumer.commit(starts)
+        await guard.rewound(stale)
+        logger.warning(
+            "%s: replaying %d partitions from their beginning into a new store state: %s",
+            self.name,
+            len(stale),
+            sorted(f"{tp.topic}:{tp.partition}" for tp in stale),
+        )
+        return [r for r in records if TopicPartition(r.topic, r.partition) not in stale]
+
+    def _seek_to_first(self, consumer: AIOKafkaConsumer, records: list[Record]) -> None:
+        """Fetch ``records`` again: each partition back to its first record of the batch."""
+        first: dict[TopicPartition, int] = {}
+        for rec in records:
+            tp = TopicPartition(rec.topic, rec.partition)
+            first[tp] = min(first.get(tp, rec.offset), rec.offset)
+        for tp, offset in first.items():
+            consumer.seek(tp, offset)
+            self._pending.pop(tp, None)
 
     async def _handle(self, records: list[Record]) -> None:
         by_topic: dict[str, list[Record]] = {}
@@ -340,6 +429,8 @@ class StreamConsumer:
                     delay,
                 )
                 await asyncio.sleep(delay)
+            except self._lost:
+                raise  # not the records' fault: ``_step`` rewinds them
             except Exception as exc:
                 if self.dead_letter is None:
                     raise

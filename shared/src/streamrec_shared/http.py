@@ -339,17 +339,58 @@ class _Bucket:
 
 
 @dataclass
+class RateLimiter:
+    """Token buckets by name (per process), the one limiter of every service: API keys
+    (``KeyRing``), browser keys per client address, the recommender's reads per client.
+
+    A name may spend ``burst`` at once and regains ``rate_per_s`` per second. Past
+    ``max_buckets`` names (per-client buckets) the ones idle for a minute are forgotten.
+    """
+
+    buckets: dict[str, _Bucket] = field(default_factory=dict)
+    max_buckets: int = 100_000
+
+    def wait(self, name: str, rate_per_s: float, burst: float, cost: float = 1.0) -> float:
+        """Charge ``cost`` to ``name``: 0.0 if granted, else the seconds until it would be
+        (nothing is charged then). A cost above ``burst`` is charged as ``burst``."""
+        now = time.monotonic()
+        bucket = self.buckets.get(name)
+        if bucket is None:
+            if len(self.buckets) > self.max_buckets:
+                self.buckets = {k: b for k, b in self.buckets.items() if now - b.updated < 60}
+            bucket = self.buckets[name] = _Bucket(burst, now)
+        bucket.tokens = min(burst, bucket.tokens + (now - bucket.updated) * rate_per_s)
+        bucket.updated = now
+        cost = min(cost, burst)
+        if bucket.tokens < cost:
+            return (cost - bucket.tokens) / rate_per_s
+        bucket.tokens -= cost
+        return 0.0
+
+
+@dataclass
 class KeyRing:
     """API keys with scopes and a per-key token-bucket rate limit (per process)."""
 
     settings: AuthSettings
-    buckets: dict[str, _Bucket] = field(default_factory=dict)
+    limiter: RateLimiter = field(default_factory=RateLimiter)
     # presented value -> its key, for values that matched one: at most one per configured key
     verified: dict[str, ApiKey] = field(default_factory=dict)
 
     @property
     def open(self) -> bool:
         return not self.settings.api_keys
+
+    def identify(self, presented: str | None) -> ApiKey | None:
+        """The configured key ``presented`` is, or None (absent or unknown; no error)."""
+        if not presented or self.open:
+            return None
+        key = self.verified.get(presented)
+        if key is None:
+            key = self.settings.find(presented)
+            if key is not None:
+                self.verified[presented] = key
+        return key
 
     def authorize(
         self, presented: str | None, scope: KeyScope, client: str | None = None
@@ -365,12 +406,9 @@ class KeyRing:
             raise Unauthorized(
                 "X-API-Key: header missing", details={"field": "X-API-Key", "scope": scope}
             )
-        key = self.verified.get(presented)
+        key = self.identify(presented)
         if key is None:
-            key = self.settings.find(presented)
-            if key is None:
-                raise Unauthorized("X-API-Key: unknown key", details={"field": "X-API-Key"})
-            self.verified[presented] = key
+            raise Unauthorized("X-API-Key: unknown key", details={"field": "X-API-Key"})
         publishable = "publishable" in key.scopes
         if publishable and scope == "events:write":
             self._take(key, 1.0, client)
@@ -384,23 +422,14 @@ class KeyRing:
         return key
 
     def _take(self, key: ApiKey, cost: float, client: str | None = None) -> None:
-        now = time.monotonic()
         name = f"{key.name}@{client}" if client else key.name
-        bucket = self.buckets.get(name)
-        if bucket is None:
-            if len(self.buckets) > 100_000:  # per-client buckets: forget the idle ones
-                self.buckets = {k: b for k, b in self.buckets.items() if now - b.updated < 60}
-            bucket = self.buckets[name] = _Bucket(key.burst, now)
-        bucket.tokens = min(key.burst, bucket.tokens + (now - bucket.updated) * key.rate_per_s)
-        bucket.updated = now
-        if bucket.tokens < cost:
-            wait = (cost - bucket.tokens) / key.rate_per_s
+        wait = self.limiter.wait(name, key.rate_per_s, key.burst, cost)
+        if wait > 0:
             raise RateLimited(
                 f"X-API-Key: rate limit of {key.rate_per_s:g} requests/s exceeded",
                 retry_after=wait,
                 details={"field": "X-API-Key", "rate_per_s": key.rate_per_s},
             )
-        bucket.tokens -= cost
 
 
 API_KEY_HEADER = APIKeyHeader(

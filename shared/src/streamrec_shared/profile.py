@@ -134,6 +134,10 @@ CATALOG = f"{PREFIX}catalog"
 UNAVAILABLE = f"{PREFIX}unavail"
 UNAVAILABLE_VERSION = f"{PREFIX}unavail:ver"
 CATALOG_CHANNEL = f"{PREFIX}catalog:changes"
+EPOCH = f"{PREFIX}epoch"
+"""HASH: ``id`` names the life of Redis's state (a new id after a loss), and one field
+``p:<topic>:<partition>`` per input partition the stream processor has replayed from its
+beginning into this epoch (``streamrec_stream_processor.epoch``). No TTL: never evicted."""
 
 RENORMALISE_AT = 200.0
 """Largest ``(t - landmark) / tau`` before trending scores are rescaled (see module doc)."""

@@ -72,6 +72,14 @@ class ServingSettings(BaseModel):
     online_flush_s: float = Field(default=0.5, gt=0)
     online_retention_s: int = Field(default=8 * 86_400, ge=3600)
 
+    # --- abuse ---
+    read_rate_per_s: float = Field(default=50.0, ge=0)
+    """Reads (every GET under /v1/, the batch POST) per second per client address without a
+    configured API key (a key's reads go to its own rate and burst); 0 = no limit. Per
+    worker process; a batch costs one read per user id. Behind a proxy, run uvicorn with
+    ``--forwarded-allow-ips`` so that the client address is the caller's."""
+    read_burst: float = Field(default=100.0, ge=1)
+
     # --- degradation ---
     breaker_failures: int = Field(default=3, ge=1)
     breaker_open_s: float = Field(default=2.0, gt=0)

@@ -39,6 +39,7 @@ from streamrec_shared.events import UserEvent
 from streamrec_shared.http import error_body, install_error_handlers
 from streamrec_shared.model_watch import ModelWatcher
 from streamrec_stream_processor.attribution import Attributor, countable
+from streamrec_stream_processor.epoch import Epoch
 from streamrec_stream_processor.foldin import ModelHandle
 from streamrec_stream_processor.profiles import ProfileConfig
 from streamrec_stream_processor.settings import ProcessorSettings, get_settings
@@ -176,6 +177,7 @@ def build(settings: ProcessorSettings | None = None) -> Processor:
         dead_letter=dead_letter,
         retryable=(*RETRYABLE, KafkaError),
         lag=LagGauge.by_topic_partition(metrics.PROCESSOR_CONSUMER_LAG),
+        guard=Epoch(store, models),
     )
     proc = Processor(settings, store, models, events, catalog, users, consumer)
     return proc

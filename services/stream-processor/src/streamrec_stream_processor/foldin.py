@@ -30,9 +30,17 @@ class ModelHandle:
     def __init__(self, store: RedisStore) -> None:
         self.store = store
         self.current: FoldModel | None = None
+        self._announced: ModelAnnouncement | None = None
+
+    async def reload(self) -> None:
+        """Load the current version again (Redis lost its state: its item codes changed)."""
+        if self._announced is not None:
+            self.current = None  # no vector from codes of the lost state meanwhile
+            await self.load(self._announced)
 
     async def load(self, announcement: ModelAnnouncement) -> None:
         """Load the announced version (artifacts read and gram computed in a thread)."""
+        self._announced = announcement
         path = await asyncio.to_thread(open_version, announcement.artifact_uri)
         bundle = await asyncio.to_thread(ModelBundle.load, path)
         item_ids = bundle.als.item_ids.tolist()

@@ -3,19 +3,25 @@
 Every write is a Lua script, so each user's profile update (with its trending increments and
 the deletion of the user's recommendation cache) and each catalog / user-attribute update is
 atomic. Key layout and codecs: ``streamrec_shared.profile``.
+
+Every script first checks that Redis still holds the state this process knows
+(``sr:epoch`` ``id`` equals the store's ``epoch``, passed as the last argument): a Redis that
+restarted empty refuses the write with ``StateLost`` instead of taking profiles built from
+product codes it no longer has (``streamrec_stream_processor.epoch`` rebuilds it).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Sequence
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from streamrec_shared import feedback
 from streamrec_shared.profile import (
@@ -23,6 +29,7 @@ from streamrec_shared.profile import (
     CATALOG_CHANNEL,
     CATEGORY_DICT,
     CATEGORY_DICT_INDEX,
+    EPOCH,
     PREFIX,
     PRODUCT_DICT,
     PRODUCT_DICT_INDEX,
@@ -201,10 +208,12 @@ end
 return applied
 """.replace("$USERATTRS", user_attributes_key(""))
 
-# KEYS: code list, index hash. ARGV: names. Returns their codes (new names get the next codes).
+# KEYS: code list, index hash. ARGV: names (then the epoch, see GUARD). Returns their codes
+# (new names get the next codes).
 INTERN = """
 local out = {}
-for i, name in ipairs(ARGV) do
+for i = 1, #ARGV - 1 do
+  local name = ARGV[i]
   local c = redis.call('HGET', KEYS[2], name)
   if not c then
     c = redis.call('RPUSH', KEYS[1], name) - 1
@@ -215,6 +224,19 @@ end
 return out
 """
 
+GUARD = f"""
+if redis.call('HGET', '{EPOCH}', 'id') ~= ARGV[#ARGV] then
+  return redis.error_reply('STATE_LOST Redis no longer holds the state this writer knows')
+end
+"""
+"""Prepended to every write script: the last argument is the writer's epoch id."""
+
+
+class StateLost(Exception):
+    """Redis's ``sr:epoch`` is not the one this store knows: it lost its state (a restart
+    without data, a flush); nothing of the write was applied."""
+
+
 INTERN_CHUNK = 2000
 PROFILE_CHUNK = 100
 CATALOG_CHUNK = 200
@@ -222,6 +244,7 @@ CATALOG_CHUNK = 200
 
 ScriptArg = str | bytes | int | float
 W = TypeVar("W")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +292,8 @@ class RedisStore:
         self._redis: Redis | None = None
         self._codes: dict[str, dict[str, int]] = {PRODUCT_DICT: {}, CATEGORY_DICT: {}}
         self._scripts: dict[str, AsyncScript] = {}
+        self.epoch = ""
+        """The ``sr:epoch`` id this store's caches belong to ("" until the first check)."""
 
     @property
     def redis(self) -> Redis:
@@ -290,7 +315,32 @@ class RedisStore:
             ("user", APPLY_USERS),
             ("intern", INTERN),
         ):
-            self._scripts[name] = self._redis.register_script(text)
+            self._scripts[name] = self._redis.register_script(GUARD + text)
+        try:
+            await self.adopt_epoch()
+        except (RedisError, OSError) as exc:  # the consumer's guard adopts it once Redis is back
+            logger.warning("Redis unavailable at start (%s); writes wait for it", exc)
+
+    async def adopt_epoch(self) -> tuple[str, set[str]]:
+        """Redis's epoch id (created if Redis has none: new, or lost its state) and the
+        partitions replayed into it (``p:<topic>:<partition>`` fields); a different id than
+        the one known resets this store's caches (``reset``)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hsetnx(EPOCH, "id", uuid.uuid4().hex)
+        pipe.hgetall(EPOCH)
+        _, fields = await pipe.execute()
+        names = {k.decode(): v.decode() for k, v in fields.items()}
+        current = names.pop("id")
+        if current != self.epoch:
+            if self.epoch:
+                logger.warning("Redis lost its state (epoch %s -> %s)", self.epoch, current)
+            self.reset(current)
+        return current, set(names)
+
+    def reset(self, epoch: str) -> None:
+        """Redis's state is ``epoch`` now: forget the codes cached from an earlier one."""
+        self.epoch = epoch
+        self._codes = {PRODUCT_DICT: {}, CATEGORY_DICT: {}}
 
     async def stop(self) -> None:
         if self._redis is not None:
@@ -337,7 +387,9 @@ class RedisStore:
         index = PRODUCT_DICT_INDEX if kind == PRODUCT_DICT else CATEGORY_DICT_INDEX
         for start in range(0, len(missing), INTERN_CHUNK):
             chunk = missing[start : start + INTERN_CHUNK]
-            codes = await self._scripts["intern"](keys=[kind, index], args=chunk)
+            codes = await self._guarded(
+                self._scripts["intern"](keys=[kind, index], args=[*chunk, self.epoch])
+            )
             for name, code in zip(chunk, codes, strict=True):
                 cache[name] = out[name] = int(code)
         return out
@@ -363,6 +415,7 @@ class RedisStore:
             args: list[ScriptArg] = [*head, len(chunk)]
             for w in chunk:
                 args.extend(encode(w))
+            args.append(self.epoch)
             calls.append(args)
         registered = self._scripts[script]
         while True:
@@ -370,9 +423,19 @@ class RedisStore:
             for args in calls:
                 pipe.evalsha(registered.sha, len(keys), *keys, *args)
             try:
-                return list(await pipe.execute())
+                return list(await self._guarded(pipe.execute()))
             except NoScriptError:
                 await self.redis.script_load(registered.script)
+
+    @staticmethod
+    async def _guarded(call: Awaitable[T]) -> T:
+        """``call``, with a script's epoch refusal raised as ``StateLost``."""
+        try:
+            return await call
+        except ResponseError as exc:
+            if "STATE_LOST" in str(exc):
+                raise StateLost(str(exc)) from exc
+            raise
 
     async def write_profiles(self, writes: Sequence[ProfileWrite]) -> list[bool]:
         """Compare-and-set each profile with its trending increments; True where applied.

@@ -88,7 +88,7 @@ class OnlineRecorder:
         metrics.RECOMMENDER_ONLINE_EVENTS.labels(
             tag.algorithm, tag.variant or "-", "impression"
         ).inc()
-        if len(self._shown) < self.max_pending:
+        if product_ids and len(self._shown) < self.max_pending:
             shown = self._shown.setdefault(user_id, {})
             for pid in product_ids:
                 shown[pid] = rec_id

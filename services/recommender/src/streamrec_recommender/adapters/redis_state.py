@@ -109,6 +109,12 @@ class UserRead:
     recent_events: tuple[recent_events.RecentEvent, ...] = ()
     """The user's read-your-writes list (``sr:re:<user>``), most recent first."""
 
+    @property
+    def known(self) -> bool:
+        """Redis holds something of this user (a profile, attributes, recent events): only
+        then is anything stored for the user's answers (cache, what was shown)."""
+        return bool(self.revision) or self.attributes is not None or bool(self.recent_events)
+
 
 @dataclass(frozen=True)
 class CatalogMirror:
@@ -145,6 +151,7 @@ class RedisState:
         self._products = profile.CodeBook(redis, profile.PRODUCT_DICT)
         self._categories = profile.CodeBook(redis, profile.CATEGORY_DICT)
         self._products_seen = 0
+        self._epoch: bytes | None = None
         self._categories_seen = 0
         self.catalog = CatalogMirror()
         self.trending = TrendingMirror()
@@ -222,16 +229,23 @@ class RedisState:
     # --- background mirrors ----------------------------------------------------------------
     async def check_code_books(self) -> bool:
         """Start the product/category code books afresh if Redis lost them (a restarted,
-        emptied Redis re-interns ids from code 0); True if they were reset."""
+        emptied Redis re-interns ids from code 0: a new ``sr:epoch`` id, or dictionaries that
+        shrank); True if they were reset."""
         pipe = self.background.pipeline(transaction=False)
         pipe.llen(profile.PRODUCT_DICT)
         pipe.llen(profile.CATEGORY_DICT)
-        n_products, n_categories = await self.bg(pipe.execute)
-        if n_products < self._products_seen or n_categories < self._categories_seen:
+        pipe.hget(profile.EPOCH, "id")
+        n_products, n_categories, epoch = await self.bg(pipe.execute)
+        known, self._epoch = self._epoch, epoch
+        if (
+            n_products < self._products_seen
+            or n_categories < self._categories_seen
+            or (known is not None and epoch != known)
+        ):
             self._products = profile.CodeBook(self.redis, profile.PRODUCT_DICT)
             self._categories = profile.CodeBook(self.redis, profile.CATEGORY_DICT)
             self.reader = profile.ProfileReader(self.background)
-            logger.warning("product/category dictionaries shrank in Redis: code books reset")
+            logger.warning("Redis lost its product/category dictionaries: code books reset")
             reset = True
         else:
             reset = False

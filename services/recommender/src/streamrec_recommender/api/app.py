@@ -23,6 +23,7 @@ from streamrec_recommender.adapters.breaker import CircuitBreaker
 from streamrec_recommender.adapters.redis_state import RedisState, connect
 from streamrec_recommender.api import routes, search
 from streamrec_recommender.api.fastpath import FastPath
+from streamrec_recommender.api.limits import ReadLimit, ReadLimitMiddleware
 from streamrec_recommender.runtime.recommender import Recommender
 from streamrec_recommender.serving.model import ServingModel
 from streamrec_recommender.settings import RecommenderSettings, get_settings
@@ -88,6 +89,7 @@ def create_app(
     app.state.settings = settings
     app.state.recommender = recommender
     app.state.keyring = KeyRing(settings.auth)
+    app.state.read_limit = ReadLimit(app.state.keyring, s.read_rate_per_s, s.read_burst)
 
     async def readiness() -> dict[str, bool]:
         return {
@@ -108,7 +110,8 @@ def create_app(
 
 
 def with_fast_path(app: FastAPI) -> ASGIApp:
-    """``FastPath`` in front of an app from ``create_app``.
+    """``FastPath`` in front of an app from ``create_app``, the read limit
+    (``api.limits``) in front of both.
 
     It answers the ordinary GET /v1/recommendations/{user_id} and hands everything else
     (lifespan included) to FastAPI. In front of, not inside, the app: FastAPI wraps even the
@@ -116,7 +119,8 @@ def with_fast_path(app: FastAPI) -> ASGIApp:
     of CPU per request.
     """
     settings: RecommenderSettings = app.state.settings
-    return FastPath(app, app.state.recommender, cors=bool(settings.http.cors_origins))
+    fast = FastPath(app, app.state.recommender, cors=bool(settings.http.cors_origins))
+    return ReadLimitMiddleware(fast, app.state.read_limit)
 
 
 def create_server() -> ASGIApp:

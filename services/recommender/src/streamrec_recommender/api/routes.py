@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 import orjson
 from fastapi import APIRouter, Path, Query
+from fastapi import Request as HttpRequest
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,6 +24,7 @@ from streamrec_recommender.adapters.experiments import PostgresUnavailableError,
 from streamrec_recommender.adapters.redis_state import RedisUnavailableError, count_degraded
 from streamrec_recommender.api import schemas
 from streamrec_recommender.api.deps import RecommenderDep
+from streamrec_recommender.api.limits import ReadLimit
 from streamrec_recommender.api.request import ROUTE, AlgorithmName, RecommendationQuery
 from streamrec_recommender.api.schemas import ok
 from streamrec_recommender.runtime.recommender import Answer, Recommender
@@ -68,7 +70,7 @@ def render(answer: Answer, started: float) -> dict[str, Any]:
     return body
 
 
-@router.get(ROUTE, tags=["recommendations"], responses=ok(schemas.Recommendation, 422))
+@router.get(ROUTE, tags=["recommendations"], responses=ok(schemas.Recommendation, 422, 429))
 async def recommendations(
     rec: RecommenderDep, user_id: UserId, query: Annotated[RecommendationQuery, Query()]
 ) -> Response:
@@ -92,11 +94,17 @@ class BatchIn(BaseModel):
 @router.post(
     "/v1/recommendations/batch",
     tags=["recommendations"],
-    responses=ok(schemas.BatchRecommendations, 400, 422),
+    responses=ok(schemas.BatchRecommendations, 400, 422, 429),
 )
-async def recommendations_batch(rec: RecommenderDep, body: BatchIn) -> Response:
-    """Recommendations for up to 1000 users (each as ``GET /v1/recommendations``)."""
+async def recommendations_batch(
+    rec: RecommenderDep, body: BatchIn, request: HttpRequest
+) -> Response:
+    """Recommendations for up to 1000 users (each as ``GET /v1/recommendations``); counts as
+    one read per user id against the client's read limit (429 with Retry-After)."""
     started = time.perf_counter()
+    limit: ReadLimit | None = getattr(request.app.state, "read_limit", None)
+    if limit is not None and len(body.user_ids) > 1:  # the request itself was charged one
+        limit.charge(request.scope, len(body.user_ids) - 1)
     results: list[dict[str, Any]] = []
 
     async def one(user_id: str) -> dict[str, Any]:
@@ -115,7 +123,7 @@ async def recommendations_batch(rec: RecommenderDep, body: BatchIn) -> Response:
 @router.get(
     "/v1/products/{product_id}/similar",
     tags=["recommendations"],
-    responses=ok(schemas.Similar, 404, 422, 503),
+    responses=ok(schemas.Similar, 404, 422, 429, 503),
 )
 async def similar(
     rec: RecommenderDep,
@@ -183,7 +191,7 @@ async def similar(
     return _json(body)
 
 
-@router.get("/v1/trending", tags=["recommendations"], responses=ok(schemas.Trending, 422))
+@router.get("/v1/trending", tags=["recommendations"], responses=ok(schemas.Trending, 422, 429))
 async def trending(
     rec: RecommenderDep,
     k: K = 10,

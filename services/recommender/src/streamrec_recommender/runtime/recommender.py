@@ -132,7 +132,7 @@ class Recommender:
             ("unavailable", self._refresh_unavailable, s.catalog_refresh_s),
             ("categories", self._refresh_catalog_full, s.categories_refresh_s),
             ("catalog-size", self._catalog_grew, 5.0),
-            ("code-books", self.state.check_code_books, 5.0),
+            ("code-books", self.state.check_code_books, 1.0),
             ("trending", self.state.refresh_trending, s.trending_refresh_s),
             ("experiments", self._refresh_experiments, s.experiments_refresh_s),
             ("campaigns", self._refresh_campaigns, s.campaigns_refresh_s),
@@ -340,7 +340,10 @@ class Recommender:
         if model is None:
             return None
         excl = ",".join(sorted(req.exclude))
-        space = f"{model.version}.{model.n_items}"  # n_items: live products appended
+        # n_items: live products appended; the catalog's availability version: a product
+        # deactivated or re-activated (restocked) leaves / enters the next answer, not the
+        # next answer after the cache's TTL
+        space = f"{model.version}.{model.n_items}.{self.state.catalog.version}"
         seen = "" if req.include_seen is None else str(int(req.include_seen))
         field = (
             f"{space}|{self.config_tag}|{req.algorithm}|{req.k}|{req.category or ''}|{excl}|{seen}"
@@ -359,6 +362,7 @@ class Recommender:
             count_degraded("redis")
         now = time.time()
         latest = read.recent_events[0].ts if read.recent_events else None
+        known = read.known
         doc = self._cached(read.cached, latest)
         if doc is not None:
             metrics.RECOMMENDER_CACHE.labels("hit").inc()
@@ -371,7 +375,9 @@ class Recommender:
                 variant=doc.get("variant"),
                 model_version=doc.get("model_version"),
             )
-            return self._answer(req, self._rollout_label(result, model), now, cached=True)
+            return self._answer(
+                req, self._rollout_label(result, model), now, cached=True, known=known
+            )
         if cache_field is not None and not degraded:
             metrics.RECOMMENDER_CACHE.labels("miss").inc()
         catalog = self.catalog
@@ -392,7 +398,9 @@ class Recommender:
             now=now,
         )
         result = await self._score(req, ctx)
-        if cache_field is not None and not degraded and model is not None:
+        # Nothing is stored for a user Redis knows nothing about (no profile, attributes or
+        # recent events): anyone can ask for any id, and such answers come from the request alone.
+        if cache_field is not None and not degraded and model is not None and known:
             doc = {
                 "algorithm": result.algorithm,
                 "strategy": result.strategy,
@@ -404,7 +412,7 @@ class Recommender:
                 "latest": latest,
             }
             self.recorder.cache(req.user_id, cache_field, orjson.dumps(doc), read.revision)
-        return self._answer(req, self._rollout_label(result, model), now, cached=False)
+        return self._answer(req, self._rollout_label(result, model), now, cached=False, known=known)
 
     def _cached(self, raw: bytes | None, latest: float | None) -> dict[str, Any] | None:
         """A cached answer still valid now (computed after the user's latest read-your-writes
@@ -542,9 +550,15 @@ class Recommender:
                 j.als = ranked
         return jobs
 
-    def _answer(self, req: Request, result: Result, now: float, *, cached: bool) -> Answer:
+    def _answer(
+        self, req: Request, result: Result, now: float, *, cached: bool, known: bool
+    ) -> Answer:
+        """The answer with its rec id; the impression counted, and for a ``known`` user
+        also which product it showed (``sr:rs:<user>``, for attributing a purchase without a
+        rec id; an unknown user's clicks are attributed by the rec id they carry)."""
         tag = RecTag(now, result.algorithm, result.segment, result.experiment, result.variant)
         rec_id = online.new_rec_id(tag)
-        self.recorder.impression(req.user_id, rec_id, tag, [p for p, _ in result.items])
+        shown = [p for p, _ in result.items] if known else []
+        self.recorder.impression(req.user_id, rec_id, tag, shown)
         metrics.RECOMMENDER_REQUESTS.labels(result.algorithm, result.strategy).inc()
         return Answer(req.user_id, rec_id, result, cached)

@@ -150,7 +150,7 @@ def start_redis(port: int, data_dir: Path, log_dir: Path) -> Proc:
             "--save", "",
             "--appendonly", "no",
             "--dir", str(data_dir),
-            "--maxmemory-policy", "noeviction",
+            "--maxmemory-policy", "volatile-lru",  # as deployed: only caches (TTL) evictable
         ],
         log_dir=log_dir,
     )  # fmt: skip

@@ -109,6 +109,8 @@ class StackDescription:
                 if "web" in self.urls
                 else []
             ),
+            # the test session and the benchmarks read from one address: no read limit here
+            "STREAMREC_RECOMMENDER__READ_RATE_PER_S": "0",
             "OPENBLAS_NUM_THREADS": "1",
             "PYTHONUNBUFFERED": "1",
         }
