@@ -27,6 +27,7 @@ import orjson
 from streamrec_recommender import online
 from streamrec_recommender.adapters.campaigns import CampaignStore
 from streamrec_recommender.adapters.catalog_feed import CatalogFeed
+from streamrec_recommender.adapters.definitions import Database
 from streamrec_recommender.adapters.experiments import ExperimentStore
 from streamrec_recommender.adapters.impressions import OnlineRecorder
 from streamrec_recommender.adapters.redis_state import (
@@ -96,9 +97,10 @@ class Recommender:
             cache_ttl_s=s.cache_ttl_s,
         )
         dsn = settings.postgres.dsn.get_secret_value() if settings.postgres.dsn else None
-        self.experiments = ExperimentStore(dsn, state)
+        self.database = Database(dsn)
+        self.experiments = ExperimentStore(self.database, state)
         self.rollouts = RolloutStore(dsn)
-        self.campaigns = CampaignStore(state)
+        self.campaigns = CampaignStore(self.database, state)
         self.catalog: CatalogIndex | None = None
         self.arm_stats: dict[str, dict[str, ArmStats]] = {}
         self.config_tag = ""
@@ -172,7 +174,7 @@ class Recommender:
         self._tasks.clear()
         with contextlib.suppress(Exception):
             await self.recorder.flush()
-        await self.experiments.close()
+        await self.database.close()
         await self.rollouts.close()
 
     async def _on_model(self, ann: ModelAnnouncement) -> None:
