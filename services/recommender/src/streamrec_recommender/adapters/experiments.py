@@ -17,8 +17,9 @@ import asyncpg
 from streamrec_recommender.adapters.definitions import Database, Definitions
 from streamrec_recommender.adapters.redis_state import RedisState
 from streamrec_recommender.serving.policy import Experiment, Variant
+from streamrec_shared import feedback
 
-REDIS_KEY = "sr:experiments"
+REDIS_KEY = feedback.EXPERIMENTS_CACHE
 
 _UPSERT = """
 INSERT INTO experiments (name, status, variants, description)

@@ -52,6 +52,7 @@ from streamrec_recommender.settings import RecommenderSettings
 from streamrec_shared import metrics, profile
 from streamrec_shared.events import ModelAnnouncement
 from streamrec_shared.model_watch import ModelWatcher
+from streamrec_shared.rec_ids import RecIds
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +99,7 @@ class Recommender:
         )
         dsn = settings.postgres.dsn.get_secret_value() if settings.postgres.dsn else None
         self.database = Database(dsn)
+        self.rec_ids = RecIds(settings.feedback.key(), online.ALGORITHM_CODES)
         self.experiments = ExperimentStore(self.database, state)
         self.rollouts = RolloutStore(dsn)
         self.campaigns = CampaignStore(self.database, state)
@@ -549,7 +551,7 @@ class Recommender:
 
     def _answer(self, req: Request, result: Result, now: float, *, cached: bool) -> Answer:
         tag = RecTag(now, result.algorithm, result.segment, result.experiment, result.variant)
-        rec_id = online.new_rec_id(tag)
+        rec_id = self.rec_ids.new(tag)
         self.recorder.impression(req.user_id, rec_id, tag, [p for p, _ in result.items])
         metrics.RECOMMENDER_REQUESTS.labels(result.algorithm, result.strategy).inc()
         return Answer(req.user_id, rec_id, result, cached)
