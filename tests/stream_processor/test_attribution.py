@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from redis.asyncio import Redis
 
-from streamrec_shared import feedback
+from streamrec_shared import feedback, metrics
 from streamrec_shared.events import UserEvent
 from streamrec_shared.feedback import RecTag
 from streamrec_shared.rec_ids import RecIds
@@ -54,9 +54,18 @@ async def test_clicks_and_conversions_count_once_and_replays_count_nothing(redis
         event("e6", "view", "p3", None, now),  # not feedback
         event("e7", "click", "p1", old, now),  # outside the window
         event("e8", "click", "p1", "not-a-rec-id", now),
+        event("e9", "click", "p1", rec_id.replace(".treat", ".ctl"), now),  # altered
+        event("e10", "click", "p1", RecIds(b"o" * 32, feedback.ALGORITHM_CODES).new(tag), now),
     ]
+    rejected = metrics.PROCESSOR_FEEDBACK_REJECTED.labels("unverified")
+    before = rejected._value.get()
     kinds = await attributor.apply(batch)
-    assert kinds == ["click", "click", "conversion", "conversion", None, None, None, None]
+    assert kinds == ["click", "click", "conversion", "conversion"] + [None] * 6
+    assert rejected._value.get() - before == 3  # e8, e9, e10 (e7 is expired)
+    # the variant label: a known variant, else "other" (the known set is read from Redis)
+    assert attributor.known_variants == frozenset(feedback.ROLLOUT_VARIANTS)
+    attributed = metrics.PROCESSOR_ATTRIBUTED_EVENTS.labels("itemknn", "other", "click")
+    assert attributed._value.get() >= 1
     labels = ("itemknn", "light", "ab", "treat")
     assert await counts(redis, tag.minute) == {
         feedback.field("clk", *labels): 2,
