@@ -8,11 +8,13 @@ writes with a 503.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
 import httpx
 from pydantic import SecretStr
 from redis.asyncio import Redis
@@ -72,12 +74,17 @@ async def _listed(c: httpx.AsyncClient) -> tuple[list[str], int]:
     return names, (await c.get("/v1/experiments/exp1")).status_code
 
 
+async def _empty(dsn: str) -> None:
+    """Migrated, without definitions, and as if no pod had started since the upgrade."""
+    pool = await create_pool(PostgresSettings(dsn=dsn, max_size=1))  # migrates
+    await pool.execute("TRUNCATE campaigns, experiments, definition_adoptions")
+    await pool.close()
+
+
 async def test_campaigns_and_experiments_survive_a_redis_flush(
     private_redis: str, private_postgres: str
 ) -> None:
-    pool = await create_pool(PostgresSettings(dsn=private_postgres, max_size=1))  # migrates
-    await pool.execute("TRUNCATE campaigns, experiments")
-    await pool.close()
+    await _empty(private_postgres)
     redis = Redis.from_url(private_redis)
     await redis.flushall()
     settings = _settings(private_redis, private_postgres)
@@ -120,3 +127,38 @@ async def test_campaigns_and_experiments_survive_a_redis_flush(
     finally:
         await redis.flushall()
         await redis.aclose()
+
+
+async def test_campaigns_of_the_redis_only_era_are_adopted_once(
+    private_redis: str, private_postgres: str
+) -> None:
+    """Before migration 0007 campaigns lived in Redis only: the first pod after the upgrade
+    copies them into Postgres, so the upgrade loses none and a later flush neither."""
+    await _empty(private_postgres)
+    redis = Redis.from_url(private_redis)
+    await redis.flushall()
+    now = time.time()
+    old = {"name": "legacy", "boost": 10.0, "start": now - 60, "end": now + 3600,
+           "product_ids": [TARGET], "categories": [], "segment": None, "enabled": True}  # fmt: skip
+    await redis.hset(campaigns.REDIS_KEY, "legacy", json.dumps(old))
+    settings = _settings(private_redis, private_postgres)
+    try:
+        async with _pod(settings) as c:
+            assert (await _listed(c))[0] == ["legacy"]
+            assert (await c.delete("/v1/campaigns/legacy")).status_code == 200
+        conn = await asyncpg.connect(private_postgres)
+        try:
+            assert await conn.fetchval("SELECT count(*) FROM campaigns") == 0
+        finally:
+            await conn.close()
+        await redis.hset(campaigns.REDIS_KEY, "legacy", json.dumps(old))  # a stale copy
+        async with _pod(settings) as c:  # adopted once only: Postgres stays the truth
+            assert (await _listed(c))[0] == []
+            await eventually(lambda: _gone(redis), timeout=10, what="the stale copy replaced")
+    finally:
+        await redis.flushall()
+        await redis.aclose()
+
+
+async def _gone(redis: Redis) -> bool | None:
+    return True if await redis.hlen(campaigns.REDIS_KEY) == 0 else None

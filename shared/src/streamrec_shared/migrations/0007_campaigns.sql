@@ -8,3 +8,11 @@ CREATE TABLE IF NOT EXISTS campaigns (
     created_at   timestamptz NOT NULL DEFAULT now(),
     updated_at   timestamptz NOT NULL DEFAULT now()
 );
+
+-- Kinds of definitions whose earlier Redis-only copy was adopted into their table once (the
+-- first recommender that starts after this migration copies sr:campaigns into campaigns, so
+-- an upgrade loses nothing; a row here makes it happen exactly once).
+CREATE TABLE IF NOT EXISTS definition_adoptions (
+    kind         text PRIMARY KEY,
+    adopted_at   timestamptz NOT NULL DEFAULT now()
+);

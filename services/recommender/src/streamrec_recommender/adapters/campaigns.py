@@ -76,4 +76,5 @@ class CampaignStore(Definitions[Campaign]):
             from_row=_from_row,
             to_json=to_json,
             from_json=from_json,
+            adopt_cache=True,  # campaigns lived in Redis only before migration 0007
         )

@@ -69,7 +69,9 @@ class Definitions(Generic[T]):
 
     select: SQL returning every row (``WHERE name = $1`` is appended for one);
     upsert: SQL taking ``params(item)`` and RETURNING the stored row; delete: SQL taking the
-    name; from_row: a row as T; to_json / from_json: T as the JSON document of the Redis copy.
+    name; from_row: a row as T; to_json / from_json: T as the JSON document of the Redis copy;
+    adopt_cache: this kind used to live in Redis only, so the first refresh after the upgrade
+    copies the Redis hash into the table (once per table: ``definition_adoptions``).
     """
 
     def __init__(
@@ -86,6 +88,7 @@ class Definitions(Generic[T]):
         from_row: Callable[[asyncpg.Record], T],
         to_json: Callable[[T], dict[str, Any]],
         from_json: Callable[[dict[str, Any]], T],
+        adopt_cache: bool = False,
     ) -> None:
         self.kind = kind
         self.db = db
@@ -95,6 +98,7 @@ class Definitions(Generic[T]):
         self._params, self._from_row = params, from_row
         self._to_json, self._from_json = to_json, from_json
         self.all: dict[str, T] = {}
+        self._adopt = adopt_cache
         self.postgres_ok = True
         self._cached_digest = ""
         """Digest of the definitions last written to the Redis copy ('' : unknown)."""
@@ -104,6 +108,8 @@ class Definitions(Generic[T]):
         copy if Postgres is down; memory is kept when both fail."""
         try:
             pool = await self.db.get()
+            if self._adopt:
+                await self._adopt_cache(pool)
             rows = await pool.fetch(self._select, timeout=3.0)
         except (PostgresUnavailableError, *_DB_ERRORS) as exc:
             if self.postgres_ok:  # log the change, not every refresh
@@ -117,11 +123,35 @@ class Definitions(Generic[T]):
         self.all = {item.name: item for item in map(self._from_row, rows)}
         await self._repair_cache()
 
+    async def _adopt_cache(self, pool: asyncpg.Pool) -> None:
+        """Copy the Redis hash into the table, once per table (the first pod to claim the
+        ``definition_adoptions`` row does it, in the same transaction)."""
+        cached = await self._cached()
+        if cached is None:  # Redis down: adopt on a later refresh
+            return
+        async with pool.acquire() as conn, conn.transaction():
+            claimed = await conn.fetchval(
+                "INSERT INTO definition_adoptions (kind) VALUES ($1) ON CONFLICT DO NOTHING"
+                " RETURNING kind",
+                self.kind,
+            )
+            if claimed is not None and cached:
+                for item in cached.values():  # a PUT since wrote the Redis copy too
+                    await conn.execute(self._upsert, *self._params(item))
+                logger.info("%s: adopted %d from the Redis copy", self.kind, len(cached))
+        self._adopt = False
+
     async def _from_redis(self) -> None:
+        cached = await self._cached()
+        if cached is not None:
+            self.all = cached
+
+    async def _cached(self) -> dict[str, T] | None:
+        """The Redis copy (None when Redis is down)."""
         try:
             raw = await self.redis.bg(lambda: self.redis.background.hgetall(self.redis_key))
         except RedisUnavailableError:
-            return
+            return None
         out: dict[str, T] = {}
         for k, v in raw.items():
             try:
@@ -130,7 +160,7 @@ class Definitions(Generic[T]):
                 logger.warning("ignoring malformed cached %s %r", self.kind, k)
                 continue
             out[item.name] = item
-        self.all = out
+        return out
 
     def _docs(self, items: Mapping[str, T]) -> dict[str, str]:
         return {name: json.dumps(self._to_json(item)) for name, item in sorted(items.items())}
