@@ -3,8 +3,8 @@
 Postgres is the source of truth; a copy of every definition is kept in the Redis hash
 ``sr:experiments`` so pods that start while Postgres is down still split traffic the same way,
 and each pod refreshes its in-memory list every ``experiments_refresh_s`` (storage:
-``adapters.definitions``). Assignment itself is
-pure (``policy.Experiment.assign``) and needs no storage at all.
+``adapters.definitions``). Assignment itself is pure (``policy.Experiment.assign``) and needs no
+storage at all.
 """
 
 from __future__ import annotations
