@@ -22,7 +22,7 @@ HPA_SERVICES = ("ingest", "recommender")
 WORKLOAD_KINDS = ("Deployment", "StatefulSet")
 # Secrets a prod operator creates (documented in docs/operations.md); CloudNativePG creates
 # "<cluster>-app" itself.
-EXTERNAL_SECRETS = {"streamrec-api-keys", "streamrec-artifacts-s3"}
+EXTERNAL_SECRETS = {"streamrec-api-keys", "streamrec-artifacts-s3", "streamrec-feedback"}
 NAMESPACES = {"dev": "streamrec-dev", "prod": "streamrec", "prod-keda": "streamrec"}
 # Who may connect to each dependency: the services that import its client library.
 DEPENDENCY_CLIENTS = {

@@ -32,7 +32,7 @@ from streamrec_recommender.serving.policy import (
 )
 from streamrec_recommender.serving.scorers import SCORERS
 from streamrec_recommender.settings import RecommenderSettings
-from streamrec_shared import algorithms
+from streamrec_shared import algorithms, rec_ids
 from streamrec_shared.artifacts import ModelBundle
 from streamrec_trainer import offline
 from streamrec_trainer.dataset import Dataset, Interactions, catalog_from_records
@@ -137,7 +137,7 @@ async def test_the_recommender_serves_algorithm_toy(
                 body = r.json()
                 assert body["algorithm"] == "toy"
                 assert [i["product_id"] for i in body["items"]] == _expected_top(bundle, 3)
-                assert online.parse_rec_id(body["rec_id"]).algorithm == "toy"  # type: ignore[union-attr]
+                assert rec_ids.describe(body["rec_id"], online.ALGORITHM_CODES).algorithm == "toy"  # type: ignore[union-attr]
                 bad = await client.get("/v1/recommendations/u3", params={"algorithm": "toyz"})
                 assert bad.status_code == 422
                 assert "toy" in bad.text  # the error lists the registry's names

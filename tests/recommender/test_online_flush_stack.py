@@ -12,9 +12,12 @@ from redis.asyncio import Redis
 from streamrec_dev.localstack.stack import StackDescription
 from streamrec_recommender.adapters import impressions as attribution
 from streamrec_recommender.adapters.impressions import OnlineRecorder
-from streamrec_recommender.online import RecTag, new_rec_id
+from streamrec_recommender.online import ALGORITHM_CODES, RecTag
 from streamrec_shared import profile
 from streamrec_shared.feedback import shown_key
+from streamrec_shared.rec_ids import RecIds
+
+new_rec_id = RecIds(b"k" * 32, ALGORITHM_CODES).new
 
 pytestmark = [pytest.mark.stack]
 

@@ -9,25 +9,52 @@ import pytest
 from streamrec_recommender import online
 from streamrec_recommender.online import RecTag
 from streamrec_recommender.serving.policy import Experiment, Variant
-from streamrec_shared import feedback
+from streamrec_shared import feedback, rec_ids
+from streamrec_shared.rec_ids import RecIds
+
+KEY = b"k" * 32
+REC_IDS = RecIds(KEY, online.ALGORITHM_CODES)
 
 
 def test_rec_id_round_trip_and_length() -> None:
-    tag = RecTag(1_700_000_000.123, "itemknn", "light", "a" * 32, "treatment")
-    rec_id = online.new_rec_id(tag)
+    tag = RecTag(1_700_000_000.123, "itemknn", "light", "a" * 26, "treatment")
+    rec_id = REC_IDS.new(tag)
     assert len(rec_id) <= 64
-    back = online.parse_rec_id(rec_id)
+    back = REC_IDS.parse(rec_id)
     assert back is not None
     assert back.algorithm == "itemknn"
     assert back.segment == "light"
-    assert back.experiment == "a" * 32
+    assert back.experiment == "a" * 26
     assert back.variant == "treatment"
     assert back.served_at == pytest.approx(tag.served_at, abs=1e-3)
-    plain = online.parse_rec_id(online.new_rec_id(RecTag(5.0, "als", "new")))
+    plain = REC_IDS.parse(REC_IDS.new(RecTag(5.0, "als", "new")))
     assert plain is not None
     assert plain.experiment is None
-    assert online.parse_rec_id("not-a-rec-id") is None
-    assert online.parse_rec_id("rzz.qq.1234") is None
+    assert REC_IDS.parse("not-a-rec-id") is None
+    assert REC_IDS.parse("rzz.qq.1234") is None
+    # too long with its experiment: signed without it
+    long = REC_IDS.parse(REC_IDS.new(RecTag(5.0, "als", "new", "a" * 40, "treatment")))
+    assert long is not None
+    assert long.experiment is None
+
+
+def test_a_forged_or_altered_rec_id_does_not_verify() -> None:
+    rec_id = REC_IDS.new(RecTag(1_700_000_000.0, "als", "light", "exp", "ctl"))
+    assert REC_IDS.parse(rec_id) is not None
+    assert rec_ids.describe(rec_id, online.ALGORITHM_CODES) == REC_IDS.parse(rec_id)
+    altered = [
+        rec_id.replace(".exp.ctl", ".exp.treat"),  # another variant
+        rec_id.replace(".al", ".pl", 1),  # another algorithm
+        "r" + rec_id[2:],  # another time
+        rec_id[:-1] + ("x" if rec_id[-1] != "x" else "y"),
+    ]
+    head, rest = rec_id.split(".", 2)[:2], rec_id.split(".", 2)[2]
+    altered.append(".".join([*head, rest[:6] + "A" * 8 + rest[14:]]))  # a made-up tag
+    for bad in altered:
+        assert REC_IDS.parse(bad) is None, bad
+    other_key = RecIds(b"o" * 32, online.ALGORITHM_CODES)
+    assert other_key.parse(rec_id) is None
+    assert other_key.parse(other_key.new(RecTag(1.0, "als", "new"))) is not None
 
 
 def test_two_proportion_z_matches_a_known_value() -> None:
@@ -80,7 +107,7 @@ def test_arm_stats_by_segment() -> None:
 def test_the_processor_decodes_every_rec_id_the_recommender_makes() -> None:
     """The processor attributes with ``feedback.ALGORITHM_CODES``: it must know every code."""
     for algorithm in online.ALGORITHM_CODES:
-        rec_id = online.new_rec_id(RecTag(1_700_000_000.0, algorithm, "heavy", "exp", "b"))
-        tag = feedback.parse_rec_id(rec_id, feedback.ALGORITHM_CODES)
+        rec_id = REC_IDS.new(RecTag(1_700_000_000.0, algorithm, "heavy", "exp", "b"))
+        tag = RecIds(KEY, feedback.ALGORITHM_CODES).parse(rec_id)
         assert tag is not None
         assert (tag.algorithm, tag.segment, tag.variant) == (algorithm, "heavy", "b")

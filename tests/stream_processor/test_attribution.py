@@ -8,10 +8,13 @@ from datetime import UTC, datetime
 
 from redis.asyncio import Redis
 
-from streamrec_shared import feedback
+from streamrec_shared import feedback, metrics
 from streamrec_shared.events import UserEvent
 from streamrec_shared.feedback import RecTag
+from streamrec_shared.rec_ids import RecIds
 from streamrec_stream_processor.attribution import Attributor
+
+REC_IDS = RecIds(b"k" * 32, feedback.ALGORITHM_CODES)
 
 
 def event(event_id: str, kind: str, product: str, rec_id: str | None, at: float) -> UserEvent:
@@ -35,13 +38,13 @@ async def counts(redis: Redis, minute: int) -> dict[str, int]:
 async def test_clicks_and_conversions_count_once_and_replays_count_nothing(redis: Redis) -> None:
     now = time.time()
     tag = RecTag(now - 30, "itemknn", "light", "ab", "treat")
-    rec_id = feedback.new_rec_id(tag, feedback.ALGORITHM_CODES)
+    rec_id = REC_IDS.new(tag)
     shown = RecTag(now - 20, "als", "heavy")
-    shown_id = feedback.new_rec_id(shown, feedback.ALGORITHM_CODES)
+    shown_id = REC_IDS.new(shown)
     # the recommender's impression record: p9 was shown under shown_id
     await redis.hset(feedback.shown_key("u1"), "p9", shown_id)
-    old = feedback.new_rec_id(RecTag(now - 10_000, "als", "new"), feedback.ALGORITHM_CODES)
-    attributor = Attributor(redis, window_s=3600, retention_s=7200)
+    old = REC_IDS.new(RecTag(now - 10_000, "als", "new"))
+    attributor = Attributor(redis, window_s=3600, retention_s=7200, rec_ids=REC_IDS)
     batch = [
         event("e1", "click", "p1", rec_id, now),
         event("e2", "view", "p2", rec_id, now),  # a second click on the same response
@@ -51,9 +54,18 @@ async def test_clicks_and_conversions_count_once_and_replays_count_nothing(redis
         event("e6", "view", "p3", None, now),  # not feedback
         event("e7", "click", "p1", old, now),  # outside the window
         event("e8", "click", "p1", "not-a-rec-id", now),
+        event("e9", "click", "p1", rec_id.replace(".treat", ".ctl"), now),  # altered
+        event("e10", "click", "p1", RecIds(b"o" * 32, feedback.ALGORITHM_CODES).new(tag), now),
     ]
+    rejected = metrics.PROCESSOR_FEEDBACK_REJECTED.labels("unverified")
+    before = rejected._value.get()
     kinds = await attributor.apply(batch)
-    assert kinds == ["click", "click", "conversion", "conversion", None, None, None, None]
+    assert kinds == ["click", "click", "conversion", "conversion"] + [None] * 6
+    assert rejected._value.get() - before == 3  # e8, e9, e10 (e7 is expired)
+    # the variant label: a known variant, else "other" (the known set is read from Redis)
+    assert attributor.known_variants == frozenset(feedback.ROLLOUT_VARIANTS)
+    attributed = metrics.PROCESSOR_ATTRIBUTED_EVENTS.labels("itemknn", "other", "click")
+    assert attributed._value.get() >= 1
     labels = ("itemknn", "light", "ab", "treat")
     assert await counts(redis, tag.minute) == {
         feedback.field("clk", *labels): 2,

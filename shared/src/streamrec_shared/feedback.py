@@ -7,10 +7,8 @@ processor reads ``events.v1`` and counts clicks and conversions against those re
 sides write the same Redis counters, laid out here.
 
 Rec id
-    ``r<ms base36>.<algorithm code><segment code>.<8 hex>[.<experiment>.<variant>]``, at most 64
-    characters. The one-letter algorithm codes are the caller's table (``algorithm_codes``:
-    name -> code); an unknown algorithm is written as ``x`` and a rec id with an unknown code
-    does not parse.
+    Signed by the recommender, verified by the processor: format and key in
+    ``streamrec_shared.rec_ids``. A rec id that does not verify gives no credit to anything.
 
 Counters
     HASH ``sr:on:<minute>`` (unix minute of the *impression*), field
@@ -28,8 +26,7 @@ Attribution state
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Mapping
+from collections.abc import Container
 from dataclasses import dataclass
 
 from streamrec_shared.algorithms import REGISTRY
@@ -42,6 +39,20 @@ SEGMENT_CODES = {"new": "n", "light": "l", "heavy": "h"}
 NONE = "-"
 BUCKET_S = 60
 UNKNOWN_CODE = "x"
+EXPERIMENTS_CACHE = "sr:experiments"
+"""HASH experiment name -> its JSON definition (``name``, ``variants`` each with a ``name``):
+the recommender's cache of the ``experiments`` table, read by the processor for label values."""
+ROLLOUT_VARIANTS = ("canary", "control")
+"""The variants of a gradual rollout (experiment ``rollout<version>``)."""
+OTHER = "other"
+"""The metric label of a value outside the known set."""
+
+
+def label(value: str | None, known: Container[str]) -> str:
+    """A metric label value from input: ``-`` for none, the value if known, else ``other``."""
+    if value is None:
+        return NONE
+    return value if value in known else OTHER
 
 
 def bucket_key(minute: int) -> str:
@@ -71,16 +82,6 @@ def conversion_key(rec_id: str, product_id: str) -> str:
     return f"sr:ac:{rec_id}:{product_id}"
 
 
-def _b36(n: int) -> str:
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-    out = ""
-    while True:
-        n, r = divmod(n, 36)
-        out = digits[r] + out
-        if n == 0:
-            return out
-
-
 @dataclass(frozen=True)
 class RecTag:
     """What a rec id says about the response it names."""
@@ -94,37 +95,3 @@ class RecTag:
     @property
     def minute(self) -> int:
         return int(self.served_at // BUCKET_S)
-
-
-def new_rec_id(tag: RecTag, algorithm_codes: Mapping[str, str]) -> str:
-    """The rec id of ``tag`` (format in the module doc), at most 64 characters."""
-    ms = int(tag.served_at * 1000)
-    core = (
-        f"r{_b36(ms)}.{algorithm_codes.get(tag.algorithm, UNKNOWN_CODE)}"
-        f"{SEGMENT_CODES.get(tag.segment, UNKNOWN_CODE)}.{secrets.token_hex(4)}"
-    )
-    if tag.experiment and tag.variant:
-        full = f"{core}.{tag.experiment}.{tag.variant}"
-        if len(full) <= 64:
-            return full
-    return core
-
-
-_SEGMENTS = {v: k for k, v in SEGMENT_CODES.items()}
-
-
-def parse_rec_id(rec_id: str, algorithm_codes: Mapping[str, str]) -> RecTag | None:
-    """The tag of a rec id made by ``new_rec_id`` with the same table; None for anything else."""
-    parts = rec_id.split(".")
-    if len(parts) not in (3, 5) or not parts[0].startswith("r") or len(parts[1]) != 2:
-        return None
-    try:
-        ms = int(parts[0][1:], 36)
-    except ValueError:
-        return None
-    algorithm = next((a for a, c in algorithm_codes.items() if c == parts[1][0]), None)
-    segment = _SEGMENTS.get(parts[1][1])
-    if algorithm is None or segment is None:
-        return None
-    exp, var = (parts[3], parts[4]) if len(parts) == 5 else (None, None)
-    return RecTag(ms / 1000.0, algorithm, segment, exp, var)

@@ -246,6 +246,12 @@ RECOMMENDER_ONLINE_EVENTS = Counter(
     "Impressions served, by algorithm, variant and kind (impression).",
     ["algorithm", "variant", "kind"],
 )
+PROCESSOR_FEEDBACK_REJECTED = Counter(
+    "streamrec_processor_feedback_rejected_total",
+    "Events whose rec_id gave no credit: unverified (forged, altered or malformed: not signed"
+    " by the recommender's key) or expired (older than the attribution window).",
+    ["reason"],
+)
 PROCESSOR_ATTRIBUTED_EVENTS = Counter(
     "streamrec_processor_attributed_events_total",
     "Clicks and conversions the processor attributed to a recommendation, by algorithm, variant"

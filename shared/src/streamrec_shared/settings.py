@@ -132,6 +132,17 @@ class ProfileSettings(BaseModel):
     max_history: int = Field(default=50, ge=1)
 
 
+class FeedbackSettings(BaseModel):
+    """The key that signs rec ids (``streamrec_shared.rec_ids``): the recommender signs, the
+    stream processor verifies, so both need the same ``STREAMREC_FEEDBACK__REC_ID_KEY`` (at
+    least 32 characters, from a Secret). Unset: nothing is credited (a warning at start)."""
+
+    rec_id_key: SecretStr | None = Field(default=None, min_length=32)
+
+    def key(self) -> bytes | None:
+        return None if self.rec_id_key is None else self.rec_id_key.get_secret_value().encode()
+
+
 class ServiceSettings(BaseSettings):
     """Base for each service's settings: env prefix ``STREAMREC_``, nested with ``__``."""
 

@@ -2,7 +2,8 @@
 
 Attribution model
     Every response gets a ``rec_id`` that describes itself: when it was served, which algorithm
-    and user segment, and (if any) which experiment and variant. An event carrying a ``rec_id``
+    and user segment, and (if any) which experiment and variant, signed so that it cannot be
+    made up or altered (``streamrec_shared.rec_ids``). An event carrying a valid ``rec_id``
     is feedback on that response without any lookup: a ``purchase`` counts as a conversion,
     any other event type as a click. A purchase *without* ``rec_id`` of an item recommended to
     the same user within the attribution window counts as a conversion of that response (the
@@ -26,7 +27,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from streamrec_recommender.serving.policy import ArmStats, Experiment
-from streamrec_shared import feedback
 from streamrec_shared.algorithms import REGISTRY
 from streamrec_shared.feedback import BUCKET_S as BUCKET_S
 from streamrec_shared.feedback import KINDS as KINDS
@@ -38,16 +38,6 @@ from streamrec_shared.feedback import field as field
 
 ALGORITHM_CODES = REGISTRY.codes
 """Algorithm -> one-letter code in rec ids (``streamrec_shared.algorithms``; live view)."""
-
-
-def new_rec_id(tag: RecTag) -> str:
-    """``r<ms base36>.<alg><seg>.<8 hex>[.<experiment>.<variant>]``, at most 64 characters."""
-    return feedback.new_rec_id(tag, ALGORITHM_CODES)
-
-
-def parse_rec_id(rec_id: str) -> RecTag | None:
-    """The tag of a rec id made by ``new_rec_id``; None for anything else."""
-    return feedback.parse_rec_id(rec_id, ALGORITHM_CODES)
 
 
 @dataclass

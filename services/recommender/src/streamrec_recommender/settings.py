@@ -11,7 +11,7 @@ from functools import lru_cache
 from pydantic import BaseModel, Field
 
 from streamrec_shared.algorithms import REGISTRY
-from streamrec_shared.settings import HttpSettings, ServiceSettings
+from streamrec_shared.settings import FeedbackSettings, HttpSettings, ServiceSettings
 
 
 class ServingSettings(BaseModel):
@@ -102,6 +102,7 @@ class RecommenderHttpSettings(HttpSettings):
 
 class RecommenderSettings(ServiceSettings):
     http: RecommenderHttpSettings = RecommenderHttpSettings()
+    feedback: FeedbackSettings = FeedbackSettings()
     recommender: ServingSettings = Field(default_factory=ServingSettings)
     """Built per settings object (not once at import), so defaults derived from the algorithm
     registry (``bandit_arms``) include algorithms registered before the settings are made."""

@@ -33,11 +33,12 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
 
-from streamrec_shared import kafka, metrics, topics
+from streamrec_shared import feedback, kafka, metrics, topics
 from streamrec_shared.consumer import DeadLetterPublisher, LagGauge, Record, StreamConsumer
 from streamrec_shared.events import UserEvent
 from streamrec_shared.http import error_body, install_error_handlers
 from streamrec_shared.model_watch import ModelWatcher
+from streamrec_shared.rec_ids import RecIds
 from streamrec_stream_processor.attribution import Attributor, countable
 from streamrec_stream_processor.epoch import Epoch
 from streamrec_stream_processor.foldin import ModelHandle
@@ -111,6 +112,7 @@ class Processor:
                 self.store.redis,
                 window_s=s.processor.attribution_window_s,
                 retention_s=s.processor.online_retention_s,
+                rec_ids=RecIds(s.feedback.key(), feedback.ALGORITHM_CODES),
             )
         dsn = s.postgres.dsn.get_secret_value()
         self.watcher = ModelWatcher(

@@ -6,19 +6,30 @@ at-least-once guarantee). An event with a rec id counts as a click, or a convers
 purchase; a purchase without one is looked up in ``sr:rs:<user>`` (which product the
 recommender showed under which rec id). Counting is idempotent per event id (``SET NX`` on
 ``sr:ae:<event_id>``) and hits / conversions are distinct per response (``sr:ah:<rec_id>``,
-``sr:ac:<rec_id>:<product>``), so a replayed batch counts nothing twice. Layout and rec-id
-format: ``streamrec_shared.feedback``; the recommender counts the impressions.
+``sr:ac:<rec_id>:<product>``), so a replayed batch counts nothing twice. Layout:
+``streamrec_shared.feedback``; the recommender counts the impressions.
+
+Only rec ids signed with the recommender's key count (``streamrec_shared.rec_ids``): an event
+with a forged, altered or expired rec id still updates the profile (that happens before) but
+gives no credit to any algorithm, variant or model, and is counted on
+``streamrec_processor_feedback_rejected_total``. The variant label of the Prometheus counter
+is one of the known variants (the experiments the recommender caches in Redis, the rollout's
+canary / control), else ``other``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Sequence
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from streamrec_shared import feedback, metrics
 from streamrec_shared.events import UserEvent
+from streamrec_shared.rec_ids import RecIds
 
 logger = logging.getLogger(__name__)
 
@@ -47,13 +58,37 @@ class Attributor:
         *,
         window_s: int,
         retention_s: int,
-        algorithm_codes: Mapping[str, str] = feedback.ALGORITHM_CODES,
+        rec_ids: RecIds,
+        known_refresh_s: float = 30.0,
     ) -> None:
         self.redis = redis
         self.window_s = window_s
         self.retention_s = retention_s
-        self.algorithm_codes = dict(algorithm_codes)
+        self.rec_ids = rec_ids
         self._script = redis.register_script(_COUNT_LUA)
+        self.known_variants: frozenset[str] = frozenset(feedback.ROLLOUT_VARIANTS)
+        self._known_refresh_s = known_refresh_s
+        self._known_at = -known_refresh_s
+
+    async def _refresh_known(self) -> None:
+        """The variant names of the experiments cached in Redis (at most every
+        ``known_refresh_s``), plus the rollout's."""
+        now = time.monotonic()
+        if now - self._known_at < self._known_refresh_s:
+            return
+        self._known_at = now
+        known = set(feedback.ROLLOUT_VARIANTS)
+        try:
+            cached = await self.redis.hgetall(feedback.EXPERIMENTS_CACHE)
+        except (RedisError, OSError) as exc:  # keep the known set; try again next time
+            logger.warning("could not read the experiments for metric labels: %s", exc)
+            return
+        for doc in cached.values():
+            try:
+                known.update(str(v["name"]) for v in json.loads(doc)["variants"])
+            except (ValueError, KeyError, TypeError):
+                continue
+        self.known_variants = frozenset(known)
 
     async def apply(self, events: Sequence[UserEvent]) -> list[str | None]:
         """Count ``events`` (any; the uncountable are skipped): the kind counted for each
@@ -75,8 +110,11 @@ class Attributor:
             rec_id = e.rec_id if e.rec_id is not None else shown.get(j)
             if rec_id is None:
                 continue
-            tag = feedback.parse_rec_id(rec_id, self.algorithm_codes)
+            tag = self.rec_ids.parse(rec_id)
             if tag is None or e.received_at.timestamp() - tag.served_at > self.window_s:
+                if e.rec_id is not None:
+                    reason = "unverified" if tag is None else "expired"
+                    metrics.PROCESSOR_FEEDBACK_REJECTED.labels(reason).inc()
                 continue
             labels = (tag.algorithm, tag.segment, tag.experiment, tag.variant)
             if e.event_type == "purchase":
@@ -93,10 +131,11 @@ class Attributor:
             calls.append((j, kind, tag))
         if not calls:
             return out
+        await self._refresh_known()
         for (j, kind, tag), counted in zip(calls, await pipe.execute(), strict=True):
             if counted:
                 out[j] = kind
                 metrics.PROCESSOR_ATTRIBUTED_EVENTS.labels(
-                    tag.algorithm, tag.variant or "-", kind
+                    tag.algorithm, feedback.label(tag.variant, self.known_variants), kind
                 ).inc()
         return out

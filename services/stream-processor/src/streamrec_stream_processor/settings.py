@@ -10,7 +10,7 @@ from functools import lru_cache
 from pydantic import BaseModel, Field
 
 from streamrec_shared.consumer import ConsumerSettings
-from streamrec_shared.settings import HttpSettings, ServiceSettings
+from streamrec_shared.settings import FeedbackSettings, HttpSettings, ServiceSettings
 
 
 class ProcessorTuning(BaseModel):
@@ -73,6 +73,7 @@ class ProcessorTuning(BaseModel):
 class ProcessorSettings(ServiceSettings):
     http: HttpSettings = HttpSettings(port=8003)
     processor: ProcessorTuning = ProcessorTuning()
+    feedback: FeedbackSettings = FeedbackSettings()
 
 
 @lru_cache(maxsize=1)

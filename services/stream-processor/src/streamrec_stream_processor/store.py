@@ -186,6 +186,23 @@ end
 return applied
 """
 
+# Products events name that the catalog has not described (no state in KEYS[1], sr:catalog) join
+# the unavailable set KEYS[2], so no answer shows them; the first catalog record of the product
+# (APPLY_CATALOG) takes an available one out again. Bumps the version KEYS[3] and publishes each
+# product added on ARGV[1]. ARGV: channel, then product ids. Returns how many were added.
+HOLD_UNDESCRIBED = """
+local added = 0
+for i = 2, #ARGV do
+  local pid = ARGV[i]
+  if redis.call('HEXISTS', KEYS[1], pid) == 0 and redis.call('SADD', KEYS[2], pid) == 1 then
+    added = added + 1
+    redis.call('PUBLISH', ARGV[1], pid)
+  end
+end
+if added > 0 then redis.call('INCR', KEYS[3]) end
+return added
+"""
+
 # Many records per call, in order. ARGV: n, then n x (user id, JSON value, updated_at); the key
 # is ``sr:ua:<user id>``. A value older than the stored one (``t``) is skipped. Returns how many
 # were applied.
@@ -312,6 +329,7 @@ class RedisStore:
         for name, text in (
             ("profile", self._profile_script),
             ("catalog", APPLY_CATALOG),
+            ("undescribed", HOLD_UNDESCRIBED),
             ("user", APPLY_USERS),
             ("intern", INTERN),
         ):
@@ -480,6 +498,17 @@ class RedisStore:
             head=[CATALOG_CHANNEL],
         )
         return sum(int(r) for r in res)
+
+    async def hold_undescribed(self, product_ids: Sequence[str]) -> int:
+        """Keep products the catalog has not described out of every answer (they join the
+        unavailable set until their first catalog record); how many were added."""
+        if not product_ids:
+            return 0
+        script = self._scripts["undescribed"]
+        added = await script(
+            keys=[CATALOG, UNAVAILABLE, UNAVAILABLE_VERSION], args=[CATALOG_CHANNEL, *product_ids]
+        )
+        return int(added)
 
     async def erase_users(self, user_ids: Sequence[str]) -> None:
         """Forget users (``DELETE /v1/users/{id}`` -> ``UserErased``): their profile, attributes,

@@ -166,9 +166,14 @@ class EventUpdater:
         product_ids = list({e.product_id for p in pending.values() for _, e in p.events})
         raw_profiles, raw_catalog = await self.store.read(users, product_ids)
         categories: dict[str, str] = {}
+        undescribed: list[str] = []
         for pid, raw in zip(product_ids, raw_catalog, strict=True):
             if raw is not None:
                 categories[pid] = decode_catalog_state(raw).category
+            else:
+                undescribed.append(pid)
+        # the events count (profiles, trending) but no answer shows an undescribed product
+        await self.store.hold_undescribed(undescribed)
         product_codes = await self.store.intern(PRODUCT_DICT, product_ids)
         category_codes = await self.store.intern(CATEGORY_DICT, set(categories.values()))
 

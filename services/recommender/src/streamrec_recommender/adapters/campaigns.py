@@ -1,21 +1,30 @@
 """Campaigns (marketing boosts), managed through the admin API, applied at serving time.
 
-Stored as JSON in the Redis hash ``sr:campaigns`` (name -> definition) and mirrored in memory
-by every pod (refreshed every ``campaigns_refresh_s``). See ``ranking.Campaign`` for semantics.
+Persisted in Postgres (table ``campaigns``, the definition as JSON), cached in the Redis hash
+``sr:campaigns`` (name -> definition) and mirrored in memory by every pod (refreshed every
+``campaigns_refresh_s``; storage: ``adapters.definitions``). See ``ranking.Campaign`` for
+semantics.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 from typing import Any
 
+import asyncpg
+
+from streamrec_recommender.adapters.definitions import Database, Definitions
 from streamrec_recommender.adapters.redis_state import RedisState
 from streamrec_recommender.serving.ranking import Campaign
 
-logger = logging.getLogger(__name__)
-
 REDIS_KEY = "sr:campaigns"
+
+_SELECT = "SELECT name, definition FROM campaigns"
+_UPSERT = """
+INSERT INTO campaigns (name, definition) VALUES ($1, $2::jsonb)
+ON CONFLICT (name) DO UPDATE SET definition = EXCLUDED.definition, updated_at = now()
+RETURNING name, definition
+"""
 
 
 def to_json(c: Campaign) -> dict[str, Any]:
@@ -44,30 +53,28 @@ def from_json(doc: dict[str, Any]) -> Campaign:
     )
 
 
-class CampaignStore:
-    def __init__(self, redis: RedisState) -> None:
-        self.redis = redis
-        self.all: dict[str, Campaign] = {}
+def _from_row(row: asyncpg.Record) -> Campaign:
+    doc = row["definition"]
+    if isinstance(doc, str):
+        doc = json.loads(doc)
+    return from_json({**doc, "name": row["name"]})
 
-    async def refresh(self) -> None:
-        raw = await self.redis.bg(lambda: self.redis.background.hgetall(REDIS_KEY))
-        out: dict[str, Campaign] = {}
-        for k, v in raw.items():
-            try:
-                c = from_json(json.loads(v))
-            except (ValueError, KeyError, TypeError):
-                logger.warning("ignoring malformed campaign %r", k)
-                continue
-            out[c.name] = c
-        self.all = out
 
-    async def put(self, campaign: Campaign) -> Campaign:
-        doc = json.dumps(to_json(campaign))
-        await self.redis.bg(lambda: self.redis.background.hset(REDIS_KEY, campaign.name, doc))
-        self.all = {**self.all, campaign.name: campaign}
-        return campaign
+class CampaignStore(Definitions[Campaign]):
+    """The campaigns (table ``campaigns``, Redis hash ``sr:campaigns``)."""
 
-    async def delete(self, name: str) -> bool:
-        n = await self.redis.bg(lambda: self.redis.background.hdel(REDIS_KEY, name))
-        self.all = {k: v for k, v in self.all.items() if k != name}
-        return bool(n)
+    def __init__(self, db: Database, redis: RedisState) -> None:
+        super().__init__(
+            "campaigns",
+            db,
+            redis,
+            redis_key=REDIS_KEY,
+            select=_SELECT,
+            upsert=_UPSERT,
+            delete="DELETE FROM campaigns WHERE name = $1",
+            params=lambda c: (c.name, json.dumps(to_json(c))),
+            from_row=_from_row,
+            to_json=to_json,
+            from_json=from_json,
+            adopt_cache=True,  # campaigns lived in Redis only before migration 0007
+        )

@@ -20,7 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from streamrec_recommender import online
 from streamrec_recommender.adapters.campaigns import to_json as campaign_json
-from streamrec_recommender.adapters.experiments import PostgresUnavailableError, to_json
+from streamrec_recommender.adapters.definitions import PostgresUnavailableError
+from streamrec_recommender.adapters.experiments import to_json
 from streamrec_recommender.adapters.redis_state import RedisUnavailableError, count_degraded
 from streamrec_recommender.api import schemas
 from streamrec_recommender.api.deps import RecommenderDep
@@ -361,8 +362,8 @@ async def put_campaign(
     )
     try:
         await rec.campaigns.put(campaign)
-    except RedisUnavailableError as exc:
-        raise RetryableError("campaigns cannot be saved: Redis unavailable") from exc
+    except PostgresUnavailableError as exc:
+        raise RetryableError("campaigns cannot be saved: Postgres unavailable") from exc
     rec.refresh_config()
     return _json(campaign_json(campaign))
 
@@ -375,8 +376,8 @@ async def put_campaign(
 async def delete_campaign(rec: RecommenderDep, name: str, _key: AdminKey) -> Response:
     try:
         found = await rec.campaigns.delete(name)
-    except RedisUnavailableError as exc:
-        raise RetryableError("campaigns cannot be changed: Redis unavailable") from exc
+    except PostgresUnavailableError as exc:
+        raise RetryableError("campaigns cannot be changed: Postgres unavailable") from exc
     if not found:
         raise NotFound(f"name: no campaign named {name!r}")
     rec.refresh_config()

@@ -27,6 +27,7 @@ import orjson
 from streamrec_recommender import online
 from streamrec_recommender.adapters.campaigns import CampaignStore
 from streamrec_recommender.adapters.catalog_feed import CatalogFeed
+from streamrec_recommender.adapters.definitions import Database
 from streamrec_recommender.adapters.experiments import ExperimentStore
 from streamrec_recommender.adapters.impressions import OnlineRecorder
 from streamrec_recommender.adapters.redis_state import (
@@ -51,6 +52,7 @@ from streamrec_recommender.settings import RecommenderSettings
 from streamrec_shared import metrics, profile
 from streamrec_shared.events import ModelAnnouncement
 from streamrec_shared.model_watch import ModelWatcher
+from streamrec_shared.rec_ids import RecIds
 from streamrec_shared.tasks import cancel_all
 
 logger = logging.getLogger(__name__)
@@ -97,9 +99,11 @@ class Recommender:
             cache_ttl_s=s.cache_ttl_s,
         )
         dsn = settings.postgres.dsn.get_secret_value() if settings.postgres.dsn else None
-        self.experiments = ExperimentStore(dsn, state)
+        self.database = Database(dsn)
+        self.rec_ids = RecIds(settings.feedback.key(), online.ALGORITHM_CODES)
+        self.experiments = ExperimentStore(self.database, state)
         self.rollouts = RolloutStore(dsn)
-        self.campaigns = CampaignStore(state)
+        self.campaigns = CampaignStore(self.database, state)
         self.catalog: CatalogIndex | None = None
         self.arm_stats: dict[str, dict[str, ArmStats]] = {}
         self.config_tag = ""
@@ -169,7 +173,7 @@ class Recommender:
         self._tasks.clear()
         with contextlib.suppress(Exception):
             await self.recorder.flush()
-        await self.experiments.close()
+        await self.database.close()
         await self.rollouts.close()
 
     async def _on_model(self, ann: ModelAnnouncement) -> None:
@@ -557,7 +561,7 @@ class Recommender:
         also which product it showed (``sr:rs:<user>``, for attributing a purchase without a
         rec id; an unknown user's clicks are attributed by the rec id they carry)."""
         tag = RecTag(now, result.algorithm, result.segment, result.experiment, result.variant)
-        rec_id = online.new_rec_id(tag)
+        rec_id = self.rec_ids.new(tag)
         shown = [p for p, _ in result.items] if known else []
         self.recorder.impression(req.user_id, rec_id, tag, shown)
         metrics.RECOMMENDER_REQUESTS.labels(result.algorithm, result.strategy).inc()

@@ -63,6 +63,8 @@ class StackDescription:
     postgres_dsn: str
     artifacts_uri: str
     api_keys: dict[str, str]
+    rec_id_key: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    """Signs rec ids (recommender) and verifies them (processor): STREAMREC_FEEDBACK__REC_ID_KEY."""
     processes: list[dict[str, Any]] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
 
@@ -103,6 +105,7 @@ class StackDescription:
             "STREAMREC_POSTGRES__DSN": self.postgres_dsn,
             "STREAMREC_ARTIFACTS__URI": self.artifacts_uri,
             "STREAMREC_AUTH__API_KEYS": json.dumps(keys),
+            "STREAMREC_FEEDBACK__REC_ID_KEY": self.rec_id_key,
             "STREAMREC_LOG__LEVEL": os.environ.get("STREAMREC_LOG__LEVEL", "INFO"),
             "STREAMREC_HTTP__CORS_ORIGINS": json.dumps(
                 [self.urls["web"], self.urls["web"].replace("127.0.0.1", "localhost")]
