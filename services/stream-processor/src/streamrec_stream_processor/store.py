@@ -189,10 +189,11 @@ return applied
 # Products events name that the catalog has not described (no state in KEYS[1], sr:catalog) join
 # the unavailable set KEYS[2], so no answer shows them; the first catalog record of the product
 # (APPLY_CATALOG) takes an available one out again. Bumps the version KEYS[3] and publishes each
-# product added on ARGV[1]. ARGV: channel, then product ids. Returns how many were added.
+# product added on ARGV[1]. ARGV: channel, then product ids (then the epoch, see GUARD). Returns
+# how many were added.
 HOLD_UNDESCRIBED = """
 local added = 0
-for i = 2, #ARGV do
+for i = 2, #ARGV - 1 do
   local pid = ARGV[i]
   if redis.call('HEXISTS', KEYS[1], pid) == 0 and redis.call('SADD', KEYS[2], pid) == 1 then
     added = added + 1
@@ -505,8 +506,11 @@ class RedisStore:
         if not product_ids:
             return 0
         script = self._scripts["undescribed"]
-        added = await script(
-            keys=[CATALOG, UNAVAILABLE, UNAVAILABLE_VERSION], args=[CATALOG_CHANNEL, *product_ids]
+        added = await self._guarded(
+            script(
+                keys=[CATALOG, UNAVAILABLE, UNAVAILABLE_VERSION],
+                args=[CATALOG_CHANNEL, *product_ids, self.epoch],
+            )
         )
         return int(added)
 
