@@ -58,6 +58,7 @@ class Load:
     """Status -> count of refused POST attempts (each later retried)."""
     reads: int = 0
     misses: list[Miss] = field(default_factory=list)
+    error: str | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _n: int = 0
 
@@ -85,13 +86,17 @@ class Load:
             deadline = None
             while True:
                 try:
-                    r = await http.post("/v1/events", json=batch if len(batch) > 1 else batch[0])
+                    body = {"events": batch} if len(batch) > 1 else batch[0]
+                    r = await http.post("/v1/events", json=body)
                     status = r.status_code
                 except httpx.HTTPError:
                     status = 0
                 if status == 202:
                     self.acked.update((e["event_id"], e["user_id"]) for e in batch)
                     break
+                if 400 <= status < 500 and status != 429:  # the driver's own mistake
+                    self.error = f"ingest refused the load's request: {r.text[:300]}"
+                    raise AssertionError(self.error)
                 self.refusals[status] += 1
                 if self._stop.is_set():
                     deadline = deadline or time.monotonic() + RETRY_FOR_S
@@ -144,8 +149,13 @@ class Load:
     async def progress(self, more: int, *, timeout: float = 60, what: str = "") -> None:
         """Wait until ``more`` further events were acknowledged (the load is flowing)."""
         target = len(self.acked) + more
+
+        def arrived() -> bool:
+            assert self.error is None, self.error
+            return len(self.acked) >= target
+
         await eventually(
-            now(lambda: len(self.acked) >= target),
+            now(arrived),
             timeout=timeout,
             what=what or f"{more} more acknowledged events",
             interval=0.05,

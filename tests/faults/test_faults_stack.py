@@ -92,6 +92,16 @@ async def _partitions(url: str) -> list[int]:
     return parts
 
 
+async def _owns(url: str, partitions: list[int], what: str) -> None:
+    await eventually(
+        lambda: _partitions(url),
+        lambda parts: sorted(parts) == sorted(partitions),
+        timeout=90,
+        what=what,
+        interval=0.2,
+    )
+
+
 async def _restart(stack: LocalStack, name: str) -> None:
     stack.start_service(name)
     await asyncio.to_thread(stack.wait_ready, name, timeout=120)
@@ -142,24 +152,12 @@ async def test_processor_sigkill_during_a_rebalance(faults: Faults) -> None:
                 interval=0.05,
             )
             await asyncio.to_thread(kill, stack.proc("stream-processor"))
-            await eventually(
-                lambda: _partitions(second),
-                lambda parts: sorted(parts) == sorted(everything),
-                timeout=90,
-                what="the second worker owning every partition",
-                interval=0.2,
-            )
+            await _owns(second, everything, "the second worker owning every partition")
             await load.progress(50)
             await _restart(stack, "stream-processor")
         finally:
             await asyncio.to_thread(stop, extra)
-        await eventually(
-            lambda: _partitions(first),
-            lambda parts: sorted(parts) == sorted(everything),
-            timeout=90,
-            what="the restarted worker owning every partition again",
-            interval=0.2,
-        )
+        await _owns(first, everything, "the restarted worker owning every partition again")
         await load.progress(50)
     assert load.misses == []
     await settled(load)
