@@ -15,7 +15,8 @@ Users come from a fixed pool of 5,000 ids (2,000 known), so the profiles' key co
 once the pool is covered; growth after that is a leak.
 
 Run: ``python3 -m uv run --frozen python tests/bench/bench_soak.py [--minutes 30] [--scale 0.5]``
-(needs ``wrk``). Results: tests/bench/results/soak.json.
+(needs ``wrk``; ``make bench SOAK_MINUTES=5`` shortens it there). Results:
+tests/bench/results/soak.json.
 """
 
 from __future__ import annotations
@@ -247,7 +248,9 @@ def run(stack: LocalStack, args: argparse.Namespace, script: Path) -> dict[str, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--minutes", type=float, default=30.0)
+    parser.add_argument(
+        "--minutes", type=float, default=float(os.environ.get("SOAK_MINUTES", "30"))
+    )
     parser.add_argument("--scale", type=float, default=0.5, help="share of the rated rates")
     parser.add_argument("--sample-s", type=int, default=30)
     parser.add_argument("--out", type=Path, default=RESULTS)

@@ -200,3 +200,8 @@ async def settled(load: Load, *, timeout: float = 90) -> None:
         assert got == want
     finally:
         await redis.aclose()
+    print(
+        f"\n{load.tag}: {len(load.acked)} events acknowledged (refused attempts, retried: "
+        f"{dict(load.refusals)}), all archived once and counted once; {load.reads} reads, "
+        f"not 200: {[(m.status, m.detail[:60]) for m in load.misses]}"
+    )

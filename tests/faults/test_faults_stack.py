@@ -107,11 +107,19 @@ async def _restart(stack: LocalStack, name: str) -> None:
     await asyncio.to_thread(stack.wait_ready, name, timeout=120)
 
 
-async def _served_version(desc: StackDescription) -> int | None:
+async def _answer(desc: StackDescription) -> dict[str, Any] | None:
+    """The recommender's answer for a probe user, None without a 200."""
     r = await _get(desc.urls["recommender"] + "/v1/recommendations/fault-probe?k=3")
-    assert r is not None
-    assert r.status_code == 200, r.text
-    version: int | None = r.json()["model_version"]
+    if r is None or r.status_code != 200:
+        return None
+    answer: dict[str, Any] = r.json()
+    return answer
+
+
+async def _served_version(desc: StackDescription) -> int | None:
+    answer = await _answer(desc)
+    assert answer is not None, "the recommender did not answer 200"
+    version: int | None = answer["model_version"]
     return version
 
 
@@ -196,8 +204,14 @@ async def test_recommender_worker_sigkill(faults: Faults) -> None:
     stack, load = faults.stack, _load(faults)
     port = int(faults.desc.urls["recommender"].rsplit(":", 1)[1])
     parent = psutil.Process(stack.proc("recommender").pid)
-    workers = _listening_workers(parent, port)
-    assert len(workers) >= 2, "the recommender runs one worker: nothing would answer"
+    # each worker listens once its app has started (model loaded)
+    workers = await eventually(
+        lambda: asyncio.to_thread(_listening_workers, parent, port),
+        lambda now: len(now) >= 2,
+        timeout=60,
+        what="two recommender workers listening (one would leave nothing to answer)",
+        interval=0.2,
+    )
     victim = workers[0]
     async with load.running():
         await load.progress(30)
@@ -211,9 +225,7 @@ async def test_recommender_worker_sigkill(faults: Faults) -> None:
             interval=0.2,
         )
         reads = load.reads
-        await eventually(
-            lambda: _served_version(faults.desc), timeout=30, what="answers after the restart"
-        )
+        await eventually(lambda: _answer(faults.desc), timeout=30, what="answers after the restart")
         await load.progress(30)
         assert load.reads > reads
     assert all(m.status == 0 for m in load.misses), load.misses
@@ -280,7 +292,8 @@ async def test_poison_record_on_every_topic(faults: Faults) -> None:
     redis = Redis.from_url(desc.redis_url)
     async with _client(desc) as client, load.running():
         await load.progress(50)
-        await client.put_product(product, {"name": "after the poison", "category": "poison"})
+        described = {"name": "after the poison", "category": "poison", "price": 1.0}
+        await client.put_product(product, described)
         await client.put_user(user, {"tier": "gold"})
         reader = ProfileReader(redis)
         await eventually(
@@ -291,8 +304,8 @@ async def test_poison_record_on_every_topic(faults: Faults) -> None:
         )
         version = await _announce_model(desc)
         await eventually(
-            lambda: _served_version(desc),
-            lambda served: served == version,
+            lambda: _answer(desc),
+            lambda answer: answer is not None and answer["model_version"] == version,
             timeout=60,
             what=f"the recommender serving version {version} announced after the poison",
             interval=0.3,
