@@ -59,7 +59,9 @@ test: install tools ## Run the whole test suite (starts its own local stack on f
 test-fast: install ## Unit tests only (no stack)
 	@$(UV) run --frozen pytest -q -m "not stack"
 
-bench: install ## Run the benchmarks (installs wrk if missing); results land in tests/bench/results/*.json
+SOAK_MINUTES ?= 30
+export SOAK_MINUTES
+bench: install ## Run the benchmarks (installs wrk if missing; the soak runs SOAK_MINUTES, default 30); results in tests/bench/results/*.json
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null)
 	@for b in tests/bench/bench_*.py; do echo "== $$b"; OPENBLAS_NUM_THREADS=1 $(UV) run --frozen python $$b || exit 1; done
 

@@ -20,17 +20,20 @@ from streamrec_recommender.settings import get_settings
 from streamrec_shared import logs
 
 APP = "streamrec_recommender.api.app:create_server"
+WORKER_HEALTHCHECK_S = 30
 
 
-def reuse_port_socket(host: str, port: int, backlog: int) -> socket.socket:
-    """A listening TCP socket on ``host:port`` that other ``SO_REUSEPORT`` sockets share."""
+def reuse_port_socket(host: str, port: int, backlog: int, *, listen: bool = True) -> socket.socket:
+    """A TCP socket bound to ``host:port`` that other ``SO_REUSEPORT`` sockets share; listening
+    unless ``listen`` is false (the server listens on it once it is ready)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
-        sock.listen(backlog)
+        if listen:
+            sock.listen(backlog)
     except OSError:
         sock.close()
         raise
@@ -40,7 +43,8 @@ def reuse_port_socket(host: str, port: int, backlog: int) -> socket.socket:
 
 class ReusePortWorker(multiprocess.Process):
     """A uvicorn worker that binds its own socket in its own process: when it dies the kernel
-    stops sending it connections (a socket held by the parent would queue them unanswered).
+    stops sending it connections (a socket held by the parent would queue them unanswered), and
+    it listens only once its app has started, so a replacement takes connections when ready.
 
     With ``pin`` set, each worker is also pinned to the CPU fewest live siblings hold: its
     event loop then keeps its caches (the item factors it scans on every request) instead of
@@ -68,7 +72,11 @@ class ReusePortWorker(multiprocess.Process):
         if self.cpu is not None:
             os.sched_setaffinity(0, {self.cpu})
         config = self.config
-        super().target([reuse_port_socket(config.host, config.port, config.backlog)])
+        # Bound, not listening: uvicorn listens on it (create_server) after the app's startup
+        # (model loaded). A worker started in place of a dead one would otherwise take its
+        # share of new connections at once and hold them unanswered while it loads.
+        sock = reuse_port_socket(config.host, config.port, config.backlog, listen=False)
+        super().target([sock])
 
 
 class ReusePortSupervisor(multiprocess.Multiprocess):
@@ -95,6 +103,11 @@ def main() -> None:
         "access_log": False,
         "log_config": None,
         "timeout_graceful_shutdown": 5,
+        # the supervisor kills a worker that does not answer its ping within this time, and a
+        # new worker answers only once its interpreter has started and imported this module:
+        # on a loaded machine that takes longer than uvicorn's default 5 s, and every
+        # replacement of a dead worker was killed in turn, forever (tests/faults)
+        "timeout_worker_healthcheck": WORKER_HEALTHCHECK_S,
         "backlog": 4096,
     }
     if workers > 1 and settings.http.port != 0 and hasattr(socket, "SO_REUSEPORT"):

@@ -285,6 +285,25 @@ class LocalStack:
         self._record(proc)
         return proc
 
+    def restart_postgres(self) -> Proc:
+        """Start Postgres again on its port and data directory (after a stop or a kill)."""
+        assert self.desc is not None
+        port = int(self.desc.postgres_dsn.rsplit(":", 1)[1].split("/", 1)[0])
+        proc = infra.start_postgres(port, self.state_dir / "pg", self.log_dir)
+        self._record(proc)
+        return proc
+
+    def start_worker(self, service: str, name: str) -> tuple[Proc, str]:
+        """One more process of ``service`` named ``name`` on a free port (another consumer of
+        the service's group: a rebalance); recorded, so ``stop`` stops it. Returns its URL."""
+        assert self.desc is not None
+        url = f"http://127.0.0.1:{free_port()}"
+        module, _ = SERVICES[service]
+        env = {**os.environ, **self.desc.env(), "STREAMREC_HTTP__PORT": url.rsplit(":", 1)[1]}
+        proc = spawn(name, [sys.executable, "-m", module], log_dir=self.log_dir, env=env)
+        self._record(proc)
+        return proc, url
+
     def wait_healthy(self, services: tuple[str, ...], timeout: float = 120.0) -> None:
         for name in services:
             self.wait_ready(name, path="/healthz", timeout=timeout)
