@@ -8,7 +8,6 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from streamrec_client import AsyncStreamrecClient
 from streamrec_dev import synthetic
 from streamrec_dev.localstack.stack import StackDescription
 
@@ -32,11 +31,7 @@ async def load(
         events_per_user=events_per_user,
         start=datetime.now(UTC) - timedelta(days=30),
     )
-    async with AsyncStreamrecClient(
-        ingest_url=desc.urls["ingest"],
-        trainer_url=desc.urls["trainer"],
-        api_key=desc.api_keys["admin"],
-    ) as client:
+    async with desc.client() as client:
         for chunk in synthetic.batches(shop.products, 500):
             await client.put_products(chunk)
         sent = 0
