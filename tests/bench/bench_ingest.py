@@ -51,6 +51,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import benchout
 import httpx
 import loadgen
 import psutil
@@ -354,11 +355,9 @@ def main() -> int:
         "targets": {"batched_events_per_s": 10000, "single_requests_per_s": 2000, "p99_ms": 50},
         "command": "uv run python tests/bench/bench_ingest.py " + " ".join(sys.argv[1:]),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
     for name, res in results.items():
         print(name, json.dumps(res["max_sustainable"]), json.dumps(res["peak_achieved"]))
-    print(f"results: {args.out}")
+    benchout.write(args.out, result)
     return 0
 
 

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import benchout
 import httpx
 import numpy as np
 import psutil
@@ -467,8 +468,7 @@ def main() -> None:
     }
     path = args.out if args.out or args.throughput_only else RESULTS
     if path is not None and not args.no_write:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(out, indent=2) + "\n")
+        benchout.write(path, out)
     t = result["throughput"]
     if args.throughput_only:
         print(f"throughput {t['events_per_s']} events/s ({t['events_per_cpu_s']} per CPU s)")

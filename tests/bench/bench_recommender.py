@@ -36,6 +36,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import benchout
 import httpx
 import loadgen
 import psutil
@@ -257,8 +258,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--skip-ann", action="store_true")
     parser.add_argument("--quick", action="store_true", help="fewer rates, 10 s each")
-    parser.add_argument("--no-write", action="store_true", help="do not write results JSON")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="results JSON path")
+    benchout.add_args(parser, RESULTS)
     parser.add_argument(
         "--trending-events",
         type=int,
@@ -311,8 +311,7 @@ def main() -> None:
     }
     print(json.dumps(results, indent=2))
     if not args.no_write:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
+        benchout.write(args.out, results)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import benchout
 import httpx
 import numpy as np
 import psutil
@@ -470,8 +471,7 @@ def main() -> None:
                         help="skip the pass without exclude=")  # fmt: skip
     parser.add_argument("--skip-offline", action="store_true", help="no offline references")
     parser.add_argument("--threads", type=int, default=2, help="offline evaluation threads")
-    parser.add_argument("--out", default=str(RESULTS))
-    parser.add_argument("--no-write", action="store_true")
+    benchout.add_args(parser, RESULTS)
     parser.add_argument("--state-dir", help="keep the stack's state and logs here")
     args = parser.parse_args()
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -507,9 +507,7 @@ def main() -> None:
     print(table(result))
     print(json.dumps(result["verdict"], indent=2))
     if not args.no_write:
-        path = Path(args.out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(out, indent=2, default=str) + "\n")
+        benchout.write(args.out, out)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import benchout
 import httpx
 import loadgen
 
@@ -257,8 +258,7 @@ def main() -> None:
     parser.add_argument("--rates", type=lambda s: [float(x) for x in s.split(",")],
                         default=[100.0])  # fmt: skip
     parser.add_argument("--seconds", type=int, default=30)
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--no-write", action="store_true")
+    benchout.add_args(parser, RESULTS)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install wrk")
@@ -273,9 +273,7 @@ def main() -> None:
         finally:
             stack.stop()
     if not args.no_write:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
-        print(f"results: {args.out}")
+        benchout.write(args.out, results)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import benchout
 import loadgen
 import psutil
 import redis
@@ -253,8 +254,7 @@ def main() -> None:
     )
     parser.add_argument("--scale", type=float, default=0.5, help="share of the rated rates")
     parser.add_argument("--sample-s", type=int, default=30)
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--no-write", action="store_true")
+    benchout.add_args(parser, RESULTS)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install wrk")
@@ -273,9 +273,7 @@ def main() -> None:
     print(json.dumps(results["report"], indent=2))
     print(f"target ({results['target']}): {'met' if results['target_met'] else 'MISSED'}")
     if not args.no_write:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
-        print(f"results: {args.out}")
+        benchout.write(args.out, results)
 
 
 if __name__ == "__main__":
