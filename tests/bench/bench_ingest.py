@@ -64,15 +64,13 @@ RESULTS = Path(__file__).parent / "results" / "ingest.json"
 CONNECTIONS = 64
 MAX_P99_MS = 50.0
 
-LUA = r"""
+LUA = (
+    loadgen.EVENTS_LUA
+    + r"""
 local batch = tonumber(os.getenv("BENCH_BATCH"))
-local key = os.getenv("BENCH_KEY")
-local types = {"view", "view", "view", "view", "click", "click", "add_to_cart", "purchase"}
-local bodies = {}
-local counter = 0
-local headers = {["Content-Type"] = "application/json", ["X-API-Key"] = key}
 
-local function event(u, p, t)
+local function event()
+  local u, p, t = math.random(0, 99999), math.random(0, 9999), event_types[math.random(1, 8)]
   local extra = ""
   if t == "purchase" then extra = ',"value":1,"price":19.99' end
   return string.format(
@@ -83,24 +81,12 @@ init = function(args)
   math.randomseed(os.time() * 1000 + math.floor(os.clock() * 1000000))
   local n = 256
   if batch > 1 then n = 64 end
-  for i = 1, n do
-    if batch == 1 then
-      bodies[i] = event(math.random(0, 99999), math.random(0, 9999), types[math.random(1, 8)])
-    else
-      local parts = {}
-      for j = 1, batch do
-        parts[j] = event(math.random(0, 99999), math.random(0, 9999), types[math.random(1, 8)])
-      end
-      bodies[i] = '{"events":[' .. table.concat(parts, ",") .. ']}'
-    end
-  end
+  event_bodies = make_event_bodies(n, batch, event)
 end
 
-request = function()
-  counter = counter + 1
-  return wrk.format("POST", "/v1/events", headers, bodies[(counter % #bodies) + 1])
-end
+request = post_events
 """
+)
 
 
 def accepted_total(url: str) -> float | None:

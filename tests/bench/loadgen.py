@@ -67,6 +67,40 @@ end
 """
 
 
+EVENTS_LUA = r"""
+local event_types = {"view", "view", "view", "view", "click", "click", "add_to_cart", "purchase"}
+local event_headers = {
+  ["Content-Type"] = "application/json", ["X-API-Key"] = os.getenv("BENCH_KEY")}
+local event_bodies = {}
+local event_counter = 0
+
+-- n bodies of POST /v1/events, each of `batch` events from event() (batch 1: the bare event)
+local function make_event_bodies(n, batch, event)
+  local bodies = {}
+  for i = 1, n do
+    if batch == 1 then
+      bodies[i] = event()
+    else
+      local parts = {}
+      for j = 1, batch do parts[j] = event() end
+      bodies[i] = '{"events":[' .. table.concat(parts, ",") .. ']}'
+    end
+  end
+  return bodies
+end
+
+-- the next of event_bodies, round robin
+local function post_events()
+  event_counter = event_counter + 1
+  return wrk.format("POST", "/v1/events", event_headers,
+    event_bodies[(event_counter % #event_bodies) + 1])
+end
+"""
+"""Lua for the benchmarks that post events: ``event_types`` (the mix: half views), ``BENCH_KEY``
+as the API key, ``make_event_bodies(n, batch, event)`` to fill ``event_bodies`` in ``init`` and
+``post_events()`` to send them in turn. Goes before the benchmark's own Lua."""
+
+
 def script(requests_lua: str) -> str:
     """The whole wrk script: the benchmark's ``init``/``request`` plus schedule and summary."""
     return requests_lua + SCHEDULE_AND_SUMMARY_LUA
