@@ -42,8 +42,6 @@ import json
 import os
 import platform
 import resource
-import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -287,11 +285,7 @@ def main() -> int:
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    # SIGTERM / SIGINT end the run through the stacks' finally blocks (nothing left running)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
-    if shutil.which("wrk") is None:
-        sys.exit("wrk is not installed: apt-get install wrk")
+    loadgen.prepare()
     seconds = 5 if args.quick else args.seconds
     batch_rates = [float(r) for r in args.batch_rates.split(",")]
     single_rates = [float(r) for r in args.single_rates.split(",")]

@@ -27,8 +27,6 @@ import asyncio
 import json
 import os
 import platform
-import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -279,11 +277,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.rates, args.seconds = [500.0, 1000.0], 10
-    if shutil.which("wrk") is None:
-        sys.exit("wrk is not installed: apt-get install wrk")
-    # SIGTERM / SIGINT end the run through the finally below (the stack is stopped)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
+    loadgen.prepare()
     with tempfile.TemporaryDirectory(prefix="bench-rec-") as tmp:
         script = Path(tmp) / "rec.lua"
         query = f"k=10&algorithm={args.algorithm}" if args.algorithm != "auto" else "k=10"

@@ -27,10 +27,7 @@ import json
 import os
 import platform
 import random
-import shutil
-import signal
 import sys
-import tempfile
 import time
 import urllib.parse
 from datetime import UTC, datetime
@@ -260,18 +257,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=30)
     benchout.add_args(parser, RESULTS)
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        sys.exit("wrk is not installed: apt-get install wrk")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    with tempfile.TemporaryDirectory(prefix="bench-search-") as tmp:
-        script = Path(tmp) / "search.lua"
-        script.write_text(loadgen.script(LUA))
-        stack = LocalStack(Path(tmp) / "stack")
-        stack.start(services=("recommender",))
-        try:
-            results = run(stack, args, script, Path(tmp) / "queries.txt")
-        finally:
-            stack.stop()
+    loadgen.prepare()
+    with loadgen.on_stack("search", LUA, services=("recommender",)) as (stack, script):
+        results = run(stack, args, script, script.parent / "queries.txt")
     if not args.no_write:
         benchout.write(args.out, results)
 

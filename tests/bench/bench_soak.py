@@ -26,11 +26,8 @@ import concurrent.futures
 import json
 import os
 import platform
-import shutil
-import signal
 import statistics
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -249,20 +246,11 @@ def main() -> None:
     parser.add_argument("--sample-s", type=int, default=30)
     benchout.add_args(parser, RESULTS)
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        sys.exit("wrk is not installed: apt-get install wrk")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    loadgen.prepare()
     # retrain by itself every 10 minutes (model swaps belong in a soak), not per event count
     os.environ.setdefault("STREAMREC_TRAINING__AFTER_EVENTS", "0")
-    with tempfile.TemporaryDirectory(prefix="bench-soak-") as tmp:
-        script = Path(tmp) / "soak.lua"
-        script.write_text(loadgen.script(LUA))
-        stack = LocalStack(Path(tmp) / "stack")
-        stack.start()
-        try:
-            results = run(stack, args, script)
-        finally:
-            stack.stop()
+    with loadgen.on_stack("soak", LUA) as (stack, script):
+        results = run(stack, args, script)
     print(json.dumps(results["report"], indent=2))
     print(f"target ({results['target']}): {'met' if results['target_met'] else 'MISSED'}")
     if not args.no_write:
