@@ -49,7 +49,6 @@ import httpx
 import numpy as np
 import psutil
 
-from streamrec_client import AsyncStreamrecClient
 from streamrec_dev.localstack.stack import LocalStack, StackDescription
 from streamrec_shared.algorithms import AUTO, REGISTRY
 from streamrec_trainer.dataset import Catalog, Interactions, load_online_retail, temporal_split
@@ -199,9 +198,7 @@ async def wait_profiles(
 
 async def train(desc: StackDescription) -> dict[str, Any]:
     started = time.perf_counter()
-    async with AsyncStreamrecClient(
-        trainer_url=desc.urls["trainer"], api_key=desc.api_keys["admin"], timeout=60.0
-    ) as client:
+    async with desc.client(timeout=60.0) as client:
         done = await client.wait_for_job(await client.train(), timeout=TRAIN_TIMEOUT_S)
     job = done.model_dump(exclude_none=True)
     job["wall_s"] = round(time.perf_counter() - started, 1)

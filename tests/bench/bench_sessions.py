@@ -54,7 +54,6 @@ import httpx
 import numpy as np
 from numpy.typing import NDArray
 
-from streamrec_client import AsyncStreamrecClient
 from streamrec_dev import synthetic
 from streamrec_dev.localstack.stack import LocalStack, StackDescription
 from streamrec_shared.profile import segment_for
@@ -271,12 +270,7 @@ async def load(desc: StackDescription, log: ClickLog, sp: Split) -> dict[str, An
 
 
 async def train(desc: StackDescription) -> dict[str, Any]:
-    async with AsyncStreamrecClient(
-        recommender_url=desc.urls["recommender"],
-        trainer_url=desc.urls["trainer"],
-        api_key=desc.api_keys["admin"],
-        timeout=60.0,
-    ) as client:
+    async with desc.client(timeout=60.0) as client:
         started = time.perf_counter()
         job = await client.wait_for_job(await client.train(), timeout=TRAIN_TIMEOUT_S)
         if job.status != "published":
