@@ -30,7 +30,7 @@ import platform
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -161,7 +161,7 @@ def live_trending(desc: StackDescription, n_events: int, n_items: int) -> dict[s
     t0 = time.perf_counter()
     shop = synthetic.shop(
         n_users=max(1, n_events // 10), n_products=n_items, events_per_user=10, seed=5,
-        start=datetime.now(UTC) - timedelta(hours=6), days=0.25, user_prefix="t",
+        days=0.25, end=datetime.now(UTC), user_prefix="t",
     )  # fmt: skip
     with StreamrecClient(
         ingest_url=desc.urls["ingest"], api_key=desc.api_keys["writer"], timeout=30.0
