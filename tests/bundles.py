@@ -5,6 +5,7 @@ one way a stack test puts a model in service without training (a realistic synth
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from streamrec_client import AsyncStreamrecClient
+from streamrec_client.models import Recommendations
 from streamrec_dev.localstack.stack import StackDescription
 from streamrec_dev.synthetic_model import activate, next_version
 from streamrec_shared.artifacts import AlsArrays, DataWindow, ModelBundle, TopNArrays
@@ -89,3 +91,14 @@ async def wait_served(
     served = await eventually(serving, timeout=timeout, what=f"model {version or 'any'} to serve")
     assert served is not None
     return served
+
+
+async def cold_user(
+    client: AsyncStreamrecClient, prefix: str, k: int
+) -> tuple[str, Recommendations]:
+    """A user id no test used before (``<prefix>-<random>``) and its first answer, which must
+    come from the cold-start tier."""
+    user = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    first = await client.recommendations(user, k=k)
+    assert "cold_start" in first["strategy"], first
+    return user, first

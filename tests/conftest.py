@@ -65,26 +65,17 @@ def stack(local_stack: LocalStack) -> StackDescription:
     return local_stack.desc
 
 
-def _admin_client(stack: StackDescription) -> AsyncStreamrecClient:
-    return AsyncStreamrecClient(
-        ingest_url=stack.urls["ingest"],
-        recommender_url=stack.urls["recommender"],
-        trainer_url=stack.urls["trainer"],
-        api_key=stack.api_keys["admin"],
-    )
-
-
 @pytest_asyncio.fixture(loop_scope="session")
 async def client(stack: StackDescription) -> AsyncIterator[AsyncStreamrecClient]:
     """An admin-keyed client for every service of the stack."""
-    async with _admin_client(stack) as c:
+    async with stack.client() as c:
         yield c
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
 async def module_client(stack: StackDescription) -> AsyncIterator[AsyncStreamrecClient]:
     """``client`` for the module-scoped fixtures (a model or shop set up once per module)."""
-    async with _admin_client(stack) as c:
+    async with stack.client() as c:
         yield c
 
 

@@ -42,8 +42,6 @@ import json
 import os
 import platform
 import resource
-import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -51,6 +49,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import benchout
 import httpx
 import loadgen
 import psutil
@@ -63,15 +62,13 @@ RESULTS = Path(__file__).parent / "results" / "ingest.json"
 CONNECTIONS = 64
 MAX_P99_MS = 50.0
 
-LUA = r"""
+LUA = (
+    loadgen.EVENTS_LUA
+    + r"""
 local batch = tonumber(os.getenv("BENCH_BATCH"))
-local key = os.getenv("BENCH_KEY")
-local types = {"view", "view", "view", "view", "click", "click", "add_to_cart", "purchase"}
-local bodies = {}
-local counter = 0
-local headers = {["Content-Type"] = "application/json", ["X-API-Key"] = key}
 
-local function event(u, p, t)
+local function event()
+  local u, p, t = math.random(0, 99999), math.random(0, 9999), event_types[math.random(1, 8)]
   local extra = ""
   if t == "purchase" then extra = ',"value":1,"price":19.99' end
   return string.format(
@@ -82,24 +79,12 @@ init = function(args)
   math.randomseed(os.time() * 1000 + math.floor(os.clock() * 1000000))
   local n = 256
   if batch > 1 then n = 64 end
-  for i = 1, n do
-    if batch == 1 then
-      bodies[i] = event(math.random(0, 99999), math.random(0, 9999), types[math.random(1, 8)])
-    else
-      local parts = {}
-      for j = 1, batch do
-        parts[j] = event(math.random(0, 99999), math.random(0, 9999), types[math.random(1, 8)])
-      end
-      bodies[i] = '{"events":[' .. table.concat(parts, ",") .. ']}'
-    end
-  end
+  event_bodies = make_event_bodies(n, batch, event)
 end
 
-request = function()
-  counter = counter + 1
-  return wrk.format("POST", "/v1/events", headers, bodies[(counter % #bodies) + 1])
-end
+request = post_events
 """
+)
 
 
 def accepted_total(url: str) -> float | None:
@@ -300,11 +285,7 @@ def main() -> int:
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    # SIGTERM / SIGINT end the run through the stacks' finally blocks (nothing left running)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
-    if shutil.which("wrk") is None:
-        sys.exit("wrk is not installed: apt-get install wrk")
+    loadgen.prepare()
     seconds = 5 if args.quick else args.seconds
     batch_rates = [float(r) for r in args.batch_rates.split(",")]
     single_rates = [float(r) for r in args.single_rates.split(",")]
@@ -354,11 +335,9 @@ def main() -> int:
         "targets": {"batched_events_per_s": 10000, "single_requests_per_s": 2000, "p99_ms": 50},
         "command": "uv run python tests/bench/bench_ingest.py " + " ".join(sys.argv[1:]),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
     for name, res in results.items():
         print(name, json.dumps(res["max_sustainable"]), json.dumps(res["peak_achieved"]))
-    print(f"results: {args.out}")
+    benchout.write(args.out, result)
     return 0
 
 

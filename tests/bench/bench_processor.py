@@ -36,12 +36,12 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import benchout
 import httpx
 import numpy as np
 import psutil
 from redis.asyncio import Redis
 
-from streamrec_client import AsyncStreamrecClient
 from streamrec_dev import synthetic
 from streamrec_dev.localstack.stack import LocalStack, StackDescription
 from streamrec_shared import kafka, topics
@@ -259,8 +259,7 @@ async def freshness(
     sent: dict[str, float] = {}
     accepted: dict[str, float] = {}
     errors = 0
-    async with AsyncStreamrecClient(ingest_url=desc.urls["ingest"],
-                                    api_key=desc.api_keys["writer"]) as client:  # fmt: skip
+    async with desc.client("writer") as client:
 
         async def post(i: int) -> None:
             nonlocal errors
@@ -337,8 +336,7 @@ async def freshness(
 
 
 async def memory(desc: StackDescription, pids: list[str]) -> dict[str, Any]:
-    async with AsyncStreamrecClient(ingest_url=desc.urls["ingest"],
-                                    api_key=desc.api_keys["writer"]) as client:  # fmt: skip
+    async with desc.client("writer") as client:
         events = [
             {"user_id": "mem-heavy", "event_type": "view", "product_id": pids[i]}
             for i in range(250)
@@ -390,8 +388,7 @@ async def run(stack: LocalStack, args: argparse.Namespace) -> dict[str, Any]:
     assert desc is not None
     products = synthetic.catalog(args.products, seed=3)
     pids = [p["product_id"] for p in products]
-    async with AsyncStreamrecClient(ingest_url=desc.urls["ingest"],
-                                    api_key=desc.api_keys["admin"]) as client:  # fmt: skip
+    async with desc.client() as client:
         for chunk in synthetic.batches(products, 1000):
             await client.put_products(chunk)
     await install_model(desc, pids, args.factors)
@@ -467,8 +464,7 @@ def main() -> None:
     }
     path = args.out if args.out or args.throughput_only else RESULTS
     if path is not None and not args.no_write:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(out, indent=2) + "\n")
+        benchout.write(path, out)
     t = result["throughput"]
     if args.throughput_only:
         print(f"throughput {t['events_per_s']} events/s ({t['events_per_cpu_s']} per CPU s)")

@@ -27,15 +27,14 @@ import asyncio
 import json
 import os
 import platform
-import shutil
-import signal
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import benchout
 import httpx
 import loadgen
 import psutil
@@ -162,7 +161,7 @@ def live_trending(desc: StackDescription, n_events: int, n_items: int) -> dict[s
     t0 = time.perf_counter()
     shop = synthetic.shop(
         n_users=max(1, n_events // 10), n_products=n_items, events_per_user=10, seed=5,
-        start=datetime.now(UTC) - timedelta(hours=6), days=0.25, user_prefix="t",
+        days=0.25, end=datetime.now(UTC), user_prefix="t",
     )  # fmt: skip
     with StreamrecClient(
         ingest_url=desc.urls["ingest"], api_key=desc.api_keys["writer"], timeout=30.0
@@ -257,8 +256,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--skip-ann", action="store_true")
     parser.add_argument("--quick", action="store_true", help="fewer rates, 10 s each")
-    parser.add_argument("--no-write", action="store_true", help="do not write results JSON")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="results JSON path")
+    benchout.add_args(parser, RESULTS)
     parser.add_argument(
         "--trending-events",
         type=int,
@@ -279,11 +277,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.rates, args.seconds = [500.0, 1000.0], 10
-    if shutil.which("wrk") is None:
-        sys.exit("wrk is not installed: apt-get install wrk")
-    # SIGTERM / SIGINT end the run through the finally below (the stack is stopped)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
+    loadgen.prepare()
     with tempfile.TemporaryDirectory(prefix="bench-rec-") as tmp:
         script = Path(tmp) / "rec.lua"
         query = f"k=10&algorithm={args.algorithm}" if args.algorithm != "auto" else "k=10"
@@ -311,8 +305,7 @@ def main() -> None:
     }
     print(json.dumps(results, indent=2))
     if not args.no_write:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
+        benchout.write(args.out, results)
 
 
 if __name__ == "__main__":

@@ -44,11 +44,11 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import benchout
 import httpx
 import numpy as np
 import psutil
 
-from streamrec_client import AsyncStreamrecClient
 from streamrec_dev.localstack.stack import LocalStack, StackDescription
 from streamrec_shared.algorithms import AUTO, REGISTRY
 from streamrec_trainer.dataset import Catalog, Interactions, load_online_retail, temporal_split
@@ -198,9 +198,7 @@ async def wait_profiles(
 
 async def train(desc: StackDescription) -> dict[str, Any]:
     started = time.perf_counter()
-    async with AsyncStreamrecClient(
-        trainer_url=desc.urls["trainer"], api_key=desc.api_keys["admin"], timeout=60.0
-    ) as client:
+    async with desc.client(timeout=60.0) as client:
         done = await client.wait_for_job(await client.train(), timeout=TRAIN_TIMEOUT_S)
     job = done.model_dump(exclude_none=True)
     job["wall_s"] = round(time.perf_counter() - started, 1)
@@ -470,8 +468,7 @@ def main() -> None:
                         help="skip the pass without exclude=")  # fmt: skip
     parser.add_argument("--skip-offline", action="store_true", help="no offline references")
     parser.add_argument("--threads", type=int, default=2, help="offline evaluation threads")
-    parser.add_argument("--out", default=str(RESULTS))
-    parser.add_argument("--no-write", action="store_true")
+    benchout.add_args(parser, RESULTS)
     parser.add_argument("--state-dir", help="keep the stack's state and logs here")
     args = parser.parse_args()
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -507,9 +504,7 @@ def main() -> None:
     print(table(result))
     print(json.dumps(result["verdict"], indent=2))
     if not args.no_write:
-        path = Path(args.out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(out, indent=2, default=str) + "\n")
+        benchout.write(args.out, out)
 
 
 if __name__ == "__main__":

@@ -27,10 +27,7 @@ import json
 import os
 import platform
 import random
-import shutil
-import signal
 import sys
-import tempfile
 import time
 import urllib.parse
 from datetime import UTC, datetime
@@ -38,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import benchout
 import httpx
 import loadgen
 
@@ -257,25 +255,13 @@ def main() -> None:
     parser.add_argument("--rates", type=lambda s: [float(x) for x in s.split(",")],
                         default=[100.0])  # fmt: skip
     parser.add_argument("--seconds", type=int, default=30)
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--no-write", action="store_true")
+    benchout.add_args(parser, RESULTS)
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        sys.exit("wrk is not installed: apt-get install wrk")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    with tempfile.TemporaryDirectory(prefix="bench-search-") as tmp:
-        script = Path(tmp) / "search.lua"
-        script.write_text(loadgen.script(LUA))
-        stack = LocalStack(Path(tmp) / "stack")
-        stack.start(services=("recommender",))
-        try:
-            results = run(stack, args, script, Path(tmp) / "queries.txt")
-        finally:
-            stack.stop()
+    loadgen.prepare()
+    with loadgen.on_stack("search", LUA, services=("recommender",)) as (stack, script):
+        results = run(stack, args, script, script.parent / "queries.txt")
     if not args.no_write:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
-        print(f"results: {args.out}")
+        benchout.write(args.out, results)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,6 @@ import asyncio
 import csv
 import gzip
 import io
-import json
 import os
 import platform
 import sys
@@ -50,11 +49,11 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import benchout
 import httpx
 import numpy as np
 from numpy.typing import NDArray
 
-from streamrec_client import AsyncStreamrecClient
 from streamrec_dev import synthetic
 from streamrec_dev.localstack.stack import LocalStack, StackDescription
 from streamrec_shared.profile import segment_for
@@ -271,12 +270,7 @@ async def load(desc: StackDescription, log: ClickLog, sp: Split) -> dict[str, An
 
 
 async def train(desc: StackDescription) -> dict[str, Any]:
-    async with AsyncStreamrecClient(
-        recommender_url=desc.urls["recommender"],
-        trainer_url=desc.urls["trainer"],
-        api_key=desc.api_keys["admin"],
-        timeout=60.0,
-    ) as client:
+    async with desc.client(timeout=60.0) as client:
         started = time.perf_counter()
         job = await client.wait_for_job(await client.train(), timeout=TRAIN_TIMEOUT_S)
         if job.status != "published":
@@ -414,8 +408,7 @@ def main() -> None:
                         help="test day: the last day with at least this many sessions")  # fmt: skip
     parser.add_argument("--concurrency", type=int, default=8, help="sessions replayed at once")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--out", default=str(RESULTS))
-    parser.add_argument("--no-write", action="store_true")
+    benchout.add_args(parser, RESULTS)
     parser.add_argument("--offline-only", action="store_true", help="no stack: baselines only")
     args = parser.parse_args()
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -444,8 +437,7 @@ def main() -> None:
         "runs": runs,
     }
     if not args.no_write:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+        benchout.write(args.out, out)
 
 
 if __name__ == "__main__":

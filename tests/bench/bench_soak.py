@@ -26,16 +26,14 @@ import concurrent.futures
 import json
 import os
 import platform
-import shutil
-import signal
 import statistics
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import benchout
 import loadgen
 import psutil
 import redis
@@ -56,41 +54,33 @@ RATED = {
 N_USERS, N_KNOWN, N_PRODUCTS = 5000, 2000, 2000
 MAX_GROWTH = 0.10
 
-LUA = r"""
+LUA = (
+    loadgen.EVENTS_LUA
+    + r"""
 local kind = os.getenv("BENCH_KIND")
-local key = os.getenv("BENCH_KEY")
 local n_users = tonumber(os.getenv("BENCH_USERS"))
 local n_products = tonumber(os.getenv("BENCH_PRODUCTS"))
-local types = {"view", "view", "view", "view", "click", "click", "add_to_cart", "purchase"}
 local words = {"red", "blue", "kitchen", "garden", "eco", "classic", "item", "books", "toys"}
-local headers = {["Content-Type"] = "application/json", ["X-API-Key"] = key}
-local bodies = {}
-local counter = 0
 
 local function user() return string.format("u%05d", math.random(0, n_users - 1)) end
 local function product() return string.format("p%06d", math.random(0, n_products - 1)) end
 local function event()
   return string.format('{"user_id":"%s","event_type":"%s","product_id":"%s"}',
-    user(), types[math.random(1, 8)], product())
+    user(), event_types[math.random(1, 8)], product())
 end
 
 init = function(args)
   math.randomseed(os.time() * 1000 + math.floor(os.clock() * 1000000))
-  for i = 1, 64 do
-    if kind == "events_single" then
-      bodies[i] = event()
-    elseif kind == "events_batch_100" then
-      local parts = {}
-      for j = 1, 100 do parts[j] = event() end
-      bodies[i] = '{"events":[' .. table.concat(parts, ",") .. ']}'
-    end
+  if kind == "events_single" then
+    event_bodies = make_event_bodies(64, 1, event)
+  elseif kind == "events_batch_100" then
+    event_bodies = make_event_bodies(64, 100, event)
   end
 end
 
 request = function()
-  counter = counter + 1
   if kind == "events_single" or kind == "events_batch_100" then
-    return wrk.format("POST", "/v1/events", headers, bodies[(counter % #bodies) + 1])
+    return post_events()
   elseif kind == "recommendations" then
     return wrk.format("GET", "/v1/recommendations/" .. user() .. "?k=10")
   elseif kind == "recommendations_context" then
@@ -103,6 +93,7 @@ request = function()
   end
 end
 """
+)
 
 
 def rss_by_process(stack: LocalStack) -> dict[str, float]:
@@ -253,29 +244,17 @@ def main() -> None:
     )
     parser.add_argument("--scale", type=float, default=0.5, help="share of the rated rates")
     parser.add_argument("--sample-s", type=int, default=30)
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--no-write", action="store_true")
+    benchout.add_args(parser, RESULTS)
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        sys.exit("wrk is not installed: apt-get install wrk")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    loadgen.prepare()
     # retrain by itself every 10 minutes (model swaps belong in a soak), not per event count
     os.environ.setdefault("STREAMREC_TRAINING__AFTER_EVENTS", "0")
-    with tempfile.TemporaryDirectory(prefix="bench-soak-") as tmp:
-        script = Path(tmp) / "soak.lua"
-        script.write_text(loadgen.script(LUA))
-        stack = LocalStack(Path(tmp) / "stack")
-        stack.start()
-        try:
-            results = run(stack, args, script)
-        finally:
-            stack.stop()
+    with loadgen.on_stack("soak", LUA) as (stack, script):
+        results = run(stack, args, script)
     print(json.dumps(results["report"], indent=2))
     print(f"target ({results['target']}): {'met' if results['target_met'] else 'MISSED'}")
     if not args.no_write:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
-        print(f"results: {args.out}")
+        benchout.write(args.out, results)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import benchout
 import httpx
 import numpy as np
 import psutil
@@ -458,8 +459,7 @@ def main() -> None:
         "runs": runs,
     }
     if not args.no_write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(out, indent=2) + "\n")
+        benchout.write(RESULTS, out)
     for row in summary:
         target = TARGET_TOTAL_S.get(row["interactions"])
         ok_time = target is None or row["best_total_s"] <= target

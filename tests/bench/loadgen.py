@@ -17,14 +17,22 @@ rates; ``cpu_seconds`` samples what the measured processes used meanwhile.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import shutil
+import signal
 import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psutil
+
+from streamrec_dev.localstack.stack import SERVICES, LocalStack
 
 SCHEDULE_AND_SUMMARY_LUA = r"""
 local ffi = require("ffi")
@@ -67,9 +75,69 @@ end
 """
 
 
+EVENTS_LUA = r"""
+local event_types = {"view", "view", "view", "view", "click", "click", "add_to_cart", "purchase"}
+local event_headers = {
+  ["Content-Type"] = "application/json", ["X-API-Key"] = os.getenv("BENCH_KEY")}
+local event_bodies = {}
+local event_counter = 0
+
+-- n bodies of POST /v1/events, each of `batch` events from event() (batch 1: the bare event)
+local function make_event_bodies(n, batch, event)
+  local bodies = {}
+  for i = 1, n do
+    if batch == 1 then
+      bodies[i] = event()
+    else
+      local parts = {}
+      for j = 1, batch do parts[j] = event() end
+      bodies[i] = '{"events":[' .. table.concat(parts, ",") .. ']}'
+    end
+  end
+  return bodies
+end
+
+-- the next of event_bodies, round robin
+local function post_events()
+  event_counter = event_counter + 1
+  return wrk.format("POST", "/v1/events", event_headers,
+    event_bodies[(event_counter % #event_bodies) + 1])
+end
+"""
+"""Lua for the benchmarks that post events: ``event_types`` (the mix: half views), ``BENCH_KEY``
+as the API key, ``make_event_bodies(n, batch, event)`` to fill ``event_bodies`` in ``init`` and
+``post_events()`` to send them in turn. Goes before the benchmark's own Lua."""
+
+
 def script(requests_lua: str) -> str:
     """The whole wrk script: the benchmark's ``init``/``request`` plus schedule and summary."""
     return requests_lua + SCHEDULE_AND_SUMMARY_LUA
+
+
+def prepare() -> None:
+    """Before a wrk benchmark: exit when wrk is missing; SIGTERM and SIGINT end the run through
+    its ``finally`` blocks (every stack stopped, nothing left running)."""
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed: apt-get install wrk")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
+
+
+@contextlib.contextmanager
+def on_stack(
+    name: str, requests_lua: str, services: tuple[str, ...] = tuple(SERVICES)
+) -> Iterator[tuple[LocalStack, Path]]:
+    """A temporary folder holding the wrk script ``<name>.lua`` (``script(requests_lua)``) and a
+    local stack of ``services`` started in it; yields both, stops the stack at the end."""
+    with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
+        path = Path(tmp) / f"{name}.lua"
+        path.write_text(script(requests_lua))
+        stack = LocalStack(Path(tmp) / "stack")
+        stack.start(services=services)
+        try:
+            yield stack, path
+        finally:
+            stack.stop()
 
 
 def describe(connections: int) -> str:

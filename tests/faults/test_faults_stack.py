@@ -26,7 +26,6 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
-from streamrec_client import AsyncStreamrecClient
 from streamrec_dev.localstack import demo
 from streamrec_dev.localstack.processes import kill, stop
 from streamrec_dev.localstack.stack import SERVICES, LocalStack, StackDescription
@@ -65,15 +64,6 @@ def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Faults]:
 
 def _load(f: Faults) -> Load:
     return Load(f.desc, f"f{uuid.uuid4().hex[:8]}", f.products)
-
-
-def _client(desc: StackDescription) -> AsyncStreamrecClient:
-    return AsyncStreamrecClient(
-        ingest_url=desc.urls["ingest"],
-        recommender_url=desc.urls["recommender"],
-        trainer_url=desc.urls["trainer"],
-        api_key=desc.api_keys["admin"],
-    )
 
 
 async def _get(url: str) -> httpx.Response | None:
@@ -290,7 +280,7 @@ async def test_poison_record_on_every_topic(faults: Faults) -> None:
         await producer.stop()
     product, user = f"{load.tag}-p", f"{load.tag}-buyer"
     redis = Redis.from_url(desc.redis_url)
-    async with _client(desc) as client, load.running():
+    async with desc.client() as client, load.running():
         await load.progress(50)
         described = {"name": "after the poison", "category": "poison", "price": 1.0}
         await client.put_product(product, described)
@@ -344,7 +334,7 @@ async def test_artifact_write_fails(faults: Faults) -> None:
     model stays active and served, no version directory or staging leftover is published."""
     desc, stack = faults.desc, faults.stack
     root = Path(desc.artifacts_uri.removeprefix("file://"))
-    async with _client(desc) as client:
+    async with desc.client() as client:
         before: dict[str, Any] = await client.request("GET", "trainer", "/v1/models/active")
         served = await _served_version(desc)
         dirs = await asyncio.to_thread(_listing, root)

@@ -33,7 +33,7 @@ from streamrec_shared.algorithms import REGISTRY
 from streamrec_shared.feedback import shown_key
 from streamrec_shared.profile import profile_key
 
-from ..bundles import activate_new, wait_served
+from ..bundles import activate_new, cold_user, wait_served
 from ..polling import eventually
 
 pytestmark = [pytest.mark.stack]
@@ -61,9 +61,7 @@ async def served(stack: StackDescription, module_client: AsyncStreamrecClient) -
 async def test_recommendations_are_fresh_and_filtered(
     client: AsyncStreamrecClient, served: int
 ) -> None:
-    user = f"fresh-{uuid.uuid4().hex[:10]}"
-    cold = await client.recommendations(user, k=20)
-    assert "cold_start" in cold["strategy"], cold
+    user, cold = await cold_user(client, "fresh", k=20)
     assert cold["rec_id"]
 
     # Browsing one category: the next answer is personal (recent items), within about 1 s.

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+import pytest_asyncio
 from pydantic import SecretStr
 
 from streamrec_client import AsyncStreamrecClient
@@ -53,13 +54,16 @@ async def _stored(stack: StackDescription, q: str = "nordic bookshelf", n: int =
     await eventually(found, timeout=30, what=f"{q!r} to find the products", interval=0.2)
 
 
-@pytest.mark.stack
-async def test_search_with_typos_category_and_errors(
-    stack: StackDescription, client: AsyncStreamrecClient
-) -> None:
+@pytest_asyncio.fixture(loop_scope="session")
+async def searchable(stack: StackDescription, client: AsyncStreamrecClient) -> None:
+    """``PRODUCTS`` in the catalog, found by search."""
     await client.put_products(PRODUCTS)
     await _stored(stack)
 
+
+@pytest.mark.stack
+@pytest.mark.usefixtures("searchable")
+async def test_search_with_typos_category_and_errors(stack: StackDescription) -> None:
     r = await _search(stack, q="nordik walnut bokshelf", k=5)
     assert r.status_code == 200
     assert r.json()["items"][0]["product_id"] == "srch-1"
@@ -112,11 +116,10 @@ async def test_words_a_product_gets_by_an_update_are_corrected_at_once(
 
 
 @pytest.mark.stack
+@pytest.mark.usefixtures("searchable")
 async def test_search_reranks_for_a_user_with_history(
     stack: StackDescription, client: AsyncStreamrecClient
 ) -> None:
-    await client.put_products(PRODUCTS)
-    await _stored(stack)
     user = "srch-user-1"
     await client.send_events(
         [

@@ -9,7 +9,6 @@ below is asked right after the 202, with no wait.
 from __future__ import annotations
 
 import dataclasses
-import uuid
 from typing import Any
 
 import pytest
@@ -21,7 +20,7 @@ from streamrec_dev.localstack.stack import StackDescription
 from streamrec_dev.synthetic_model import make_bundle
 from streamrec_shared.artifacts import ModelBundle
 
-from ..bundles import activate_new, wait_served
+from ..bundles import activate_new, cold_user, wait_served
 from .test_sessions_unit import session_index
 
 pytestmark = [pytest.mark.stack]
@@ -49,9 +48,7 @@ async def sessions_model(stack: StackDescription, module_client: AsyncStreamrecC
 async def test_a_click_answered_at_once_moves_the_next_answer(
     client: AsyncStreamrecClient, sessions_model: int
 ) -> None:
-    user = f"click-{uuid.uuid4().hex[:10]}"
-    before = await client.recommendations(user, k=10)
-    assert "cold_start" in before["strategy"], before
+    user, _ = await cold_user(client, "click", k=10)
     await client.send_event(
         {"user_id": user, "event_type": "click", "product_id": "p000100",
          "timestamp": EVENT_TIME}
@@ -75,9 +72,7 @@ async def test_a_click_answered_at_once_moves_the_next_answer(
 async def test_context_alone_gives_an_unknown_user_the_neighbours_of_the_context_items(
     client: AsyncStreamrecClient, sessions_model: int
 ) -> None:
-    user = f"ctx-{uuid.uuid4().hex[:10]}"
-    cold = await client.recommendations(user, k=10)
-    assert "cold_start" in cold["strategy"], cold
+    user, _ = await cold_user(client, "ctx", k=10)
     rec = await client.recommendations(user, k=10, context="p000150")
     assert rec["model_version"] == sessions_model
     assert (rec["strategy"], rec["algorithm"]) == ("recent_items", "sknn"), rec

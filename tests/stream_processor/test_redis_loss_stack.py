@@ -17,7 +17,6 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from streamrec_client import AsyncStreamrecClient
 from streamrec_dev.localstack import infra
 from streamrec_dev.localstack.processes import kill
 from streamrec_dev.localstack.stack import LocalStack, StackDescription
@@ -69,7 +68,6 @@ async def test_redis_restarted_empty_is_rebuilt(
     private: tuple[LocalStack, StackDescription],
 ) -> None:
     stack, desc = private
-    admin = desc.api_keys["admin"]
     statuses: list[tuple[float, int, list[str]]] = []
     stop = asyncio.Event()
 
@@ -82,9 +80,7 @@ async def test_redis_restarted_empty_is_rebuilt(
                     statuses.append((time.monotonic(), r.status_code, items))
                 await asyncio.sleep(0.05)
 
-    async with AsyncStreamrecClient(
-        ingest_url=desc.urls["ingest"], recommender_url=desc.urls["recommender"], api_key=admin
-    ) as client:
+    async with desc.client() as client:
         await client.put_products(
             {"product_id": p, "name": f"product {p}", "category": "rl", "price": 1.0}
             for p in PRODUCTS

@@ -4,7 +4,7 @@ recommendations for a known user (never what they bought), popular items for a n
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 
@@ -22,16 +22,14 @@ async def _archived(client: AsyncStreamrecClient) -> int:
 
 
 async def test_products_and_events_in_model_out(client: AsyncStreamrecClient) -> None:
-    # own user ids: other tests on the session stack send shops with the default ones. Its
-    # history ends now: other tests send events stamped at receive time, and the trainer's
-    # event-time window, anchored at the newest event, would leave an older history out.
+    # own user ids: other tests on the session stack send shops with the default ones
     shop = synthetic.shop(
         n_users=120,
         n_products=150,
         events_per_user=30,
         seed=11,
         user_prefix="e2e-u",
-        start=datetime.now(UTC) - timedelta(days=30),
+        end=datetime.now(UTC),
     )
     before = await _archived(client)
     for chunk in synthetic.batches(shop.products, 500):

@@ -3,7 +3,7 @@ shop publishes, a degenerate candidate is rejected, both figures are in ``GET /v
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -39,7 +39,7 @@ async def test_retrain_with_more_data_publishes_and_a_worse_candidate_is_rejecte
         n_products=150,
         events_per_user=35,
         seed=57,
-        start=datetime.now(UTC) - timedelta(days=30),
+        end=datetime.now(UTC),
         user_prefix="gate",
     )
     await client.put_products(shop.products)

@@ -3,7 +3,7 @@ rejected model never replaces the active one, and activate rolls back (the recom
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -68,14 +68,8 @@ async def _job(client: AsyncStreamrecClient, params: dict[str, Any] | None = Non
 async def test_rejected_model_does_not_replace_active_and_rollback_is_served(
     stack: StackDescription, client: AsyncStreamrecClient
 ) -> None:
-    # event time ending now: other tests post events without a timestamp (receive time), and the
-    # holdout is the newest part of the window, which must hold these users' later events
     shop = synthetic.shop(
-        n_users=150,
-        n_products=120,
-        events_per_user=30,
-        seed=31,
-        start=datetime.now(UTC) - timedelta(days=30),
+        n_users=150, n_products=120, events_per_user=30, seed=31, end=datetime.now(UTC)
     )
     await client.put_products(shop.products)
     await send_archived(client, stack.postgres_dsn, shop.events)

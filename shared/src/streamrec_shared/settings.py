@@ -143,6 +143,18 @@ class FeedbackSettings(BaseModel):
         return None if self.rec_id_key is None else self.rec_id_key.get_secret_value().encode()
 
 
+class AttributionTimes(BaseModel):
+    """The attribution times the recommender and the stream processor share (each has them in
+    its own group: ``STREAMREC_RECOMMENDER__...`` and ``STREAMREC_PROCESSOR__...``; set both
+    alike)."""
+
+    attribution_window_s: int = Field(default=86_400, ge=60)
+    """A purchase of a recommended item within this many seconds counts as a conversion: the
+    stream processor counts it, the recommender keeps what it showed (``sr:rs:<user>``) as long."""
+    online_retention_s: int = Field(default=8 * 86_400, ge=3600)
+    """How long the per-minute online counters live."""
+
+
 class ServiceSettings(BaseSettings):
     """Base for each service's settings: env prefix ``STREAMREC_``, nested with ``__``."""
 

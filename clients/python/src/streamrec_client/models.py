@@ -84,7 +84,7 @@ class ScoredItem(Body):
 
 class Experiment(Body):
     name: str
-    variant: str
+    variant: str | None
 
 
 class Recommendations(Body):

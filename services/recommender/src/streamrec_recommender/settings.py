@@ -8,14 +8,20 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from streamrec_shared.algorithms import REGISTRY
-from streamrec_shared.settings import FeedbackSettings, HttpSettings, ServiceSettings
+from streamrec_shared.settings import (
+    AttributionTimes,
+    FeedbackSettings,
+    HttpSettings,
+    ServiceSettings,
+)
 
 
-class ServingSettings(BaseModel):
-    """Knobs of scoring, filtering, policy, attribution and degradation."""
+class ServingSettings(AttributionTimes):
+    """Knobs of scoring, filtering, policy, attribution (``attribution_window_s`` and
+    ``online_retention_s`` from ``AttributionTimes``) and degradation."""
 
     # --- scoring ---
     exact_max_items: int = Field(default=200_000, ge=1)
@@ -63,14 +69,10 @@ class ServingSettings(BaseModel):
 
     # --- results cache and attribution ---
     cache_ttl_s: int = Field(default=300, ge=1)
-    attribution_window_s: int = Field(default=86_400, ge=60)
-    """A purchase of a recommended item within this many seconds counts as a conversion (the
-    stream processor counts it; this is how long ``sr:rs:<user>`` keeps what was shown)."""
     live_products: bool = True
     """Read ``catalog.v1`` and place products the served model does not know in its space with
     the model's content map (``serving.newitems``), before any retrain."""
     online_flush_s: float = Field(default=0.5, gt=0)
-    online_retention_s: int = Field(default=8 * 86_400, ge=3600)
 
     # --- abuse ---
     read_rate_per_s: float = Field(default=50.0, ge=0)

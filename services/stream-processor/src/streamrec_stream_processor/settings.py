@@ -7,14 +7,20 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from streamrec_shared.consumer import ConsumerSettings
-from streamrec_shared.settings import FeedbackSettings, HttpSettings, ServiceSettings
+from streamrec_shared.settings import (
+    AttributionTimes,
+    FeedbackSettings,
+    HttpSettings,
+    ServiceSettings,
+)
 
 
-class ProcessorTuning(BaseModel):
-    """How the processor consumes and what it keeps.
+class ProcessorTuning(AttributionTimes):
+    """How the processor consumes and what it keeps (with the ``AttributionTimes`` the
+    recommender also has).
 
     ``app_id`` is the Kafka consumer group: workers with the same id split the partitions of
     ``events.v1``, ``catalog.v1`` and ``users.v1``.
@@ -50,11 +56,6 @@ class ProcessorTuning(BaseModel):
     model_poll_interval_s: float = Field(default=5.0, gt=0)
     # Attribution of clicks and conversions (streamrec_stream_processor.attribution).
     attribution: bool = True
-    # A purchase of a product recommended within this many seconds counts as a conversion
-    # (the recommender keeps what it showed for its own attribution_window_s).
-    attribution_window_s: int = Field(default=86_400, ge=60)
-    # How long the per-minute online counters live (as the recommender's online_retention_s).
-    online_retention_s: int = Field(default=8 * 86_400, ge=3600)
 
     def consumer(self) -> ConsumerSettings:
         """The settings of the processor's one ``StreamConsumer``."""

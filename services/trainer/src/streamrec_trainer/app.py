@@ -6,9 +6,9 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -148,6 +148,26 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 _ADMIN_ERRORS = (401, 403, 422, 429)
 # FastAPI lists the ApiKey requirement; this adds the alternative: anonymous (no artifact URIs)
 _OPTIONAL_KEY: list[dict[str, list[str]]] = [{}]
+
+
+# the two ends of a canary rollout: POST /v1/models/{version}/<action> -> Rollouts.<action>
+_ROLLOUT_ENDS: tuple[tuple[Literal["promote", "abort"], str], ...] = (
+    ("promote", "End the canary rollout of ``version`` now: activate it for every user."),
+    ("abort", "End the canary rollout of ``version`` now: every user back on the active version."),
+)
+
+
+def _end_rollout(
+    action: Literal["promote", "abort"],
+) -> Callable[[Request, int, ApiKey | None], Awaitable[RolloutAnswer]]:
+    """The route that ends ``version``'s canary rollout by ``Rollouts.promote`` or ``.abort``."""
+
+    async def end(request: Request, version: VersionPath, _: AdminKey) -> RolloutAnswer:
+        rollouts: Rollouts = request.app.state.rollouts
+        rollout = await (rollouts.promote if action == "promote" else rollouts.abort)(version)
+        return RolloutAnswer(version=version, rollout=rollout.public())
+
+    return end
 
 
 def create_app(settings: TrainerSettings | None = None) -> FastAPI:
@@ -304,24 +324,13 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
         await request.app.state.rollouts.on_activated(version)
         return ModelVersion(**current.public())
 
-    @app.post(
-        "/v1/models/{version}/promote",
-        tags=["registry"],
-        responses=_errors(404, 409, *_ADMIN_ERRORS),
-    )
-    async def promote(request: Request, version: VersionPath, _: AdminKey) -> RolloutAnswer:
-        """End the canary rollout of ``version`` now: activate it for every user."""
-        rollout = await request.app.state.rollouts.promote(version)
-        return RolloutAnswer(version=version, rollout=rollout.public())
-
-    @app.post(
-        "/v1/models/{version}/abort",
-        tags=["registry"],
-        responses=_errors(404, 409, *_ADMIN_ERRORS),
-    )
-    async def abort(request: Request, version: VersionPath, _: AdminKey) -> RolloutAnswer:
-        """End the canary rollout of ``version`` now: every user back on the active version."""
-        rollout = await request.app.state.rollouts.abort(version)
-        return RolloutAnswer(version=version, rollout=rollout.public())
+    for action, description in _ROLLOUT_ENDS:
+        app.post(
+            f"/v1/models/{{version}}/{action}",
+            tags=["registry"],
+            responses=_errors(404, 409, *_ADMIN_ERRORS),
+            name=action,
+            description=description,
+        )(_end_rollout(action))
 
     return app

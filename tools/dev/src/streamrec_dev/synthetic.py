@@ -21,6 +21,8 @@ CATEGORIES = (
 )  # fmt: skip
 _ADJECTIVES = ("classic", "smart", "compact", "deluxe", "eco", "vintage", "pro", "mini", "soft")
 _COLOURS = ("red", "blue", "green", "black", "white", "silver", "pink", "yellow")
+DEFAULT_START = datetime(2025, 1, 1, tzinfo=UTC)
+"""Where a ``shop`` history starts unless told (fixed: the same shop every time)."""
 
 
 @dataclass(frozen=True)
@@ -60,16 +62,25 @@ def shop(
     events_per_user: int = 25,
     *,
     seed: int = 7,
-    start: datetime = datetime(2025, 1, 1, tzinfo=UTC),
+    start: datetime | None = None,
     days: float = 30.0,
     n_categories: int = 8,
     user_prefix: str = "u",
+    end: datetime | None = None,
 ) -> Shop:
     """A catalog plus an event history (``POST /v1/events`` objects, sorted by timestamp).
 
+    The history spans ``days`` from ``start`` (default 2025-01-01), or the ``days`` before
+    ``end``. A shop sent to a running stack usually ends now (``end=datetime.now(UTC)``):
+    events sent later without a timestamp (receive time) then extend the same history, and
+    the trainer's event-time window, anchored at the newest event, holds all of it.
     ``user_prefix`` starts every user id: shops sent to one stack with different prefixes do
     not share users (their profiles and histories stay apart).
     """
+    if start is not None and end is not None:
+        raise ValueError("give start or end, not both")
+    if start is None:
+        start = DEFAULT_START if end is None else end - timedelta(days=days)
     rng = np.random.default_rng(seed)
     products = catalog(n_products, seed=seed, n_categories=n_categories)
     cats = sorted({p["category"] for p in products})

@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from streamrec_client import AsyncStreamrecClient
 from streamrec_dev import synthetic
 from streamrec_dev.localstack.stack import StackDescription
 
@@ -24,19 +23,13 @@ async def load(
     train: bool = True,
 ) -> dict[str, Any]:
     """Products, then events (batches of 500), then one training run. Returns a summary."""
-    # event time ending now: events sent later (receive time) extend the same history, so a
-    # retrain has a holdout of users with history (the window is the last N days of event time)
     shop = synthetic.shop(
         n_users=n_users,
         n_products=n_products,
         events_per_user=events_per_user,
-        start=datetime.now(UTC) - timedelta(days=30),
+        end=datetime.now(UTC),  # a retrain after more events has a holdout of these users
     )
-    async with AsyncStreamrecClient(
-        ingest_url=desc.urls["ingest"],
-        trainer_url=desc.urls["trainer"],
-        api_key=desc.api_keys["admin"],
-    ) as client:
+    async with desc.client() as client:
         for chunk in synthetic.batches(shop.products, 500):
             await client.put_products(chunk)
         sent = 0

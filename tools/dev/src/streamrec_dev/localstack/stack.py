@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
+from streamrec_client import AsyncStreamrecClient
 from streamrec_dev.localstack import infra
 from streamrec_dev.localstack.processes import (
     Proc,
@@ -83,6 +84,16 @@ class StackDescription:
     @classmethod
     def load(cls, state_dir: Path) -> StackDescription:
         return cls(**json.loads((state_dir / "stack.json").read_text()))
+
+    def client(self, key: str = "admin", **kwargs: Any) -> AsyncStreamrecClient:
+        """A client for the stack's ingest, recommender and trainer, keyed with ``key``."""
+        return AsyncStreamrecClient(
+            ingest_url=self.urls["ingest"],
+            recommender_url=self.urls["recommender"],
+            trainer_url=self.urls["trainer"],
+            api_key=self.api_keys[key],
+            **kwargs,
+        )
 
     def env(self) -> dict[str, str]:
         """Environment for a service process of this stack."""
