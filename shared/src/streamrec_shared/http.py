@@ -230,7 +230,8 @@ async def _empty_receive() -> Message:
 
 
 class MetricsMiddleware:
-    """Count requests and time them per route template (not per raw path)."""
+    """Count requests and time them per route template (not per raw path); write the audit
+    line of requests ``require_scope`` marked (admin and catalog changes, see ``_audit``)."""
 
     def __init__(self, app: ASGIApp, service: str) -> None:
         self.app = app
@@ -254,11 +255,11 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, capture)
         finally:
-            count, duration = self._series_of(
-                _route_template(scope), scope.get("method", "GET"), status
-            )
+            route = _route_template(scope)
+            count, duration = self._series_of(route, scope.get("method", "GET"), status)
             count.inc()
             duration.observe(time.perf_counter() - start)
+            _audit(scope, route, status)
 
     def _series_of(self, route: str, method: str, status: int) -> tuple[Counter, Histogram]:
         series = self._series.get((route, method, status))
@@ -453,9 +454,53 @@ def require_scope(scope: KeyScope) -> Any:
     ) -> ApiKey | None:
         ring: KeyRing = request.app.state.keyring
         client = request.client.host if request.client else None
-        return ring.authorize(presented, scope, client)
+        audited = scope in AUDITED_SCOPES and request.method not in ("GET", "HEAD")
+        if audited:  # denied attempts are audited too: MetricsMiddleware writes the line
+            known = ring.identify(presented)
+            name = known.name if known is not None else "unknown" if presented else "missing"
+            request.state.audit = {"scope": scope, "key": name}
+        key = ring.authorize(presented, scope, client)
+        if audited:
+            request.state.audit["key"] = key.name if key is not None else "open"
+        return key
 
     return Security(check)
+
+
+AUDITED_SCOPES: frozenset[KeyScope] = frozenset({"admin", "catalog:write", "import"})
+"""Scopes whose state-changing calls (any method but GET/HEAD) leave an audit line: who (the
+key's name, never the key), what (method, path, route), when, from where, and the answer."""
+
+audit_logger = logging.getLogger("streamrec.audit")
+
+
+def _audit(scope: Scope, route: str, status: int) -> None:
+    """The audit line of one audited request (``require_scope`` marked it), as a JSON log
+    record of logger ``streamrec.audit``: ship it with the service's logs."""
+    audit = scope.get("state", {}).get("audit")
+    if audit is None:
+        return
+    client = scope.get("client")
+    refused = status in (401, 403)
+    outcome = "allowed" if status < 400 else "refused" if refused else "failed"
+    audit_logger.info(
+        "audit %s %s by %s: %d",
+        scope.get("method", ""),
+        scope.get("path", ""),
+        audit["key"],
+        status,
+        extra={
+            "audit": True,
+            "key": audit["key"],
+            "scope": audit["scope"],
+            "method": scope.get("method", ""),
+            "path": scope.get("path", ""),
+            "route": route,
+            "status": status,
+            "client": client[0] if client else None,
+            "outcome": outcome,
+        },
+    )
 
 
 class ErrorInfo(BaseModel):

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import Depends, Request, Security
+from fastapi import Depends, Request
 
 from streamrec_ingest.catalog_db import CatalogDb
 from streamrec_ingest.known_products import KnownProducts
@@ -14,8 +14,8 @@ from streamrec_ingest.publisher import Publisher
 from streamrec_ingest.settings import IngestSettings
 from streamrec_shared import metrics
 from streamrec_shared.errors import Forbidden, RateLimited, Unauthorized
-from streamrec_shared.http import API_KEY_HEADER, KeyRing
-from streamrec_shared.settings import ApiKey, Scope
+from streamrec_shared.http import KeyRing, require_scope
+from streamrec_shared.settings import ApiKey
 
 
 @dataclass(frozen=True)
@@ -57,20 +57,7 @@ def authorize_events(
         raise
 
 
-def require_scope(scope: Scope) -> Any:
-    """A dependency checking ``X-API-Key`` for ``scope``, documented as the ApiKey scheme."""
-
-    async def check(
-        request: Request, presented: Annotated[str | None, Security(API_KEY_HEADER)]
-    ) -> ApiKey | None:
-        ring: KeyRing = request.app.state.keyring
-        return ring.authorize(presented, scope)
-
-    return Depends(check)
-
-
 State = Annotated[IngestState, Depends(_state)]
 CatalogKey = Annotated[ApiKey | None, require_scope("catalog:write")]
 OrdersKey = Annotated[ApiKey | None, require_scope("events:write")]
 ImportKey = Annotated[ApiKey | None, require_scope("import")]
-AdminKey = Annotated[ApiKey | None, require_scope("admin")]

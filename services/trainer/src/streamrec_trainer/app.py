@@ -12,13 +12,19 @@ from typing import Annotated, Any, Literal
 
 import asyncpg
 import redis.asyncio as aioredis
-from fastapi import Depends, FastAPI, Path, Query, Request, Security
+from fastapi import FastAPI, Path, Query, Request, Security
 from pydantic import BaseModel, ConfigDict, Field
 
 from streamrec_shared import kafka, topics
 from streamrec_shared.artifact_store import ArtifactStore
 from streamrec_shared.errors import NotFound
-from streamrec_shared.http import API_KEY_HEADER, KeyRing, error_responses, install_common
+from streamrec_shared.http import (
+    API_KEY_HEADER,
+    AdminKey,
+    KeyRing,
+    error_responses,
+    install_common,
+)
 from streamrec_shared.postgres import create_pool
 from streamrec_shared.settings import ApiKey
 from streamrec_shared.tasks import cancel_all
@@ -34,14 +40,6 @@ PG_INT_MAX = 2**31 - 1  # model versions are Postgres integers
 VersionPath = Annotated[int, Path(ge=1, le=PG_INT_MAX)]
 
 PresentedKey = Annotated[str | None, Security(API_KEY_HEADER)]
-
-
-async def _admin(request: Request, presented: PresentedKey) -> ApiKey | None:
-    ring: KeyRing = request.app.state.keyring
-    return ring.authorize(presented, "admin")
-
-
-AdminKey = Annotated[ApiKey | None, Depends(_admin)]
 
 
 def _known_key(request: Request, presented: str | None) -> bool:

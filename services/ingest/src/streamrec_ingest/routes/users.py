@@ -14,12 +14,13 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter
 
-from streamrec_ingest.deps import AdminKey, State
+from streamrec_ingest.deps import State
 from streamrec_ingest.publisher import keyed
 from streamrec_ingest.routes.catalog import UserIdPath
 from streamrec_ingest.routes.schemas import UserErasedBody, error_responses
 from streamrec_shared import metrics, topics
 from streamrec_shared.events import UserErased
+from streamrec_shared.http import AdminKey
 
 router = APIRouter(tags=["users"])
 
