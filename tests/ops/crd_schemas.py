@@ -1,6 +1,6 @@
 """JSON Schemas for the custom resources in deploy/k8s, vendored in ``schemas/`` (offline).
 
-- Strimzi (Kafka, KafkaNodePool, KafkaTopic) and CloudNativePG (Cluster): subset schemas
+- Strimzi (Kafka, KafkaNodePool, KafkaTopic, KafkaUser) and CloudNativePG (Cluster): subset schemas
   written after the upstream CRDs.
 - KEDA (ScaledObject) and Prometheus Operator (ServiceMonitor, PrometheusRule): generated from
   the pydantic models that ``cloudcoil-models-*`` build from the upstream CRDs.
@@ -25,6 +25,7 @@ SCHEMAS: dict[tuple[str, str], str] = {
     ("kafka.strimzi.io/v1beta2", "Kafka"): "strimzi-kafka-v1beta2.yaml",
     ("kafka.strimzi.io/v1beta2", "KafkaNodePool"): "strimzi-kafkanodepool-v1beta2.yaml",
     ("kafka.strimzi.io/v1beta2", "KafkaTopic"): "strimzi-kafkatopic-v1beta2.yaml",
+    ("kafka.strimzi.io/v1beta2", "KafkaUser"): "strimzi-kafkauser-v1beta2.yaml",
     ("postgresql.cnpg.io/v1", "Cluster"): "cnpg-cluster-v1.yaml",
     ("keda.sh/v1alpha1", "ScaledObject"): "keda-scaledobject-v1alpha1.json",
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "monitoring-servicemonitor-v1.json",

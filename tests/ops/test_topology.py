@@ -7,6 +7,7 @@ import base64
 import json
 import re
 from collections.abc import Iterator
+from pathlib import PurePosixPath
 from typing import Any
 
 import pytest
@@ -102,6 +103,9 @@ def test_references_exist(overlay: str, rendered: dict[str, list[Manifest]]) -> 
     objects = rendered[overlay]
     have = {(o["kind"], o["metadata"]["name"]) for o in objects}
     generated = {f"{c['metadata']['name']}-app" for c in objects_of(objects, "Cluster")}
+    # Strimzi writes the cluster CA's certificate and each KafkaUser's credentials
+    generated |= {f"{k['metadata']['name']}-cluster-ca-cert" for k in objects_of(objects, "Kafka")}
+    generated |= {u["metadata"]["name"] for u in objects_of(objects, "KafkaUser")}
     external = EXTERNAL_SECRETS | generated if overlay != "dev" else set()
     for obj in objects:
         if obj["kind"] not in WORKLOAD_KINDS:
@@ -243,9 +247,46 @@ def test_prod_kafka_cluster(rendered: dict[str, list[Manifest]]) -> None:
     assert brokers >= 3
     assert controllers >= 3
     assert controllers % 2 == 1
-    (listener,) = [x for x in kafka["spec"]["kafka"]["listeners"] if x["name"] == "plain"]
+    # one listener, TLS with SCRAM clients; ACLs enforced
+    (listener,) = kafka["spec"]["kafka"]["listeners"]
+    assert listener["tls"] is True
+    assert listener["authentication"]["type"] == "scram-sha-512"
+    assert kafka["spec"]["kafka"]["authorization"]["type"] == "simple"
     bootstrap = f"{name}-kafka-bootstrap:{listener['port']}"
     assert config["STREAMREC_KAFKA__BOOTSTRAP_SERVERS"] == bootstrap
+    assert config["STREAMREC_KAFKA__SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert config["STREAMREC_KAFKA__SASL_MECHANISM"] == "SCRAM-SHA-512"
+    (user,) = objects_of(objects, "KafkaUser")
+    assert user["metadata"]["labels"]["strimzi.io/cluster"] == name
+    assert user["metadata"]["name"] == config["STREAMREC_KAFKA__SASL_USERNAME"]
+    assert user["spec"]["authentication"]["type"] == "scram-sha-512"
+    acls = user["spec"]["authorization"]["acls"]
+
+    def allowed(kind: str, resource: str, operation: str) -> bool:
+        return any(
+            rule["resource"]["type"] == kind
+            and operation in rule["operations"]
+            and (
+                resource.startswith(rule["resource"]["name"])
+                if rule["resource"].get("patternType") == "prefix"
+                else resource == rule["resource"]["name"]
+            )
+            for rule in acls
+        )
+
+    for topic in topic_specs(12):  # every topic, read and written
+        assert allowed("topic", topic.name, "Read"), topic.name
+        assert allowed("topic", topic.name, "Write"), topic.name
+    for group in ("streamrec-stream-processor", "streamrec-trainer-archive"):
+        assert allowed("group", group, "Read"), group
+    assert not allowed("topic", "someone-elses-topic", "Read")
+    for deployment in ("ingest", "stream-processor", "recommender", "trainer"):
+        container = find(objects, "Deployment", deployment)["spec"]["template"]["spec"]
+        env = {e["name"]: e.get("valueFrom") for e in container["containers"][0]["env"]}
+        password = env["STREAMREC_KAFKA__SASL_PASSWORD"]["secretKeyRef"]
+        assert password == {"name": user["metadata"]["name"], "key": "password"}
+        mounts = {m["mountPath"] for m in container["containers"][0]["volumeMounts"]}
+        assert str(PurePosixPath(config["STREAMREC_KAFKA__SSL_CAFILE"]).parent) in mounts
     assert config["STREAMREC_KAFKA__ENABLE_IDEMPOTENCE"] == "true"
     assert config["STREAMREC_KAFKA__CREATE_TOPICS"] == "false"
     assert config["STREAMREC_KAFKA__REPLICATION_FACTOR"] == "3"

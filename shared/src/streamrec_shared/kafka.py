@@ -6,10 +6,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
 
 from streamrec_shared.settings import KafkaSettings
 from streamrec_shared.topics import TopicSpec
@@ -17,11 +19,29 @@ from streamrec_shared.topics import TopicSpec
 logger = logging.getLogger(__name__)
 
 
+def connection(settings: KafkaSettings) -> dict[str, Any]:
+    """The arguments every client (producer, consumer, admin) connects with: bootstrap
+    servers, client id and, when configured, TLS (``ssl_context``) and SASL credentials."""
+    args: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "client_id": settings.client_id,
+        "security_protocol": settings.security_protocol,
+    }
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
+        cafile = str(settings.ssl_cafile) if settings.ssl_cafile is not None else None
+        args["ssl_context"] = create_ssl_context(cafile=cafile)
+    if settings.security_protocol.startswith("SASL"):
+        assert settings.sasl_password is not None  # KafkaSettings requires it
+        args["sasl_mechanism"] = settings.sasl_mechanism
+        args["sasl_plain_username"] = settings.sasl_username
+        args["sasl_plain_password"] = settings.sasl_password.get_secret_value()
+    return args
+
+
 def producer(settings: KafkaSettings, *, linger_ms: int = 2) -> AIOKafkaProducer:
     """acks=all producer; idempotent when the broker supports it (setting)."""
     return AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers,
-        client_id=settings.client_id,
+        **connection(settings),
         acks="all" if settings.acks == "all" else int(settings.acks),
         enable_idempotence=settings.enable_idempotence,
         request_timeout_ms=settings.request_timeout_ms,
@@ -47,8 +67,7 @@ def consumer(
     """
     return AIOKafkaConsumer(
         *topics,
-        bootstrap_servers=settings.bootstrap_servers,
-        client_id=settings.client_id,
+        **connection(settings),
         group_id=group_id,
         enable_auto_commit=False,
         auto_offset_reset=auto_offset_reset,
@@ -68,9 +87,7 @@ async def ensure_topics(
     """Create the topics that are missing; retries while the broker is starting."""
     specs = list(specs)
     for attempt in range(attempts):
-        admin = AIOKafkaAdminClient(
-            bootstrap_servers=settings.bootstrap_servers, client_id=settings.client_id
-        )
+        admin = AIOKafkaAdminClient(**connection(settings))
         try:
             await admin.start()
             existing = set(await admin.list_topics())

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Scope = Literal["events:write", "catalog:write", "import", "profiles:read", "admin", "publishable"]
@@ -37,6 +37,25 @@ class KafkaSettings(BaseModel):
     events_partitions: int = Field(default=6, ge=1)
     replication_factor: int = Field(default=1, ge=1)
     create_topics: bool = True
+    # Connection security (prod: SASL_SSL with SCRAM-SHA-512 against Strimzi's TLS listener).
+    # PLAINTEXT is for the local broker and for clusters reachable only by the services.
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    # PEM file of the CA that signed the brokers' certificates (None: the system's CAs).
+    ssl_cafile: Path | None = None
+
+    @model_validator(mode="after")
+    def _credentials(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL") and not (
+            self.sasl_username and self.sasl_password and self.sasl_password.get_secret_value()
+        ):
+            raise ValueError(
+                f"kafka.sasl_username and kafka.sasl_password are required with "
+                f"security_protocol {self.security_protocol}"
+            )
+        return self
 
 
 class RedisSettings(BaseModel):
