@@ -88,6 +88,11 @@ class ServingSettings(BaseModel):
     categories_refresh_s: float = Field(default=300.0, gt=0)
     """Full re-scan of product categories in ``sr:catalog`` (categories rarely change)."""
     trending_refresh_s: float = Field(default=2.0, gt=0)
+    """Full re-read of the trending lists (the safety net of ``trending_poll_s``)."""
+    trending_poll_s: float = Field(default=0.1, gt=0)
+    """Poll of the trending lists' versions (``sr:trend:ver``); a list that changed is re-read
+    at once, so lists show an event within this poll (plus the processor's freshness) of its
+    202."""
     model_poll_interval_s: float = Field(default=5.0, gt=0)
 
 
