@@ -684,7 +684,7 @@ class ProfileReader:
         pages: list[int] = []
         for category in categories:
             k = k_global if category is None else k_category
-            pages.append(2 * k + 16)
+            pages.append(k + min(len(exclude), k) + 16)  # room for the exclusions, usually few
             pipe.zrevrange(trending_key(category), 0, pages[-1] - 1, withscores=True)
         res = await pipe.execute()
         if (int(res[0]) if res[0] is not None else 0) != exclude_version:
