@@ -473,8 +473,8 @@ def main() -> None:
             stack.stop()
     targets = {
         "events_per_s_per_worker": 5000,
-        "freshness_p50_ms": 200,
-        "freshness_p99_ms": 1000,
+        "freshness_p50_ms": 50,
+        "freshness_p99_ms": 250,
         "bytes_per_profile_200_items": 2048,
     }
     out = {
