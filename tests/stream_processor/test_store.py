@@ -208,6 +208,35 @@ async def test_events_that_overtake_the_catalog_count_in_its_category(
     assert not dead.records
 
 
+async def test_reading_many_trending_lists(store: RedisStore, redis: Redis) -> None:
+    """``top_trending_lists`` (the recommender's refresh) gives what ``top_trending`` gives per
+    list, over several round trips, and nothing when the unavailable set moved meanwhile."""
+    t = T0.timestamp()
+    incs = tuple(
+        TrendIncrement(f"p{c}-{i}", f"c{c}", float(i + 1), t) for c in range(11) for i in range(3)
+    )
+    await store.write_profiles([ProfileWrite("many", b"", b"\xa1many", incs)])
+    await CatalogUpdater(store, DeadLetters()).apply(
+        [product_record(0, "p4-2", "c4", T0, in_stock=False)]
+    )
+    reader = ProfileReader(redis)
+    version, unavailable = await reader.unavailable_products()
+    names: list[str | None] = [None, *(f"c{c}" for c in range(11))]
+    lists = await reader.top_trending_lists(
+        names, k_global=5, k_category=2, exclude=unavailable, exclude_version=version
+    )
+    assert lists is not None
+    assert set(lists) == set(names)
+    for name in names:
+        k = 5 if name is None else 2
+        assert lists[name] == await reader.top_trending(k, name, exclude=unavailable)
+    assert [p for p, _ in lists["c4"]] == ["p4-1", "p4-0"]  # p4-2 is out of stock
+    stale = await reader.top_trending_lists(
+        names, k_global=5, k_category=2, exclude=frozenset(), exclude_version=version - 1
+    )
+    assert stale is None
+
+
 async def test_user_attributes(store: RedisStore, redis: Redis) -> None:
     users = UserUpdater(store, DeadLetters())
 

@@ -145,6 +145,8 @@ EPOCH = f"{PREFIX}epoch"
 beginning into this epoch (``streamrec_stream_processor.epoch``). No TTL: never evicted."""
 
 RENORMALISE_AT = 200.0
+TRENDING_LISTS_PER_TRIP = 8
+"""Trending lists read per round trip by ``ProfileReader.top_trending_lists``."""
 """Largest ``(t - landmark) / tau`` before trending scores are rescaled (see module doc)."""
 
 Segment = Literal["new", "light", "heavy"]
@@ -671,29 +673,33 @@ class ProfileReader:
         exclude: AbstractSet[str],
         exclude_version: int,
     ) -> dict[str | None, list[tuple[str, float]]] | None:
-        """``top_trending`` of several lists (None = global, else a category) in one round
-        trip (plus a page for a list whose first page ``exclude`` ate).
+        """``top_trending`` of several lists (None = global, else a category), a round trip per
+        ``TRENDING_LISTS_PER_TRIP`` lists (plus a page for a list whose first page ``exclude``
+        ate): a reader that also serves requests parses a few lists at a time.
 
         ``exclude`` is the unavailable set as of ``sr:unavail:ver`` ``exclude_version``; None
         when the version read with the lists differs: a product held since (an undescribed one,
         whose events count at once) would slip through, so read the set again first.
         """
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.get(UNAVAILABLE_VERSION)
-        pipe.hmget(TRENDING_META, ["landmark", "tau", "t"])
-        pages: list[int] = []
-        for category in categories:
-            k = k_global if category is None else k_category
-            pages.append(k + min(len(exclude), k) + 16)  # room for the exclusions, usually few
-            pipe.zrevrange(trending_key(category), 0, pages[-1] - 1, withscores=True)
-        res = await pipe.execute()
-        if (int(res[0]) if res[0] is not None else 0) != exclude_version:
-            return None
-        scale = _trending_scale(res[1])
         out: dict[str | None, list[tuple[str, float]]] = {}
-        for category, page, rows in zip(categories, pages, res[2:], strict=True):
-            k = k_global if category is None else k_category
-            out[category] = await self._top(trending_key(category), k, page, rows, scale, exclude)
+        for lo in range(0, len(categories), TRENDING_LISTS_PER_TRIP):
+            trip = categories[lo : lo + TRENDING_LISTS_PER_TRIP]
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.get(UNAVAILABLE_VERSION)
+            pipe.hmget(TRENDING_META, ["landmark", "tau", "t"])
+            pages: list[int] = []
+            for category in trip:
+                k = k_global if category is None else k_category
+                pages.append(k + min(len(exclude), k) + 16)  # room for the exclusions, usually few
+                pipe.zrevrange(trending_key(category), 0, pages[-1] - 1, withscores=True)
+            res = await pipe.execute()
+            if (int(res[0]) if res[0] is not None else 0) != exclude_version:
+                return None
+            scale = _trending_scale(res[1])
+            for category, page, rows in zip(trip, pages, res[2:], strict=True):
+                k = k_global if category is None else k_category
+                key = trending_key(category)
+                out[category] = await self._top(key, k, page, rows, scale, exclude)
         return out
 
     async def trending_versions(self) -> dict[str | None, int]:
