@@ -164,6 +164,79 @@ async def test_catalog_state_and_unavailable_version(store: RedisStore, redis: R
     assert int(await redis.get(UNAVAILABLE_VERSION) or 0) == 4
 
 
+async def test_events_that_overtake_the_catalog_count_in_its_category(
+    store: RedisStore, redis: Redis
+) -> None:
+    """catalog.v1 and events.v1 are separate streams: a new product's events may be applied
+    before its description. They count globally at once; the description copies that score into
+    the category's list, and an increment computed before the description but written after it
+    (its batch read the catalog first) lands in the category too. Each change bumps the list's
+    version, which tells readers what to re-read."""
+    dead = DeadLetters()
+    updater = EventUpdater(store, ModelHandle(store), ProfileConfig(), DeadLetters())
+    reader = ProfileReader(redis)
+    await updater.apply([event_record(i, f"b{i}", "purchase", "kettle", T0) for i in range(3)])
+    # held as undescribed (unavailable) meanwhile: read the lists without that exclusion
+    scores = dict(await reader.top_trending(10, exclude=set()))
+    assert scores["kettle"] > 0
+    assert "kitchen" not in await reader.trending_categories()
+    before = await reader.trending_versions()
+    assert before[None] >= 1
+    assert "kitchen" not in before
+
+    await CatalogUpdater(store, dead).apply([product_record(10, "kettle", "kitchen", T0)])
+    in_category = dict(await reader.top_trending(10, "kitchen"))
+    assert in_category["kettle"] == pytest.approx(scores["kettle"])
+    after = await reader.trending_versions()
+    assert after["kitchen"] == 1
+    assert after[None] == before[None]  # the global list did not change
+
+    # written after the description, computed before it: no category in the increment
+    inc = (TrendIncrement("kettle", None, 1.0, T0.timestamp()),)
+    await store.write_profiles([ProfileWrite("late", b"", b"\xa1late", inc)])
+    assert dict(await reader.top_trending(10, "kitchen"))["kettle"] == pytest.approx(
+        dict(await reader.top_trending(10))["kettle"]
+    )
+    assert dict(await reader.top_trending(10))["kettle"] > scores["kettle"]
+    final = await reader.trending_versions()
+    assert (final[None], final["kitchen"]) == (before[None] + 1, 2)
+    # a later description (a price change) copies nothing again
+    await CatalogUpdater(store, dead).apply(
+        [product_record(11, "kettle", "kitchen", T0 + timedelta(hours=1))]
+    )
+    assert (await reader.trending_versions())["kitchen"] == 2
+    assert not dead.records
+
+
+async def test_reading_many_trending_lists(store: RedisStore, redis: Redis) -> None:
+    """``top_trending_lists`` (the recommender's refresh) gives what ``top_trending`` gives per
+    list, over several round trips, and nothing when the unavailable set moved meanwhile."""
+    t = T0.timestamp()
+    incs = tuple(
+        TrendIncrement(f"p{c}-{i}", f"c{c}", float(i + 1), t) for c in range(11) for i in range(3)
+    )
+    await store.write_profiles([ProfileWrite("many", b"", b"\xa1many", incs)])
+    await CatalogUpdater(store, DeadLetters()).apply(
+        [product_record(0, "p4-2", "c4", T0, in_stock=False)]
+    )
+    reader = ProfileReader(redis)
+    version, unavailable = await reader.unavailable_products()
+    names: list[str | None] = [None, *(f"c{c}" for c in range(11))]
+    lists = await reader.top_trending_lists(
+        names, k_global=5, k_category=2, exclude=unavailable, exclude_version=version
+    )
+    assert lists is not None
+    assert set(lists) == set(names)
+    for name in names:
+        k = 5 if name is None else 2
+        assert lists[name] == await reader.top_trending(k, name, exclude=unavailable)
+    assert [p for p, _ in lists["c4"]] == ["p4-1", "p4-0"]  # p4-2 is out of stock
+    stale = await reader.top_trending_lists(
+        names, k_global=5, k_category=2, exclude=frozenset(), exclude_version=version - 1
+    )
+    assert stale is None
+
+
 async def test_user_attributes(store: RedisStore, redis: Redis) -> None:
     users = UserUpdater(store, DeadLetters())
 

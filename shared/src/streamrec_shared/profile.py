@@ -30,6 +30,10 @@ keys they compute, e.g. trending sets of a category)
 ``sr:trend:cats``           SET     categories that have a ``sr:trend:c:`` set.
 ``sr:trend:meta``           HASH    ``landmark`` (unix s, event time), ``tau`` (s), ``t`` (newest
                                     event time counted), ``renorms`` (how often rescaled).
+``sr:trend:ver``            HASH    a version per trending list, ``g`` (global) and
+                                    ``c:<category>``, INCR'ed by every script call that changes
+                                    the list: readers poll it (``trending_versions``) and re-read
+                                    only the lists that changed.
 ``sr:catalog``              HASH    product id -> compact JSON catalog state
                                     ``{"a": active, "s": in_stock, "c": category, "p": price,
                                     "t": updated_at unix s}`` (``CatalogState``).
@@ -130,6 +134,7 @@ CATEGORY_DICT_INDEX = f"{PREFIX}dict:c:ix"
 TRENDING_GLOBAL = f"{PREFIX}trend:g"
 TRENDING_CATEGORIES = f"{PREFIX}trend:cats"
 TRENDING_META = f"{PREFIX}trend:meta"
+TRENDING_VERSIONS = f"{PREFIX}trend:ver"
 CATALOG = f"{PREFIX}catalog"
 UNAVAILABLE = f"{PREFIX}unavail"
 UNAVAILABLE_VERSION = f"{PREFIX}unavail:ver"
@@ -140,6 +145,8 @@ EPOCH = f"{PREFIX}epoch"
 beginning into this epoch (``streamrec_stream_processor.epoch``). No TTL: never evicted."""
 
 RENORMALISE_AT = 200.0
+TRENDING_LISTS_PER_TRIP = 8
+"""Trending lists read per round trip by ``ProfileReader.top_trending_lists``."""
 """Largest ``(t - landmark) / tau`` before trending scores are rescaled (see module doc)."""
 
 Segment = Literal["new", "light", "heavy"]
@@ -167,6 +174,11 @@ def rec_cache_key(user_id: str) -> str:
 def trending_key(category: str | None = None) -> str:
     """``sr:trend:g`` (global) or ``sr:trend:c:<category>``."""
     return TRENDING_GLOBAL if category is None else f"{PREFIX}trend:c:{category}"
+
+
+def trending_version_field(category: str | None = None) -> str:
+    """The field of ``sr:trend:ver`` that versions a trending list: ``g`` or ``c:<category>``."""
+    return "g" if category is None else f"c:{category}"
 
 
 # --- segment --------------------------------------------------------------------------------
@@ -475,6 +487,15 @@ def trending_value(score: float, at_ts: float, landmark: float, tau: float) -> f
     return score * math.exp(-(at_ts - landmark) / tau)
 
 
+def _trending_scale(meta: Sequence[bytes | None]) -> float:
+    """The factor that reads ``sr:trend:*`` scores as decayed weights at the newest counted
+    event time, from ``HMGET sr:trend:meta landmark tau t``."""
+    landmark, tau, newest = meta
+    if landmark is None or tau is None or newest is None:
+        return 1.0
+    return trending_value(1.0, float(newest), float(landmark), float(tau))
+
+
 # --- the decoded, reader-facing profile ----------------------------------------------------
 @dataclass(frozen=True)
 class UserProfile:
@@ -641,12 +662,72 @@ class ProfileReader:
             pipe.smembers(UNAVAILABLE)
         res = await pipe.execute()
         skip = exclude if exclude is not None else {_text(m) for m in res[2]}
-        landmark, tau, newest = res[0]
-        scale = 1.0
-        if landmark is not None and tau is not None and newest is not None:
-            scale = trending_value(1.0, float(newest), float(landmark), float(tau))
+        return await self._top(key, k, page, res[1], _trending_scale(res[0]), skip)
+
+    async def top_trending_lists(
+        self,
+        categories: Sequence[str | None],
+        *,
+        k_global: int,
+        k_category: int,
+        exclude: AbstractSet[str],
+        exclude_version: int,
+    ) -> dict[str | None, list[tuple[str, float]]] | None:
+        """``top_trending`` of several lists (None = global, else a category), a round trip per
+        ``TRENDING_LISTS_PER_TRIP`` lists (plus a page for a list whose first page ``exclude``
+        ate): a reader that also serves requests parses a few lists at a time.
+
+        ``exclude`` is the unavailable set as of ``sr:unavail:ver`` ``exclude_version``; None
+        when the version read with the lists differs: a product held since (an undescribed one,
+        whose events count at once) would slip through, so read the set again first.
+        """
+        out: dict[str | None, list[tuple[str, float]]] = {}
+        for lo in range(0, len(categories), TRENDING_LISTS_PER_TRIP):
+            trip = categories[lo : lo + TRENDING_LISTS_PER_TRIP]
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.get(UNAVAILABLE_VERSION)
+            pipe.hmget(TRENDING_META, ["landmark", "tau", "t"])
+            pages: list[int] = []
+            for category in trip:
+                k = k_global if category is None else k_category
+                pages.append(k + min(len(exclude), k) + 16)  # room for the exclusions, usually few
+                pipe.zrevrange(trending_key(category), 0, pages[-1] - 1, withscores=True)
+            res = await pipe.execute()
+            if (int(res[0]) if res[0] is not None else 0) != exclude_version:
+                return None
+            scale = _trending_scale(res[1])
+            for category, page, rows in zip(trip, pages, res[2:], strict=True):
+                k = k_global if category is None else k_category
+                key = trending_key(category)
+                out[category] = await self._top(key, k, page, rows, scale, exclude)
+        return out
+
+    async def trending_versions(self) -> dict[str | None, int]:
+        """The version of every trending list (None = global), from ``sr:trend:ver``: a list
+        whose version did not change since it was read has not changed."""
+        raw = await self._redis.hgetall(TRENDING_VERSIONS)
+        out: dict[str | None, int] = {}
+        for field_, value in raw.items():
+            name = _text(field_)
+            if name == "g":
+                out[None] = int(value)
+            elif name.startswith("c:"):
+                out[name[2:]] = int(value)
+        return out
+
+    async def _top(
+        self,
+        key: str,
+        k: int,
+        page: int,
+        rows: list[Any],
+        scale: float,
+        skip: AbstractSet[str],
+    ) -> list[tuple[str, float]]:
+        """The first ``k`` of ``rows`` (the first page of ``key``) not in ``skip``, paging on."""
+        if k <= 0:
+            return []
         out: list[tuple[str, float]] = []
-        rows = res[1]
         start = 0
         while True:
             for member, score in rows:

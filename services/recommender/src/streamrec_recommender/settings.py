@@ -90,6 +90,12 @@ class ServingSettings(AttributionTimes):
     categories_refresh_s: float = Field(default=300.0, gt=0)
     """Full re-scan of product categories in ``sr:catalog`` (categories rarely change)."""
     trending_refresh_s: float = Field(default=2.0, gt=0)
+    """Full re-read of the trending lists (the safety net of ``trending_poll_s``)."""
+    trending_poll_s: float = Field(default=0.2, gt=0)
+    """Poll of the trending lists' versions (``sr:trend:ver``, one HGETALL); a list that
+    changed is re-read at once, so lists show an event within this poll (plus the processor's
+    freshness) of its 202. Under a steady stream every active category's list changes each
+    poll: shorter polls cost the workers that much more parsing."""
     model_poll_interval_s: float = Field(default=5.0, gt=0)
 
 

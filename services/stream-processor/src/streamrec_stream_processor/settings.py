@@ -38,11 +38,21 @@ class ProcessorTuning(AttributionTimes):
     # 100 ms plus its 50 ms batch linger: 128-231 / 393-1060 ms under the same load); the
     # broker's idle CPU 0.06 cores at 25 ms, 0.025 at 100 ms. 50 ms is the middle.
     fetch_max_wait_ms: int = Field(default=50, ge=1, le=10000)
-    # ... unless this many bytes are ready when the fetch arrives. Under a trickle of small
-    # produce requests a fetch of 1 byte would return a record or two at once, again and again;
-    # measured with faust's consumer on the local broker at 1,200 single-event requests/s:
-    # processor 0.27 -> 0.19 cores, broker 0.47 -> 0.36 with 32 KiB.
-    fetch_min_bytes: int = Field(default=32 * 1024, ge=1)
+    # ... unless this many bytes are ready when the fetch arrives (the broker answers as soon
+    # as they are). 32 KiB (chosen against faust's consumer: a 1-byte fetch returned a record
+    # or two at once, again and again) was more than a second of a 1,000 events/s stream, so
+    # nearly every fetch waited out fetch_max_wait_ms: freshness p50 35-47 / p99 103-153 ms.
+    # 4 KiB, a request or a few, measured alternating with 32 KiB in one session
+    # (tests/bench/bench_processor.py --freshness-only, machine load 1-3 from other work):
+    # 1,000 events/s in requests of 20: 202 -> profile p50 19-22 / p99 34-63 ms against
+    # 39-47 / 106-143 ms at 32 KiB, processor +0.04 cores, broker -0.03; 300 single-event
+    # requests/s: p50 26-27 / p99 48-49 against 37 / 144-153 ms, processor +0.01, broker -0.02.
+    # The price is at high single-event rates: 2,000 requests/s through the whole stack
+    # (bench_ingest.py --scenarios whole): processor 0.24-0.25 cores against 0.19-0.20, ingest
+    # p99 43-47 ms against 33-41 ms (same runs). 1 byte was as fresh (p50 15-22 / p99 31-55 ms)
+    # but cost the processor +0.05 cores at 300 single requests/s. Every run:
+    # tests/bench/results/processor_fetch_ab.json.
+    fetch_min_bytes: int = Field(default=4 * 1024, ge=1)
     # Offsets are committed at most this often (always after the effects they cover, and at
     # every rebalance and stop): a crash replays at most this much, which is idempotent.
     commit_interval_s: float = Field(default=1.0, ge=0)

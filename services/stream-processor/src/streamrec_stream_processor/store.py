@@ -37,6 +37,7 @@ from streamrec_shared.profile import (
     TRENDING_CATEGORIES,
     TRENDING_GLOBAL,
     TRENDING_META,
+    TRENDING_VERSIONS,
     UNAVAILABLE,
     UNAVAILABLE_VERSION,
     profile_key,
@@ -53,16 +54,35 @@ CATEGORY_TREND_PREFIX = f"{PREFIX}trend:c:"
 # Many users per call (one round trip, one reply). ARGV: n, then n x (user id, expected prefix
 # ("" = absent), new value, trending JSON ``[[product id, category or "", weight, event ts],
 # ...]`` or ""). Per user, atomically with the whole call: compare the stored prefix, SET the
-# profile, DEL the recommendation cache, add the trending increments. Returns one 1 (applied)
+# profile, DEL the recommendation cache, add the trending increments. An increment without a
+# category (the product was not described when the batch read the catalog) takes the category
+# ``sr:catalog`` holds now: a description that arrived meanwhile copied the product's global
+# score into its category (``APPLY_CATALOG``), so the increment must go there too. Every list
+# changed gets its ``sr:trend:ver`` field bumped once per call. Returns one 1 (applied)
 # or 0 (stored prefix differs: someone else wrote, re-read) per user. The key prefixes, trending
 # key names, tau and the renormalisation limit are formatted in (``apply_profile_script``);
 # keys are computed here, so this needs a single Redis (not Redis Cluster).
 APPLY_PROFILES = """
 local global, meta, cats, catprefix = '$GLOBAL', '$META', '$CATS', '$CATPREFIX'
+local catalog, versions = '$CATALOG', '$VERSIONS'
 local limit = $LIMIT
 local landmark, tau, newest
 local loaded = false
+local touched, described = {}, {}
 local function fmt(x) return string.format('%.17g', x) end
+local function category_of(pid)
+  local c = described[pid]
+  if c == nil then
+    c = ''
+    local raw = redis.call('HGET', catalog, pid)
+    if raw then
+      local ok, doc = pcall(cjson.decode, raw)
+      if ok and type(doc['c']) == 'string' then c = doc['c'] end
+    end
+    described[pid] = c
+  end
+  return c
+end
 local function rescale(key, factor)
   local all = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
   for j = 1, #all, 2 do
@@ -90,16 +110,23 @@ local function trend(incs)
     if (t - landmark) / tau > limit then
       local factor = math.exp((landmark - t) / tau)
       rescale(global, factor)
-      for _, c in ipairs(redis.call('SMEMBERS', cats)) do rescale(catprefix .. c, factor) end
+      touched['g'] = true
+      for _, c in ipairs(redis.call('SMEMBERS', cats)) do
+        rescale(catprefix .. c, factor)
+        touched['c:' .. c] = true
+      end
       landmark = t
       redis.call('HSET', meta, 'landmark', fmt(landmark))
       redis.call('HINCRBY', meta, 'renorms', 1)
     end
     local score = fmt(w * math.exp((t - landmark) / tau))
     redis.call('ZINCRBY', global, score, pid)
+    touched['g'] = true
+    if cat == '' then cat = category_of(pid) end
     if cat ~= '' then
       redis.call('ZINCRBY', catprefix .. cat, score, pid)
       redis.call('SADD', cats, cat)
+      touched['c:' .. cat] = true
     end
     if not newest or t > newest then newest = t end
   end
@@ -123,6 +150,7 @@ for i = 0, n - 1 do
   end
 end
 if newest then redis.call('HSET', meta, 't', fmt(newest)) end
+for f in pairs(touched) do redis.call('HINCRBY', versions, f, 1) end
 return out
 """
 
@@ -136,6 +164,8 @@ def apply_profile_script(tau_s: float) -> str:
         .replace("$META", TRENDING_META)
         .replace("$CATS", TRENDING_CATEGORIES)
         .replace("$CATPREFIX", CATEGORY_TREND_PREFIX)
+        .replace("$CATALOG", CATALOG)
+        .replace("$VERSIONS", TRENDING_VERSIONS)
         .replace("$TAU", repr(float(tau_s)))
         .replace("$LIMIT", repr(float(RENORMALISE_AT)))
     )
@@ -144,9 +174,23 @@ def apply_profile_script(tau_s: float) -> str:
 # Many records per call, in order. KEYS: catalog hash, unavailable set, unavailable version.
 # ARGV: channel, n, then n x (product id, JSON state, updated_at, available "1"/"0",
 # tombstone "1"/"0"; a tombstone only marks the product inactive). A state older than the stored
-# one (``t``) is skipped. Returns how many records were applied.
-APPLY_CATALOG = """
+# one (``t``) is skipped. The first description of a product copies its global trending score
+# into its category's list: the events counted before it (they overtook the catalog record)
+# could not name the category. Returns how many records were applied.
+APPLY_CATALOG = (
+    """
 local channel, n = ARGV[1], tonumber(ARGV[2])
+local global, cats, catprefix, versions = '$GLOBAL', '$CATS', '$CATPREFIX', '$VERSIONS'
+local function first_description(pid, value)
+  local ok, doc = pcall(cjson.decode, value)
+  if not ok or type(doc['c']) ~= 'string' or doc['c'] == '' then return end
+  local score = redis.call('ZSCORE', global, pid)
+  if score then
+    redis.call('ZADD', catprefix .. doc['c'], score, pid)
+    redis.call('SADD', cats, doc['c'])
+    redis.call('HINCRBY', versions, 'c:' .. doc['c'], 1)
+  end
+end
 local applied = 0
 for i = 0, n - 1 do
   local j = 3 + 5 * i
@@ -167,7 +211,10 @@ for i = 0, n - 1 do
       local ok, doc = pcall(cjson.decode, old)
       if ok and doc['t'] and tonumber(doc['t']) > tonumber(t) then stale = true end
     end
-    if not stale then redis.call('HSET', KEYS[1], pid, value) end
+    if not stale then
+      redis.call('HSET', KEYS[1], pid, value)
+      if not old then first_description(pid, value) end
+    end
   end
   if not stale then
     local changed
@@ -184,7 +231,11 @@ for i = 0, n - 1 do
   end
 end
 return applied
-"""
+""".replace("$GLOBAL", TRENDING_GLOBAL)
+    .replace("$CATS", TRENDING_CATEGORIES)
+    .replace("$CATPREFIX", CATEGORY_TREND_PREFIX)
+    .replace("$VERSIONS", TRENDING_VERSIONS)
+)
 
 # Products events name that the catalog has not described (no state in KEYS[1], sr:catalog) join
 # the unavailable set KEYS[2], so no answer shows them; the first catalog record of the product

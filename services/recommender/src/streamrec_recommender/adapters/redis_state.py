@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -39,6 +39,10 @@ from streamrec_shared.settings import RedisSettings
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+TRENDING_GLOBAL_K = 500
+TRENDING_CATEGORY_K = 200
+"""Products mirrored per trending list (a request asks for at most 100: ``api.routes.K``)."""
 
 
 class RedisUnavailableError(Exception):
@@ -157,6 +161,10 @@ class RedisState:
         self.trending = TrendingMirror()
         self.trending_fresh = False
         """False while the last trending refresh failed (the mirror is getting old)."""
+        self._trend_versions: dict[str | None, int] = {}
+        """``sr:trend:ver`` as of the lists in ``trending``."""
+        self._trend_excluded = CatalogMirror()
+        """The catalog mirror whose unavailable set the lists in ``trending`` left out."""
 
     @property
     def up(self) -> bool:
@@ -285,27 +293,76 @@ class RedisState:
         self.catalog = CatalogMirror(cur.unavailable, cur.version, categories, cur.revision + 1)
         return True
 
-    async def refresh_trending(self, k_global: int = 500, k_category: int = 200) -> None:
+    async def refresh_trending(self) -> None:
+        """Read every trending list afresh (also the safety net of ``refresh_trending_changes``:
+        scores rescaled, lists whose version field was lost)."""
+        await self._refreshing(self._refresh_trending)
+
+    async def refresh_trending_changes(self) -> None:
+        """Re-read only the trending lists whose ``sr:trend:ver`` field moved since they were
+        read (one HGETALL when nothing did); all of them when the unavailable set the mirror
+        excluded has changed, or Redis lost the versions."""
+        await self._refreshing(self._refresh_trending_changes)
+
+    async def _refreshing(self, refresh: Callable[[], Awaitable[None]]) -> None:
         try:
-            await self._refresh_trending(k_global, k_category)
+            await refresh()
         except RedisUnavailableError:
             self.trending_fresh = False
             raise
         self.trending_fresh = True
 
-    async def _refresh_trending(self, k_global: int, k_category: int) -> None:
-        skip = set(self.catalog.unavailable)
-        glob = await self.bg(lambda: self.reader.top_trending(k_global, exclude=skip))
+    async def _refresh_trending(self) -> None:
+        excluded = self.catalog
+        versions = await self.bg(self.reader.trending_versions)
         cats = await self.bg(self.reader.trending_categories)
-        by_cat: dict[str, tuple[tuple[str, float], ...]] = {}
-        for cat in sorted(cats):
-            rows = await self.bg(
-                lambda c=cat: self.reader.top_trending(k_category, c, exclude=skip)  # type: ignore[misc]
-            )
-            by_cat[cat] = tuple(rows)
+        lists = await self._read_trending([None, *sorted(cats)], excluded)
+        if lists is None:
+            return  # the unavailable set moved: next time, after its own poll
+        by_cat = {c: rows for c, rows in lists.items() if c is not None}
         # loaded: read from Redis, even when empty (an empty shop has nothing trending yet,
         # which is an answer, not a reason to stay unready)
-        self.trending = TrendingMirror(tuple(glob), by_cat, loaded=True)
+        self.trending = TrendingMirror(lists[None], by_cat, loaded=True)
+        self._trend_versions, self._trend_excluded = versions, excluded
+
+    async def _refresh_trending_changes(self) -> None:
+        if not self.trending.loaded or self.catalog.version != self._trend_excluded.version:
+            await self._refresh_trending()
+            return
+        versions = await self.bg(self.reader.trending_versions)
+        known = self._trend_versions
+        if any(versions.get(name, -1) < v for name, v in known.items()):
+            await self._refresh_trending()  # Redis lost them (a restart, a flush)
+            return
+        changed = [name for name, v in versions.items() if known.get(name) != v]
+        if not changed:
+            return
+        lists = await self._read_trending(changed, self._trend_excluded)
+        if lists is None:
+            return
+        cur = self.trending
+        by_cat = dict(cur.by_category)
+        by_cat.update((c, rows) for c, rows in lists.items() if c is not None)
+        self.trending = TrendingMirror(lists.get(None, cur.global_), by_cat, loaded=True)
+        self._trend_versions = versions
+
+    async def _read_trending(
+        self, lists: Sequence[str | None], excluded: CatalogMirror
+    ) -> dict[str | None, tuple[tuple[str, float], ...]] | None:
+        """The lists without ``excluded``'s unavailable products; None when that set is no
+        longer Redis's (``top_trending_lists``)."""
+        got = await self.bg(
+            lambda: self.reader.top_trending_lists(
+                lists,
+                k_global=TRENDING_GLOBAL_K,
+                k_category=TRENDING_CATEGORY_K,
+                exclude=excluded.unavailable,
+                exclude_version=excluded.version,
+            )
+        )
+        if got is None:
+            return None
+        return {name: tuple(rows) for name, rows in got.items()}
 
 
 def count_degraded(dependency: str) -> None:

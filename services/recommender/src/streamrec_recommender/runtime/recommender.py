@@ -138,6 +138,7 @@ class Recommender:
             ("catalog-size", self._catalog_grew, 5.0),
             ("code-books", self.state.check_code_books, 1.0),
             ("trending", self.state.refresh_trending, s.trending_refresh_s),
+            ("trending-changes", self.state.refresh_trending_changes, s.trending_poll_s),
             ("experiments", self._refresh_experiments, s.experiments_refresh_s),
             ("campaigns", self._refresh_campaigns, s.campaigns_refresh_s),
             ("bandit", self._refresh_bandit, s.bandit_refresh_s),
