@@ -476,7 +476,10 @@ def main() -> None:
         sys.exit(f"{CSV} not found (the handbook's data folder beside the repository)")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-replay-") as tmp:
-        stack = LocalStack(Path(args.state_dir) if args.state_dir else Path(tmp))
+        # the benchmark trains once, when the replay is in: no retraining by itself meanwhile and
+        # no canary share (the version is served to every user at once, as the protocol scores it)
+        state = Path(args.state_dir) if args.state_dir else Path(tmp)
+        stack = LocalStack(state, triggers=False)
         desc = stack.start()
         try:
             result = asyncio.run(replay(args, desc))

@@ -358,7 +358,7 @@ def run_source(log: ClickLog, args: argparse.Namespace, state_dir: Path) -> dict
           flush=True)  # fmt: skip
     if args.offline_only:
         return {"source": log.name, "test_day": sp.test_day, "offline": base}
-    stack = LocalStack(state_dir)
+    stack = LocalStack(state_dir, triggers=False)  # one retrain, served to everyone at once
     desc = stack.start()
     try:
         loaded = asyncio.run(load(desc, log, sp))
