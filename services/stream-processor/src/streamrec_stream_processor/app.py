@@ -149,6 +149,7 @@ def build(settings: ProcessorSettings | None = None) -> Processor:
         settings.redis,
         timeout_s=tuning.redis_timeout_s,
         trending_half_life_s=tuning.trending_half_life_hours * 3600.0,
+        event_id_window_s=tuning.event_id_window_hours * 3600.0,
     )
     models = ModelHandle(store)
     profile = settings.profile

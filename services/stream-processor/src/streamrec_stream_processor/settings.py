@@ -45,6 +45,11 @@ class ProcessorTuning(BaseModel):
     max_categories: int = Field(default=16, ge=1, le=1000)
     # Digests of the newest event ids kept per profile (same event id published twice).
     seen_ids: int = Field(default=16, ge=0, le=255)
+    # Every applied event id of a user is also kept (sr:ids:<user>, by receive time) this long
+    # after the user's newest: a client re-sending an event within this window of the first
+    # copy's receive time is counted once however many events came in between. Longer than any
+    # client's retry window; costs ~40 bytes per event of the window.
+    event_id_window_hours: float = Field(default=48.0, gt=0)
     redis_timeout_s: float = Field(default=5.0, gt=0)
     lag_interval_s: float = Field(default=5.0, gt=0)
     model_poll_interval_s: float = Field(default=5.0, gt=0)

@@ -50,10 +50,23 @@ logger = logging.getLogger(__name__)
 
 CATEGORY_TREND_PREFIX = f"{PREFIX}trend:c:"
 
+EVENT_IDS_PREFIX = f"{PREFIX}ids:"
+
+
+def event_ids_key(user_id: str) -> str:
+    """ZSET of the digests (decimal) of a user's applied event ids, scored by receive time;
+    the profile script keeps those of the last ``event_id_window_s`` before the newest. No TTL
+    (under ``volatile-lru`` a TTL would make it evictable): pruned on each write, deleted with
+    the user's erasure, rebuilt with the profiles when Redis loses its state."""
+    return EVENT_IDS_PREFIX + user_id
+
+
 # Many users per call (one round trip, one reply). ARGV: n, then n x (user id, expected prefix
 # ("" = absent), new value, trending JSON ``[[product id, category or "", weight, event ts],
-# ...]`` or ""). Per user, atomically with the whole call: compare the stored prefix, SET the
-# profile, DEL the recommendation cache, add the trending increments. Returns one 1 (applied)
+# ...]`` or "", event ids JSON ``[[digest as a string, received_at], ...]`` or ""). Per user,
+# atomically with the whole call: compare the stored prefix, SET the profile, DEL the
+# recommendation cache, add the trending increments, add the applied event ids to the user's
+# ``event_ids_key`` and drop those older than the window. Returns one 1 (applied)
 # or 0 (stored prefix differs: someone else wrote, re-read) per user. The key prefixes, trending
 # key names, tau and the renormalisation limit are formatted in (``apply_profile_script``);
 # keys are computed here, so this needs a single Redis (not Redis Cluster).
@@ -107,8 +120,9 @@ end
 local n = tonumber(ARGV[1])
 local out = {}
 for i = 0, n - 1 do
-  local j = 2 + 4 * i
-  local uid, expected, value, incs = ARGV[j], ARGV[j + 1], ARGV[j + 2], ARGV[j + 3]
+  local j = 2 + 5 * i
+  local uid, expected, value, incs, ids = ARGV[j], ARGV[j + 1], ARGV[j + 2], ARGV[j + 3],
+    ARGV[j + 4]
   local key = '$PROFILE' .. uid
   local cur = redis.call('GET', key)
   local ok
@@ -117,6 +131,14 @@ for i = 0, n - 1 do
     redis.call('SET', key, value)
     redis.call('DEL', '$RECCACHE' .. uid)
     if incs ~= '' then trend(cjson.decode(incs)) end
+    if ids ~= '' then
+      local idkey, latest = '$IDS' .. uid, nil
+      for _, d in ipairs(cjson.decode(ids)) do
+        redis.call('ZADD', idkey, fmt(d[2]), d[1])
+        if not latest or d[2] > latest then latest = d[2] end
+      end
+      redis.call('ZREMRANGEBYSCORE', idkey, '-inf', '(' .. fmt(latest - $WINDOW))
+    end
     out[i + 1] = 1
   else
     out[i + 1] = 0
@@ -127,10 +149,13 @@ return out
 """
 
 
-def apply_profile_script(tau_s: float) -> str:
-    """``APPLY_PROFILES`` with key prefixes, ``tau_s`` and the limit filled in."""
+def apply_profile_script(tau_s: float, event_id_window_s: float) -> str:
+    """``APPLY_PROFILES`` with key prefixes, ``tau_s``, the event-id window and the limit
+    filled in."""
     return (
         APPLY_PROFILES.replace("$GLOBAL", TRENDING_GLOBAL)
+        .replace("$IDS", EVENT_IDS_PREFIX)
+        .replace("$WINDOW", repr(float(event_id_window_s)))
         .replace("$PROFILE", profile_key(""))
         .replace("$RECCACHE", rec_cache_key(""))
         .replace("$META", TRENDING_META)
@@ -283,6 +308,8 @@ class ProfileWrite:
     expected: bytes
     value: bytes
     trending: tuple[TrendIncrement, ...]
+    event_ids: tuple[tuple[int, float], ...] = ()
+    """(event-id digest, received_at) of the events the new value applied."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,10 +330,13 @@ class RedisStore:
         *,
         timeout_s: float,
         trending_half_life_s: float,
+        event_id_window_s: float = 2 * 86_400.0,
     ) -> None:
         self._settings = settings
         self._timeout_s = timeout_s
-        self._profile_script = apply_profile_script(trending_tau(trending_half_life_s))
+        self._profile_script = apply_profile_script(
+            trending_tau(trending_half_life_s), event_id_window_s
+        )
         self._redis: Redis | None = None
         self._codes: dict[str, dict[str, int]] = {PRODUCT_DICT: {}, CATEGORY_DICT: {}}
         self._scripts: dict[str, AsyncScript] = {}
@@ -375,17 +405,29 @@ class RedisStore:
 
     # --- reads --------------------------------------------------------------------------------
     async def read(
-        self, user_ids: Sequence[str], product_ids: Sequence[str]
-    ) -> tuple[list[bytes | None], list[bytes | None]]:
-        """Stored profiles of ``user_ids`` and catalog states of ``product_ids`` (one trip)."""
+        self,
+        user_ids: Sequence[str],
+        product_ids: Sequence[str],
+        digests: Sequence[Sequence[int]] = (),
+    ) -> tuple[list[bytes | None], list[bytes | None], list[set[int]]]:
+        """Stored profiles of ``user_ids``, catalog states of ``product_ids`` and, per user,
+        which of ``digests`` (event-id digests, one list per user) are in the user's
+        ``event_ids_key`` (one trip)."""
         pipe = self.redis.pipeline(transaction=False)
         pipe.mget([profile_key(u) for u in user_ids])
         if product_ids:
             pipe.hmget(CATALOG, list(product_ids))
+        asked = [(u, list(d)) for u, d in zip(user_ids, digests, strict=True) if d]
+        for user_id, ds in asked:
+            pipe.zmscore(event_ids_key(user_id), [str(d) for d in ds])
         res = await pipe.execute()
         catalog: list[bytes | None] = res[1] if product_ids else []
         profiles: list[bytes | None] = res[0]
-        return profiles, catalog
+        known_by_user: dict[str, set[int]] = {}
+        for (user_id, ds), scores in zip(asked, res[2 if product_ids else 1 :], strict=True):
+            known_by_user[user_id] = {d for d, sc in zip(ds, scores, strict=True) if sc is not None}
+        known = [known_by_user.get(u, set()) for u in user_ids]
+        return profiles, catalog, known
 
     # --- interning ----------------------------------------------------------------------------
     def cached_code(self, kind: str, name: str) -> int | None:
@@ -473,7 +515,12 @@ class RedisStore:
                 if w.trending
                 else ""
             )
-            return (w.user_id, w.expected, w.value, trending)
+            ids = (
+                json.dumps([[str(d), r] for d, r in w.event_ids], separators=(",", ":"))
+                if w.event_ids
+                else ""
+            )
+            return (w.user_id, w.expected, w.value, trending, ids)
 
         res = await self._apply_in_chunks("profile", writes, PROFILE_CHUNK, encode)
         return [int(r) == 1 for chunk in res for r in chunk]
@@ -524,6 +571,7 @@ class RedisStore:
             for user_id in user_ids
             for key in (
                 profile_key(user_id),
+                event_ids_key(user_id),
                 user_attributes_key(user_id),
                 rec_cache_key(user_id),
                 feedback.shown_key(user_id),

@@ -39,6 +39,7 @@ from streamrec_shared.profile import (
     encode_catalog_state,
     encode_profile,
     encode_user_attributes,
+    event_digest,
 )
 from streamrec_stream_processor.foldin import ModelHandle
 from streamrec_stream_processor.profiles import (
@@ -164,7 +165,8 @@ class EventUpdater:
         model = self.models.current  # one snapshot per round: a vector never mixes versions
         users = list(pending)
         product_ids = list({e.product_id for p in pending.values() for _, e in p.events})
-        raw_profiles, raw_catalog = await self.store.read(users, product_ids)
+        digests = [list({event_digest(e.event_id) for _, e in pending[u].events}) for u in users]
+        raw_profiles, raw_catalog, known_ids = await self.store.read(users, product_ids, digests)
         categories: dict[str, str] = {}
         undescribed: list[str] = []
         for pid, raw in zip(product_ids, raw_catalog, strict=True):
@@ -180,7 +182,7 @@ class EventUpdater:
         writes: list[ProfileWrite] = []
         updated: list[PackedProfile] = []
         applied_by_user: list[tuple[_Pending, tuple[EventFacts, ...]]] = []
-        for user_id, raw in zip(users, raw_profiles, strict=True):
+        for user_id, raw, known in zip(users, raw_profiles, known_ids, strict=True):
             p = pending[user_id]
             try:
                 old = self._decode(user_id, raw)
@@ -194,7 +196,7 @@ class EventUpdater:
                     )
                     for rec, e in p.events
                 ]
-                update = apply_events(old, event_facts, self.config)
+                update = apply_events(old, event_facts, self.config, known)
             except Exception as exc:  # a bug in the maths must not stop the worker
                 logger.exception("profile update of user %s failed", user_id)
                 for rec, _ in p.events:
@@ -206,7 +208,13 @@ class EventUpdater:
             expected = raw[:REV_PREFIX_BYTES] if raw is not None else b""
             updated.append(update.profile)
             writes.append(
-                ProfileWrite(user_id, expected, b"", self._trending(p, update.applied, categories))
+                ProfileWrite(
+                    user_id,
+                    expected,
+                    b"",
+                    self._trending(p, update.applied, categories),
+                    tuple((f.digest, f.received_at) for f in update.applied),
+                )
             )
             applied_by_user.append((p, update.applied))
 
@@ -214,7 +222,7 @@ class EventUpdater:
             vectors = fold_vectors(model, updated)
             updated = [with_vector(u, model, v) for u, v in zip(updated, vectors, strict=True)]
         writes = [
-            ProfileWrite(w.user_id, w.expected, encode_profile(u), w.trending)
+            ProfileWrite(w.user_id, w.expected, encode_profile(u), w.trending, w.event_ids)
             for w, u in zip(writes, updated, strict=True)
         ]
         results = await self.store.write_profiles(writes)
