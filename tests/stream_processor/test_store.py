@@ -263,13 +263,23 @@ async def test_profiles_reader_batch(store: RedisStore, redis: Redis) -> None:
     assert got["b0"].items == ("px",)
 
 
-def _sent(n: int, user: str, event_id: str, received_at: datetime) -> Record:
+def _sent(
+    n: int,
+    user: str,
+    event_id: str,
+    received_at: datetime,
+    *,
+    kind: str = "view",
+    product: str = "p1",
+    at: datetime | None = None,
+) -> Record:
+    """An event record received at ``received_at`` (its event time ``at``, default the same)."""
     e = UserEvent(
         event_id=event_id,
         user_id=user,
-        event_type="view",
-        product_id="p1",
-        timestamp=received_at,
+        event_type=kind,
+        product_id=product,
+        timestamp=at or received_at,
         received_at=received_at,
     )
     return Record(topics.EVENTS, 0, n, user.encode(), encode(e))
@@ -370,3 +380,41 @@ async def test_a_processing_error_dead_letters_only_that_users_events(
     assert hal is not None
     assert hal.event_count == 1
     assert await reader.get_profile("gus") is None
+
+
+async def test_a_far_future_event_neither_wipes_nor_tops_trending(
+    store: RedisStore, redis: Redis
+) -> None:
+    """One record stamped in year 2990 (written past ingest, which refuses it) between events
+    received now: trending counts it at its receive time + the skew bound, so the other
+    products keep their scores and order, and it is not pinned on top."""
+    dead = DeadLetters()
+    now = datetime.now(UTC)
+    await CatalogUpdater(store, dead).apply(
+        [product_record(0, "ff-hot", "c", T0), product_record(1, "ff-far", "c", T0)]
+    )
+    updater = EventUpdater(store, ModelHandle(store), ProfileConfig(), dead, max_future_skew_s=300)
+    sold = [
+        _sent(
+            n,
+            f"buyer{n}",
+            f"ff-hot-{n}",
+            now - timedelta(minutes=n),
+            kind="purchase",
+            product="ff-hot",
+        )
+        for n in range(5)
+    ]
+    await updater.apply(sold)
+    before = dict(await ProfileReader(redis).top_trending(50))
+    assert before["ff-hot"] > 0
+    far = datetime(2990, 1, 1, tzinfo=UTC)
+    await updater.apply([_sent(10, "mallory", "ff-future", now, product="ff-far", at=far)])
+    top = await ProfileReader(redis).top_trending(50)
+    scores = dict(top)
+    # not decayed away: valued at most the skew (300 s of a 24 h half-life) later
+    assert scores["ff-hot"] == pytest.approx(before["ff-hot"], rel=1e-2)
+    assert top[0][0] == "ff-hot"  # a view (weight 1) after five purchases, not on top
+    assert scores["ff-far"] < scores["ff-hot"]
+    meta = await redis.hgetall(TRENDING_META)
+    assert float(meta[b"t"]) <= now.timestamp() + 300  # the clock moved at most the skew

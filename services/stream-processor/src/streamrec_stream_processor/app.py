@@ -164,7 +164,9 @@ def build(settings: ProcessorSettings | None = None) -> Processor:
     async def dead_letter(rec: Record, reason: str, error: str) -> None:
         await proc.dead_letter(rec, reason, error)
 
-    events = EventUpdater(store, models, config, dead_letter)
+    events = EventUpdater(
+        store, models, config, dead_letter, max_future_skew_s=tuning.max_future_skew_s
+    )
     catalog = CatalogUpdater(store, dead_letter)
     users = UserUpdater(store, dead_letter)
 

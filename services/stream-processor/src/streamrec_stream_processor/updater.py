@@ -111,11 +111,14 @@ class EventUpdater:
         models: ModelHandle,
         config: ProfileConfig,
         dead_letter: DeadLetter,
+        *,
+        max_future_skew_s: float = 300.0,
     ) -> None:
         self.store = store
         self.models = models
         self.config = config
         self.dead_letter = dead_letter
+        self.max_future_skew_s = max_future_skew_s
         self._counters: dict[tuple[str, str], Counter] = {}
 
     async def apply(self, batch: Sequence[Record]) -> list[UserEvent]:
@@ -252,17 +255,22 @@ class EventUpdater:
             logger.warning("unreadable profile of user %s is rebuilt from new events", user_id)
             return None
 
-    @staticmethod
     def _trending(
-        p: _Pending, applied: tuple[EventFacts, ...], categories: dict[str, str]
+        self, p: _Pending, applied: tuple[EventFacts, ...], categories: dict[str, str]
     ) -> tuple[TrendIncrement, ...]:
+        """The positive events' increments, each at its event time but never later than
+        ``max_future_skew_s`` after its receive time: one record stamped far in the future (from
+        a raw producer or an old ingest; ingest refuses it) moves trending's clock no further
+        than that, so it neither decays every score away nor pins its product on top."""
         by_position = {(rec.partition, rec.offset): e for rec, e in p.events}
+        skew = self.max_future_skew_s
         out: list[TrendIncrement] = []
         for f in applied:
             if f.weight <= 0:
                 continue
             e = by_position[(f.partition, f.offset)]
-            out.append(TrendIncrement(e.product_id, categories.get(e.product_id), f.weight, f.ts))
+            ts = min(f.ts, f.received_at + skew)
+            out.append(TrendIncrement(e.product_id, categories.get(e.product_id), f.weight, ts))
         return tuple(out)
 
     def _count(self, p: _Pending, applied: tuple[EventFacts, ...]) -> None:
