@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -418,3 +419,10 @@ async def test_a_far_future_event_neither_wipes_nor_tops_trending(
     assert scores["ff-far"] < scores["ff-hot"]
     meta = await redis.hgetall(TRENDING_META)
     assert float(meta[b"t"]) <= now.timestamp() + 300  # the clock moved at most the skew
+    # a producer that forged the receive time as well: the Kafka record's timestamp bounds it
+    forged = _sent(11, "mallory", "ff-forged", far, product="ff-far", at=far)
+    appended = replace(forged, timestamp_ms=int(now.timestamp() * 1000))
+    await updater.apply([appended])
+    assert float((await redis.hgetall(TRENDING_META))[b"t"]) <= now.timestamp() + 300
+    scores = dict(await ProfileReader(redis).top_trending(50))
+    assert scores["ff-hot"] == pytest.approx(before["ff-hot"], rel=1e-2)

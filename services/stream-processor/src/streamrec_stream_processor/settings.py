@@ -43,8 +43,8 @@ class ProcessorTuning(BaseModel):
     # Trending forward decay (see streamrec_shared.profile).
     trending_half_life_hours: float = Field(default=24.0, gt=0)
     # Trending counts an event at its event time, but at most this long after its receive time
-    # (ingest's bound on live events, as ingest's max_future_skew_s): a far-future record that
-    # bypassed ingest cannot move trending's clock.
+    # and its Kafka timestamp (ingest's bound on live events, as ingest's max_future_skew_s): a
+    # far-future record that bypassed ingest cannot move trending's clock.
     max_future_skew_s: float = Field(default=300.0, ge=0)
     max_categories: int = Field(default=16, ge=1, le=1000)
     # Digests of the newest event ids kept per profile (same event id published twice).

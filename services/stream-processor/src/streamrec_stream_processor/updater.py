@@ -259,17 +259,20 @@ class EventUpdater:
         self, p: _Pending, applied: tuple[EventFacts, ...], categories: dict[str, str]
     ) -> tuple[TrendIncrement, ...]:
         """The positive events' increments, each at its event time but never later than
-        ``max_future_skew_s`` after its receive time: one record stamped far in the future (from
-        a raw producer or an old ingest; ingest refuses it) moves trending's clock no further
-        than that, so it neither decays every score away nor pins its product on top."""
-        by_position = {(rec.partition, rec.offset): e for rec, e in p.events}
+        ``max_future_skew_s`` after its receive time nor after its Kafka record's timestamp:
+        one record stamped far in the future (from a raw producer or an old ingest; ingest
+        refuses it) moves trending's clock no further than that, so it neither decays every
+        score away nor pins its product on top."""
+        by_position = {(rec.partition, rec.offset): (rec, e) for rec, e in p.events}
         skew = self.max_future_skew_s
         out: list[TrendIncrement] = []
         for f in applied:
             if f.weight <= 0:
                 continue
-            e = by_position[(f.partition, f.offset)]
+            rec, e = by_position[(f.partition, f.offset)]
             ts = min(f.ts, f.received_at + skew)
+            if rec.timestamp_ms is not None and rec.timestamp_ms >= 0:
+                ts = min(ts, rec.timestamp_ms / 1000.0 + skew)
             out.append(TrendIncrement(e.product_id, categories.get(e.product_id), f.weight, ts))
         return tuple(out)
 
