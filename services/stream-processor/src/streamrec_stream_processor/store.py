@@ -61,6 +61,20 @@ def event_ids_key(user_id: str) -> str:
     return EVENT_IDS_PREFIX + user_id
 
 
+# Which event ids users have applied, for many users in one call (a read: no epoch). ARGV: n,
+# then n x (user id, k, k digests). Returns 1 (in the user's ``event_ids_key``) or 0 per digest.
+KNOWN_IDS = """
+local n, j, out = tonumber(ARGV[1]), 2, {}
+for _ = 1, n do
+  local key, k = '$IDS' .. ARGV[j], tonumber(ARGV[j + 1])
+  for d = j + 2, j + 1 + k do
+    out[#out + 1] = redis.call('ZSCORE', key, ARGV[d]) and 1 or 0
+  end
+  j = j + 2 + k
+end
+return out
+""".replace("$IDS", EVENT_IDS_PREFIX)
+
 # Many users per call (one round trip, one reply). ARGV: n, then n x (user id, expected prefix
 # ("" = absent), new value, trending JSON ``[[product id, category or "", weight, event ts],
 # ...]`` or "", event ids JSON ``[[digest as a string, received_at], ...]`` or ""). Per user,
@@ -365,6 +379,7 @@ class RedisStore:
             ("intern", INTERN),
         ):
             self._scripts[name] = self._redis.register_script(GUARD + text)
+        self._scripts["known"] = self._redis.register_script(KNOWN_IDS)
         try:
             await self.adopt_epoch()
         except (RedisError, OSError) as exc:  # the consumer's guard adopts it once Redis is back
@@ -417,16 +432,20 @@ class RedisStore:
         pipe.mget([profile_key(u) for u in user_ids])
         if product_ids:
             pipe.hmget(CATALOG, list(product_ids))
-        asked = [(u, list(d)) for u, d in zip(user_ids, digests, strict=True) if d]
-        for user_id, ds in asked:
-            pipe.zmscore(event_ids_key(user_id), [str(d) for d in ds])
+        asked = [(i, list(d)) for i, d in enumerate(digests) if d]
+        if asked:
+            args: list[ScriptArg] = [len(asked)]
+            for i, ds in asked:
+                args += [user_ids[i], len(ds), *(str(d) for d in ds)]
+            await self._scripts["known"](keys=[], args=args, client=pipe)
         res = await pipe.execute()
         catalog: list[bytes | None] = res[1] if product_ids else []
         profiles: list[bytes | None] = res[0]
-        known_by_user: dict[str, set[int]] = {}
-        for (user_id, ds), scores in zip(asked, res[2 if product_ids else 1 :], strict=True):
-            known_by_user[user_id] = {d for d, sc in zip(ds, scores, strict=True) if sc is not None}
-        known = [known_by_user.get(u, set()) for u in user_ids]
+        known: list[set[int]] = [set() for _ in user_ids]
+        if asked:
+            flags = iter(res[-1])
+            for i, ds in asked:
+                known[i] = {d for d in ds if next(flags)}
         return profiles, catalog, known
 
     # --- interning ----------------------------------------------------------------------------
