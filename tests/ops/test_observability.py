@@ -43,6 +43,10 @@ REQUIRED_ALERTS = {
     "StreamrecModelStale": "streamrec_recommender_model_age_seconds",
     "StreamrecTrainerRunFailed": "streamrec_trainer_runs_total",
     "StreamrecRecommenderDegraded": "streamrec_recommender_degraded_total",
+    "StreamrecTrainerArchiveDeadLetters": "streamrec_trainer_archive_dead_letters_total",
+    "StreamrecTrainerArchiveBehindRetention": (
+        "streamrec_trainer_archive_position_timestamp_seconds"
+    ),
 }
 DURATION = re.compile(r"^(\d+(ms|s|m|h|d|w|y))+$")
 

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from streamrec_client import AsyncStreamrecClient
 from streamrec_dev.localstack.stack import StackDescription
 from streamrec_shared import profile
+from streamrec_stream_processor.store import event_ids_key
 
 from ..polling import eventually
 
@@ -30,13 +31,13 @@ async def test_an_erasure_deletes_the_live_profile(
         ]
     )
     redis = Redis.from_url(stack.redis_url)
-    keys = (profile.profile_key(user), profile.user_attributes_key(user))
+    keys = (profile.profile_key(user), profile.user_attributes_key(user), event_ids_key(user))
     try:
 
         async def stored() -> bool:
-            return int(await redis.exists(*keys)) == 2
+            return int(await redis.exists(*keys)) == len(keys)
 
-        await eventually(stored, timeout=30, what="the profile and attributes in Redis")
+        await eventually(stored, timeout=30, what="the profile, event ids and attributes")
 
         await client.request("DELETE", "ingest", f"/v1/users/{user}")
 

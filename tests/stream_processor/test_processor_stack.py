@@ -427,3 +427,36 @@ async def test_event_then_recommendation_reflects_it(
     assert profile["event_count"] == 1
     assert bought in profile["purchase_history"]
     assert re.match(r".+", str(latest.get("strategy", "")))
+
+
+async def test_a_resent_event_counts_once_after_twenty_newer_events(
+    client: AsyncStreamrecClient, redis: Redis, processor_ready: str
+) -> None:
+    """A client re-sends an accepted event (same event id: ingest publishes it again, at a new
+    offset) after 20 newer events of the same user, more than the 16 event ids a profile keeps:
+    the profile counts it once (the user's event-id set in Redis recognises it)."""
+    tag = f"rs{uuid.uuid4().hex[:8]}"
+    user = f"{tag}-u0"
+    events = make_events(tag, 1, 21)  # one user: its first event and 20 newer ones
+    await send_all(client, events[:1], 1)
+    await send_all(client, events[1:], 20)
+    await eventually(
+        lambda: counts_in_redis(redis, [user]),
+        lambda got: got[user] == 21,
+        timeout=30,
+        what="the 21 events in the profile",
+    )
+    await send_all(client, events[:1], 1)  # the client's re-send
+    marker = make_events(tag, 1, 1, start=21)
+    await send_all(client, marker, 1)  # after the re-send in the user's partition
+    reader = ProfileReader(redis)
+
+    async def marker_applied() -> bool:
+        profile = await reader.get_profile(user)
+        return profile is not None and profile.view_history[:1] == (marker[0]["product_id"],)
+
+    # the marker is a view of a product no earlier event viewed last: once it heads the view
+    # history, the re-send before it in the partition has been handled too
+    assert marker[0]["event_type"] == "view"
+    await eventually(marker_applied, timeout=30, what="the marker event after the re-send")
+    assert (await counts_in_redis(redis, [user]))[user] == 22

@@ -201,6 +201,7 @@ def test_facts_of_a_user_event() -> None:
     f = facts(e, product=3, category=-1, partition=2, offset=9)
     assert (f.weight, f.ts, f.partition, f.offset, f.product) == (4.0, T0, 2, 9, 3)
     assert f.digest == event_digest("abc")
+    assert f.received_at == T0 + 1  # the clock of the event-id window
 
 
 def test_profile_codec_roundtrip_and_size() -> None:
@@ -221,3 +222,22 @@ def test_profile_codec_roundtrip_and_size() -> None:
     assert q.model_version == 3
     assert (q.rev, q.partition, q.offset, q.segment) == (p.rev, p.partition, p.offset, p.segment)
     assert len(raw) <= 1792  # jemalloc size class: MEMORY USAGE stays below 2 KB
+
+
+def test_a_resend_after_more_than_seen_ids_newer_events_is_skipped_when_known() -> None:
+    """A client re-sends event 1 (same event id, a new offset) after 20 newer events of the
+    user: beyond the profile's ``seen`` digests, so only the event-id window (``known``, read
+    from the user's Redis set) recognises it."""
+    first = apply_events(None, [ev(i, "view", i) for i in range(1, 22)], CFG).profile
+    assert first is not None
+    resent = replace(ev(1, "view", 1), offset=40)
+    assert event_digest("e1") not in first.seen.tolist()  # the 16 newest digests only
+    counted_twice = apply_events(first, [resent], CFG)
+    assert len(counted_twice.applied) == 1  # what the profile alone would do
+
+    up = apply_events(first, [resent, ev(41, "view", 2)], CFG, known={event_digest("e1")})
+    assert up.duplicates == 1
+    assert [f.offset for f in up.applied] == [41]
+    assert up.profile is not None
+    assert up.profile.event_count == 22
+    assert up.profile.offset == 41  # the watermark moves past the skipped copy

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from streamrec_shared import topics
@@ -25,12 +28,15 @@ from streamrec_shared.profile import (
     profile_key,
     rec_cache_key,
 )
+from streamrec_shared.settings import RedisSettings
+from streamrec_stream_processor import updater as updater_module
 from streamrec_stream_processor.foldin import ModelHandle
 from streamrec_stream_processor.profiles import ProfileConfig
 from streamrec_stream_processor.store import (
     ProfileWrite,
     RedisStore,
     TrendIncrement,
+    event_ids_key,
 )
 from streamrec_stream_processor.updater import (
     CatalogUpdater,
@@ -329,3 +335,167 @@ async def test_profiles_reader_batch(store: RedisStore, redis: Redis) -> None:
     assert sorted(got) == ["b0", "b2"]
     assert got["b0"].segment == "new"
     assert got["b0"].items == ("px",)
+
+
+def _sent(
+    n: int,
+    user: str,
+    event_id: str,
+    received_at: datetime,
+    *,
+    kind: str = "view",
+    product: str = "p1",
+    at: datetime | None = None,
+) -> Record:
+    """An event record received at ``received_at`` (its event time ``at``, default the same)."""
+    e = UserEvent(
+        event_id=event_id,
+        user_id=user,
+        event_type=kind,
+        product_id=product,
+        timestamp=at or received_at,
+        received_at=received_at,
+    )
+    return Record(topics.EVENTS, 0, n, user.encode(), encode(e))
+
+
+async def test_a_resent_event_counts_once_after_many_newer_events(
+    store: RedisStore, redis: Redis
+) -> None:
+    """A client re-sends an event (same event id, a new offset) after 20 newer events of the
+    user, more than the profile's 16 seen digests: the user's event-id set recognises it."""
+    dead = DeadLetters()
+    await CatalogUpdater(store, dead).apply([product_record(0, "p1", "books", T0)])
+    updater = EventUpdater(store, ModelHandle(store), ProfileConfig(seen_ids=16), dead)
+    t = T0
+    await updater.apply([_sent(1, "dana", "first", t)])
+    for n in range(2, 22):
+        await updater.apply([_sent(n, "dana", f"newer-{n}", t + timedelta(seconds=n))])
+    await updater.apply([_sent(30, "dana", "first", t + timedelta(minutes=5))])  # the re-send
+    # and in one batch with a new event
+    await updater.apply(
+        [
+            _sent(31, "dana", "first", t + timedelta(minutes=6)),
+            _sent(32, "dana", "last", t + timedelta(minutes=6)),
+        ]
+    )
+    reader = ProfileReader(redis)
+    dana = await reader.get_profile("dana")
+    assert dana is not None
+    assert dana.event_count == 22
+    assert dead.records == []
+    assert await redis.zcard(event_ids_key("dana")) == 22
+
+
+async def test_the_event_id_window_is_bounded_by_receive_time(redis_url: str, redis: Redis) -> None:
+    """Ids received more than the window before the user's newest event are dropped (a re-send
+    that late counts again: the documented bound)."""
+    store = RedisStore(
+        RedisSettings(url=SecretStr(redis_url)),
+        timeout_s=5.0,
+        trending_half_life_s=86_400.0,
+        event_id_window_s=3600.0,
+    )
+    await store.start()
+    try:
+        dead = DeadLetters()
+        await CatalogUpdater(store, dead).apply([product_record(0, "p1", "books", T0)])
+        updater = EventUpdater(store, ModelHandle(store), ProfileConfig(seen_ids=0), dead)
+        await updater.apply([_sent(1, "erin", "old", T0)])
+        await updater.apply([_sent(2, "erin", "mid", T0 + timedelta(minutes=30))])
+        await updater.apply([_sent(3, "erin", "new", T0 + timedelta(hours=2))])
+        members = await redis.zrange(event_ids_key("erin"), 0, -1)
+        assert len(members) == 1  # "old" and "mid" are more than an hour before "new"
+        # within the window: recognised
+        await updater.apply([_sent(4, "erin", "new", T0 + timedelta(hours=2, minutes=10))])
+        erin = await ProfileReader(redis).get_profile("erin")
+        assert erin is not None
+        assert erin.event_count == 3
+    finally:
+        await store.stop()
+
+
+async def test_a_processing_error_dead_letters_only_that_users_events(
+    store: RedisStore, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One user's update failing (a bug in the maths) dead-letters that user's events; the other
+    users of the same batch land in their profiles."""
+    dead = DeadLetters()
+    await CatalogUpdater(store, dead).apply(
+        [product_record(0, "p1", "books", T0), product_record(1, "boom", "books", T0)]
+    )
+    boom = (await store.intern(PRODUCT_DICT, ["boom"]))["boom"]
+    real = updater_module.apply_events
+
+    def failing(old: Any, events: Any, cfg: Any, known: Any = frozenset()) -> Any:
+        if any(e.product == boom for e in events):
+            raise ZeroDivisionError("a bug")
+        return real(old, events, cfg, known)
+
+    monkeypatch.setattr(updater_module, "apply_events", failing)
+    updater = EventUpdater(store, ModelHandle(store), ProfileConfig(), dead)
+    await updater.apply(
+        [
+            event_record(1, "fay", "view", "p1", T0),
+            event_record(2, "gus", "view", "boom", T0),
+            event_record(3, "fay", "click", "p1", T0),
+            event_record(4, "gus", "view", "p1", T0),
+            event_record(5, "hal", "view", "p1", T0),
+        ]
+    )
+    assert sorted((r.offset, reason) for r, reason in dead.records) == [
+        (2, "processing_error"),
+        (4, "processing_error"),
+    ]
+    reader = ProfileReader(redis)
+    fay, hal = await reader.get_profile("fay"), await reader.get_profile("hal")
+    assert fay is not None
+    assert fay.event_count == 2
+    assert hal is not None
+    assert hal.event_count == 1
+    assert await reader.get_profile("gus") is None
+
+
+async def test_a_far_future_event_neither_wipes_nor_tops_trending(
+    store: RedisStore, redis: Redis
+) -> None:
+    """One record stamped in year 2990 (written past ingest, which refuses it) between events
+    received now: trending counts it at its receive time + the skew bound, so the other
+    products keep their scores and order, and it is not pinned on top."""
+    dead = DeadLetters()
+    now = datetime.now(UTC)
+    await CatalogUpdater(store, dead).apply(
+        [product_record(0, "ff-hot", "c", T0), product_record(1, "ff-far", "c", T0)]
+    )
+    updater = EventUpdater(store, ModelHandle(store), ProfileConfig(), dead, max_future_skew_s=300)
+    sold = [
+        _sent(
+            n,
+            f"buyer{n}",
+            f"ff-hot-{n}",
+            now - timedelta(minutes=n),
+            kind="purchase",
+            product="ff-hot",
+        )
+        for n in range(5)
+    ]
+    await updater.apply(sold)
+    before = dict(await ProfileReader(redis).top_trending(50))
+    assert before["ff-hot"] > 0
+    far = datetime(2990, 1, 1, tzinfo=UTC)
+    await updater.apply([_sent(10, "mallory", "ff-future", now, product="ff-far", at=far)])
+    top = await ProfileReader(redis).top_trending(50)
+    scores = dict(top)
+    # not decayed away: valued at most the skew (300 s of a 24 h half-life) later
+    assert scores["ff-hot"] == pytest.approx(before["ff-hot"], rel=1e-2)
+    assert top[0][0] == "ff-hot"  # a view (weight 1) after five purchases, not on top
+    assert scores["ff-far"] < scores["ff-hot"]
+    meta = await redis.hgetall(TRENDING_META)
+    assert float(meta[b"t"]) <= now.timestamp() + 300  # the clock moved at most the skew
+    # a producer that forged the receive time as well: the Kafka record's timestamp bounds it
+    forged = _sent(11, "mallory", "ff-forged", far, product="ff-far", at=far)
+    appended = replace(forged, timestamp_ms=int(now.timestamp() * 1000))
+    await updater.apply([appended])
+    assert float((await redis.hgetall(TRENDING_META))[b"t"]) <= now.timestamp() + 300
+    scores = dict(await ProfileReader(redis).top_trending(50))
+    assert scores["ff-hot"] == pytest.approx(before["ff-hot"], rel=1e-2)

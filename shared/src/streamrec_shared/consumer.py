@@ -70,6 +70,8 @@ class Record:
     offset: int
     key: bytes | None
     value: bytes | None
+    timestamp_ms: int | None = None
+    """The record's Kafka timestamp (producer create time or log append time), ms since epoch."""
 
 
 Handler = Callable[[Sequence[Record]], Awaitable[None]]
@@ -520,7 +522,8 @@ class StreamConsumer:
 
 
 def _record(m: object) -> Record:
-    return Record(m.topic, m.partition, m.offset, m.key, m.value)  # type: ignore[attr-defined]
+    timestamp = getattr(m, "timestamp", None)
+    return Record(m.topic, m.partition, m.offset, m.key, m.value, timestamp)  # type: ignore[attr-defined]
 
 
 def _highwater(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None:

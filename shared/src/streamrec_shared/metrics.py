@@ -160,6 +160,18 @@ TRAINER_DUPLICATES = Counter(
     "streamrec_trainer_events_duplicate_total",
     "Events skipped by the archive because their event_id was already stored.",
 )
+TRAINER_ARCHIVE_DLQ = Counter(
+    "streamrec_trainer_archive_dead_letters_total",
+    "Events Postgres rejected (a data error: text or a number it cannot store), sent by the "
+    "archive to the dead-letter topic instead of being archived, by source topic and reason.",
+    ["topic", "reason"],
+)
+TRAINER_ARCHIVE_POSITION = Gauge(
+    "streamrec_trainer_archive_position_timestamp_seconds",
+    "Kafka timestamp of the newest record the archive has handled, by partition: with lag, "
+    "time() minus this is how far behind the topic (and its retention) the archive is.",
+    ["partition"],
+)
 TRAINER_CONSUMER_LAG = Gauge(
     "streamrec_trainer_consumer_lag_messages",
     "Archive consumer: messages behind the log end, by partition.",

@@ -149,6 +149,7 @@ def build(settings: ProcessorSettings | None = None) -> Processor:
         settings.redis,
         timeout_s=tuning.redis_timeout_s,
         trending_half_life_s=tuning.trending_half_life_hours * 3600.0,
+        event_id_window_s=tuning.event_id_window_hours * 3600.0,
     )
     models = ModelHandle(store)
     profile = settings.profile
@@ -163,7 +164,9 @@ def build(settings: ProcessorSettings | None = None) -> Processor:
     async def dead_letter(rec: Record, reason: str, error: str) -> None:
         await proc.dead_letter(rec, reason, error)
 
-    events = EventUpdater(store, models, config, dead_letter)
+    events = EventUpdater(
+        store, models, config, dead_letter, max_future_skew_s=tuning.max_future_skew_s
+    )
     catalog = CatalogUpdater(store, dead_letter)
     users = UserUpdater(store, dead_letter)
 

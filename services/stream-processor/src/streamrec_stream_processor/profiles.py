@@ -13,7 +13,7 @@ result does not depend on arrival order (up to float rounding and the size caps)
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from dataclasses import dataclass
 from operator import itemgetter
 
@@ -41,7 +41,8 @@ class EventFacts:
 
     ``product`` / ``category``: interned codes (category -1 when the product's category is not
     known yet). ``weight``: ``streamrec_shared.weights.event_weight``. ``ts``: event time, unix s.
-    ``partition`` / ``offset``: its position in events.v1.
+    ``partition`` / ``offset``: its position in events.v1. ``received_at``: ingest's receive
+    time, unix s (the clock of the event-id window, ``store.event_ids_key``).
     """
 
     digest: int
@@ -52,6 +53,7 @@ class EventFacts:
     ts: float
     partition: int
     offset: int
+    received_at: float = 0.0
 
 
 def facts(event: UserEvent, product: int, category: int, partition: int, offset: int) -> EventFacts:
@@ -65,6 +67,7 @@ def facts(event: UserEvent, product: int, category: int, partition: int, offset:
         ts=event.timestamp.timestamp(),
         partition=partition,
         offset=offset,
+        received_at=event.received_at.timestamp(),
     )
 
 
@@ -122,19 +125,25 @@ def _front(history: list[int], code: int, cap: int) -> list[int]:
 
 
 def apply_events(
-    old: PackedProfile | None, events: Sequence[EventFacts], cfg: ProfileConfig
+    old: PackedProfile | None,
+    events: Sequence[EventFacts],
+    cfg: ProfileConfig,
+    known: Set[int] = frozenset(),
 ) -> Update:
     """Apply one user's events (in partition order) to their stored profile.
 
-    Exactly-once: an event at or below the stored (partition, offset) watermark is a replay and
-    is skipped, as is one whose event-id digest is among the profile's ``seen`` digests. The
+    Exactly-once: an event at or below the stored (partition, offset) watermark is a replay
+    (a redelivery of the same record, however many events came after it) and is skipped, as is
+    one whose event-id digest is among the profile's ``seen`` digests (the newest few) or in
+    ``known`` (the user's event ids of the last ``event_id_window_s``, read from Redis: a copy
+    of an event re-sent by a client at a new offset, however many events came in between). The
     returned profile has ``rev + 1``, the new watermark and seen digests, and still the old
     vector (``fold_vectors`` replaces it).
     """
     base = old if old is not None else PackedProfile()
     partition, offset = base.partition, base.offset
     seen = base.seen.tolist()
-    seen_set = set(seen)
+    seen_set = set(seen) | known
     applied: list[EventFacts] = []
     duplicates = 0
     for e in events:

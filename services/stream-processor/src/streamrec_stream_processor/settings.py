@@ -58,9 +58,19 @@ class ProcessorTuning(AttributionTimes):
     commit_interval_s: float = Field(default=1.0, ge=0)
     # Trending forward decay (see streamrec_shared.profile).
     trending_half_life_hours: float = Field(default=24.0, gt=0)
+    # Trending counts an event at its event time, but at most this long after its receive time
+    # and its Kafka timestamp (ingest's bound on live events, as ingest's max_future_skew_s): a
+    # far-future record that bypassed ingest cannot move trending's clock.
+    max_future_skew_s: float = Field(default=300.0, ge=0)
     max_categories: int = Field(default=16, ge=1, le=1000)
     # Digests of the newest event ids kept per profile (same event id published twice).
     seen_ids: int = Field(default=16, ge=0, le=255)
+    # Every applied event id of a user is also kept (sr:ids:<user>, by receive time) this long
+    # after the user's newest: a client re-sending an event within this window of the first
+    # copy's receive time is counted once however many events came in between. Longer than any
+    # client's retry window. Costs per event id of the window (MEMORY USAGE, Redis 6.2): ~30
+    # bytes while a user has at most 128 in it (listpack), ~100 bytes beyond (skiplist).
+    event_id_window_hours: float = Field(default=48.0, gt=0)
     redis_timeout_s: float = Field(default=5.0, gt=0)
     lag_interval_s: float = Field(default=5.0, gt=0)
     model_poll_interval_s: float = Field(default=5.0, gt=0)

@@ -51,14 +51,41 @@ logger = logging.getLogger(__name__)
 
 CATEGORY_TREND_PREFIX = f"{PREFIX}trend:c:"
 
+EVENT_IDS_PREFIX = f"{PREFIX}ids:"
+
+
+def event_ids_key(user_id: str) -> str:
+    """ZSET of the digests (decimal) of a user's applied event ids, scored by receive time;
+    the profile script keeps those of the last ``event_id_window_s`` before the newest. No TTL
+    (under ``volatile-lru`` a TTL would make it evictable): pruned on each write, deleted with
+    the user's erasure, rebuilt with the profiles when Redis loses its state."""
+    return EVENT_IDS_PREFIX + user_id
+
+
+# Which event ids users have applied, for many users in one call (a read: no epoch). ARGV: n,
+# then n x (user id, k, k digests). Returns 1 (in the user's ``event_ids_key``) or 0 per digest.
+KNOWN_IDS = """
+local n, j, out = tonumber(ARGV[1]), 2, {}
+for _ = 1, n do
+  local key, k = '$IDS' .. ARGV[j], tonumber(ARGV[j + 1])
+  for d = j + 2, j + 1 + k do
+    out[#out + 1] = redis.call('ZSCORE', key, ARGV[d]) and 1 or 0
+  end
+  j = j + 2 + k
+end
+return out
+""".replace("$IDS", EVENT_IDS_PREFIX)
+
 # Many users per call (one round trip, one reply). ARGV: n, then n x (user id, expected prefix
 # ("" = absent), new value, trending JSON ``[[product id, category or "", weight, event ts],
-# ...]`` or ""). Per user, atomically with the whole call: compare the stored prefix, SET the
-# profile, DEL the recommendation cache, add the trending increments. An increment without a
-# category (the product was not described when the batch read the catalog) takes the category
-# ``sr:catalog`` holds now: a description that arrived meanwhile copied the product's global
-# score into its category (``APPLY_CATALOG``), so the increment must go there too. Every list
-# changed gets its ``sr:trend:ver`` field bumped once per call. Returns one 1 (applied)
+# ...]`` or "", event ids JSON ``[[digest as a string, received_at], ...]`` or ""). Per user,
+# atomically with the whole call: compare the stored prefix, SET the profile, DEL the
+# recommendation cache, add the trending increments, add the applied event ids to the user's
+# ``event_ids_key`` and drop those older than the window. An increment without a category (the
+# product was not described when the batch read the catalog) takes the category ``sr:catalog``
+# holds now: a description that arrived meanwhile copied the product's global score into its
+# category (``APPLY_CATALOG``), so the increment must go there too. Every list changed gets its
+# ``sr:trend:ver`` field bumped once per call. Returns one 1 (applied)
 # or 0 (stored prefix differs: someone else wrote, re-read) per user. The key prefixes, trending
 # key names, tau and the renormalisation limit are formatted in (``apply_profile_script``);
 # keys are computed here, so this needs a single Redis (not Redis Cluster).
@@ -134,8 +161,9 @@ end
 local n = tonumber(ARGV[1])
 local out = {}
 for i = 0, n - 1 do
-  local j = 2 + 4 * i
-  local uid, expected, value, incs = ARGV[j], ARGV[j + 1], ARGV[j + 2], ARGV[j + 3]
+  local j = 2 + 5 * i
+  local uid, expected, value, incs, ids = ARGV[j], ARGV[j + 1], ARGV[j + 2], ARGV[j + 3],
+    ARGV[j + 4]
   local key = '$PROFILE' .. uid
   local cur = redis.call('GET', key)
   local ok
@@ -144,6 +172,14 @@ for i = 0, n - 1 do
     redis.call('SET', key, value)
     redis.call('DEL', '$RECCACHE' .. uid)
     if incs ~= '' then trend(cjson.decode(incs)) end
+    if ids ~= '' then
+      local idkey, latest = '$IDS' .. uid, nil
+      for _, d in ipairs(cjson.decode(ids)) do
+        redis.call('ZADD', idkey, fmt(d[2]), d[1])
+        if not latest or d[2] > latest then latest = d[2] end
+      end
+      redis.call('ZREMRANGEBYSCORE', idkey, '-inf', '(' .. fmt(latest - $WINDOW))
+    end
     out[i + 1] = 1
   else
     out[i + 1] = 0
@@ -155,10 +191,13 @@ return out
 """
 
 
-def apply_profile_script(tau_s: float) -> str:
-    """``APPLY_PROFILES`` with key prefixes, ``tau_s`` and the limit filled in."""
+def apply_profile_script(tau_s: float, event_id_window_s: float) -> str:
+    """``APPLY_PROFILES`` with key prefixes, ``tau_s``, the event-id window and the limit
+    filled in."""
     return (
         APPLY_PROFILES.replace("$GLOBAL", TRENDING_GLOBAL)
+        .replace("$IDS", EVENT_IDS_PREFIX)
+        .replace("$WINDOW", repr(float(event_id_window_s)))
         .replace("$PROFILE", profile_key(""))
         .replace("$RECCACHE", rec_cache_key(""))
         .replace("$META", TRENDING_META)
@@ -334,6 +373,8 @@ class ProfileWrite:
     expected: bytes
     value: bytes
     trending: tuple[TrendIncrement, ...]
+    event_ids: tuple[tuple[int, float], ...] = ()
+    """(event-id digest, received_at) of the events the new value applied."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,10 +395,13 @@ class RedisStore:
         *,
         timeout_s: float,
         trending_half_life_s: float,
+        event_id_window_s: float = 2 * 86_400.0,
     ) -> None:
         self._settings = settings
         self._timeout_s = timeout_s
-        self._profile_script = apply_profile_script(trending_tau(trending_half_life_s))
+        self._profile_script = apply_profile_script(
+            trending_tau(trending_half_life_s), event_id_window_s
+        )
         self._redis: Redis | None = None
         self._codes: dict[str, dict[str, int]] = {PRODUCT_DICT: {}, CATEGORY_DICT: {}}
         self._scripts: dict[str, AsyncScript] = {}
@@ -386,6 +430,7 @@ class RedisStore:
             ("intern", INTERN),
         ):
             self._scripts[name] = self._redis.register_script(GUARD + text)
+        self._scripts["known"] = self._redis.register_script(KNOWN_IDS)
         try:
             await self.adopt_epoch()
         except (RedisError, OSError) as exc:  # the consumer's guard adopts it once Redis is back
@@ -426,17 +471,33 @@ class RedisStore:
 
     # --- reads --------------------------------------------------------------------------------
     async def read(
-        self, user_ids: Sequence[str], product_ids: Sequence[str]
-    ) -> tuple[list[bytes | None], list[bytes | None]]:
-        """Stored profiles of ``user_ids`` and catalog states of ``product_ids`` (one trip)."""
+        self,
+        user_ids: Sequence[str],
+        product_ids: Sequence[str],
+        digests: Sequence[Sequence[int]] = (),
+    ) -> tuple[list[bytes | None], list[bytes | None], list[set[int]]]:
+        """Stored profiles of ``user_ids``, catalog states of ``product_ids`` and, per user,
+        which of ``digests`` (event-id digests, one list per user) are in the user's
+        ``event_ids_key`` (one trip)."""
         pipe = self.redis.pipeline(transaction=False)
         pipe.mget([profile_key(u) for u in user_ids])
         if product_ids:
             pipe.hmget(CATALOG, list(product_ids))
+        asked = [(i, list(d)) for i, d in enumerate(digests) if d]
+        if asked:
+            args: list[ScriptArg] = [len(asked)]
+            for i, ds in asked:
+                args += [user_ids[i], len(ds), *(str(d) for d in ds)]
+            await self._scripts["known"](keys=[], args=args, client=pipe)
         res = await pipe.execute()
         catalog: list[bytes | None] = res[1] if product_ids else []
         profiles: list[bytes | None] = res[0]
-        return profiles, catalog
+        known: list[set[int]] = [set() for _ in user_ids]
+        if asked:
+            flags = iter(res[-1])
+            for i, ds in asked:
+                known[i] = {d for d in ds if next(flags)}
+        return profiles, catalog, known
 
     # --- interning ----------------------------------------------------------------------------
     def cached_code(self, kind: str, name: str) -> int | None:
@@ -524,7 +585,12 @@ class RedisStore:
                 if w.trending
                 else ""
             )
-            return (w.user_id, w.expected, w.value, trending)
+            ids = (
+                json.dumps([[str(d), r] for d, r in w.event_ids], separators=(",", ":"))
+                if w.event_ids
+                else ""
+            )
+            return (w.user_id, w.expected, w.value, trending, ids)
 
         res = await self._apply_in_chunks("profile", writes, PROFILE_CHUNK, encode)
         return [int(r) == 1 for chunk in res for r in chunk]
@@ -575,6 +641,7 @@ class RedisStore:
             for user_id in user_ids
             for key in (
                 profile_key(user_id),
+                event_ids_key(user_id),
                 user_attributes_key(user_id),
                 rec_cache_key(user_id),
                 feedback.shown_key(user_id),

@@ -39,6 +39,7 @@ from streamrec_shared.profile import (
     encode_catalog_state,
     encode_profile,
     encode_user_attributes,
+    event_digest,
 )
 from streamrec_stream_processor.foldin import ModelHandle
 from streamrec_stream_processor.profiles import (
@@ -110,11 +111,14 @@ class EventUpdater:
         models: ModelHandle,
         config: ProfileConfig,
         dead_letter: DeadLetter,
+        *,
+        max_future_skew_s: float = 300.0,
     ) -> None:
         self.store = store
         self.models = models
         self.config = config
         self.dead_letter = dead_letter
+        self.max_future_skew_s = max_future_skew_s
         self._counters: dict[tuple[str, str], Counter] = {}
 
     async def apply(self, batch: Sequence[Record]) -> list[UserEvent]:
@@ -164,7 +168,8 @@ class EventUpdater:
         model = self.models.current  # one snapshot per round: a vector never mixes versions
         users = list(pending)
         product_ids = list({e.product_id for p in pending.values() for _, e in p.events})
-        raw_profiles, raw_catalog = await self.store.read(users, product_ids)
+        digests = [list({event_digest(e.event_id) for _, e in pending[u].events}) for u in users]
+        raw_profiles, raw_catalog, known_ids = await self.store.read(users, product_ids, digests)
         categories: dict[str, str] = {}
         undescribed: list[str] = []
         for pid, raw in zip(product_ids, raw_catalog, strict=True):
@@ -180,7 +185,7 @@ class EventUpdater:
         writes: list[ProfileWrite] = []
         updated: list[PackedProfile] = []
         applied_by_user: list[tuple[_Pending, tuple[EventFacts, ...]]] = []
-        for user_id, raw in zip(users, raw_profiles, strict=True):
+        for user_id, raw, known in zip(users, raw_profiles, known_ids, strict=True):
             p = pending[user_id]
             try:
                 old = self._decode(user_id, raw)
@@ -194,7 +199,7 @@ class EventUpdater:
                     )
                     for rec, e in p.events
                 ]
-                update = apply_events(old, event_facts, self.config)
+                update = apply_events(old, event_facts, self.config, known)
             except Exception as exc:  # a bug in the maths must not stop the worker
                 logger.exception("profile update of user %s failed", user_id)
                 for rec, _ in p.events:
@@ -206,7 +211,13 @@ class EventUpdater:
             expected = raw[:REV_PREFIX_BYTES] if raw is not None else b""
             updated.append(update.profile)
             writes.append(
-                ProfileWrite(user_id, expected, b"", self._trending(p, update.applied, categories))
+                ProfileWrite(
+                    user_id,
+                    expected,
+                    b"",
+                    self._trending(p, update.applied, categories),
+                    tuple((f.digest, f.received_at) for f in update.applied),
+                )
             )
             applied_by_user.append((p, update.applied))
 
@@ -214,7 +225,7 @@ class EventUpdater:
             vectors = fold_vectors(model, updated)
             updated = [with_vector(u, model, v) for u, v in zip(updated, vectors, strict=True)]
         writes = [
-            ProfileWrite(w.user_id, w.expected, encode_profile(u), w.trending)
+            ProfileWrite(w.user_id, w.expected, encode_profile(u), w.trending, w.event_ids)
             for w, u in zip(writes, updated, strict=True)
         ]
         results = await self.store.write_profiles(writes)
@@ -244,17 +255,25 @@ class EventUpdater:
             logger.warning("unreadable profile of user %s is rebuilt from new events", user_id)
             return None
 
-    @staticmethod
     def _trending(
-        p: _Pending, applied: tuple[EventFacts, ...], categories: dict[str, str]
+        self, p: _Pending, applied: tuple[EventFacts, ...], categories: dict[str, str]
     ) -> tuple[TrendIncrement, ...]:
-        by_position = {(rec.partition, rec.offset): e for rec, e in p.events}
+        """The positive events' increments, each at its event time but never later than
+        ``max_future_skew_s`` after its receive time nor after its Kafka record's timestamp:
+        one record stamped far in the future (from a raw producer or an old ingest; ingest
+        refuses it) moves trending's clock no further than that, so it neither decays every
+        score away nor pins its product on top."""
+        by_position = {(rec.partition, rec.offset): (rec, e) for rec, e in p.events}
+        skew = self.max_future_skew_s
         out: list[TrendIncrement] = []
         for f in applied:
             if f.weight <= 0:
                 continue
-            e = by_position[(f.partition, f.offset)]
-            out.append(TrendIncrement(e.product_id, categories.get(e.product_id), f.weight, f.ts))
+            rec, e = by_position[(f.partition, f.offset)]
+            ts = min(f.ts, f.received_at + skew)
+            if rec.timestamp_ms is not None and rec.timestamp_ms >= 0:
+                ts = min(ts, rec.timestamp_ms / 1000.0 + skew)
+            out.append(TrendIncrement(e.product_id, categories.get(e.product_id), f.weight, ts))
         return tuple(out)
 
     def _count(self, p: _Pending, applied: tuple[EventFacts, ...]) -> None:

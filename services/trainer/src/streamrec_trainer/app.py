@@ -15,8 +15,9 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI, Path, Query, Request, Security
 from pydantic import BaseModel, ConfigDict, Field
 
-from streamrec_shared import kafka, topics
+from streamrec_shared import kafka, metrics, topics
 from streamrec_shared.artifact_store import ArtifactStore
+from streamrec_shared.consumer import DeadLetterPublisher
 from streamrec_shared.errors import NotFound
 from streamrec_shared.http import (
     API_KEY_HEADER,
@@ -193,7 +194,11 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
             rollouts=rollouts,
         )
         archiver = Archiver(
-            settings.kafka, settings.archive, pool, on_archived=runner.note_archived
+            settings.kafka,
+            settings.archive,
+            pool,
+            dead_letter=DeadLetterPublisher(producer, metrics.TRAINER_ARCHIVE_DLQ),
+            on_archived=runner.note_archived,
         )
         await runner.recover()
         tasks = [

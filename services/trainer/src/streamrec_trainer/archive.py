@@ -5,6 +5,17 @@ batch; write it in ONE Postgres transaction (COPY into a temp table, then
 ``INSERT ... ON CONFLICT (event_id) DO NOTHING``); only after the commit, commit the offsets.
 A crash between the two replays the batch, which the unique ``event_id`` turns into a no-op,
 so each event is archived once whatever dies when.
+
+Errors are of two kinds. Transient ones (Postgres unreachable or restarting, too many
+connections, a serialization failure or deadlock: any other ``PostgresError`` or ``OSError``)
+retry the same batch, offsets untouched. A data error (``DATA_ERRORS``: Postgres cannot store a
+value, e.g. a NUL in a text written by an older ingest or another producer, a price beyond the
+column's precision) is the fault of one record, never of the batch: the batch is bisected until
+the guilty records are alone, the others are archived, and each guilty record goes to the
+dead-letter topic (``events.dlq.v1``, reason and source in the headers) and
+``streamrec_trainer_archive_dead_letters_total{topic,reason}``, so one record never stalls the
+archive. A transient error during the bisection retries the whole batch (what was archived is a
+no-op the second time; a dead letter may then be published twice).
 """
 
 from __future__ import annotations
@@ -12,13 +23,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 
 import asyncpg
 from pydantic import ValidationError
 
 from streamrec_shared import metrics, topics
-from streamrec_shared.consumer import LagGauge, Record, StreamConsumer
+from streamrec_shared.consumer import DeadLetter, LagGauge, Record, StreamConsumer
 from streamrec_shared.events import UserEvent, decode_event
 from streamrec_shared.settings import KafkaSettings
 from streamrec_trainer.settings import ArchiveSettings
@@ -64,10 +77,28 @@ def _row(e: UserEvent) -> tuple[object, ...]:
     )  # fmt: skip
 
 
-async def archive_events(pool: asyncpg.Pool, events: Sequence[UserEvent]) -> int:
+DATA_ERRORS: tuple[type[Exception], ...] = (
+    asyncpg.DataError,  # SQLSTATE class 22: a value Postgres cannot store (text, number, date)
+    # class 23 (the event_id duplicate never raises: ON CONFLICT DO NOTHING)
+    asyncpg.IntegrityConstraintViolationError,
+    # asyncpg's own "invalid input for query argument" (a value it cannot encode), a ValueError
+    asyncpg.exceptions._base.DataError,
+    UnicodeError,  # a str that is not UTF-8 (an unpaired surrogate)
+)
+"""Errors that are one record's fault: the archive isolates and dead-letters that record."""
+
+
+def rejection_reason(exc: BaseException) -> str:
+    """A bounded label for a data error: the snake_case name of its class
+    (``CharacterNotInRepertoireError`` -> ``character_not_in_repertoire``)."""
+    if isinstance(exc, asyncpg.PostgresError):
+        name = type(exc).__name__.removesuffix("Error") or "postgres"
+        return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+    return "unencodable"
+
+
+async def _write(pool: asyncpg.Pool, events: Sequence[UserEvent]) -> int:
     """Write ``events`` in one transaction; returns how many were new (not already archived)."""
-    if not events:
-        return 0
     for attempt in range(5):
         try:
             async with pool.acquire() as conn, conn.transaction():
@@ -88,6 +119,41 @@ async def archive_events(pool: asyncpg.Pool, events: Sequence[UserEvent]) -> int
     raise AssertionError("unreachable")
 
 
+async def archive_events(pool: asyncpg.Pool, events: Sequence[UserEvent]) -> int:
+    """Write ``events`` in one transaction; returns how many were new (not already archived).
+    A record Postgres rejects fails the whole call (``DATA_ERRORS``)."""
+    if not events:
+        return 0
+    return await _write(pool, events)
+
+
+async def archive_isolating(
+    pool: asyncpg.Pool, events: Sequence[UserEvent]
+) -> tuple[int, list[tuple[int, Exception]]]:
+    """Write ``events``, isolating the ones Postgres rejects: one transaction when all are
+    storable, else the batch bisected until each data error (``DATA_ERRORS``) is one event's.
+    Returns (how many were new, [(index of a rejected event, its error)]). Transient errors
+    raise (the caller retries the batch; what was written is a no-op the second time)."""
+    inserted = 0
+    rejected: list[tuple[int, Exception]] = []
+
+    async def write(lo: int, hi: int) -> None:
+        nonlocal inserted
+        try:
+            inserted += await _write(pool, events[lo:hi])
+        except DATA_ERRORS as exc:
+            if hi - lo == 1:
+                rejected.append((lo, exc))
+                return
+            mid = (lo + hi) // 2
+            await write(lo, mid)
+            await write(mid, hi)
+
+    if events:
+        await write(0, len(events))
+    return inserted, rejected
+
+
 class Archiver:
     """Consumes events.v1 in its own group (``ArchiveSettings.group_id``) and archives batch by
     batch on the shared ``StreamConsumer`` (offsets committed after the Postgres commit)."""
@@ -98,9 +164,11 @@ class Archiver:
         settings: ArchiveSettings,
         pool: asyncpg.Pool,
         *,
+        dead_letter: DeadLetter,
         on_archived: Callable[[int], None] | None = None,
     ) -> None:
         self.pool = pool
+        self.dead_letter = dead_letter
         self.on_archived = on_archived
         self.consumer = StreamConsumer(
             kafka_settings,
@@ -119,14 +187,25 @@ class Archiver:
         await self.consumer.run()
 
     async def archive(self, records: Sequence[Record]) -> None:
-        """One batch in one transaction. A record that does not decode was validated by
-        ingest and is dead-lettered by the stream processor: the archive skips it."""
+        """One batch in one transaction (bisected around records Postgres rejects, which are
+        dead-lettered). A record that does not decode was validated by ingest and is
+        dead-lettered by the stream processor: the archive skips it."""
         events: list[UserEvent] = []
+        sources: list[Record] = []
         for rec in records:
             try:
                 events.append(decode_event(rec.value or b""))
+                sources.append(rec)
             except ValidationError:
                 logger.warning("archive skips undecodable record %s@%s", rec.partition, rec.offset)
-        inserted = await archive_events(self.pool, events)
+        inserted, rejected = await archive_isolating(self.pool, events)
+        for index, exc in rejected:
+            await self.dead_letter(sources[index], rejection_reason(exc), str(exc)[:1000])
+        newest: dict[int, int] = defaultdict(int)
+        for rec in records:
+            if rec.timestamp_ms is not None:
+                newest[rec.partition] = max(newest[rec.partition], rec.timestamp_ms)
+        for partition, ts_ms in newest.items():
+            metrics.TRAINER_ARCHIVE_POSITION.labels(str(partition)).set(ts_ms / 1000.0)
         if self.on_archived is not None and inserted:
             self.on_archived(inserted)
