@@ -145,9 +145,9 @@ EPOCH = f"{PREFIX}epoch"
 beginning into this epoch (``streamrec_stream_processor.epoch``). No TTL: never evicted."""
 
 RENORMALISE_AT = 200.0
+"""Largest ``(t - landmark) / tau`` before trending scores are rescaled (see module doc)."""
 TRENDING_LISTS_PER_TRIP = 8
 """Trending lists read per round trip by ``ProfileReader.top_trending_lists``."""
-"""Largest ``(t - landmark) / tau`` before trending scores are rescaled (see module doc)."""
 
 Segment = Literal["new", "light", "heavy"]
 SEGMENTS: tuple[Segment, ...] = ("new", "light", "heavy")
