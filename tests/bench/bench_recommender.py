@@ -1,15 +1,16 @@
 """Benchmark of the recommender on the whole local stack (broker, Redis, Postgres, 4 services).
 
-1. Exact scoring: a synthetic model of ``--items`` (100k) products, ``--users`` (1M) users and
-   64 factors (written with ``artifacts.ModelBundle``, no training) is registered and announced;
-   the recommender (2 uvicorn workers, httptools + uvloop) loads it (``--trending-events N``: N
-   events of other shoppers go through ingest first, so trending is live). ``wrk`` then sends
-   ``GET /v1/recommendations/{user}?k=10`` (``algorithm=auto`` unless ``--algorithm`` names one;
-   random users of the model plus 10% unknown users) at fixed rates: open-loop Poisson arrivals
-   from one schedule (``delay()`` in the Lua script hands each free connection the next slot;
-   64 connections), so the offered load is the target rate whatever the latency. Reported per
-   rate: achieved rate, p50/p90/p99/max latency, errors, recommender CPU. "Max sustainable" is
-   the highest rate served at >= 97% of the offered load with p99 <= 50 ms.
+1. Exact scoring: a synthetic model of ``--items`` (100k) products, ``--users`` (1M) users and 64
+   factors (written with ``artifacts.ModelBundle``, no training) is registered and announced; the
+   recommender (2 uvicorn workers, httptools + uvloop) loads it (``--trending-events N``: N events
+   of other shoppers go through ingest first, so trending is live). ``wrk`` then sends ``GET
+   /v1/recommendations/{user}?k=10`` (``algorithm=auto`` unless ``--algorithm`` names one; random
+   users of the model plus 10% unknown users; ``--context-share`` (half) of the requests carry
+   ``context=`` with two random products, as a product page with a cart asks) at fixed rates: open-
+   loop Poisson arrivals from one schedule (``delay()`` in the Lua script hands each free
+   connection the next slot; 64 connections), so the offered load is the target rate whatever the
+   latency. Reported per rate: achieved rate, p50/p90/p99/max latency, errors, recommender CPU.
+   "Max sustainable" is the highest rate served at >= 97% of the offered load with p99 <= 50 ms.
 2. Approximate index: a model of ``--ann-items`` (1M) products; the recommender builds the
    usearch HNSW index (one worker builds and caches it, the other maps it), tunes the search
    expansion to recall@20 >= target against exact search and exports the recall; then the same
@@ -50,6 +51,8 @@ CONNECTIONS = 64
 
 LUA = r"""
 local n_users = tonumber(os.getenv("BENCH_USERS"))
+local n_items = tonumber(os.getenv("BENCH_ITEMS"))
+local context_share = tonumber(os.getenv("BENCH_CONTEXT_SHARE"))
 local counter = 0
 init = function(args)
   math.randomseed(os.time() * 1000 + math.floor(os.clock() * 1000000))
@@ -61,6 +64,11 @@ request = function()
     path = string.format("/v1/recommendations/new-%d-%d?k=10", math.random(1, 1000000000), counter)
   else
     path = string.format("/v1/recommendations/u%07d?k=10", math.random(0, n_users - 1))
+  end
+  if math.random() < context_share then
+    -- the product on screen and one in the cart, as a product page asks
+    path = string.format("%s&context=p%06d,p%06d", path,
+      math.random(0, n_items - 1), math.random(0, n_items - 1))
   end
   return wrk.format("GET", path)
 end
@@ -212,6 +220,7 @@ def run(stack: LocalStack, args: argparse.Namespace, script: Path) -> dict[str, 
         "max_rps_with_p99_le_10ms": sustainable(rows, 10.0),
         "p99_ms_at_1000_rps": at_1000["p99_ms"] if at_1000 else None,
         "target": "p99 <= 10 ms at 1000 req/s",
+        "context_share": args.context_share,
         "memory": rss_mb(recommender_pids(stack)),
     }
 
@@ -256,6 +265,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--skip-ann", action="store_true")
     parser.add_argument("--quick", action="store_true", help="fewer rates, 10 s each")
+    parser.add_argument(
+        "--context-share",
+        type=float,
+        default=0.5,
+        help="share of requests with context= (two random products of the exact model)",
+    )
     benchout.add_args(parser, RESULTS)
     parser.add_argument(
         "--trending-events",
@@ -277,6 +292,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.rates, args.seconds = [500.0, 1000.0], 10
+    # what the Lua script's context= draws from (products of the exact model, in both models)
+    os.environ.update(BENCH_ITEMS=str(args.items), BENCH_CONTEXT_SHARE=str(args.context_share))
     loadgen.prepare()
     with tempfile.TemporaryDirectory(prefix="bench-rec-") as tmp:
         script = Path(tmp) / "rec.lua"
