@@ -6,8 +6,8 @@
    of other shoppers go through ingest first, so trending is live). ``wrk`` then sends ``GET
    /v1/recommendations/{user}?k=10`` (``algorithm=auto`` unless ``--algorithm`` names one; random
    users of the model plus 10% unknown users; ``--context-share`` (half) of the requests carry
-   ``context=`` with two random products, as a product page with a cart asks) at fixed rates: open-
-   loop Poisson arrivals from one schedule (``delay()`` in the Lua script hands each free
+   ``context=`` with two random products, as a product page with a cart asks) at fixed rates:
+   open-loop Poisson arrivals from one schedule (``delay()`` in the Lua script hands each free
    connection the next slot; 64 connections), so the offered load is the target rate whatever the
    latency. Reported per rate: achieved rate, p50/p90/p99/max latency, errors, recommender CPU.
    "Max sustainable" is the highest rate served at >= 97% of the offered load with p99 <= 50 ms.
