@@ -483,6 +483,39 @@ async def test_an_inactive_users_event_ids_are_dropped(redis_url: str, redis: Re
         await store.stop()
 
 
+async def test_an_event_the_archive_cannot_store_is_dead_lettered(
+    store: RedisStore, redis: Redis
+) -> None:
+    """A record written past ingest with a NUL in ``session_id``, ``rec_id`` or ``context`` is
+    dead-lettered with the field, as the archive does, instead of being counted in a profile
+    the archive has no row for (an unpaired surrogate does not even decode); the user's other
+    events count."""
+    dead = DeadLetters()
+    await CatalogUpdater(store, dead).apply([product_record(0, "p1", "books", T0)])
+    updater = EventUpdater(store, ModelHandle(store), ProfileConfig(), dead)
+    bad = [
+        event_record(2, "nul", "view", "p1", T0, session_id="s\x00"),
+        event_record(3, "nul", "click", "p1", T0, rec_id="r\x00"),
+        event_record(4, "nul", "view", "p1", T0, context={"page": {"k\x00": 1}}),
+    ]
+    surrogate = event_record(5, "nul", "view", "p1", T0, session_id="SURROGATE")
+    assert surrogate.value is not None
+    bad.append(replace(surrogate, value=surrogate.value.replace(b"SURROGATE", b"\\ud800")))
+    decoded = await updater.apply(
+        [event_record(1, "nul", "view", "p1", T0), *bad, event_record(6, "nul", "view", "p1", T0)]
+    )
+    assert [e.event_id for e in decoded] == ["ev-1", "ev-6"]
+    assert [(r.offset, reason) for r, reason in dead.records] == [
+        (2, "unstorable"),
+        (3, "unstorable"),
+        (4, "unstorable"),
+        (5, "invalid"),
+    ]
+    user = await ProfileReader(redis).get_profile("nul")
+    assert user is not None
+    assert user.event_count == 2
+
+
 async def test_a_processing_error_dead_letters_only_that_users_events(
     store: RedisStore, redis: Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:

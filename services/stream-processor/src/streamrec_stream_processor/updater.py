@@ -27,6 +27,7 @@ from streamrec_shared.events import (
     UserEvent,
     decode_event,
     decode_user_update,
+    unstorable,
 )
 from streamrec_shared.profile import (
     CATEGORY_DICT,
@@ -137,6 +138,10 @@ class EventUpdater:
                 event = decode_event(rec.value)
             except ValidationError as exc:
                 await self.dead_letter(rec, "invalid", str(exc)[:1000])
+                continue
+            why = unstorable(event)
+            if why is not None:  # the archive dead-letters it too: counted by neither
+                await self.dead_letter(rec, "unstorable", why)
                 continue
             decoded.append(event)
             pending.setdefault(event.user_id, _Pending(event.user_id, [])).events.append(
