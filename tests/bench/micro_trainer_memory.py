@@ -19,7 +19,8 @@ process:
 
 A leak shows as growing ``py_objects``/``ndarrays``/``traced_mb``; the allocator as growing
 ``heap_free_mb`` with flat live allocations. ``MALLOC_ARENA_MAX`` is read by glibc at start:
-set it in the environment to compare (e.g. ``MALLOC_ARENA_MAX=2``).
+set it in the environment to compare (e.g. ``MALLOC_ARENA_MAX=2``); ``--no-release`` skips the
+worker's ``jobs.release_freed_memory`` (the trainer before it).
 
 Run: ``uv run python tests/bench/micro_trainer_memory.py [--interactions 500000] [--runs 6]``
 (prints one JSON line per job; ``--out`` writes them all). The runs behind the README's
@@ -49,6 +50,7 @@ from streamrec_dev.localstack.processes import free_port, stop
 from streamrec_shared.artifact_store import ArtifactStore
 from streamrec_shared.postgres import create_pool
 from streamrec_shared.settings import PostgresSettings
+from streamrec_trainer import jobs
 from streamrec_trainer.jobs import JobRunner
 from streamrec_trainer.registry import Registry
 from streamrec_trainer.settings import TrainingSettings
@@ -124,7 +126,7 @@ async def measure(args: argparse.Namespace, dsn: str, root: Path) -> list[dict[s
     await bench_trainer.load_postgres(dsn, log)
     del log
     store = ArtifactStore.open(f"file://{root / 'artifacts'}")
-    registry = Registry(pool, NoAnnouncements(), store, retention=3)  # type: ignore[arg-type]
+    registry = Registry(pool, NoAnnouncements(), store, retention=3)
     settings = TrainingSettings(gate_tolerance=1.0, threads=args.threads)
     runner = JobRunner(pool, registry, store, settings)
     if args.tracemalloc:
@@ -152,8 +154,15 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=6)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tracemalloc", action="store_true")
+    parser.add_argument(
+        "--no-release",
+        action="store_true",
+        help="skip the worker's release_freed_memory after each job (the code before it)",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    if args.no_release:
+        jobs.release_freed_memory = lambda: None
     with tempfile.TemporaryDirectory(prefix="trainer-memory-") as tmp:
         root = Path(tmp)
         port = free_port()
@@ -167,6 +176,7 @@ def main() -> None:
         "interactions": args.interactions,
         "threads": args.threads,
         "malloc_arena_max": os.environ.get("MALLOC_ARENA_MAX"),
+        "release_after_each_job": not args.no_release,
         "runs": rows,
     }
     if args.out:
