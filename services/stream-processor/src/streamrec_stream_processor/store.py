@@ -210,7 +210,7 @@ if indexed then
   local top = redis.call('ZREVRANGE', '$NEWEST', 0, 0, 'WITHSCORES')
   local stale = redis.call('ZRANGEBYSCORE', '$NEWEST', '-inf',
     '(' .. fmt(tonumber(top[2]) - 2 * $WINDOW), 'LIMIT', 0, $SWEEP)
-  for _, u in ipairs(stale) do redis.call('DEL', '$IDS' .. u) end
+  for _, u in ipairs(stale) do redis.call('UNLINK', '$IDS' .. u) end
   if #stale > 0 then redis.call('ZREM', '$NEWEST', unpack(stale)) end
 end
 if newest then redis.call('HSET', meta, 't', fmt(newest)) end
