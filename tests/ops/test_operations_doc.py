@@ -48,7 +48,8 @@ def test_secrets_not_in_git_are_documented(rendered: dict[str, list[Manifest]]) 
     assert not in_render, "prod commits no Secret"
     for name in ("streamrec-api-keys", "streamrec-artifacts-s3", "streamrec-pg-app"):
         assert f"`{name}`" in text, name
-    assert "create secret generic streamrec-api-keys" in text
+    for name in ("streamrec-api-keys", "streamrec-feedback", "streamrec-redis"):
+        assert f"create secret generic {name}" in text, name
     assert "create secret generic streamrec-artifacts-s3" in text
 
 

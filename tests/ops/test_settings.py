@@ -7,6 +7,7 @@ of the service's settings class, and the values (with dev's Secrets) must valida
 
 from __future__ import annotations
 
+import base64
 import importlib
 import os
 from typing import Any, cast
@@ -46,13 +47,18 @@ def find(objects: list[Manifest], kind: str, name: str) -> Manifest:
     return obj
 
 
+def secret_data(secret: Manifest) -> dict[str, str]:
+    """A Secret's keys and values, from ``stringData`` and (base64) ``data``: generated ones
+    (``secretGenerator``) have only ``data``."""
+    data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+    return {**data, **(secret.get("stringData") or {})}
+
+
 def environment(objects: list[Manifest], service: str) -> dict[str, str | None]:
     """Variable -> value (None when it comes from a Secret the overlay does not contain)."""
     deployment = find(objects, "Deployment", service)
     container = deployment["spec"]["template"]["spec"]["containers"][0]
-    secrets = {
-        o["metadata"]["name"]: o.get("stringData", {}) for o in objects if o["kind"] == "Secret"
-    }
+    secrets = {o["metadata"]["name"]: secret_data(o) for o in objects if o["kind"] == "Secret"}
     env: dict[str, str | None] = {}
     for source in container.get("envFrom", []):
         if "configMapRef" in source:
@@ -97,7 +103,10 @@ def test_every_variable_is_a_setting(
 
 
 # Secrets an operator writes in the cluster (not in the overlay) whose presence settings check.
-SECRET_STAND_INS = {"STREAMREC_KAFKA__SASL_PASSWORD": "written-by-strimzi-user-operator"}
+SECRET_STAND_INS = {
+    "STREAMREC_KAFKA__SASL_PASSWORD": "written-by-strimzi-user-operator",
+    "STREAMREC_REDIS__PASSWORD": "created-by-the-operator/with:url@characters",
+}
 
 
 @pytest.mark.parametrize("service", PACKAGES)
@@ -119,9 +128,16 @@ def test_settings_load_from_the_environment(
     assert http.port == expected_port[service]
     assert http.host == "0.0.0.0"
     assert settings.kafka.enable_idempotence is True
-    if overlay == "prod":  # Strimzi's TLS listener, SCRAM as KafkaUser "streamrec"
+    if overlay in ("prod", "prod-keda"):  # Strimzi's TLS listener, SCRAM as KafkaUser "streamrec"
         assert settings.kafka.security_protocol == "SASL_SSL"
         assert settings.kafka.sasl_username == "streamrec"
         assert str(settings.kafka.ssl_cafile) == "/etc/streamrec/kafka-ca/ca.crt"
+        # Redis ACL user "streamrec" (patches/redis.yaml), its password percent-encoded
+        assert settings.redis.username == "streamrec"
+        assert settings.redis.url.get_secret_value() == (
+            "redis://streamrec:created-by-the-operator%2Fwith%3Aurl%40characters@redis:6379/0"
+        )
+    else:
+        assert settings.redis.password is None
     if overlay == "dev" and service != "stream-processor":
         assert settings.auth.api_keys, "dev API keys parsed from the Secret"

@@ -7,7 +7,7 @@ import base64
 import json
 import re
 from collections.abc import Iterator
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
@@ -23,11 +23,16 @@ HPA_SERVICES = ("ingest", "recommender")
 WORKLOAD_KINDS = ("Deployment", "StatefulSet")
 # Secrets a prod operator creates (documented in docs/operations.md); CloudNativePG creates
 # "<cluster>-app" itself.
-EXTERNAL_SECRETS = {"streamrec-api-keys", "streamrec-artifacts-s3", "streamrec-feedback"}
+EXTERNAL_SECRETS = {
+    "streamrec-api-keys",
+    "streamrec-artifacts-s3",
+    "streamrec-feedback",
+    "streamrec-redis",
+}
 NAMESPACES = {"dev": "streamrec-dev", "prod": "streamrec", "prod-keda": "streamrec"}
 # Who may connect to each dependency: the services that import its client library.
 DEPENDENCY_CLIENTS = {
-    "redis": {"ingest", "stream-processor", "recommender"},
+    "redis": {"ingest", "stream-processor", "recommender", "trainer"},
     "kafka": {"ingest", "stream-processor", "recommender", "trainer"},
     "postgres": {"ingest", "recommender", "trainer"},
 }
@@ -138,17 +143,29 @@ def test_references_exist(overlay: str, rendered: dict[str, list[Manifest]]) -> 
             assert ok, f"{overlay}: {name} refers to missing {kind} {ref}"
 
 
+def secret_data(secret: Manifest) -> dict[str, str]:
+    """A generated Secret's keys and (decoded) values."""
+    assert "stringData" not in secret, secret["metadata"]["name"]
+    return {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+
+
 def test_dev_secret_keys(rendered: dict[str, list[Manifest]]) -> None:
+    """dev's Secrets come from the overlay's secretGenerator (names without a hash: the base
+    manifests refer to them), and every credential in them says it is a dev value."""
     objects = rendered["dev"]
-    pg = find(objects, "Secret", "streamrec-pg-app")["stringData"]
+    pg = secret_data(find(objects, "Secret", "streamrec-pg-app"))
     assert pg["uri"] == (
         f"postgresql://{pg['username']}:{pg['password']}@postgres:5432/{pg['dbname']}"
     )
-    keys = find(objects, "Secret", "streamrec-api-keys")["stringData"]
+    assert pg["password"].startswith("dev-only-")
+    feedback = secret_data(find(objects, "Secret", "streamrec-feedback"))
+    assert feedback["STREAMREC_FEEDBACK__REC_ID_KEY"].startswith("dev-only-")
+    keys = secret_data(find(objects, "Secret", "streamrec-api-keys"))
     auth = AuthSettings(api_keys=json.loads(keys["STREAMREC_AUTH__API_KEYS"]))
     admin = auth.find("dev-admin-key")
     assert admin is not None
     assert "admin" in admin.scopes
+    assert all(key.name.startswith("dev-") for key in auth.api_keys)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -407,6 +424,26 @@ def test_dependencies_accept_only_the_services(
         assert admitted == DEPENDENCY_CLIENTS[name], (overlay, name, admitted)
     expected = {"redis", "kafka", "postgres"} if overlay == "dev" else {"redis"}
     assert checked == expected
+
+
+@pytest.mark.parametrize(
+    ("dependency", "modules"),
+    [("redis", ("redis",)), ("kafka", ("aiokafka",)), ("postgres", ("asyncpg",))],
+)
+def test_dependency_clients_are_the_services_that_import_them(
+    dependency: str, modules: tuple[str, ...]
+) -> None:
+    """``DEPENDENCY_CLIENTS`` (what the NetworkPolicies admit) follows the code: a service
+    that imports the client library is admitted (the trainer's rollouts read Redis)."""
+    services = Path(__file__).resolve().parents[2] / "services"
+    importing = set()
+    for service in SERVICES:
+        for path in (services / service / "src").rglob("*.py"):
+            text = path.read_text()
+            if any(re.search(rf"^\s*(import|from) {m}\b", text, re.M) for m in modules):
+                importing.add(service)
+                break
+    assert importing == DEPENDENCY_CLIENTS[dependency]
 
 
 def test_prod_operator_managed_dependencies(rendered: dict[str, list[Manifest]]) -> None:

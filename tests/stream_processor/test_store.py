@@ -33,6 +33,7 @@ from streamrec_stream_processor import updater as updater_module
 from streamrec_stream_processor.foldin import ModelHandle
 from streamrec_stream_processor.profiles import ProfileConfig
 from streamrec_stream_processor.store import (
+    EVENT_IDS_NEWEST,
     ProfileWrite,
     RedisStore,
     TrendIncrement,
@@ -413,6 +414,106 @@ async def test_the_event_id_window_is_bounded_by_receive_time(redis_url: str, re
         assert erin.event_count == 3
     finally:
         await store.stop()
+
+
+async def _bounded_store(redis_url: str, **kw: Any) -> RedisStore:
+    store = RedisStore(
+        RedisSettings(url=SecretStr(redis_url)),
+        timeout_s=5.0,
+        trending_half_life_s=86_400.0,
+        event_id_window_s=3600.0,
+        **kw,
+    )
+    await store.start()
+    return store
+
+
+async def test_a_users_event_ids_are_capped_at_the_newest(redis_url: str, redis: Redis) -> None:
+    """One user id sending without pause keeps at most ``event_id_max`` ids (the newest),
+    however many it sends within the window."""
+    store = await _bounded_store(redis_url, event_id_max=16)
+    try:
+        dead = DeadLetters()
+        await CatalogUpdater(store, dead).apply([product_record(0, "p1", "books", T0)])
+        updater = EventUpdater(store, ModelHandle(store), ProfileConfig(seen_ids=0), dead)
+        sent = [_sent(n, "bot", f"bot-{n}", T0 + timedelta(seconds=n)) for n in range(1, 41)]
+        for start in range(0, 40, 10):
+            await updater.apply(sent[start : start + 10])
+        assert await redis.zcard(event_ids_key("bot")) == 16
+        scores = [s for _, s in await redis.zrange(event_ids_key("bot"), 0, -1, withscores=True)]
+        assert min(scores) == (T0 + timedelta(seconds=25)).timestamp()  # the newest 16 of 40
+        bot = await ProfileReader(redis).get_profile("bot")
+        assert bot is not None
+        assert bot.event_count == 40
+    finally:
+        await store.stop()
+
+
+async def test_an_inactive_users_event_ids_are_dropped(redis_url: str, redis: Redis) -> None:
+    """A user who stops sending leaves no event-id set behind: once an event received more
+    than two windows after the user's newest is applied (for anyone), the set is deleted; a
+    forged far-future receive time (its Kafka timestamp says now) drops nothing."""
+    store = await _bounded_store(redis_url)
+    try:
+        dead = DeadLetters()
+        await CatalogUpdater(store, dead).apply([product_record(0, "p1", "books", T0)])
+        updater = EventUpdater(store, ModelHandle(store), ProfileConfig(seen_ids=0), dead)
+        await updater.apply([_sent(1, "idle", "idle-1", T0), _sent(2, "busy", "busy-1", T0)])
+        forged = replace(
+            _sent(3, "mallory", "forged", datetime(2990, 1, 1, tzinfo=UTC), at=T0),
+            timestamp_ms=int((T0 + timedelta(minutes=1)).timestamp() * 1000),
+        )
+        await updater.apply([forged])
+        await updater.apply([_sent(4, "busy", "busy-2", T0 + timedelta(hours=2))])
+        assert await redis.exists(event_ids_key("idle")) == 1  # two windows, not more
+        await updater.apply([_sent(5, "busy", "busy-3", T0 + timedelta(hours=2, seconds=1))])
+        assert await redis.exists(event_ids_key("idle")) == 0
+        # the forged receive time counts as the Kafka timestamp + the skew bound (300 s)
+        forged_at = (T0 + timedelta(minutes=6)).timestamp()
+        assert await redis.zscore(EVENT_IDS_NEWEST, "mallory") == forged_at
+        assert await redis.zscore(EVENT_IDS_NEWEST, "idle") is None
+        assert await redis.zcard(event_ids_key("busy")) == 2  # within its own window
+        # the idle user's profile is state: kept; its next event starts a new set
+        idle = await ProfileReader(redis).get_profile("idle")
+        assert idle is not None
+        assert idle.event_count == 1
+        await store.erase_users(["busy"])
+        assert await redis.zscore(EVENT_IDS_NEWEST, "busy") is None
+    finally:
+        await store.stop()
+
+
+async def test_an_event_the_archive_cannot_store_is_dead_lettered(
+    store: RedisStore, redis: Redis
+) -> None:
+    """A record written past ingest with a NUL in ``session_id``, ``rec_id`` or ``context`` is
+    dead-lettered with the field, as the archive does, instead of being counted in a profile
+    the archive has no row for (an unpaired surrogate does not even decode); the user's other
+    events count."""
+    dead = DeadLetters()
+    await CatalogUpdater(store, dead).apply([product_record(0, "p1", "books", T0)])
+    updater = EventUpdater(store, ModelHandle(store), ProfileConfig(), dead)
+    bad = [
+        event_record(2, "nul", "view", "p1", T0, session_id="s\x00"),
+        event_record(3, "nul", "click", "p1", T0, rec_id="r\x00"),
+        event_record(4, "nul", "view", "p1", T0, context={"page": {"k\x00": 1}}),
+    ]
+    surrogate = event_record(5, "nul", "view", "p1", T0, session_id="SURROGATE")
+    assert surrogate.value is not None
+    bad.append(replace(surrogate, value=surrogate.value.replace(b"SURROGATE", b"\\ud800")))
+    decoded = await updater.apply(
+        [event_record(1, "nul", "view", "p1", T0), *bad, event_record(6, "nul", "view", "p1", T0)]
+    )
+    assert [e.event_id for e in decoded] == ["ev-1", "ev-6"]
+    assert [(r.offset, reason) for r, reason in dead.records] == [
+        (2, "unstorable"),
+        (3, "unstorable"),
+        (4, "unstorable"),
+        (5, "invalid"),
+    ]
+    user = await ProfileReader(redis).get_profile("nul")
+    assert user is not None
+    assert user.event_count == 2
 
 
 async def test_a_processing_error_dead_letters_only_that_users_events(

@@ -140,21 +140,24 @@ def _storable_text(value: str) -> str:
     return value
 
 
-def _unstorable_json(value: Any, path: str, depth: int) -> str | None:
-    """Why ``value`` (parsed JSON) cannot be stored as jsonb, prefixed with its path, or None."""
+def _unstorable_json(
+    value: Any, path: str, depth: int, max_depth: int | None = MAX_JSON_DEPTH
+) -> str | None:
+    """Why ``value`` (parsed JSON) cannot be stored as jsonb, prefixed with its path, or None;
+    nesting deeper than ``max_depth`` counts as unstorable (None: any depth)."""
     if isinstance(value, str):
         return f"{path}: {_UNSTORABLE_REASON}" if _UNSTORABLE.search(value) else None
     if isinstance(value, float):
         return None if math.isfinite(value) else f"{path}: must not be NaN or Infinity"
     if isinstance(value, dict | list):
-        if depth >= MAX_JSON_DEPTH:
-            return f"{path}: nested deeper than {MAX_JSON_DEPTH} levels"
+        if max_depth is not None and depth >= max_depth:
+            return f"{path}: nested deeper than {max_depth} levels"
         items = value.items() if isinstance(value, dict) else enumerate(value)
         for key, item in items:
             if isinstance(key, str) and _UNSTORABLE.search(key):
                 return f"{path}: key {key!r} {_UNSTORABLE_REASON}"
             where = f"{path}.{key}" if isinstance(key, str) else f"{path}[{key}]"
-            found = _unstorable_json(item, where, depth + 1)
+            found = _unstorable_json(item, where, depth + 1, max_depth)
             if found is not None:
                 return found
     return None
@@ -285,6 +288,23 @@ class UserEvent(_Frozen):
     session_id: str | None = None
     rec_id: str | None = None
     context: dict[str, Any] | None = None
+
+
+def unstorable(event: UserEvent) -> str | None:
+    """Why the archive cannot store a consumed event, naming the field, or None.
+
+    Ingest refuses such an event (422), but a record written straight to ``events.v1`` (another
+    producer, an older ingest) decodes with a NUL in ``session_id``, ``rec_id`` or ``context``
+    (an unpaired surrogate does not decode at all): Postgres rejects it, so the archive
+    dead-letters it, and a consumer that counts events (the stream processor) dead-letters it
+    too instead of counting an event the archive does not hold. Nesting is not judged here
+    (what decoded, Postgres stores)."""
+    for name, text in (("session_id", event.session_id), ("rec_id", event.rec_id)):
+        if text is not None and _UNSTORABLE.search(text):
+            return f"{name}: {_UNSTORABLE_REASON}"
+    if event.context is not None:
+        return _unstorable_json(event.context, "context", 0, max_depth=None)
+    return None
 
 
 class ProductIn(_Frozen):

@@ -12,6 +12,7 @@ import hmac
 import tempfile
 from pathlib import Path
 from typing import Literal
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -59,9 +60,33 @@ class KafkaSettings(BaseModel):
 
 
 class RedisSettings(BaseModel):
+    """Where Redis is and who the services are to it.
+
+    ``username`` / ``password``: an ACL user (prod: ``streamrec``, its password from a Secret as
+    ``STREAMREC_REDIS__PASSWORD``; docs/operations.md, "Redis"). They are written into ``url``
+    (percent-encoded, replacing credentials the URL held), so every client built from ``url``
+    (redis-py's ``from_url``, the recommender's lean connection) authenticates the same way.
+    Neither set: the URL's own credentials, if any (none: Redis's default user)."""
+
     url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    username: str | None = None
+    password: SecretStr | None = None
     socket_timeout_s: float = 0.25
     connect_timeout_s: float = 0.25
+
+    @model_validator(mode="after")
+    def _credentials_in_url(self) -> RedisSettings:
+        if self.password is None:
+            if self.username:
+                raise ValueError("redis.username needs redis.password")
+            return self
+        parsed = urlsplit(self.url.get_secret_value())
+        user = quote(self.username, safe="") if self.username else ""
+        secret = quote(self.password.get_secret_value(), safe="")
+        host = parsed.netloc.rpartition("@")[2]
+        netloc = f"{user}:{secret}@{host}"
+        self.url = SecretStr(urlunsplit(parsed._replace(netloc=netloc)))
+        return self
 
 
 class PostgresSettings(BaseModel):

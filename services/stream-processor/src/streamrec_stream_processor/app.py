@@ -150,6 +150,7 @@ def build(settings: ProcessorSettings | None = None) -> Processor:
         timeout_s=tuning.redis_timeout_s,
         trending_half_life_s=tuning.trending_half_life_hours * 3600.0,
         event_id_window_s=tuning.event_id_window_hours * 3600.0,
+        event_id_max=tuning.event_id_max,
     )
     models = ModelHandle(store)
     profile = settings.profile

@@ -71,6 +71,10 @@ class ProcessorTuning(AttributionTimes):
     # client's retry window. Costs per event id of the window (MEMORY USAGE, Redis 6.2): ~30
     # bytes while a user has at most 128 in it (listpack), ~100 bytes beyond (skiplist).
     event_id_window_hours: float = Field(default=48.0, gt=0)
+    # At most this many of a user's event ids are kept (the newest): one user id sending without
+    # pause (a bot, a broken client) costs at most ~100 KB, not 48 h of its events. A re-send
+    # after more newer events of the same user than this, within the window, counts again.
+    event_id_max: int = Field(default=1000, ge=16, le=1_000_000)
     redis_timeout_s: float = Field(default=5.0, gt=0)
     lag_interval_s: float = Field(default=5.0, gt=0)
     model_poll_interval_s: float = Field(default=5.0, gt=0)

@@ -45,6 +45,7 @@ from streamrec_shared.profile import (
     trending_tau,
     user_attributes_key,
 )
+from streamrec_shared.recent_events import recent_events_key
 from streamrec_shared.settings import RedisSettings
 
 logger = logging.getLogger(__name__)
@@ -54,11 +55,25 @@ CATEGORY_TREND_PREFIX = f"{PREFIX}trend:c:"
 EVENT_IDS_PREFIX = f"{PREFIX}ids:"
 
 
+EVENT_IDS_NEWEST = f"{PREFIX}ids-newest"
+"""ZSET user id -> the newest receive time in the user's ``event_ids_key``: which users' sets
+the profile script may drop as stale (no TTL: state, like the sets it indexes)."""
+
+STALE_SWEEP = 100
+"""Stale event-id sets dropped per profile-script call at most (``PROFILE_CHUNK`` users per
+call add at most as many to ``EVENT_IDS_NEWEST``, so the sweep keeps up)."""
+
+
 def event_ids_key(user_id: str) -> str:
-    """ZSET of the digests (decimal) of a user's applied event ids, scored by receive time;
-    the profile script keeps those of the last ``event_id_window_s`` before the newest. No TTL
-    (under ``volatile-lru`` a TTL would make it evictable): pruned on each write, deleted with
-    the user's erasure, rebuilt with the profiles when Redis loses its state."""
+    """ZSET of the digests (decimal) of a user's applied event ids, scored by receive time.
+
+    Bounded at every write by the profile script: the ids of the last ``event_id_window_s``
+    before the user's newest, at most ``event_id_max`` of them (the newest). A user who stops
+    sending leaves no set behind: once the processor applies an event received more than two
+    windows after the user's newest, a later profile-script call deletes the user's set (the
+    second window spares a user whose partition lags the others by up to a window). No TTL
+    (under ``volatile-lru`` a TTL would make it evictable); deleted with the user's erasure,
+    rebuilt with the profiles when Redis loses its state."""
     return EVENT_IDS_PREFIX + user_id
 
 
@@ -81,7 +96,9 @@ return out
 # ...]`` or "", event ids JSON ``[[digest as a string, received_at], ...]`` or ""). Per user,
 # atomically with the whole call: compare the stored prefix, SET the profile, DEL the
 # recommendation cache, add the trending increments, add the applied event ids to the user's
-# ``event_ids_key`` and drop those older than the window. An increment without a category (the
+# ``event_ids_key`` and drop those older than the window or beyond the newest ``event_id_max``
+# (then, once per call, drop up to ``STALE_SWEEP`` sets of users whose newest id is more than
+# two windows older than the newest of any user). An increment without a category (the
 # product was not described when the batch read the catalog) takes the category ``sr:catalog``
 # holds now: a description that arrived meanwhile copied the product's global score into its
 # category (``APPLY_CATALOG``), so the increment must go there too. Every list changed gets its
@@ -160,6 +177,7 @@ local function trend(incs)
 end
 local n = tonumber(ARGV[1])
 local out = {}
+local indexed = false
 for i = 0, n - 1 do
   local j = 2 + 5 * i
   local uid, expected, value, incs, ids = ARGV[j], ARGV[j + 1], ARGV[j + 2], ARGV[j + 3],
@@ -179,11 +197,21 @@ for i = 0, n - 1 do
         if not latest or d[2] > latest then latest = d[2] end
       end
       redis.call('ZREMRANGEBYSCORE', idkey, '-inf', '(' .. fmt(latest - $WINDOW))
+      redis.call('ZREMRANGEBYRANK', idkey, 0, -($MAXIDS + 1))
+      redis.call('ZADD', '$NEWEST', 'GT', fmt(latest), uid)
+      indexed = true
     end
     out[i + 1] = 1
   else
     out[i + 1] = 0
   end
+end
+if indexed then
+  local top = redis.call('ZREVRANGE', '$NEWEST', 0, 0, 'WITHSCORES')
+  local stale = redis.call('ZRANGEBYSCORE', '$NEWEST', '-inf',
+    '(' .. fmt(tonumber(top[2]) - 2 * $WINDOW), 'LIMIT', 0, $SWEEP)
+  for _, u in ipairs(stale) do redis.call('UNLINK', '$IDS' .. u) end
+  if #stale > 0 then redis.call('ZREM', '$NEWEST', unpack(stale)) end
 end
 if newest then redis.call('HSET', meta, 't', fmt(newest)) end
 for f in pairs(touched) do redis.call('HINCRBY', versions, f, 1) end
@@ -191,13 +219,16 @@ return out
 """
 
 
-def apply_profile_script(tau_s: float, event_id_window_s: float) -> str:
-    """``APPLY_PROFILES`` with key prefixes, ``tau_s``, the event-id window and the limit
-    filled in."""
+def apply_profile_script(tau_s: float, event_id_window_s: float, event_id_max: int) -> str:
+    """``APPLY_PROFILES`` with key prefixes, ``tau_s``, the event-id window and cap and the
+    limits filled in."""
     return (
         APPLY_PROFILES.replace("$GLOBAL", TRENDING_GLOBAL)
         .replace("$IDS", EVENT_IDS_PREFIX)
+        .replace("$NEWEST", EVENT_IDS_NEWEST)
         .replace("$WINDOW", repr(float(event_id_window_s)))
+        .replace("$MAXIDS", str(int(event_id_max)))
+        .replace("$SWEEP", str(STALE_SWEEP))
         .replace("$PROFILE", profile_key(""))
         .replace("$RECCACHE", rec_cache_key(""))
         .replace("$META", TRENDING_META)
@@ -396,11 +427,12 @@ class RedisStore:
         timeout_s: float,
         trending_half_life_s: float,
         event_id_window_s: float = 2 * 86_400.0,
+        event_id_max: int = 1000,
     ) -> None:
         self._settings = settings
         self._timeout_s = timeout_s
         self._profile_script = apply_profile_script(
-            trending_tau(trending_half_life_s), event_id_window_s
+            trending_tau(trending_half_life_s), event_id_window_s, event_id_max
         )
         self._redis: Redis | None = None
         self._codes: dict[str, dict[str, int]] = {PRODUCT_DICT: {}, CATEGORY_DICT: {}}
@@ -632,8 +664,9 @@ class RedisStore:
         return int(added)
 
     async def erase_users(self, user_ids: Sequence[str]) -> None:
-        """Forget users (``DELETE /v1/users/{id}`` -> ``UserErased``): their profile, attributes,
-        cached answers and the record of which response showed them which product."""
+        """Forget users (``DELETE /v1/users/{id}`` -> ``UserErased``): their profile, event ids,
+        attributes, cached answers, recent events (ingest's read-your-writes list) and the
+        record of which response showed them which product."""
         if not user_ids:
             return
         keys = [
@@ -644,10 +677,14 @@ class RedisStore:
                 event_ids_key(user_id),
                 user_attributes_key(user_id),
                 rec_cache_key(user_id),
+                recent_events_key(user_id),
                 feedback.shown_key(user_id),
             )
         ]
-        await self.redis.delete(*keys)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(*keys)
+        pipe.zrem(EVENT_IDS_NEWEST, *user_ids)
+        await pipe.execute()
 
     async def write_users(self, writes: Sequence[tuple[str, bytes, float]]) -> int:
         """Apply ``(user_id, attributes JSON, updated_at)``; returns how many were newer."""

@@ -27,6 +27,7 @@ from streamrec_shared.events import (
     UserEvent,
     decode_event,
     decode_user_update,
+    unstorable,
 )
 from streamrec_shared.profile import (
     CATEGORY_DICT,
@@ -138,6 +139,10 @@ class EventUpdater:
             except ValidationError as exc:
                 await self.dead_letter(rec, "invalid", str(exc)[:1000])
                 continue
+            why = unstorable(event)
+            if why is not None:  # the archive dead-letters it too: counted by neither
+                await self.dead_letter(rec, "unstorable", why)
+                continue
             decoded.append(event)
             pending.setdefault(event.user_id, _Pending(event.user_id, [])).events.append(
                 (rec, event)
@@ -216,7 +221,7 @@ class EventUpdater:
                     expected,
                     b"",
                     self._trending(p, update.applied, categories),
-                    tuple((f.digest, f.received_at) for f in update.applied),
+                    self._event_ids(p, update.applied),
                 )
             )
             applied_by_user.append((p, update.applied))
@@ -274,6 +279,23 @@ class EventUpdater:
             if rec.timestamp_ms is not None and rec.timestamp_ms >= 0:
                 ts = min(ts, rec.timestamp_ms / 1000.0 + skew)
             out.append(TrendIncrement(e.product_id, categories.get(e.product_id), f.weight, ts))
+        return tuple(out)
+
+    def _event_ids(
+        self, p: _Pending, applied: tuple[EventFacts, ...]
+    ) -> tuple[tuple[int, float], ...]:
+        """(digest, receive time) of the applied events for the user's event-id set, the
+        receive time never later than ``max_future_skew_s`` after the Kafka record's timestamp:
+        a record with a forged far-future receive time cannot make every user's set look stale
+        (``store.event_ids_key``) nor empty its own user's."""
+        stamps = {(rec.partition, rec.offset): rec.timestamp_ms for rec, _ in p.events}
+        out: list[tuple[int, float]] = []
+        for f in applied:
+            received = f.received_at
+            stamp = stamps[(f.partition, f.offset)]
+            if stamp is not None and stamp >= 0:
+                received = min(received, stamp / 1000.0 + self.max_future_skew_s)
+            out.append((f.digest, received))
         return tuple(out)
 
     def _count(self, p: _Pending, applied: tuple[EventFacts, ...]) -> None:

@@ -8,10 +8,12 @@ in a thread so the archive consumer and the HTTP API keep answering while a mode
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +29,32 @@ from streamrec_trainer.rollout import Rollouts
 from streamrec_trainer.settings import TrainingSettings
 
 logger = logging.getLogger(__name__)
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim`` (None elsewhere: musl, macOS)."""
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+    return trim
+
+
+_MALLOC_TRIM = _malloc_trim()
+
+
+def release_freed_memory() -> None:
+    """Give the memory a job freed back to the OS.
+
+    A job's big temporaries (the window's arrays, sparse matrices, factors, scores: hundreds of
+    MB) are allocated from the threads it runs on, so glibc spreads them over up to 8 malloc
+    arenas per core, and keeps what they free for reuse instead of returning it: measured with
+    ``tests/bench/micro_trainer_memory.py`` (300k interactions, 6 retrains of the same data in
+    one process), the memory the program held stayed at 22 MB after every job while RSS grew
+    125 -> 467 MB, 337 MB of it freed but kept by 8 arenas (no object of a job outlived it).
+    ``malloc_trim(0)`` returns the free pages of every arena (README, "Soak")."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 @dataclass
@@ -135,6 +163,7 @@ class JobRunner:
                 metrics.TRAINER_RUNS.labels("failed").inc()
                 await self._set(job_id, "failed", error=f"{type(exc).__name__}: {exc}")
             finally:
+                await asyncio.to_thread(release_freed_memory)
                 self.busy = False
 
     async def _run(self, job_id: uuid.UUID) -> None:
