@@ -87,6 +87,20 @@ def test_top_equals_the_float32_scan(clusters: int, c: int) -> None:
             assert_same(scan.top(q, c, flt, rows, items), exact(rows, items, n_items, q, c, flt))
 
 
+def test_many_products_sharing_a_vector() -> None:
+    """Content made of the category alone: whole categories tie, the scan scores them all."""
+    centres = unit_rows(3, 16, seed=12)
+    rows = centres[np.arange(6000) % 3]
+    items = np.arange(6000, dtype=np.int64)
+    flt = ItemFilter.build(exclude=[0, 3])
+    q = (0.7 * centres[0] + 0.3 * centres[1]).astype(np.float32)
+    got = QuantisedScan.build(rows).top(q, 100, flt, rows, items)
+    want = exact(rows, items, 6000, q, 100, flt)
+    np.testing.assert_allclose(got.scores, want.scores, rtol=1e-5, atol=1e-6)
+    assert set(got.indices.tolist()) <= set(range(6, 6000, 3))  # the best category, filtered
+    assert len(got) == 100
+
+
 def test_fewer_items_pass_than_asked() -> None:
     rows = unit_rows(2000, 16, seed=5)
     items = np.arange(2000, dtype=np.int64)

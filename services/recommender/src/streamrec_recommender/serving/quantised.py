@@ -134,5 +134,11 @@ class QuantisedScan:
             cand = cand[item_filter.keep(items[cand])]
         else:
             cand = kept
-        exact = np.asarray(rows[cand] @ query, dtype=np.float32)
-        return Ranked.of(items[cand], exact).head(c)
+        if cand.shape[0] > total * _DENSE_SHARE:
+            # Many near-ties (e.g. products that share one content vector): one contiguous
+            # pass over the float32 rows is cheaper than gathering most of them.
+            exact = np.asarray(rows @ query, dtype=np.float32)[cand]
+        else:
+            exact = np.asarray(rows[cand] @ query, dtype=np.float32)
+        best = _best_positions(exact, c)
+        return Ranked.of(items[cand[best]], exact[best])
