@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 from streamrec_recommender.runtime.index import AnnIndex, AnnParams
 from streamrec_recommender.serving.model import SeenRule, ServingModel
 from streamrec_recommender.serving.newitems import ContentMap
+from streamrec_recommender.serving.quantised import QuantisedScan
 from streamrec_recommender.serving.ranking import ExactScorer, Ranked
 from streamrec_recommender.settings import ServingSettings
 from streamrec_shared import factors, metrics
@@ -113,6 +114,14 @@ def prepare(bundle: ModelBundle, settings: ServingSettings) -> ServingModel:
         )
         metrics.RECOMMENDER_ANN_RECALL.set(ann.recall)
 
+    content_scan: QuantisedScan | None = None
+    if (
+        ann is None
+        and content_factors is not None
+        and content_factors.shape[0] >= settings.content_scan_min_items
+    ):
+        content_scan = QuantisedScan.build(content_factors)
+
     itemknn = bundle.itemknn
     model = ServingModel(
         version=bundle.version,
@@ -135,6 +144,7 @@ def prepare(bundle: ModelBundle, settings: ServingSettings) -> ServingModel:
         popular_by_category=by_category,
         ann=ann,
         exact=ExactScorer.build(item_factors) if ann is None else None,
+        content_scan=content_scan,
         algorithms=bundle.algorithms,
         arrays=bundle.extra_files,
         offline_metrics=dict(bundle.metrics),

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from streamrec_recommender.serving.quantised import QuantisedScan
 from streamrec_recommender.serving.ranking import ExactScorer, Ranked
 from streamrec_shared import factors
 
@@ -92,7 +93,9 @@ class ServingModel:
     (-1 = no content vector); content_index (n_content,) int64 the inverse map.
     popular: model popularity over serving indices; popular_by_category: category -> Ranked.
     Exactly one of ``ann`` (above ``exact_max_items``) and ``exact`` (the norm-sorted copy of
-    the item factors for exact top-k) is set by ``runtime.model_handle.prepare``.
+    the item factors for exact top-k) is set by ``runtime.model_handle.prepare``;
+    content_scan (the int8 copy of the first rows of content_factors for exact top-k) only
+    in the exact regime for catalogues of ``content_scan_min_items`` content vectors or more.
     """
 
     version: int
@@ -115,6 +118,7 @@ class ServingModel:
     popular_by_category: Mapping[str, Ranked]
     ann: VectorIndex | None = None
     exact: ExactScorer | None = None
+    content_scan: QuantisedScan | None = None
     algorithms: tuple[str, ...] = ()
     load_seconds: float = 0.0
     arrays: Mapping[str, Mapping[str, NDArray[Any]]] = field(default_factory=dict)

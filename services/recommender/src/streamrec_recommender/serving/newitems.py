@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from streamrec_recommender.serving.model import ServingModel
-from streamrec_recommender.serving.ranking import ExactScorer, Ranked
+from streamrec_recommender.serving.ranking import ExactScorer, ItemFilter, Ranked
 from streamrec_shared.content import FEATURIZER_NAME, ContentSpace
 
 NEW_PRODUCT = "new_product"
@@ -179,6 +179,8 @@ def content_neighbours(model: ServingModel, i: int, c: int) -> Ranked:
     rows, factors, index = model.content_rows, model.content_factors, model.content_index
     if rows is None or factors is None or index is None or rows[i] < 0:
         return Ranked.empty()
+    if model.content_scan is not None:
+        return model.content_scan.top(factors[rows[i]], c, ItemFilter(), factors, index)
     sims = factors @ factors[rows[i]]
     top = np.argsort(-sims, kind="stable")[:c]
     return Ranked.of(index[top], sims[top].astype(np.float32))

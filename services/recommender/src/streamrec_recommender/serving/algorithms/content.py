@@ -29,6 +29,8 @@ def score(engine: Engine, job: Job, c: int) -> Ranked | None:
         return None
     if model.ann is not None or model.content_index is None:
         return engine.search(model, job.ctx.catalog, q, c, flt, job.category)  # approximate
+    if model.content_scan is not None:  # large catalogue: int8 first, same exact top c
+        return model.content_scan.top(q, c, flt, model.content_factors, model.content_index)
     scores = np.full(model.n_items, ranking.NEG_INF, dtype=np.float32)
     scores[model.content_index] = model.content_factors @ q
     return ranking.top_candidates(scores, c, flt)
