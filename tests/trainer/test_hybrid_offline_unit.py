@@ -11,7 +11,7 @@ from streamrec_shared.algorithms import REGISTRY
 from streamrec_trainer.dataset import Dataset, Interactions, catalog_from_records
 from streamrec_trainer.evaluate import evaluate, temporal_holdout
 from streamrec_trainer.models import AlsParams, TrainParams, fit_all
-from streamrec_trainer.models.hybrid import TRENDING_WEIGHT, FusionScorer
+from streamrec_trainer.models.hybrid import TRENDING_WEIGHT, FusionScorer, TrendingScorer
 
 
 def _dataset() -> Dataset:
@@ -54,7 +54,9 @@ def test_every_served_arm_is_scored_on_the_holdout() -> None:
     hybrid = scorers["hybrid"]
     assert isinstance(hybrid, FusionScorer)
     weights = {id(s): w for s, w in hybrid.members}
-    assert weights[id(scorers["popular"])] == TRENDING_WEIGHT
+    # trending as it stood at the cutoff (what serving fuses), not the popular model
+    assert isinstance(fitted.trending, TrendingScorer)
+    assert weights[id(fitted.trending)] == TRENDING_WEIGHT
     for name, weight in REGISTRY.hybrid_members:
         assert weights[id(scorers[name])] == weight
     metrics = evaluate(hybrid, holdout)

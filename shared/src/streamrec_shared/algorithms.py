@@ -64,12 +64,13 @@ BUILTIN: tuple[Algorithm, ...] = (
     Algorithm("content", "c", fallback=2, hybrid_weight=0.5, recent_weight=0.6),
     Algorithm("popular", "p", arm=False, fallback=3),
     Algorithm("hybrid", "h", trained=False),
-    Algorithm("ease", "e", served=False, arm=False),
+    Algorithm("ease", "e", fallback=1, hybrid_weight=1.0),
     Algorithm("sknn", "s", fallback=1, recent_weight=2.0),
 )
-"""The algorithms this repository ships. ``ease`` is offline-only (too large to serve); ``sknn``
-(session kNN over the latest items) leads the ``recent_items`` tier and is the first fallback
-for users with recent items but no vector."""
+"""The algorithms this repository ships. ``ease`` is served from its sparsified weights when
+the catalogue fits its ``max_items`` (unavailable otherwise); ``sknn`` (session kNN over the
+latest items) leads the ``recent_items`` tier and follows the neighbourhood models in the
+fallback chain for users with recent items but no vector."""
 
 
 class Registry:

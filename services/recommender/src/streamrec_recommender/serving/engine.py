@@ -19,12 +19,15 @@ Tiers (``algorithm=auto``): a running experiment's assignment decides first (eve
 intention-to-treat); otherwise no history -> ``cold_start:category_trending`` (category from
 ``category=`` or the user's attributes) or ``cold_start:trending``; fewer than ``few_events``
 events -> ``recent_items`` (the registry's ``recent_members``: session kNN, item-kNN and content
-from recent items, rank-fused and blended with trending), as is a user the model was not trained
-on whose events all fall within one session (``session_only``); else the bandit's choice for the
-user's segment. Recent items include the request's ``context`` and the read-your-writes events
-(``Context.recent_events``) the profile does not hold yet, as the most recent ones (``fresh``).
+from recent items, rank-fused and blended with trending) unless the model's holdout ranks
+another arm above the tier's lead for the user's segment (``recent_tier``), as is a user the
+model was not trained on whose events all fall within one session (``session_only``); else the
+bandit's choice for the user's segment. Recent items include the request's ``context`` and the
+read-your-writes events (``Context.recent_events``) the profile does not hold yet, as the most
+recent ones (``fresh``).
 An explicitly requested algorithm that cannot run for this user falls back along the registry's
-chain (``streamrec_shared.algorithms``: als -> itemknn -> sknn -> content -> popular).
+chain (``streamrec_shared.algorithms``: als -> itemknn -> ease -> sknn -> content ->
+popular).
 """
 
 from __future__ import annotations
@@ -390,7 +393,8 @@ class Engine:
             return Plan(req.algorithm, None, None, segment, boosted)
         if model is None or (u is None and not has_recent):
             return Plan("popular", "cold_start", None, segment, boosted)
-        if 0 < event_count < self.settings.few_events and vec_source != "model_vector":
+        few = 0 < event_count < self.settings.few_events and vec_source != "model_vector"
+        if few and self.recent_tier(model, segment):
             return Plan("recent", "recent_items", None, segment, boosted)
         if has_recent and self.session_only(req, ctx, model):
             return Plan("recent", "recent_items", None, segment, boosted)
@@ -399,6 +403,17 @@ class Engine:
         priors = self.priors(model, segment, stats)
         choice_ = self.bandit.choose(stats, self.rng, available=arms, priors=priors)
         return Plan(choice_, None, None, segment, boosted)
+
+    def recent_tier(self, model: ServingModel, segment: str) -> bool:
+        """Whether a user with few events goes to the ``recent_items`` tier: yes, unless the
+        published version's holdout has figures for the user's segment and ranks an arm above
+        the tier's lead (the registry's heaviest ``recent_members`` entry) there; then the
+        bandit chooses, with that segment's priors."""
+        evidence = self.evidence(model)
+        if segment not in evidence.by_segment or not REGISTRY.recent_members:
+            return True
+        best = evidence.best(segment, self.bandit.arms)
+        return best is None or best == REGISTRY.recent_members[0][0]
 
     def evidence(self, model: ServingModel | None) -> OfflineEvidence:
         """The offline figures of ``model`` (its bundle's holdout evaluation), kept per model."""
