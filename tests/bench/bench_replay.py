@@ -292,7 +292,7 @@ async def read_lists(
     return lists, strategies, time.perf_counter() - started
 
 
-def counts(strategies: dict[str, str]) -> dict[str, int]:
+def tally(strategies: dict[str, str]) -> dict[str, int]:
     """How many users each algorithm|strategy answered, most first."""
     found: dict[str, int] = defaultdict(int)
     for label in strategies.values():
@@ -419,7 +419,7 @@ async def replay(args: argparse.Namespace, desc: StackDescription) -> dict[str, 
                     **metrics,
                     "lists": lists,
                     "seconds": round(seconds, 1),
-                    "strategies": counts(answered[algorithm]),
+                    "strategies": tally(answered[algorithm]),
                 }
                 print(f"{label:13} {algorithm:9} HR@20 {metrics['hr@20']:.3f} NDCG@20 "
                       f"{metrics['ndcg@20']:.4f} seen {metrics['seen_share@20']:.2f} "

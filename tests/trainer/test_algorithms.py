@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-
 from pathlib import Path
 from typing import Literal
 
@@ -317,7 +316,9 @@ def test_fit_all_and_bundle(tmp_path: Path) -> None:
             ),
         )
     # a catalogue above EASE's max_items: skipped (not fitted, not shipped), nothing fails
-    small = dataclasses.replace(params, ease=EaseParams(max_items=N_ITEMS - 1), topn_algorithm="als")
+    small = dataclasses.replace(
+        params, ease=EaseParams(max_items=N_ITEMS - 1), topn_algorithm="als"
+    )
     skipped = fit_all(_dataset(), small)
     assert "ease" not in skipped.models
     assert "ease" not in skipped.to_bundle(4).algorithms

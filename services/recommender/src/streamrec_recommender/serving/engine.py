@@ -19,8 +19,8 @@ Tiers (``algorithm=auto``): a running experiment's assignment decides first (eve
 intention-to-treat); otherwise no history -> ``cold_start:category_trending`` (category from
 ``category=`` or the user's attributes) or ``cold_start:trending``; fewer than ``few_events``
 events -> ``recent_items`` (the registry's ``recent_members``: session kNN, item-kNN and content
-from recent items, rank-fused and blended with trending) unless the model's holdout ranks
-another arm above the tier's lead for the user's segment (``recent_tier``), as is a user the
+from recent items, rank-fused and blended with trending) unless the model's holdout has figures
+for the user's segment (then the bandit, ``recent_tier``), as is a user the
 model was not trained on whose events all fall within one session (``session_only``); else the
 bandit's choice for the user's segment. Recent items include the request's ``context`` and the
 read-your-writes events (``Context.recent_events``) the profile does not hold yet, as the most
@@ -405,15 +405,12 @@ class Engine:
         return Plan(choice_, None, None, segment, boosted)
 
     def recent_tier(self, model: ServingModel, segment: str) -> bool:
-        """Whether a user with few events goes to the ``recent_items`` tier: yes, unless the
-        published version's holdout has figures for the user's segment and ranks an arm above
-        the tier's lead (the registry's heaviest ``recent_members`` entry) there; then the
-        bandit chooses, with that segment's priors."""
-        evidence = self.evidence(model)
-        if segment not in evidence.by_segment or not REGISTRY.recent_members:
-            return True
-        best = evidence.best(segment, self.bandit.arms)
-        return best is None or best == REGISTRY.recent_members[0][0]
+        """Whether a user with few events goes to the ``recent_items`` tier: only when the
+        published version's holdout has no figures for the user's segment. With them the
+        bandit chooses, from that segment's priors: the tier's lead (session kNN) is an arm
+        too, so the holdout's evidence decides how often it answers these users instead of
+        a fixed rule."""
+        return not self.evidence(model).by_segment.get(segment)
 
     def evidence(self, model: ServingModel | None) -> OfflineEvidence:
         """The offline figures of ``model`` (its bundle's holdout evaluation), kept per model."""

@@ -239,12 +239,6 @@ class OfflineEvidence:
             return found, self.se_by_segment.get(segment, {}), f"offline:{segment}:{self.metric}"
         return self.overall, self.se, f"offline:{self.metric}"
 
-    def best(self, segment: str, arms: Sequence[str]) -> str | None:
-        """The arm among ``arms`` with the best figure for ``segment`` (None: no figures)."""
-        figures, _, _ = self.for_segment(segment)
-        known = [a for a in arms if a in figures]
-        return max(known, key=lambda a: figures[a]) if known else None
-
 
 MIN_VARIANCE = 1e-10
 """Floor of a prior's variance (two arms the holdout cannot tell apart at all)."""

@@ -199,8 +199,11 @@ class MemberLists:
         score = np.bincount(self.cell, weights=weights[self.member] * self.base,
                             minlength=self.row.size)  # fmt: skip
         ok = score > 0
-        row, item, hit, score = self.row[ok], self.item[ok], self.hit[ok], score[ok]
-        order = np.lexsort((item, -score, row))
+        row, hit, score = self.row[ok], self.hit[ok], score[ok]
+        # cells are sorted by (row, item): one stable sort by row, then descending score,
+        # keeps ascending items among equal scores (a composite key: scores lie in (0, span))
+        span = 2.0 * float(score.max()) if score.size else 1.0
+        order = np.argsort(row * span - score, kind="stable")
         row, hit = row[order], hit[order]
         starts = np.searchsorted(row, row, side="left")
         rank = np.arange(row.size) - starts
