@@ -4,7 +4,11 @@
    catalogue (products with metadata) from Postgres;
 2. evaluate: fit every algorithm on the window minus its last ``holdout_fraction`` of event time
    and score them on that holdout (full catalogue, novel items, K = 5/10/20; a seeded sample of
-   ``eval_max_users`` users when the holdout has more);
+   ``eval_max_users`` users when the holdout has more); ``hybrid``'s member weights are searched
+   on it (``models.hybrid.learn_weights``, kept when they beat the defaults out of sample:
+   ``metrics.hybrid_weights``, shipped as the bundle's ``extra["hybrid_weights"]``); for the
+   ``auto`` policy's priors, the standard error of each arm's per-user difference to the best
+   arm (``metrics.paired_se``) and the arms' figures per user segment (``metrics.segments``);
 3. gate (champion/challenger on one split): the active version is scored on the SAME holdout
    through its own published artifacts (``champion``: items it does not know are misses, users
    none of whose history it knows get its popularity), per algorithm at K = 5/10/20. The

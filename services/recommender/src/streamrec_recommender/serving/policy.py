@@ -176,7 +176,8 @@ class Prior:
 FLAT = Prior()
 PRIOR_METRIC = "ndcg@20"
 PRIOR_STRENGTH = 5000.0
-"""Default pseudo-impressions of an offline prior (``bandit_prior_strength`` setting)."""
+"""Default pseudo-impressions of an offline prior without standard errors
+(``bandit_prior_strength`` setting)."""
 
 
 def _number(value: Any, *, positive: bool) -> float | None:
