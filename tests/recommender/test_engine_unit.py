@@ -316,6 +316,14 @@ def test_ease_scores_the_users_items_with_the_shipped_weights(model: ServingMode
             total[j] = total.get(j, 0.0) + v
     expected = sorted((j for j in total if j not in (4, 12, 20)), key=lambda j: (-total[j], j))
     assert [served.index_of[p] for p in ids(res)] == expected[:5]
+    # a whole-history model: it reads every item of the profile, not only the 50 heaviest
+    long = profile("u0000003", tuple(f"p{i:06d}" for i in range(100, 160)), events=60)
+    strong = w.copy()
+    strong[159] = 0.0
+    strong[159, 0] = 1e3  # the lightest item of the profile points at one item, strongly
+    res = engine().recommend(Request("u0000003", 1, "ease"), ctx(_with_ease(model, nb, strong),
+                                                              profile=long))  # fmt: skip
+    assert [served.index_of[p] for p in ids(res)] == [int(nb[159, 0])]
     # a bundle without ease.npz (older, or a catalogue above max_items): unavailable, falls back
     res = engine().recommend(Request("u0000003", 5, "ease"), ctx(model, profile=prof))
     assert res.algorithm != "ease"

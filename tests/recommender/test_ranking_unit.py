@@ -45,6 +45,26 @@ def test_neighbour_scores_sum_weighted_similarities() -> None:
     assert r.indices.tolist()[0] == 2
 
 
+@pytest.mark.parametrize("n_recent", [2, 300])
+def test_neighbour_scores_dense_and_sorted_sums_agree(n_recent: int) -> None:
+    # 2 recent items x 4 neighbours in 1,000 items: sorted entries; 300 x 4: a dense sum
+    rng = np.random.default_rng(7)
+    neighbours = rng.integers(-1, 1000, size=(1000, 4)).astype(np.int32)
+    sims = rng.normal(size=(1000, 4)).astype(np.float32)
+    recent = rng.choice(1000, size=n_recent, replace=False).astype(np.int64)
+    weights = rng.random(n_recent).astype(np.float32)
+    expected: dict[int, float] = {}
+    for i, w in zip(recent.tolist(), weights.tolist(), strict=True):
+        for j, s in zip(neighbours[i].tolist(), sims[i].tolist(), strict=True):
+            if j >= 0:
+                expected[j] = expected.get(j, 0.0) + w * s
+    r = ranking.neighbour_scores(neighbours, sims, recent, weights)
+    assert dict(zip(r.indices.tolist(), r.scores.tolist(), strict=True)) == pytest.approx(
+        expected, abs=1e-5
+    )
+    assert r.indices.tolist() == sorted(expected, key=lambda j: (-np.float32(expected[j]), j))
+
+
 def test_rank_fusion_rewards_agreement() -> None:
     a = Ranked.of([1, 2, 3], [3.0, 2.0, 1.0])
     b = Ranked.of([2, 4], [1.0, 0.5])

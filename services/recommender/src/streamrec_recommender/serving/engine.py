@@ -224,10 +224,11 @@ class Engine:
         model: ServingModel | None,
         prof: profiles.UserProfile | None,
         fresh: tuple[str, ...] = (),
+        limit: int | None = MAX_RECENT,
     ) -> Recent:
         """Recent weighted items in serving space: (r,) int64 and (r,) float32, weight > 0;
         the ``fresh`` products (not in the profile yet) first, weighing as much as its
-        heaviest item."""
+        heaviest item; at most ``limit`` (None: every item the profile holds)."""
         if model is None or ((prof is None or not prof.items) and not fresh):
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
         idx: list[int] = []
@@ -245,7 +246,7 @@ class Engine:
             if i is not None and weight > 0:
                 idx.append(i)
                 w.append(weight)
-                if len(idx) >= MAX_RECENT:
+                if limit is not None and len(idx) >= limit:
                     break
         return np.asarray(idx, dtype=np.int64), np.asarray(w, dtype=np.float32)
 

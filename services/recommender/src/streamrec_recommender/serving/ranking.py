@@ -27,6 +27,11 @@ round-robin over categories), and a stride in step with the period samples one c
 whose threshold then keeps far too few or far too many items."""
 HEAD = 4096
 """Items ``ExactScorer`` scores first (largest norms) to bound the rest."""
+DENSE_SUM = 16
+"""``neighbour_scores`` sums into a dense per-item array when the item space is at most this
+many times the neighbour entries it adds, else sorts the entries (``np.unique``). Measured
+(3,390 items, one thread): 50 recent items x 200 neighbours 0.39 vs 3.8 ms, 200 x 200 1.4 vs
+9.2 ms (machine shared with a benchmark; the ratio is what matters)."""
 
 
 @dataclass(frozen=True)
@@ -368,6 +373,12 @@ def neighbour_scores(
     nb, sims = nb[valid], sims[valid]
     if nb.size == 0:
         return Ranked.empty()
+    n_items = neighbours.shape[0]
+    if n_items <= DENSE_SUM * nb.size:
+        # one pass over a dense (n_items,) sum instead of sorting the entries
+        total = np.bincount(nb, weights=sims, minlength=n_items)
+        found = np.flatnonzero(np.bincount(nb, minlength=n_items))
+        return Ranked.of(found, total[found].astype(np.float32))
     uniq, inverse = np.unique(nb, return_inverse=True)
     total = np.zeros(uniq.shape[0], dtype=np.float64)
     np.add.at(total, inverse, sims)

@@ -33,12 +33,14 @@ class EaseParams:
     """l2 (lambda); binary: fit (and score) on 1.0 per interaction instead of decayed weights;
     max_items: the largest catalogue fitted (the fit holds about two dense float64
     n_items^2 matrices: 1.6 GB at 10,000 items); neighbours: weights kept per item in the
-    bundle (the largest by magnitude)."""
+    bundle (the largest by magnitude; on the Online Retail protocol offline, NDCG@20 with 50 /
+    100 / 200 / all: 0.1136 / 0.1127 / 0.1124 / 0.1132, positive weights only at 200: 0.1081;
+    each one costs serving time)."""
 
     l2: float = 300.0
     binary: bool = True
     max_items: int = 10_000
-    neighbours: int = 200
+    neighbours: int = 100
 
 
 @dataclass(frozen=True)
