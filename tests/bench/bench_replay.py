@@ -22,8 +22,12 @@ What a new user of the system would do with a public log, end to end:
    the offline references computed in the same run by the trainer's offline code
    (``streamrec_trainer.offline.run_eval`` on the same file: tuned on validation, refit, test).
 
+``auto_breakdown`` in the results says where ``auto`` gains or loses: its users grouped by the
+algorithm|strategy that answered them and by segment, with every served algorithm's NDCG@20 on
+the same users.
+
 Writes ``tests/bench/results/replay.json`` and prints the table. Run:
-``uv run python tests/bench/bench_replay.py`` (about 15-25 minutes on 2 cores);
+``uv run python tests/bench/bench_replay.py`` (about 6 minutes on 2 cores);
 ``--max-test-users 300`` for a quick look; ``--skip-offline`` to leave out the references.
 """
 
