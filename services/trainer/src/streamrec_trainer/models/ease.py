@@ -6,7 +6,7 @@ B is a dense (n_items, n_items) matrix: the fit refuses catalogues larger than `
 sparsified: each item's ``neighbours`` largest weights by magnitude (``EaseModel.neighbours``),
 in ``ease.npz`` with the layout of ``itemknn.npz`` (neighbours / neighbour_scores), so serving
 scores a user's items exactly as it scores item-kNN neighbours
-(``streamrec_recommender.serving.ranking.neighbour_scores``).
+(``streamrec_recommender.serving.ranking.neighbour_candidates``).
 """
 
 from __future__ import annotations

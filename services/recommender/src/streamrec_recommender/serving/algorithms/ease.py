@@ -1,6 +1,6 @@
 """``ease``: the user's items times EASE's item-item weights, sparsified by the trainer
 (``ease.npz``: each item's largest weights, the layout of item-kNN's neighbour lists), so the
-score is the one item-kNN computes (``ranking.neighbour_scores``), with 1.0 per item when the
+score is the one item-kNN computes (``ranking.neighbour_candidates``), with 1.0 per item when the
 model was fitted on binary interactions. EASE is a model of the whole history: it reads every
 item the profile holds, not only the ``MAX_RECENT`` heaviest (on the Online Retail protocol
 offline, NDCG@20 0.108 from the 50 heaviest vs 0.112 from all). Unavailable when the bundle has
@@ -32,10 +32,9 @@ def score(engine: Engine, job: Job, c: int) -> Ranked | None:
     arrays = model.arrays[NAME]
     if bool(arrays["binary"]):
         weights = np.ones_like(weights)
-    found = ranking.neighbour_scores(
-        arrays["neighbours"], arrays["neighbour_scores"], items, weights
+    found = ranking.neighbour_candidates(
+        arrays["neighbours"], arrays["neighbour_scores"], items, weights, c, job.flt
     )
-    found = job.flt.apply(found).head(c)
     return found if len(found) else None
 
 
