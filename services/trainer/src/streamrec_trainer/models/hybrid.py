@@ -135,17 +135,16 @@ def fusion(
 @dataclass(frozen=True)
 class MemberLists:
     """Every member's top ``DEPTH`` for the evaluated users, as flat arrays over (user, item)
-    cells: ``cell`` (c,) int64 index into the unique cells, ``member`` (c,) int64 member
-    position, ``base`` (c,) float64 ``1 / (K0 + rank)``; per unique cell its ``row`` (u,)
-    int64, ``item`` (u,) int64 and ``hit`` (u,) bool (a target of that user); ``idcg`` (m,)
-    float64 ideal DCG@k of each user."""
+    cells: ``cell`` (c,) int64 index into the unique cells (sorted by user, then item),
+    ``member`` (c,) int64 member position, ``base`` (c,) float64 ``1 / (K0 + rank)``; per
+    unique cell its ``row`` (u,) int64 and ``hit`` (u,) bool (a target of that user);
+    ``idcg`` (m,) float64 ideal DCG@k of each user."""
 
     names: tuple[str, ...]
     cell: NDArray[np.int64]
     member: NDArray[np.int64]
     base: NDArray[np.float64]
     row: NDArray[np.int64]
-    item: NDArray[np.int64]
     hit: NDArray[np.bool_]
     idcg: NDArray[np.float64]
     k: int
@@ -164,7 +163,10 @@ class MemberLists:
         """Rank the catalogue once per member for ``users`` (m,) with their training rows
         ``user_items`` (m, n_items) (excluded from the lists) and ``targets`` (m, n_items)."""
         m, n_items = user_items.shape
-        rows_p, items_p, members_p, base_p = [], [], [], []
+        rows_p: list[NDArray[np.int64]] = []
+        items_p: list[NDArray[np.int64]] = []
+        members_p: list[NDArray[np.int64]] = []
+        base_p: list[NDArray[np.float64]] = []
         x = sp.csr_matrix(user_items, dtype=np.float32)
         for pos, name in enumerate(names):
             for start in range(0, m, batch_size):
@@ -176,11 +178,9 @@ class MemberLists:
                 rows_p.append(r.astype(np.int64) + start)
                 items_p.append(top[r, rank].astype(np.int64))
                 members_p.append(np.full(r.size, pos, dtype=np.int64))
-                base_p.append(1.0 / (K0 + rank + 1.0))
-        rows = np.concatenate(rows_p) if rows_p else np.zeros(0, np.int64)
-        items = np.concatenate(items_p) if items_p else np.zeros(0, np.int64)
+                base_p.append((1.0 / (K0 + rank + 1.0)).astype(np.float64))
+        rows, items = np.concatenate(rows_p), np.concatenate(items_p)
         keys, cell = np.unique(rows * n_items + items, return_inverse=True)
-        key_row, key_item = keys // n_items, keys % n_items
         tgt = sp.csr_matrix(targets, dtype=np.float32)
         tgt_keys = np.repeat(np.arange(m, dtype=np.int64), np.diff(tgt.indptr)) * n_items
         hit = np.isin(keys, tgt_keys + tgt.indices.astype(np.int64))
@@ -188,10 +188,15 @@ class MemberLists:
         n_tgt = np.minimum(np.diff(tgt.indptr), k)
         idcg = np.where(n_tgt > 0, cum[np.maximum(n_tgt, 1) - 1], 1.0)
         return cls(
-            names, cell.reshape(-1).astype(np.int64), np.concatenate(members_p) if members_p
-            else np.zeros(0, np.int64), np.concatenate(base_p) if base_p else np.zeros(0),
-            key_row, key_item, hit, idcg, k,
-        )  # fmt: skip
+            names=names,
+            cell=cell.reshape(-1).astype(np.int64),
+            member=np.concatenate(members_p),
+            base=np.concatenate(base_p),
+            row=keys // n_items,
+            hit=hit,
+            idcg=idcg,
+            k=k,
+        )
 
     def user_ndcg(self, weights: NDArray[np.float64]) -> NDArray[np.float64]:
         """NDCG@k (m,) float64 of each user's fused list with member ``weights`` (J,) (ties by
