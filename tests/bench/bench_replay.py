@@ -22,8 +22,12 @@ What a new user of the system would do with a public log, end to end:
    the offline references computed in the same run by the trainer's offline code
    (``streamrec_trainer.offline.run_eval`` on the same file: tuned on validation, refit, test).
 
+``auto_breakdown`` in the results says where ``auto`` gains or loses: its users grouped by the
+algorithm|strategy that answered them and by segment, with every served algorithm's NDCG@20 on
+the same users.
+
 Writes ``tests/bench/results/replay.json`` and prints the table. Run:
-``uv run python tests/bench/bench_replay.py`` (about 15-25 minutes on 2 cores);
+``uv run python tests/bench/bench_replay.py`` (about 6 minutes on 2 cores);
 ``--max-test-users 300`` for a quick look; ``--skip-offline`` to leave out the references.
 """
 
@@ -51,8 +55,15 @@ import psutil
 
 from streamrec_dev.localstack.stack import LocalStack, StackDescription
 from streamrec_shared.algorithms import AUTO, REGISTRY
+from streamrec_shared.profile import segment_for
 from streamrec_trainer.dataset import Catalog, Interactions, load_online_retail, temporal_split
-from streamrec_trainer.evaluate import Holdout, make_holdout, rank_metrics
+from streamrec_trainer.evaluate import (
+    Holdout,
+    make_holdout,
+    ndcg_per_user,
+    rank_metrics,
+    user_event_counts,
+)
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "online-retail"
 CSV = DATA / "online_retail.csv.gz"
@@ -258,11 +269,12 @@ async def read_lists(
     algorithm: str,
     seen: dict[str, list[str]] | None,
     concurrency: int = 8,
-) -> tuple[dict[str, list[str]], dict[str, int], float]:
-    """Top-K per user; also how often each strategy answered, and seconds taken."""
+) -> tuple[dict[str, list[str]], dict[str, str], float]:
+    """Top-K per user; also the algorithm|strategy that answered each user, and seconds
+    taken."""
     sem = asyncio.Semaphore(concurrency)
     lists: dict[str, list[str]] = {}
-    strategies: dict[str, int] = defaultdict(int)
+    strategies: dict[str, str] = {}
     started = time.perf_counter()
 
     async def one(user: str) -> None:
@@ -278,21 +290,69 @@ async def read_lists(
             r.raise_for_status()
         body = r.json()
         lists[user] = [it["product_id"] for it in body["items"]]
-        strategies[f"{body['algorithm']}|{body['strategy']}"] += 1
+        strategies[user] = f"{body['algorithm']}|{body['strategy']}"
 
     await asyncio.gather(*(one(u) for u in users))
-    return lists, dict(strategies), time.perf_counter() - started
+    return lists, strategies, time.perf_counter() - started
 
 
-def score(holdout: Holdout, users: list[str], lists: dict[str, list[str]]) -> dict[str, float]:
-    """The protocol's metrics of served lists (unknown ids are misses, seen items too)."""
+def tally(strategies: dict[str, str]) -> dict[str, int]:
+    """How many users each algorithm|strategy answered, most first."""
+    found: dict[str, int] = defaultdict(int)
+    for label in strategies.values():
+        found[label] += 1
+    return dict(sorted(found.items(), key=lambda kv: -kv[1]))
+
+
+def ranked_lists(
+    holdout: Holdout, users: list[str], lists: dict[str, list[str]]
+) -> tuple[np.ndarray, Any]:
+    """(ranked (m, K) int32 holdout columns, -1 = unknown or empty; targets (m, n_items))."""
     col = {wire(p): i for i, p in enumerate(holdout.item_ids.tolist())}
     ranked = np.full((len(users), K), -1, dtype=np.int32)
     for r, user in enumerate(users):
         idx = [col.get(p, -1) for p in lists.get(user, [])[:K]]
         ranked[r, : len(idx)] = idx
     rows = {str(holdout.user_ids[row]): n for n, row in enumerate(holdout.users.tolist())}
-    targets = holdout.targets[[rows[u] for u in users]]
+    return ranked, holdout.targets[[rows[u] for u in users]]
+
+
+def breakdown(
+    holdout: Holdout,
+    users: list[str],
+    lists: dict[str, dict[str, list[str]]],
+    strategies: dict[str, str],
+) -> dict[str, Any]:
+    """Where ``auto`` gains or loses: its users grouped by the algorithm|strategy that answered
+    them and by segment (``profile.segment_for`` of their training events), with the NDCG@K
+    every served algorithm reached on the same users."""
+    per_user = {}
+    for name, got in lists.items():
+        ranked, targets = ranked_lists(holdout, users, got)
+        per_user[name] = ndcg_per_user(ranked, targets, K)
+    events = dict(zip(
+        (str(holdout.user_ids[r]) for r in holdout.users.tolist()),
+        user_event_counts(holdout).tolist(), strict=True,
+    ))  # fmt: skip
+    groups: dict[str, dict[str, list[int]]] = {"answered_by": defaultdict(list),
+                                               "segment": defaultdict(list)}  # fmt: skip
+    for n, user in enumerate(users):
+        groups["answered_by"][strategies[user]].append(n)
+        groups["segment"][segment_for(events[user])].append(n)
+    return {
+        kind: {
+            label: {"users": len(rows)}
+            | {name: round(float(v[rows].mean()), 4) for name, v in per_user.items()}
+            for label, rows in sorted(found.items(), key=lambda kv: -len(kv[1]))
+        }
+        for kind, found in groups.items()
+    }
+
+
+def score(holdout: Holdout, users: list[str], lists: dict[str, list[str]]) -> dict[str, float]:
+    """The protocol's metrics of served lists (unknown ids are misses, seen items too)."""
+    ranked, targets = ranked_lists(holdout, users, lists)
+    rows = {str(holdout.user_ids[row]): n for n, row in enumerate(holdout.users.tolist())}
     out = rank_metrics(ranked, targets, int(holdout.item_ids.size), ks=(K,))
     x = holdout.matrix().matrix
     seen_share = []
@@ -349,11 +409,13 @@ async def replay(args: argparse.Namespace, desc: StackDescription) -> dict[str, 
         result["train_job"] = job
         await wait_served(http, reco, users[0], version)
         served: dict[str, Any] = {}
+        answered_exclude: dict[str, str] = {}
         passes = [("exclude_seen", True)] + ([] if args.no_exclude_pass else [("default", False)])
         for label, with_exclude in passes:
             served[label] = {}
+            answered: dict[str, dict[str, str]] = {}
             for algorithm in (AUTO, *REGISTRY.served):
-                lists, strategies, seconds = await read_lists(
+                lists, answered[algorithm], seconds = await read_lists(
                     http, reco, users, algorithm, seen if with_exclude else None
                 )
                 metrics = score(holdout, users, lists)
@@ -361,12 +423,18 @@ async def replay(args: argparse.Namespace, desc: StackDescription) -> dict[str, 
                     **metrics,
                     "lists": lists,
                     "seconds": round(seconds, 1),
-                    "strategies": dict(sorted(strategies.items(), key=lambda kv: -kv[1])),
+                    "strategies": tally(answered[algorithm]),
                 }
                 print(f"{label:13} {algorithm:9} HR@20 {metrics['hr@20']:.3f} NDCG@20 "
                       f"{metrics['ndcg@20']:.4f} seen {metrics['seen_share@20']:.2f} "
                       f"({seconds:.0f}s)", flush=True)  # fmt: skip
+            if label == "exclude_seen":
+                answered_exclude = answered[AUTO]
         result["served"] = served
+        result["auto_breakdown"] = breakdown(
+            holdout, users, {a: m["lists"] for a, m in served["exclude_seen"].items()},
+            answered_exclude,
+        )  # fmt: skip
         popular = [p for p in prods if p["name"] != p["product_id"]][:: max(1, len(prods) // 5)]
         result["new_products"] = await new_product_latency(http, ingest, reco, popular[:5])
         print(f"new products in /similar after {result['new_products']['seconds']} s",

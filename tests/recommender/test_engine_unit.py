@@ -288,3 +288,80 @@ def test_an_empty_shop_says_why_its_answer_is_empty() -> None:
     )
     assert res.items == []
     assert res.strategy == "no_model:nothing_trending_yet"
+
+
+# --- EASE served, learned hybrid weights, the few-events tier from the holdout ----------------
+
+
+def _with_ease(model: ServingModel, neighbours: np.ndarray, weights: np.ndarray) -> ServingModel:
+    """``model`` as prepared from a bundle that also ships ``ease.npz``."""
+    bundle = make_bundle(n_items=400, n_users=100, n_content_only=5)
+    ease = {"neighbours": neighbours, "neighbour_scores": weights, "binary": np.asarray(True)}
+    return prepare(dataclasses.replace(bundle, extra_files={"ease": ease}), ServingSettings())
+
+
+def test_ease_scores_the_users_items_with_the_shipped_weights(model: ServingModel) -> None:
+    n = model.n_trained
+    rng = np.random.default_rng(3)
+    nb = rng.integers(0, n, size=(n, 6)).astype(np.int32)
+    w = np.sort(rng.normal(size=(n, 6)).astype(np.float32), axis=1)[:, ::-1].copy()
+    served = _with_ease(model, nb, w)
+    prof = profile("u0000003", ("p000004", "p000012", "p000020"), events=60)
+    res = engine().recommend(Request("u0000003", 5, "ease"), ctx(served, profile=prof))
+    assert res.algorithm == "ease"
+    # binary: each recent item adds its row of weights once, whatever its profile weight
+    total: dict[int, float] = {}
+    for item in (4, 12, 20):
+        for j, v in zip(nb[item].tolist(), w[item].tolist(), strict=True):
+            total[j] = total.get(j, 0.0) + v
+    expected = sorted((j for j in total if j not in (4, 12, 20)), key=lambda j: (-total[j], j))
+    assert [served.index_of[p] for p in ids(res)] == expected[:5]
+    # a whole-history model: it reads every item of the profile, not only the 50 heaviest
+    long = profile("u0000003", tuple(f"p{i:06d}" for i in range(100, 160)), events=60)
+    strong = w.copy()
+    strong[159] = 0.0
+    strong[159, 0] = 1e3  # the lightest item of the profile points at one item, strongly
+    res = engine().recommend(Request("u0000003", 1, "ease"), ctx(_with_ease(model, nb, strong),
+                                                              profile=long))  # fmt: skip
+    assert [served.index_of[p] for p in ids(res)] == [int(nb[159, 0])]
+    # a bundle without ease.npz (older, or a catalogue above max_items): unavailable, falls back
+    res = engine().recommend(Request("u0000003", 5, "ease"), ctx(model, profile=prof))
+    assert res.algorithm != "ease"
+    assert "ease" not in engine().available(model)
+    assert "ease" in engine().available(served)
+    # lists that do not fit the model's items are ignored, not served
+    broken = _with_ease(model, np.full((n, 6), n + 7, dtype=np.int32), w)
+    assert "ease" not in broken.arrays
+
+
+def test_hybrid_fuses_with_the_weights_the_trainer_chose(model: ServingModel) -> None:
+    prof = profile("u0000003", ("p000004", "p000012", "p000020"), events=60)
+    only_knn = dataclasses.replace(
+        model, hybrid_weights={"als": 0.0, "itemknn": 1.0, "content": 0.0, "popular": 0.0}
+    )
+    knn = engine().recommend(Request("u0000003", 10, "itemknn"), ctx(model, profile=prof))
+    fused = engine().recommend(Request("u0000003", 10, "hybrid"), ctx(only_knn, profile=prof))
+    assert fused.algorithm == "hybrid"
+    assert ids(fused) == ids(knn)  # one member: its own order
+    default = engine().recommend(Request("u0000003", 10, "hybrid"), ctx(model, profile=prof))
+    assert ids(default) != ids(knn)  # the registry's weights fuse every member
+
+
+def test_few_events_tier_follows_the_holdouts_segment_figures(model: ServingModel) -> None:
+    prof = profile("u0000003", ("p000004", "p000012", "p000020"), events=3)
+    vec = model.user_factors[3]
+    prof = dataclasses.replace(prof, vector=vec, model_version=model.version)
+    res = engine().recommend(Request("u0000003", 10), ctx(model, profile=prof))
+    assert res.strategy == "recent_items"  # no segment figures: the tier
+    figures = {"sknn": {"ndcg@20": 0.05}, "hybrid": {"ndcg@20": 0.09}, "als": {"ndcg@20": 0.08}}
+    ranked = dataclasses.replace(model, offline_metrics={"segments": {"new": figures}})
+    eng = Engine(Settings(), ThompsonBandit(["als", "hybrid", "sknn"]), np.random.default_rng(0))
+    answered = [
+        eng.recommend(Request("u0000003", 10), ctx(ranked, profile=prof)) for _ in range(20)
+    ]
+    # the bandit draws from the new users' figures: session kNN (the tier's lead) is an arm
+    assert all(r.algorithm in ("als", "hybrid", "sknn") for r in answered)
+    assert {r.strategy for r in answered if r.algorithm != "sknn"} == {"profile_vector"}
+    other = dataclasses.replace(model, offline_metrics={"segments": {"light": figures}})
+    res = eng.recommend(Request("u0000003", 10), ctx(other, profile=prof))
+    assert res.strategy == "recent_items"  # figures for other segments only: the tier

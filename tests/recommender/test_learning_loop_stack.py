@@ -6,6 +6,8 @@
   ``/similar`` of a related product, in a content answer and in its category's cold-start
   list, marked ``new_product``.
 - A category cold start is filled up to k from the model's popularity in the category.
+- ``algorithm=ease`` is answered from the bundle's sparsified EASE weights, and ``hybrid``
+  fuses with the member weights the trainer chose on its holdout (shown in the bandit view).
 
 The model is fitted here with the trainer's own code on the synthetic shop (its products are
 the ones the other recommender tests put, same ids and contents) and its holdout metrics, then
@@ -15,6 +17,7 @@ meanwhile, the probes activate this one again.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from pathlib import Path
 from typing import Any
@@ -42,12 +45,16 @@ EVENT_TIME = 1_737_374_400  # inside the synthetic shop's window (see test_recom
 
 
 def _fit_bundle(version: int) -> ModelBundle:
+    """As the trainer publishes: EASE's sparsified weights and hybrid's member weights as
+    chosen on the holdout go with the bundle."""
     shop = synthetic.shop(n_users=150, n_products=N_PRODUCTS, events_per_user=20,
                           user_prefix="ll")  # fmt: skip
     data = Dataset(Interactions.from_records(shop.events), catalog_from_records(shop.products))
     params = TrainParams(als=AlsParams(factors=16, iterations=8, num_threads=1))
-    metrics, _ = evaluate_fitted(data, params, 0.2)
-    return fit_all(data, params).to_bundle(version, metrics=metrics)
+    metrics, evaluated = evaluate_fitted(data, params, 0.2)
+    assert evaluated is not None
+    fitted = dataclasses.replace(fit_all(data, params), hybrid_weights=evaluated.hybrid_weights)
+    return fitted.to_bundle(version, metrics=metrics)
 
 
 class Served:
@@ -189,3 +196,40 @@ async def test_category_cold_start_is_filled_to_k(
     assert len(got) == 10
     assert set(got) <= in_category
     assert rec["strategy"].startswith("cold_start:category_trending")
+
+
+async def test_ease_and_the_trainers_hybrid_weights_are_served(
+    client: AsyncStreamrecClient, served: Served
+) -> None:
+    bundle = ModelBundle.load(served.directory)
+    assert "ease" in bundle.algorithms
+    chosen = bundle.metrics["hybrid_weights"]
+    assert bundle.extra["hybrid_weights"] == chosen["weights"]
+    assert set(chosen["ndcg@20"]) == {"default", "searched_in_sample", "searched_cross_fitted"}
+
+    async def view() -> dict[str, Any] | None:
+        if not await served.ensure(client):
+            return None
+        body = await get(client, "/v1/metrics/online", window=3600)
+        bandit: dict[str, Any] = body["bandit"]
+        return bandit if bandit["model_version"] == served.version else None
+
+    bandit = await eventually(view, timeout=30, what="the bandit view of the fitted model")
+    assert bandit["hybrid_weights_source"] == "model"
+    assert bandit["hybrid_weights"] == pytest.approx(chosen["weights"])
+    assert "ease" in bandit["by_segment"]["*"]["arms"]
+    user = f"ll-ease-{uuid.uuid4().hex[:6]}"
+    events = [{"user_id": user, "event_type": "view", "product_id": f"p{i:06d}",
+               "timestamp": EVENT_TIME + i} for i in (3, 11, 19)]  # fmt: skip
+    await client.send_events(events)
+
+    async def ease() -> dict[str, Any] | None:
+        await served.ensure(client)
+        rec: dict[str, Any] = dict(await client.recommendations(user, k=10, algorithm="ease"))
+        return (
+            rec if rec["algorithm"] == "ease" and rec["model_version"] == served.version else None
+        )
+
+    rec = await eventually(ease, timeout=30, what="an answer from ease")
+    assert rec["strategy"] == "recent_items"
+    assert len(rec["items"]) == 10

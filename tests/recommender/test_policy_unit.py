@@ -162,3 +162,43 @@ def test_online_hits_overturn_the_offline_ranking() -> None:
     rng = np.random.default_rng(2)
     picks = Counter(bandit.choose(stats, rng, priors=priors) for _ in range(500))
     assert picks["content"] > 450
+
+
+def _z_share(metrics: dict[str, object], draws: int = 4000) -> float:
+    """Share of Thompson draws that pick ``als`` over ``hybrid``."""
+    priors = offline_priors(OfflineEvidence.from_metrics(metrics), ("als", "hybrid"), {}, "heavy")
+    bandit = ThompsonBandit(("als", "hybrid"))
+    rng = np.random.default_rng(2)
+    return sum(bandit.choose({}, rng, priors=priors) == "als" for _ in range(draws)) / draws
+
+
+@pytest.mark.parametrize(("se", "expected"), [(0.0035, 0.023), (0.014, 0.309)])
+def test_prior_strength_follows_the_holdouts_paired_standard_error(
+    se: float, expected: float
+) -> None:
+    # hybrid 0.110 vs als 0.103 on the same users, the difference known to +-se: Thompson
+    # sampling draws als about as often as the holdout leaves it possibly better (P(z < -d/se))
+    metrics = {
+        "algorithms": {"als": {"ndcg@20": 0.103}, "hybrid": {"ndcg@20": 0.110}},
+        "paired_se": {"ndcg@20": {"als": se, "hybrid": 0.0}},
+    }
+    assert _z_share(metrics) == pytest.approx(expected, abs=0.02)
+    priors = offline_priors(OfflineEvidence.from_metrics(metrics), ARMS, {}, "heavy")
+    assert priors["hybrid"].source == f"offline:ndcg@20=0.1100 se={0.0:.4f}"
+    assert priors["itemknn"] is FLAT  # no figure
+
+
+def test_segment_standard_errors_are_read() -> None:
+    metrics = {
+        **OFFLINE,
+        "segments": {"new": {"sknn": {"ndcg@20": 0.07, "ndcg@20_paired_se": 0.0},
+                             "hybrid": {"ndcg@20": 0.06, "ndcg@20_paired_se": 0.01}}},
+    }  # fmt: skip
+    evidence = OfflineEvidence.from_metrics(metrics)
+    assert evidence.se_by_segment["new"] == {"sknn": 0.0, "hybrid": 0.01}
+    assert evidence.se == {}  # no overall standard errors: the fixed strength applies
+    new = offline_priors(evidence, ("hybrid", "sknn"), {}, "new")
+    assert new["sknn"].mean > new["hybrid"].mean
+    assert new["sknn"].source == "offline:new:ndcg@20=0.0700 se=0.0000"
+    fixed = offline_priors(evidence, ARMS, {}, "heavy", strength=5000)
+    assert fixed["als"].a + fixed["als"].b == pytest.approx(5000)

@@ -45,6 +45,26 @@ def test_neighbour_scores_sum_weighted_similarities() -> None:
     assert r.indices.tolist()[0] == 2
 
 
+@pytest.mark.parametrize("n_recent", [2, 300])
+def test_neighbour_scores_dense_and_sorted_sums_agree(n_recent: int) -> None:
+    # 2 recent items x 4 neighbours in 1,000 items: sorted entries; 300 x 4: a dense sum
+    rng = np.random.default_rng(7)
+    neighbours = rng.integers(-1, 1000, size=(1000, 4)).astype(np.int32)
+    sims = rng.normal(size=(1000, 4)).astype(np.float32)
+    recent = rng.choice(1000, size=n_recent, replace=False).astype(np.int64)
+    weights = rng.random(n_recent).astype(np.float32)
+    expected: dict[int, float] = {}
+    for i, w in zip(recent.tolist(), weights.tolist(), strict=True):
+        for j, s in zip(neighbours[i].tolist(), sims[i].tolist(), strict=True):
+            if j >= 0:
+                expected[j] = expected.get(j, 0.0) + w * s
+    r = ranking.neighbour_scores(neighbours, sims, recent, weights)
+    assert dict(zip(r.indices.tolist(), r.scores.tolist(), strict=True)) == pytest.approx(
+        expected, abs=1e-5
+    )
+    assert r.indices.tolist() == sorted(expected, key=lambda j: (-np.float32(expected[j]), j))
+
+
 def test_rank_fusion_rewards_agreement() -> None:
     a = Ranked.of([1, 2, 3], [3.0, 2.0, 1.0])
     b = Ranked.of([2, 4], [1.0, 0.5])
@@ -139,3 +159,20 @@ def test_products_are_the_inner_products_in_query_major_order(b: int) -> None:
     assert got.dtype == np.float32
     assert got.flags.c_contiguous
     assert got == pytest.approx(queries @ block.T, rel=1e-5, abs=1e-5)
+
+
+@pytest.mark.parametrize("n_recent", [2, 300])
+def test_neighbour_candidates_are_the_filtered_head_of_the_scores(n_recent: int) -> None:
+    # 2 recent items: the sorted path; 300: the dense sum cut by top_candidates
+    rng = np.random.default_rng(8)
+    neighbours = rng.integers(-1, 1000, size=(1000, 4)).astype(np.int32)
+    sims = rng.normal(size=(1000, 4)).astype(np.float32)
+    recent = rng.choice(1000, size=n_recent, replace=False).astype(np.int64)
+    weights = rng.random(n_recent).astype(np.float32)
+    blocked = np.zeros(1000, dtype=np.bool_)
+    blocked[::3] = True
+    flt = ItemFilter.build(blocked=blocked, exclude=recent.tolist())
+    full = flt.apply(ranking.neighbour_scores(neighbours, sims, recent, weights))
+    got = ranking.neighbour_candidates(neighbours, sims, recent, weights, 5, flt)
+    assert got.indices.tolist() == full.indices[:5].tolist()
+    np.testing.assert_allclose(got.scores, full.scores[:5], rtol=1e-6)

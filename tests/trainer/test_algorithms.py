@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Literal
 
@@ -95,6 +96,28 @@ def test_ease_learns_clusters(clustered: sp.csr_matrix) -> None:
     assert _in_cluster_share(model, clustered) > 0.95
     with pytest.raises(ValueError, match="max_items"):
         fit_ease(clustered, EaseParams(max_items=5))
+
+
+def test_ease_sparsified_keeps_the_largest_weights(clustered: sp.csr_matrix) -> None:
+    model = fit_ease(clustered, EaseParams(l2=5.0))
+    b = model.weights
+    # every off-diagonal weight kept: the lists rebuild B exactly (so scores are x @ B)
+    nbrs, weights = model.neighbours(N_ITEMS + 5)
+    assert nbrs.shape == (N_ITEMS, N_ITEMS - 1)
+    rebuilt = np.zeros_like(b)
+    rows = np.repeat(np.arange(N_ITEMS), nbrs.shape[1]).reshape(nbrs.shape)
+    ok = nbrs >= 0
+    rebuilt[rows[ok], nbrs[ok]] = weights[ok]
+    np.testing.assert_array_equal(rebuilt, b)
+    # n per item: the n largest by magnitude (negative ones too), largest weight first
+    nbrs, weights = model.neighbours(3)
+    assert nbrs.shape == (N_ITEMS, 3)
+    assert np.all(np.diff(weights, axis=1) <= 0)
+    for i in range(N_ITEMS):
+        off = np.abs(np.delete(b[i], i))
+        assert np.isclose(np.sort(np.abs(weights[i]))[0], np.sort(off)[-3])
+        assert i not in nbrs[i]
+    assert (weights < 0).any()
 
 
 def test_popular_caps_per_user_and_lists_categories() -> None:
@@ -277,15 +300,28 @@ def test_fit_all_and_bundle(tmp_path: Path) -> None:
     np.testing.assert_array_equal(loaded.als.item_factors, bundle.als.item_factors)
     assert loaded.topn is not None
     assert loaded.topn.user_ids.dtype.kind == "U"
+    # EASE ships its sparsified weights (ease.npz, the layout of item-kNN's lists)
+    assert "ease" in bundle.algorithms
+    ease = loaded.extra_files["ease"]
+    assert ease["neighbours"].shape == ease["neighbour_scores"].shape == (N_ITEMS, N_ITEMS - 1)
+    assert bool(ease["binary"])
     with pytest.raises(ValueError, match="topn_algorithm"):
         fit_all(
             _dataset(),
             TrainParams(
                 als=AlsParams(factors=2, num_threads=1),
                 itemknn=ItemKnnParams(k=3, num_threads=1),
+                ease=None,
                 topn_algorithm="ease",
             ),
         )
+    # a catalogue above EASE's max_items: skipped (not fitted, not shipped), nothing fails
+    small = dataclasses.replace(
+        params, ease=EaseParams(max_items=N_ITEMS - 1), topn_algorithm="als"
+    )
+    skipped = fit_all(_dataset(), small)
+    assert "ease" not in skipped.models
+    assert "ease" not in skipped.to_bundle(4).algorithms
 
 
 @pytest.mark.parametrize(("n", "d"), [(50, 200), (300, 40)])
@@ -318,16 +354,16 @@ def test_top_n_for_user_ids() -> None:
     seen = fitted.matrix.matrix[fitted.matrix.user_index["u1"]].indices
     assert not set(items[0].tolist()) & set(seen.tolist())
     with pytest.raises(ValueError, match="unknown algorithm"):
-        fitted.top_n_for(["u1"], 3, algorithm="ease")
+        fitted.top_n_for(["u1"], 3, algorithm="nope")
 
 
 def test_the_registry_derives_every_list_of_names() -> None:
     reg = Registry(BUILTIN)
-    assert reg.served == ("als", "itemknn", "content", "popular", "hybrid", "sknn")
+    assert reg.served == ("als", "itemknn", "content", "popular", "hybrid", "ease", "sknn")
     assert reg.accepted == {"auto", *reg.served}
-    assert reg.arms == ("als", "itemknn", "content", "hybrid", "sknn")
-    assert reg.fallbacks("content") == ("content", "als", "itemknn", "sknn", "popular")
-    assert dict(reg.hybrid_members) == {"als": 1.0, "itemknn": 0.8, "content": 0.5}
+    assert reg.arms == ("als", "itemknn", "content", "hybrid", "ease", "sknn")
+    assert reg.fallbacks("content") == ("content", "als", "itemknn", "ease", "sknn", "popular")
+    assert dict(reg.hybrid_members) == {"als": 1.0, "itemknn": 0.8, "content": 0.5, "ease": 1.0}
     assert reg.recent_members == (("sknn", 2.0), ("itemknn", 1.0), ("content", 0.6))
     assert reg.trained() == ("als", "itemknn", "content", "popular", "ease", "sknn")
     codes = reg.codes  # a live view: a module may bind it once

@@ -1,5 +1,6 @@
 """Champion/challenger on one split against the real stack: a retrain with more data of the same
-shop publishes, a degenerate candidate is rejected, both figures are in ``GET /v1/models``."""
+shop publishes, a degenerate candidate is rejected, both figures are in ``GET /v1/models``, with
+hybrid's member weights as the trainer chose them and the arms' paired standard errors."""
 
 from __future__ import annotations
 
@@ -58,6 +59,8 @@ async def test_retrain_with_more_data_publishes_and_a_worse_candidate_is_rejecte
     assert gate["against"] == first["model_version"]
     assert gate["decision"] in ("not_worse", "insufficient_evidence"), gate
     assert set(gate["comparison"]["als"]["champion"]) >= {"ndcg@5", "ndcg@10", "ndcg@20"}
+    # EASE is published (its sparsified weights) and scored from the champion's bundle too
+    assert set(gate["comparison"]["ease"]["champion"]) >= {"ndcg@5", "ndcg@10", "ndcg@20"}
     assert second["metrics"]["champion"]["version"] == first["model_version"]
 
     # the same data again: nothing the champion has not seen, nothing to decide on
@@ -79,3 +82,10 @@ async def test_retrain_with_more_data_publishes_and_a_worse_candidate_is_rejecte
     shown = {m["version"]: m for m in models["models"]}
     assert shown[bad["model_version"]]["gate"]["champion"] == bad_gate["champion"]
     assert shown[second["model_version"]]["gate"]["against"] == first["model_version"]
+    # the evaluation shows hybrid's member weights as chosen on the holdout, and how surely the
+    # holdout ranks the arms (the auto policy's prior strength)
+    evaluation = shown[second["model_version"]]["metrics"]
+    chosen = evaluation["hybrid_weights"]
+    assert chosen["source"] in ("learned", "default")
+    assert set(chosen["weights"]) == {"als", "itemknn", "content", "ease", "popular"}
+    assert set(evaluation["paired_se"]["ndcg@20"]) >= {"als", "hybrid", "ease"}

@@ -11,10 +11,11 @@ per side, which registers itself under the same name:
 Derived here: the recommender's accepted ``algorithm=`` values (``served`` plus ``auto``), the
 default bandit arms (``arms``), the rec-id code of each algorithm (``codes``), the fallback
 chain of an explicitly requested algorithm (``fallbacks``), the members of ``hybrid``'s rank
-fusion with their weights (``hybrid_members``) and those of the ``recent_items`` tier
-(``recent_members``, heaviest first: the tier's answer is named after the first that found
-candidates). Adding an algorithm: one ``register`` call (or
-one entry in ``BUILTIN``) plus its module on each side. ``Plugins`` is how each side collects
+fusion with their default weights (``hybrid_members``; the trainer may ship weights chosen on
+its holdout with a model, ``streamrec_trainer.models.hybrid``) and those of the
+``recent_items`` tier (``recent_members``, heaviest first: the tier's answer is named after
+the first that found candidates). Adding an algorithm: one ``register`` call (or one entry in
+``BUILTIN``) plus its module on each side. ``Plugins`` is how each side collects
 its modules' parts by name.
 
 Pure: no I/O, no numpy.
@@ -42,7 +43,7 @@ class Algorithm:
     arm: a default arm of the ``auto`` policy's bandit.
     fallback: position in the chain an unavailable explicit request falls back along
     (lower first; None: never a fallback).
-    hybrid_weight: weight of its list in ``hybrid``'s rank fusion (0: not a member).
+    hybrid_weight: default weight of its list in ``hybrid``'s rank fusion (0: not a member).
     recent_weight: weight of its list in the ``recent_items`` tier (users with a few events:
     rank fusion of these lists, blended with trending; 0: not a member).
     trained: the trainer fits it (``hybrid`` only combines the others).
@@ -64,12 +65,13 @@ BUILTIN: tuple[Algorithm, ...] = (
     Algorithm("content", "c", fallback=2, hybrid_weight=0.5, recent_weight=0.6),
     Algorithm("popular", "p", arm=False, fallback=3),
     Algorithm("hybrid", "h", trained=False),
-    Algorithm("ease", "e", served=False, arm=False),
+    Algorithm("ease", "e", fallback=1, hybrid_weight=1.0),
     Algorithm("sknn", "s", fallback=1, recent_weight=2.0),
 )
-"""The algorithms this repository ships. ``ease`` is offline-only (too large to serve); ``sknn``
-(session kNN over the latest items) leads the ``recent_items`` tier and is the first fallback
-for users with recent items but no vector."""
+"""The algorithms this repository ships. ``ease`` is served from its sparsified weights when
+the catalogue fits its ``max_items`` (unavailable otherwise); ``sknn`` (session kNN over the
+latest items) leads the ``recent_items`` tier and follows the neighbourhood models in the
+fallback chain for users with recent items but no vector."""
 
 
 class Registry:

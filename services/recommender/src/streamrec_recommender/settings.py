@@ -67,8 +67,10 @@ class ServingSettings(AttributionTimes):
     bandit_arms: list[str] = Field(default_factory=lambda: list(REGISTRY.arms))
     """Default: every served algorithm marked as an arm in ``streamrec_shared.algorithms``."""
     bandit_prior_strength: float = Field(default=5000.0, ge=0)
-    """Pseudo-impressions of each arm's prior from the model's offline evaluation
-    (``serving.policy.offline_priors``); 0 = flat Beta(1, 1) priors."""
+    """Pseudo-impressions of each arm's prior from the model's offline evaluation when the
+    model carries no paired standard errors (older bundles; with them the evidence sets each
+    arm's strength, ``serving.policy.offline_priors``); also how strongly the online hit-rate
+    scale is shrunk towards the offline figure. 0 = flat Beta(1, 1) priors."""
     experiments_refresh_s: float = Field(default=5.0, gt=0)
     campaigns_refresh_s: float = Field(default=2.0, gt=0)
 

@@ -7,9 +7,9 @@ serves it:
 
 * a user's history is the holdout's training row (events before the cutoff), mapped into the
   champion's item space; ``als`` folds it into the champion's item factors (one exact ALS user
-  step, as the stream processor does with a live profile), ``itemknn`` sums the neighbour rows of
-  the history, ``content`` takes the weighted mean content factor of the history, ``popular``
-  ranks by the champion's popularity;
+  step, as the stream processor does with a live profile), ``itemknn`` and ``ease`` sum the
+  neighbour rows of the history, ``content`` takes the weighted mean content factor of the
+  history, ``popular`` ranks by the champion's popularity;
 * items the champion does not know (new since it was trained) are never ranked by it: a target
   among them is a miss;
 * a user none of whose history the champion knows gets the champion's popularity (what serving
@@ -111,22 +111,46 @@ def _als(bundle: ModelBundle, holdout_items: NDArray[np.str_]) -> BundleScorer:
     return BundleScorer("als", holdout_items, als.item_ids, rank, _popularity(bundle))
 
 
+def _neighbour_lists(
+    name: str,
+    bundle: ModelBundle,
+    holdout_items: NDArray[np.str_],
+    neighbours: NDArray[np.int32],
+    scores: NDArray[np.float32],
+    *,
+    binary: bool = False,
+) -> BundleScorer:
+    """Scores as sums of the history's neighbour rows (in the ALS item space), as serving
+    computes them; ``binary``: 1.0 per history item instead of its weight."""
+    n = bundle.n_items
+    valid = neighbours >= 0
+    rows = np.repeat(np.arange(n), neighbours.shape[1]).reshape(neighbours.shape)[valid]
+    sim = sp.csr_matrix((scores[valid], (rows, neighbours[valid])), shape=(n, n))
+
+    def rank(idx: NDArray[np.int64], w: NDArray[np.float32]) -> NDArray[np.float32]:
+        weights = np.ones_like(w) if binary else w
+        s = np.asarray(sim[idx].T @ weights, dtype=np.float32).reshape(-1)
+        s[idx] = NEG_INF  # own items are excluded by the evaluation anyway
+        return s
+
+    return BundleScorer(name, holdout_items, bundle.als.item_ids, rank, _popularity(bundle))
+
+
 def _itemknn(bundle: ModelBundle, holdout_items: NDArray[np.str_]) -> BundleScorer | None:
     knn = bundle.itemknn
     if knn is None:
         return None
-    n = bundle.n_items
-    nb = knn.neighbours
-    valid = nb >= 0
-    rows = np.repeat(np.arange(n), nb.shape[1]).reshape(nb.shape)[valid]
-    sim = sp.csr_matrix((knn.neighbour_scores[valid], (rows, nb[valid])), shape=(n, n))
+    return _neighbour_lists("itemknn", bundle, holdout_items, knn.neighbours, knn.neighbour_scores)
 
-    def rank(idx: NDArray[np.int64], w: NDArray[np.float32]) -> NDArray[np.float32]:
-        s = np.asarray(sim[idx].T @ w, dtype=np.float32).reshape(-1)
-        s[idx] = NEG_INF  # own items are excluded by the evaluation anyway
-        return s
 
-    return BundleScorer("itemknn", holdout_items, bundle.als.item_ids, rank, _popularity(bundle))
+def _ease(bundle: ModelBundle, holdout_items: NDArray[np.str_]) -> BundleScorer | None:
+    arrays = bundle.extra_files.get("ease")
+    if arrays is None:
+        return None
+    return _neighbour_lists(
+        "ease", bundle, holdout_items, arrays["neighbours"], arrays["neighbour_scores"],
+        binary=bool(arrays["binary"]),
+    )  # fmt: skip
 
 
 def _content(bundle: ModelBundle, holdout_items: NDArray[np.str_]) -> BundleScorer | None:
@@ -161,6 +185,7 @@ Builder = Callable[[ModelBundle, NDArray[np.str_]], BundleScorer | None]
 BUILDERS: dict[str, Builder] = {
     "als": _als,
     "itemknn": _itemknn,
+    "ease": _ease,
     "content": _content,
     "popular": _popular,
 }

@@ -22,7 +22,7 @@ MAP (sum of precision at each hit rank / min(|targets|, K)), averaged over users
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,7 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
+from streamrec_shared.profile import segment_for
 from streamrec_trainer.dataset import (
     InteractionMatrix,
     Interactions,
@@ -220,6 +221,36 @@ def rank_metrics(
     return out
 
 
+def _ranked(
+    scorer: Scorer, holdout: Holdout, n: int, half_life_days: float | None, batch_size: int
+) -> NDArray[np.int32]:
+    """Top ``n`` (m, n) int32 of every evaluated user over the full training catalogue (the
+    user's training row decayed with ``half_life_days``; with ``novel_only`` its items are
+    excluded)."""
+    x = holdout.matrix(half_life_days).matrix
+    users = holdout.users
+    ranked, _ = top_n(
+        scorer, users, x[users], n, exclude_seen=holdout.novel_only, batch_size=batch_size
+    )
+    return ranked
+
+
+def ndcg_per_user(ranked: NDArray[np.int32], targets: sp.csr_matrix, k: int) -> NDArray[np.float64]:
+    """NDCG@k (m,) float64 of ranked lists (m, >= k) int32 (-1 = empty) against targets
+    (m, n_items), binary gains; 0 for a user without targets."""
+    tgt = sp.csr_matrix(targets, dtype=np.float32)
+    disc = 1.0 / np.log2(np.arange(2, k + 2))
+    cum = np.cumsum(disc)
+    out = np.zeros(ranked.shape[0], dtype=np.float64)
+    for r in range(ranked.shape[0]):
+        row_targets = tgt.indices[tgt.indptr[r] : tgt.indptr[r + 1]]
+        if row_targets.size == 0:
+            continue
+        hits = np.isin(ranked[r, :k], row_targets) & (ranked[r, :k] >= 0)
+        out[r] = float((hits * disc).sum() / cum[min(row_targets.size, k) - 1])
+    return out
+
+
 def evaluate(
     scorer: Scorer,
     holdout: Holdout,
@@ -233,19 +264,26 @@ def evaluate(
     The scorer gets each user's training row decayed with ``half_life_days`` (the same matrix
     it was fitted on); with ``novel_only`` those items are excluded from the ranking.
     """
-    x = holdout.matrix(half_life_days).matrix
-    users = holdout.users
-    ranked, _ = top_n(
-        scorer,
-        users,
-        x[users],
-        max(ks),
-        exclude_seen=holdout.novel_only,
-        batch_size=batch_size,
-    )
+    return evaluate_users(
+        scorer, holdout, half_life_days=half_life_days, ks=ks, batch_size=batch_size
+    )[0]
+
+
+def evaluate_users(
+    scorer: Scorer,
+    holdout: Holdout,
+    *,
+    half_life_days: float | None = None,
+    ks: Sequence[int] = DEFAULT_KS,
+    k: int = 20,
+    batch_size: int = 1024,
+) -> tuple[dict[str, float], NDArray[np.float64]]:
+    """``evaluate``'s metrics and the NDCG@k (m,) float64 of every evaluated user (in
+    ``holdout.users`` order) from the same ranking."""
+    ranked = _ranked(scorer, holdout, max(*ks, k), half_life_days, batch_size)
     metrics = rank_metrics(ranked, holdout.targets, int(holdout.item_ids.size), ks)
-    metrics["n_users"] = float(users.size)
-    return metrics
+    metrics["n_users"] = float(holdout.users.size)
+    return metrics, ndcg_per_user(ranked, holdout.targets, k)
 
 
 def user_ndcg(
@@ -258,19 +296,62 @@ def user_ndcg(
 ) -> NDArray[np.float64]:
     """NDCG@k of every evaluated user (m,) float64, in ``holdout.users`` order: the paired
     samples a champion/challenger test compares (same users, same targets)."""
-    x = holdout.matrix(half_life_days).matrix
-    ranked, _ = top_n(
-        scorer, holdout.users, x[holdout.users], k, exclude_seen=holdout.novel_only,
-        batch_size=batch_size,
-    )  # fmt: skip
-    tgt = sp.csr_matrix(holdout.targets, dtype=np.float32)
-    disc = 1.0 / np.log2(np.arange(2, k + 2))
-    cum = np.cumsum(disc)
-    out = np.zeros(ranked.shape[0], dtype=np.float64)
-    for r in range(ranked.shape[0]):
-        row_targets = tgt.indices[tgt.indptr[r] : tgt.indptr[r + 1]]
-        if row_targets.size == 0:
+    ranked = _ranked(scorer, holdout, k, half_life_days, batch_size)
+    return ndcg_per_user(ranked, holdout.targets, k)
+
+
+def user_event_counts(holdout: Holdout) -> NDArray[np.int64]:
+    """Training-period events (m,) int64 of every evaluated user, in ``holdout.users`` order
+    (what the user's live profile counts when the user asks: ``profile.segment_for``)."""
+    train = holdout.train
+    per_code = np.bincount(train.user_codes, minlength=train.user_vocab.size)
+    rows = index_of(train.user_vocab, holdout.user_ids[holdout.users])
+    return np.where(rows >= 0, per_code[np.maximum(rows, 0)], 0).astype(np.int64)
+
+
+MIN_SEGMENT_USERS = 20
+"""Fewest evaluated users a segment needs to get its own figures (a standard error from fewer
+is itself too uncertain)."""
+
+
+def paired_se(per_user: Mapping[str, NDArray[np.float64]]) -> dict[str, float]:
+    """Standard error of each algorithm's mean per-user metric minus the best algorithm's on
+    the same users (0 for the best): how surely the holdout ranks it below the best."""
+    if not per_user:
+        return {}
+    best = max(per_user, key=lambda name: float(per_user[name].mean()))
+    out: dict[str, float] = {}
+    for name, values in per_user.items():
+        d = values - per_user[best]
+        out[name] = float(np.std(d, ddof=1) / np.sqrt(d.size)) if d.size > 1 else 0.0
+    return out
+
+
+def segment_figures(
+    per_user: Mapping[str, NDArray[np.float64]],
+    event_counts: NDArray[np.int64],
+    metric: str,
+    *,
+    min_users: int = MIN_SEGMENT_USERS,
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Per user segment (``profile.segment_for`` of the user's training events, as serving
+    segments users), each algorithm's mean ``metric`` and its paired standard error against
+    the segment's best: {segment: {algorithm: {metric, metric_paired_se, n_users}}}; segments
+    with fewer than ``min_users`` users are left out."""
+    labels = np.array([segment_for(int(n)) for n in event_counts.tolist()], dtype=object)
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for segment in sorted(set(labels.tolist())):
+        rows = np.flatnonzero(labels == segment)
+        if rows.size < min_users:
             continue
-        hits = np.isin(ranked[r], row_targets) & (ranked[r] >= 0)
-        out[r] = float((hits * disc).sum() / cum[min(row_targets.size, k) - 1])
+        part = {name: values[rows] for name, values in per_user.items()}
+        se = paired_se(part)
+        out[segment] = {
+            name: {
+                metric: float(values.mean()),
+                f"{metric}_paired_se": se[name],
+                "n_users": float(rows.size),
+            }
+            for name, values in part.items()
+        }
     return out

@@ -4,7 +4,11 @@
    catalogue (products with metadata) from Postgres;
 2. evaluate: fit every algorithm on the window minus its last ``holdout_fraction`` of event time
    and score them on that holdout (full catalogue, novel items, K = 5/10/20; a seeded sample of
-   ``eval_max_users`` users when the holdout has more);
+   ``eval_max_users`` users when the holdout has more); ``hybrid``'s member weights are searched
+   on it (``models.hybrid.learn_weights``, kept when they beat the defaults out of sample:
+   ``metrics.hybrid_weights``, shipped as the bundle's ``extra["hybrid_weights"]``); for the
+   ``auto`` policy's priors, the standard error of each arm's per-user difference to the best
+   arm (``metrics.paired_se``) and the arms' figures per user segment (``metrics.segments``);
 3. gate (champion/challenger on one split): the active version is scored on the SAME holdout
    through its own published artifacts (``champion``: items it does not know are misses, users
    none of whose history it knows get its popularity), per algorithm at K = 5/10/20. The
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
@@ -43,15 +48,24 @@ import asyncpg
 import numpy as np
 
 from streamrec_shared import metrics
+from streamrec_shared.algorithms import REGISTRY
 from streamrec_shared.artifact_store import ArtifactStore, open_version
 from streamrec_shared.artifacts import ModelBundle
 from streamrec_shared.settings import ArtifactSettings
 from streamrec_trainer import champion as champion_eval
 from streamrec_trainer import repeats, warehouse
 from streamrec_trainer.dataset import Dataset, temporal_split
-from streamrec_trainer.evaluate import evaluate, make_holdout
+from streamrec_trainer.evaluate import (
+    evaluate,
+    evaluate_users,
+    make_holdout,
+    paired_se,
+    segment_figures,
+    user_event_counts,
+)
 from streamrec_trainer.models.als import AlsParams
 from streamrec_trainer.models.fit import FittedModels, TrainParams, fit_all
+from streamrec_trainer.models.hybrid import learn_weights
 from streamrec_trainer.models.itemknn import ItemKnnParams
 from streamrec_trainer.registry import Registry, Version
 from streamrec_trainer.rollout import Rollouts
@@ -156,17 +170,36 @@ def evaluate_fitted(
         lists=False,
         exact_users=scored,
     )
+    x = holdout.matrix(params.half_life_days).matrix  # built once, before threads share it
+    k = paired[1] if paired is not None else 20
+    learned: dict[str, Any] | None = None
+    if "hybrid" in REGISTRY.served:  # its member weights, chosen on this holdout
+        users = holdout.users
+        learned = learn_weights(
+            fitted.fusion_members(), users, x[users], holdout.targets, k=k, seed=seed
+        )
+        fitted = dataclasses.replace(fitted, hybrid_weights=learned["weights"])
     scorers = fitted.scorers()
-    holdout.matrix(params.half_life_days)  # built once, before the threads share it
     threads = params.als.num_threads or os.cpu_count() or 1
     # ranking the catalogue is numpy work that releases the GIL: one algorithm per thread
     with ThreadPoolExecutor(max_workers=max(1, min(threads, len(scorers)))) as workers:
         futures = {
-            name: workers.submit(evaluate, scorer, holdout, half_life_days=params.half_life_days)
+            name: workers.submit(
+                evaluate_users, scorer, holdout, half_life_days=params.half_life_days, k=k
+            )
             for name, scorer in scorers.items()
         }
-        results = {name: future.result() for name, future in futures.items()}
+        done = {name: future.result() for name, future in futures.items()}
+    results = {name: figures for name, (figures, _) in done.items()}
     offline: dict[str, Any] = {"holdout": holdout.summary(), "algorithms": results}
+    # how surely the holdout ranks the bandit's arms, overall and per user segment: the
+    # ``auto`` policy's priors are as strong as this evidence (serving.policy.offline_priors)
+    arms = {name: done[name][1] for name in REGISTRY.arms if name in done}
+    metric = f"ndcg@{k}"
+    offline["paired_se"] = {metric: paired_se(arms)}
+    offline["segments"] = segment_figures(arms, user_event_counts(holdout), metric)
+    if learned is not None:
+        offline["hybrid_weights"] = learned
     if champion is not None:
         hl = params.half_life_days
         on_split = results
@@ -427,6 +460,8 @@ async def run(
             "fit",
             functools.partial(fit_window, dataset, params, evaluated, settings.refit_iterations),
         )
+        if evaluated is not None:  # hybrid's weights as chosen on the holdout
+            fitted = dataclasses.replace(fitted, hybrid_weights=evaluated.hybrid_weights)
         evaluated = None  # free the evaluation models before the artifacts are written
         sknn = fitted.models.get("sknn")
         next_item = getattr(sknn, "next_item", None)

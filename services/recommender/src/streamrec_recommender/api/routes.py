@@ -30,6 +30,7 @@ from streamrec_recommender.api.request import ROUTE, AlgorithmName, Recommendati
 from streamrec_recommender.api.schemas import ok
 from streamrec_recommender.runtime.recommender import Answer, Recommender
 from streamrec_recommender.serving import newitems
+from streamrec_recommender.serving.algorithms import hybrid
 from streamrec_recommender.serving.context import Request
 from streamrec_recommender.serving.policy import Experiment, Variant, validate_experiment
 from streamrec_recommender.serving.ranking import Campaign, ItemFilter, Ranked
@@ -410,7 +411,8 @@ async def online_metrics(
 
 def _bandit_view(rec: Recommender) -> dict[str, Any]:
     """Per segment: every arm's prior (from the active model's offline evaluation), its online
-    counts, posterior and probability of being the best arm."""
+    counts, posterior and probability of being the best arm; the member weights ``hybrid``
+    fuses with (the model's, chosen by the trainer, else the registry's)."""
     rng = np.random.default_rng(0)
     engine, model = rec.engine, rec.model
     segments = sorted(set(rec.arm_stats) | set(engine.evidence(model).by_segment) | {"*"})
@@ -421,10 +423,13 @@ def _bandit_view(rec: Recommender) -> dict[str, Any]:
         priors = engine.priors(model, segment, stats)
         out[segment] = engine.bandit.view(stats, rng, priors=priors)
         p_best[segment] = {arm: v["p_best"] for arm, v in out[segment]["arms"].items()}
+    members, trend = hybrid.weights(model)
     return {
         "arms": list(engine.bandit.arms),
         "model_version": model.version if model is not None else None,
         "prior_strength": engine.settings.prior_strength,
+        "hybrid_weights": {**dict(members), hybrid.TREND: trend},
+        "hybrid_weights_source": "model" if model and model.hybrid_weights else "registry",
         "p_best_by_segment": p_best,
         "by_segment": out,
     }

@@ -15,9 +15,12 @@ import gc
 import hashlib
 import importlib.util
 import logging
+import math
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -146,7 +149,7 @@ def prepare(bundle: ModelBundle, settings: ServingSettings) -> ServingModel:
         exact=ExactScorer.build(item_factors) if ann is None else None,
         content_scan=content_scan,
         algorithms=bundle.algorithms,
-        arrays=bundle.extra_files,
+        arrays=neighbour_arrays(bundle.extra_files, n_trained),
         offline_metrics=dict(bundle.metrics),
         content_map=(
             ContentMap.from_arrays(
@@ -159,6 +162,7 @@ def prepare(bundle: ModelBundle, settings: ServingSettings) -> ServingModel:
             else None
         ),
         seen=SeenRule.from_extra(bundle.extra.get("seen_rule")),
+        hybrid_weights=hybrid_weights(bundle.extra.get("hybrid_weights")),
         load_seconds=time.perf_counter() - started,
     )
     logger.info(
@@ -171,6 +175,39 @@ def prepare(bundle: ModelBundle, settings: ServingSettings) -> ServingModel:
         ann is not None,
     )
     return model
+
+
+def hybrid_weights(raw: Any) -> dict[str, float] | None:
+    """``extra["hybrid_weights"]`` of a bundle as {algorithm: weight >= 0}; None when absent or
+    unreadable (then ``hybrid`` uses the registry's weights)."""
+    if not isinstance(raw, Mapping):
+        return None
+    out = {
+        str(name): float(w)
+        for name, w in raw.items()
+        if isinstance(w, int | float) and math.isfinite(w) and w >= 0
+    }
+    return out if len(out) == len(raw) and any(w > 0 for w in out.values()) else None
+
+
+def neighbour_arrays(
+    parts: Mapping[str, Mapping[str, NDArray[Any]]], n_trained: int
+) -> Mapping[str, Mapping[str, NDArray[Any]]]:
+    """The bundle's further arrays, without a neighbour-list part (``neighbours`` /
+    ``neighbour_scores``, e.g. ``ease.npz``) whose shape or indices do not fit the model's
+    ``n_trained`` items: that algorithm is then unavailable instead of failing requests."""
+    out = {}
+    for name, arrays in parts.items():
+        nb, sc = arrays.get("neighbours"), arrays.get("neighbour_scores")
+        if nb is not None and sc is not None:
+            shaped = nb.ndim == 2 and nb.shape[0] == n_trained and sc.shape == nb.shape
+            inside = nb.size == 0 or (nb.min() >= -1 and nb.max() < n_trained)
+            fits = shaped and nb.dtype.kind == "i" and inside
+            if not fits:
+                logger.error("%s.npz does not fit the model's %d items: ignored", name, n_trained)
+                continue
+        out[name] = arrays
+    return out
 
 
 def load(directory: Path, settings: ServingSettings) -> ServingModel:

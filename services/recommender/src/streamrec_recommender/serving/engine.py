@@ -19,12 +19,15 @@ Tiers (``algorithm=auto``): a running experiment's assignment decides first (eve
 intention-to-treat); otherwise no history -> ``cold_start:category_trending`` (category from
 ``category=`` or the user's attributes) or ``cold_start:trending``; fewer than ``few_events``
 events -> ``recent_items`` (the registry's ``recent_members``: session kNN, item-kNN and content
-from recent items, rank-fused and blended with trending), as is a user the model was not trained
-on whose events all fall within one session (``session_only``); else the bandit's choice for the
-user's segment. Recent items include the request's ``context`` and the read-your-writes events
-(``Context.recent_events``) the profile does not hold yet, as the most recent ones (``fresh``).
+from recent items, rank-fused and blended with trending) unless the model's holdout has figures
+for the user's segment (then the bandit, ``recent_tier``), as is a user the
+model was not trained on whose events all fall within one session (``session_only``); else the
+bandit's choice for the user's segment. Recent items include the request's ``context`` and the
+read-your-writes events (``Context.recent_events``) the profile does not hold yet, as the most
+recent ones (``fresh``).
 An explicitly requested algorithm that cannot run for this user falls back along the registry's
-chain (``streamrec_shared.algorithms``: als -> itemknn -> sknn -> content -> popular).
+chain (``streamrec_shared.algorithms``: als -> itemknn -> ease -> sknn -> content ->
+popular).
 """
 
 from __future__ import annotations
@@ -221,10 +224,11 @@ class Engine:
         model: ServingModel | None,
         prof: profiles.UserProfile | None,
         fresh: tuple[str, ...] = (),
+        limit: int | None = MAX_RECENT,
     ) -> Recent:
         """Recent weighted items in serving space: (r,) int64 and (r,) float32, weight > 0;
         the ``fresh`` products (not in the profile yet) first, weighing as much as its
-        heaviest item."""
+        heaviest item; at most ``limit`` (None: every item the profile holds)."""
         if model is None or ((prof is None or not prof.items) and not fresh):
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
         idx: list[int] = []
@@ -242,7 +246,7 @@ class Engine:
             if i is not None and weight > 0:
                 idx.append(i)
                 w.append(weight)
-                if len(idx) >= MAX_RECENT:
+                if limit is not None and len(idx) >= limit:
                     break
         return np.asarray(idx, dtype=np.int64), np.asarray(w, dtype=np.float32)
 
@@ -390,7 +394,8 @@ class Engine:
             return Plan(req.algorithm, None, None, segment, boosted)
         if model is None or (u is None and not has_recent):
             return Plan("popular", "cold_start", None, segment, boosted)
-        if 0 < event_count < self.settings.few_events and vec_source != "model_vector":
+        few = 0 < event_count < self.settings.few_events and vec_source != "model_vector"
+        if few and self.recent_tier(model, segment):
             return Plan("recent", "recent_items", None, segment, boosted)
         if has_recent and self.session_only(req, ctx, model):
             return Plan("recent", "recent_items", None, segment, boosted)
@@ -399,6 +404,14 @@ class Engine:
         priors = self.priors(model, segment, stats)
         choice_ = self.bandit.choose(stats, self.rng, available=arms, priors=priors)
         return Plan(choice_, None, None, segment, boosted)
+
+    def recent_tier(self, model: ServingModel, segment: str) -> bool:
+        """Whether a user with few events goes to the ``recent_items`` tier: only when the
+        published version's holdout has no figures for the user's segment. With them the
+        bandit chooses, from that segment's priors: the tier's lead (session kNN) is an arm
+        too, so the holdout's evidence decides how often it answers these users instead of
+        a fixed rule."""
+        return not self.evidence(model).by_segment.get(segment)
 
     def evidence(self, model: ServingModel | None) -> OfflineEvidence:
         """The offline figures of ``model`` (its bundle's holdout evaluation), kept per model."""

@@ -134,6 +134,9 @@ class ServingModel:
     """Products appended since the model was loaded (``serving.newitems.extend``)."""
     seen: SeenRule | None = None
     """The seen-items rule published with this version (None: older bundles)."""
+    hybrid_weights: Mapping[str, float] | None = None
+    """``hybrid``'s member weights as the trainer chose them on its holdout (``popular``: the
+    trending list's); None: the registry's defaults (older bundles)."""
 
     @property
     def n_items(self) -> int:

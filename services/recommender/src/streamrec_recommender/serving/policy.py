@@ -27,6 +27,14 @@ Priors from the trainer (``offline_priors``)
     the holdout had them. An arm without an offline figure (or a model without metrics) gets
     the flat Beta(1, 1).
 
+    How strong: as strong as the holdout's evidence. The trainer measures, per arm, the
+    standard error of its per-user difference to the best arm on the same holdout users
+    (``metrics["paired_se"]``, per segment too); each arm's pseudo-impressions are set so that
+    the difference of two Thompson draws spreads like that paired estimate
+    (``evidence_strengths``): an arm the holdout ranks surely below the best is drawn rarely,
+    two arms it cannot tell apart are drawn alike, and a small holdout gives weak priors that
+    online hits soon outweigh. ``strength`` applies to bundles without standard errors.
+
     Online evidence: Beta(a + hits, b + impressions - hits) once the segment has any hit at
     all. A segment whose shop sends no feedback (impressions, not a single hit) carries no
     information about which arm is better, only that hits are not reported: impressions alone
@@ -40,7 +48,7 @@ import hashlib
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -168,48 +176,95 @@ class Prior:
 FLAT = Prior()
 PRIOR_METRIC = "ndcg@20"
 PRIOR_STRENGTH = 5000.0
-"""Default pseudo-impressions of an offline prior (``bandit_prior_strength`` setting)."""
+"""Default pseudo-impressions of an offline prior without standard errors
+(``bandit_prior_strength`` setting)."""
+
+
+def _number(value: Any, *, positive: bool) -> float | None:
+    """A finite number >= 0 (> 0 when ``positive``), else None."""
+    ok = isinstance(value, int | float) and math.isfinite(value) and value >= 0
+    return float(value) if ok and (value > 0 or not positive) else None
 
 
 @dataclass(frozen=True)
 class OfflineEvidence:
-    """Offline main metric of each arm, overall and per segment (from a bundle's metrics)."""
+    """Offline main metric of each arm, overall and per segment (from a bundle's metrics), and
+    the paired standard error of each arm's figure against the best arm's where the trainer
+    measured it (``se``, ``se_by_segment``; empty for older bundles)."""
 
     overall: Mapping[str, float]
     by_segment: Mapping[str, Mapping[str, float]]
     metric: str = PRIOR_METRIC
+    se: Mapping[str, float] = field(default_factory=dict)
+    se_by_segment: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
     @classmethod
     def from_metrics(
         cls, metrics: Mapping[str, Any] | None, metric: str = PRIOR_METRIC
     ) -> OfflineEvidence:
-        """Read ``metrics["algorithms"][arm][metric]`` and, when present,
-        ``metrics["segments"][segment][arm][metric]`` (finite values > 0 only)."""
+        """Read ``metrics["algorithms"][arm][metric]``, ``metrics["paired_se"][metric][arm]``
+        and, when present, ``metrics["segments"][segment][arm][metric]`` with its
+        ``<metric>_paired_se`` (finite values only, figures > 0)."""
 
-        def figures(block: Any) -> dict[str, float]:
+        def figures(block: Any, key: str, positive: bool = True) -> dict[str, float]:
             out: dict[str, float] = {}
             if isinstance(block, Mapping):
                 for arm, values in block.items():
-                    value = values.get(metric) if isinstance(values, Mapping) else None
-                    if isinstance(value, int | float) and math.isfinite(value) and value > 0:
-                        out[str(arm)] = float(value)
+                    raw = values.get(key) if isinstance(values, Mapping) else values
+                    value = _number(raw, positive=positive)
+                    if value is not None:
+                        out[str(arm)] = value
             return out
 
         metrics = metrics or {}
         segments = metrics.get("segments")
-        by_segment = (
-            {str(seg): figures(block) for seg, block in segments.items()}
-            if isinstance(segments, Mapping)
-            else {}
+        segments = segments if isinstance(segments, Mapping) else {}
+        paired = metrics.get("paired_se")
+        overall_se = paired.get(metric) if isinstance(paired, Mapping) else None
+        return cls(
+            figures(metrics.get("algorithms"), metric),
+            {str(seg): figures(block, metric) for seg, block in segments.items()},
+            metric,
+            figures(overall_se, metric, positive=False),
+            {
+                str(seg): figures(block, f"{metric}_paired_se", positive=False)
+                for seg, block in segments.items()
+            },
         )
-        return cls(figures(metrics.get("algorithms")), by_segment, metric)
 
-    def for_segment(self, segment: str) -> tuple[Mapping[str, float], str]:
-        """The figures that apply to ``segment`` and their label."""
+    def for_segment(self, segment: str) -> tuple[Mapping[str, float], Mapping[str, float], str]:
+        """The figures that apply to ``segment``, their paired standard errors and their
+        label."""
         found = self.by_segment.get(segment)
         if found:
-            return found, f"offline:{segment}:{self.metric}"
-        return self.overall, f"offline:{self.metric}"
+            return found, self.se_by_segment.get(segment, {}), f"offline:{segment}:{self.metric}"
+        return self.overall, self.se, f"offline:{self.metric}"
+
+
+MIN_VARIANCE = 1e-10
+"""Floor of a prior's variance (two arms the holdout cannot tell apart at all)."""
+
+
+def evidence_strengths(
+    means: Mapping[str, float], se: Mapping[str, float]
+) -> dict[str, float] | None:
+    """Pseudo-impressions of each arm's Beta prior so that the difference of two draws (the
+    best arm's and arm i's) spreads like the holdout's paired estimate of that difference:
+    var(best) + var(i) = se_i^2, with var(best) = min_i se_i^2 / 2 and var of a Beta of mean m
+    and strength n ~ m (1 - m) / n. Thompson sampling then draws arm i about as often as the
+    holdout leaves it possible that i is the best. ``means``: arm -> prior mean (online
+    scale); ``se``: arm -> paired standard error on the same scale. None when an arm lacks
+    its standard error (older bundles: a fixed strength applies)."""
+    if not means or any(arm not in se for arm in means):
+        return None
+    best = max(means, key=lambda a: means[a])
+    others = [se[a] ** 2 for a in means if a != best]
+    v_best = max(min(others) / 2.0 if others else MIN_VARIANCE, MIN_VARIANCE)
+    out: dict[str, float] = {}
+    for arm, m in means.items():
+        v = v_best if arm == best else max(se[arm] ** 2 - v_best, v_best)
+        out[arm] = m * (1.0 - m) / v
+    return out
 
 
 def offline_priors(
@@ -221,7 +276,7 @@ def offline_priors(
     strength: float = PRIOR_STRENGTH,
 ) -> dict[str, Prior]:
     """The prior of every arm in ``segment`` (see the module docstring)."""
-    figures, source = evidence.for_segment(segment)
+    figures, se, source = evidence.for_segment(segment)
     known = [figures[a] for a in arms if a in figures]
     if not known or strength <= 0:
         return {a: FLAT for a in arms}
@@ -229,14 +284,19 @@ def offline_priors(
     impressions = sum(max(s.impressions, 0) for s in stats.values())
     hits = sum(max(s.hits, 0) for s in stats.values())
     scale = best if hits <= 0 else (hits + strength * best) / (impressions + strength)
+    means = {a: min(max(figures[a] / best * scale, 1e-6), 1.0 - 1e-6) for a in arms if a in figures}
+    strengths = evidence_strengths(means, {a: v / best * scale for a, v in se.items()})
     out: dict[str, Prior] = {}
     for arm in arms:
-        m = figures.get(arm)
-        if m is None:
+        mean = means.get(arm)
+        if mean is None:
             out[arm] = FLAT
             continue
-        mean = min(max(m / best * scale, 1e-6), 1.0 - 1e-6)
-        out[arm] = Prior(strength * mean, strength * (1.0 - mean), f"{source}={m:.4f}")
+        n = strength if strengths is None else strengths[arm]
+        label = f"{source}={figures[arm]:.4f}"
+        if strengths is not None:
+            label += f" se={se[arm]:.4f}"
+        out[arm] = Prior(n * mean, n * (1.0 - mean), label)
     return out
 
 

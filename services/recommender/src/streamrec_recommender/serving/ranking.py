@@ -27,6 +27,12 @@ round-robin over categories), and a stride in step with the period samples one c
 whose threshold then keeps far too few or far too many items."""
 HEAD = 4096
 """Items ``ExactScorer`` scores first (largest norms) to bound the rest."""
+DENSE_SUM = 16
+"""``neighbour_candidates`` sums into a dense per-item array when the item space is at most
+this many times the neighbour entries it adds, else sorts the entries (``np.unique``).
+Measured (3,390 items, one thread, the sums alone): 50 recent items x 200 neighbours 0.39 vs
+3.8 ms, 200 x 200 1.4 vs 9.2 ms (machine shared with a benchmark; the ratio is what
+matters)."""
 
 
 @dataclass(frozen=True)
@@ -345,6 +351,21 @@ def normalise(ranked: Ranked) -> NDArray[np.float32]:
     return ((ranked.scores - lo) / (hi - lo)).astype(np.float32)
 
 
+def _neighbour_entries(
+    neighbours: NDArray[np.int32],
+    neighbour_sims: NDArray[np.float32],
+    recent: NDArray[np.int64],
+    weights: NDArray[np.float32],
+) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    """The (item, weight_i * sim(i, item)) entries (e,) of the recent items' neighbour lists."""
+    ok = (recent >= 0) & (recent < neighbours.shape[0])
+    recent, weights = recent[ok], weights[ok]
+    nb = neighbours[recent].reshape(-1).astype(np.int64)
+    sims = (neighbour_sims[recent] * weights[:, None]).reshape(-1)
+    valid = nb >= 0
+    return nb[valid], sims[valid]
+
+
 def neighbour_scores(
     neighbours: NDArray[np.int32],
     neighbour_sims: NDArray[np.float32],
@@ -358,20 +379,40 @@ def neighbour_scores(
     Score of item j = sum over recent items i of weight_i * sim(i, j). The recent items
     themselves are not excluded here (the filter decides).
     """
-    ok = (recent >= 0) & (recent < neighbours.shape[0])
-    recent, weights = recent[ok], weights[ok]
-    if recent.size == 0:
-        return Ranked.empty()
-    nb = neighbours[recent].reshape(-1).astype(np.int64)
-    sims = (neighbour_sims[recent] * weights[:, None]).reshape(-1)
-    valid = nb >= 0
-    nb, sims = nb[valid], sims[valid]
+    nb, sims = _neighbour_entries(neighbours, neighbour_sims, recent, weights)
     if nb.size == 0:
         return Ranked.empty()
     uniq, inverse = np.unique(nb, return_inverse=True)
     total = np.zeros(uniq.shape[0], dtype=np.float64)
     np.add.at(total, inverse, sims)
     return Ranked.of(uniq, total.astype(np.float32))
+
+
+def neighbour_candidates(
+    neighbours: NDArray[np.int32],
+    neighbour_sims: NDArray[np.float32],
+    recent: NDArray[np.int64],
+    weights: NDArray[np.float32],
+    c: int,
+    item_filter: ItemFilter,
+) -> Ranked:
+    """The best ``c`` items by ``neighbour_scores`` that ``item_filter`` lets through.
+
+    When the item space is at most ``DENSE_SUM`` times the entries the lists add, the sums go
+    into a dense (n_items,) array cut with ``top_candidates`` (no sort of every candidate),
+    else through ``neighbour_scores``; both give the same list (up to the order of items
+    tied at the ``c``-th place)."""
+    nb, sims = _neighbour_entries(neighbours, neighbour_sims, recent, weights)
+    if nb.size == 0:
+        return Ranked.empty()
+    n_items = neighbours.shape[0]
+    if n_items > DENSE_SUM * nb.size:
+        return item_filter.apply(
+            neighbour_scores(neighbours, neighbour_sims, recent, weights)
+        ).head(c)
+    total = np.bincount(nb, weights=sims, minlength=n_items).astype(np.float32)
+    total[np.bincount(nb, minlength=n_items) == 0] = NEG_INF
+    return top_candidates(total, c, item_filter)
 
 
 def weighted_mean(

@@ -29,7 +29,7 @@ from streamrec_trainer.models.als import AlsModel, AlsParams, align_factors
 from streamrec_trainer.models.base import Scorer
 from streamrec_trainer.models.content import ContentParams
 from streamrec_trainer.models.ease import EaseParams
-from streamrec_trainer.models.hybrid import fusion
+from streamrec_trainer.models.hybrid import TREND, TrendingScorer, fusion
 from streamrec_trainer.models.itemknn import ItemKnnModel, ItemKnnParams
 from streamrec_trainer.models.popular import PopularParams
 from streamrec_trainer.models.registry import TRAINERS, Fitting, load_builtin, trained
@@ -41,7 +41,8 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class TrainParams:
     """Everything ``fit_all`` needs. ``half_life_days`` decays event weights relative to the end
-    of the data window (None = no decay). ``ease`` None skips EASE (offline-only algorithm).
+    of the data window (None = no decay). ``ease`` None skips EASE (it skips itself when the
+    catalogue exceeds its ``max_items``).
     ``topn_algorithm`` names the fitted algorithm whose lists go into topn.npz (e.g. "als")
     for users active within ``topn_active_days`` of the window end."""
 
@@ -50,7 +51,7 @@ class TrainParams:
     itemknn: ItemKnnParams = field(default_factory=ItemKnnParams)
     content: ContentParams = field(default_factory=ContentParams)
     popular: PopularParams = field(default_factory=PopularParams)
-    ease: EaseParams | None = None
+    ease: EaseParams | None = field(default_factory=EaseParams)
     similar_n: int = 50
     topn_n: int = 100
     topn_algorithm: str = "als"
@@ -104,6 +105,12 @@ class FittedModels:
     topn_users: NDArray[np.int64]
     topn_items: NDArray[np.int32]
     topn_scores: NDArray[np.float32]
+    trending: Scorer | None = None
+    """Live trending as it stood at the end of the data (``models.hybrid.TrendingScorer``):
+    ``hybrid``'s trend member, as serving fuses live trending."""
+    hybrid_weights: Mapping[str, float] | None = None
+    """``hybrid``'s member weights chosen on the holdout (``models.hybrid.learn_weights``):
+    its scorer here and ``extra["hybrid_weights"]`` of the bundle (None: the registry's)."""
 
     @property
     def als(self) -> AlsModel:
@@ -116,9 +123,17 @@ class FittedModels:
         ``models.hybrid``), so the holdout evaluation scores every arm ``auto`` chooses from."""
         out: dict[str, Scorer] = dict(self.models)
         if "hybrid" in REGISTRY.served and "hybrid" not in out:
-            found = fusion(out)
+            found = fusion(self.fusion_members(), self.hybrid_weights)
             if found is not None:
                 out["hybrid"] = found
+        return out
+
+    def fusion_members(self) -> dict[str, Scorer]:
+        """The scorers ``hybrid`` fuses, by name: the fitted models, with trending as
+        ``popular`` (what serving fuses under that name)."""
+        out: dict[str, Scorer] = dict(self.models)
+        if self.trending is not None:
+            out[TREND] = self.trending
         return out
 
     def top_n_for(
@@ -177,6 +192,7 @@ class FittedModels:
             extra={
                 "topn_algorithm": self.params.topn_algorithm,
                 "confidence": "1 + alpha * w",
+                **({"hybrid_weights": dict(self.hybrid_weights)} if self.hybrid_weights else {}),
                 **(extra or {}),
             },
             extra_files=extra_files,
@@ -270,7 +286,9 @@ def fit_all(
         missing = [a for a in algorithm.after if a not in fitting.models]
         if missing:
             raise ValueError(f"{algorithm.name} needs {missing} fitted first")
-        fitting.models[algorithm.name] = algorithm.fit(fitting, algo_params)
+        model = algorithm.fit(fitting, algo_params)
+        if model is not None:  # None: not applicable to this data (EASE above max_items)
+            fitting.models[algorithm.name] = model
     models = fitting.models
     scorers: dict[str, Scorer] = dict(models)
     if params.topn_algorithm not in scorers:
@@ -295,6 +313,7 @@ def fit_all(
         matrix=matrix,
         window=DataWindow.from_timestamps(start, end),
         models=models,
+        trending=TrendingScorer.at(interactions, matrix.item_ids, ref),
         similar_items=similar_items,
         similar_scores=similar_scores,
         topn_users=users,

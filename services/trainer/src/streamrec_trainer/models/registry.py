@@ -112,13 +112,14 @@ class OfflineAdapter:
 class TrainerAlgorithm:
     """name: as in ``streamrec_shared.algorithms``; params: its parameter dataclass (the
     ``TrainParams`` group of that name; None there skips the algorithm); fit: the fitted model
-    (a ``Scorer``) from the shared fitting state; after: algorithms it reads from
+    (a ``Scorer``) from the shared fitting state, or None when the algorithm does not apply to
+    this data (then it is neither evaluated nor shipped); after: algorithms it reads from
     ``Fitting.models``; bundle: what it ships to serving (None: nothing, offline only);
     offline: its ``streamrec eval`` rows by name."""
 
     name: str
     params: type
-    fit: Callable[[Fitting, Any], Scorer]
+    fit: Callable[[Fitting, Any], Scorer | None]
     after: tuple[str, ...] = ()
     bundle: Callable[[Any, FittedModels], BundlePart] | None = None
     offline: Mapping[str, OfflineAdapter] = field(default_factory=dict)

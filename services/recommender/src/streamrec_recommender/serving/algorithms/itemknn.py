@@ -21,8 +21,9 @@ def score(engine: Engine, job: Job, c: int) -> Ranked | None:
         return None
     if model.neighbours is None or model.neighbour_sims is None or recent[0].size == 0:
         return None
-    found = ranking.neighbour_scores(model.neighbours, model.neighbour_sims, recent[0], recent[1])
-    found = job.flt.apply(found).head(c)
+    found = ranking.neighbour_candidates(
+        model.neighbours, model.neighbour_sims, recent[0], recent[1], c, job.flt
+    )
     return found if len(found) else None
 
 
