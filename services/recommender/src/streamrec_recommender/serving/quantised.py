@@ -25,7 +25,7 @@ import numkong
 import numpy as np
 from numpy.typing import NDArray
 
-from streamrec_recommender.serving.ranking import ItemFilter, Ranked, _best_positions
+from streamrec_recommender.serving.ranking import ItemFilter, Ranked, best_positions
 
 _Q = 127.0
 """Largest int8 magnitude used: row r is stored as round(x_r * 127 / max|x_r|)."""
@@ -119,7 +119,7 @@ class QuantisedScan:
         want = min(total, c + int(item_filter.exclude.size) + 16)
         kept: NDArray[np.int64] | None = None
         while want < total * _DENSE_SHARE:
-            best = _best_positions(approx, want)
+            best = best_positions(approx, want)
             ok = best[item_filter.keep(items[best])]
             if ok.shape[0] >= c:
                 kept = ok
@@ -141,5 +141,5 @@ class QuantisedScan:
             exact = np.asarray(rows @ query, dtype=np.float32)[cand]
         else:
             exact = np.asarray(rows[cand] @ query, dtype=np.float32)
-        best = _best_positions(exact, c)
+        best = best_positions(exact, c)
         return Ranked.of(items[cand[best]], exact[best])

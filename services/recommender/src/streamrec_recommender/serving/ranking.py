@@ -152,11 +152,11 @@ def top_candidates(scores: NDArray[np.float32], c: int, item_filter: ItemFilter)
     item_filter.mask_dense(scores)
     if c <= 0 or scores.shape[0] == 0:
         return Ranked.empty()
-    best = _best_positions(scores, c)
+    best = best_positions(scores, c)
     return Ranked.of(best, scores[best])
 
 
-def _best_positions(scores: NDArray[np.float32], c: int) -> NDArray[np.int64]:
+def best_positions(scores: NDArray[np.float32], c: int) -> NDArray[np.int64]:
     """Positions (<= c,) int64 of the ``c`` largest of ``scores`` (m,) float32, unordered."""
     n = scores.shape[0]
     if c >= n:
@@ -252,9 +252,9 @@ class ExactScorer:
                 # The head's c-th best is a lower bound of the c-th best overall: the top c
                 # are among the few items that reach it.
                 cand = np.flatnonzero(row >= bounds[j])
-                best = cand[_best_positions(row[cand], c)]
+                best = cand[best_positions(row[cand], c)]
             else:
-                best = _best_positions(row, c)
+                best = best_positions(row, c)
             out.append(Ranked.of(self.order[best], row[best]))
         return out
 
