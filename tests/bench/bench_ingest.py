@@ -22,13 +22,15 @@ the achieved rate, not the latency, tells the story.
 
 Two scenarios: ``whole`` (broker, Redis, Postgres, ingest, trainer, processor, recommender: the
 trainer archives and the processor applies every accepted event on the same two cores, as on one
-box in production) and ``alone`` (the gateway with the broker, Redis and Postgres only). Each
-load shape of a scenario runs on its own fresh stack (warm-up, then its levels): the local
-broker (Tansu's memory store) keeps every record and has no retention (its DeleteRecords is
-unimplemented), and it answers each fetch by listing a partition's stored batches, so its CPU per
-fetch grows with the log it holds; on a real Kafka a fetch costs the same whatever the log's
-size. The records the broker holds are recorded per level (``broker_log_records_before``), and
-``--one-stack`` runs both shapes on one stack, singles after batches, to show that effect.
+box in production; the trainer's retraining triggers are off unless ``--triggers``: the local
+stack's demo trigger retrains after every 20k archived events, every 2 s at this load) and
+``alone`` (the gateway with the broker, Redis and Postgres only). Each load shape of a scenario
+runs on its own fresh stack (warm-up, then its levels): the local broker (Tansu's memory store)
+keeps every record and has no retention (its DeleteRecords is unimplemented), and it answers each
+fetch by listing a partition's stored batches, so its CPU per fetch grows with the log it holds; on
+a real Kafka a fetch costs the same whatever the log's size. The records the broker holds are
+recorded per level (``broker_log_records_before``), and ``--one-stack`` runs both shapes on one
+stack, singles after batches, to show that effect.
 
 Run: ``uv run python tests/bench/bench_ingest.py`` (about 6 minutes; ``--quick`` about 3);
 results in tests/bench/results/ingest.json. Loopback only.
@@ -217,14 +219,18 @@ def run_scenario(
     tmp: Path,
     script: Path,
     one_stack: bool,
+    triggers: bool = False,
 ) -> dict[str, Any]:
     """Both load shapes at every rate: each on a fresh stack (ingest + ``services``) after a
-    warm-up, or with ``one_stack`` one after the other on the same stack."""
+    warm-up, or with ``one_stack`` one after the other on the same stack; ``triggers``: the
+    trainer's local-stack retraining triggers on (see ``main``)."""
     shapes = [(100, batch_rates), (1, single_rates)]
     runs = [shapes] if one_stack else [[shape] for shape in shapes]
     rows: dict[int, list[dict[str, Any]]] = {}
     for n, run in enumerate(runs):
-        stack = LocalStack(tmp / ("stack-" + "-".join(services or ("alone",)) + f"-{n}"))
+        stack = LocalStack(
+            tmp / ("stack-" + "-".join(services or ("alone",)) + f"-{n}"), triggers=triggers
+        )
         started = time.monotonic()
         try:
             desc = stack.start(services=services)
@@ -283,6 +289,13 @@ def main() -> int:
         help="both load shapes on one stack per scenario (singles after batches) instead of a "
         "fresh stack per shape",
     )
+    parser.add_argument(
+        "--triggers",
+        action="store_true",
+        help="keep the local stack's retraining triggers on (a retrain after every 20k archived "
+        "events: every 2 s at 10k events/s, on the same two cores as ingest); off by default, "
+        "as production runs the trainer on its own CPUs",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     loadgen.prepare()
@@ -310,6 +323,7 @@ def main() -> int:
                 Path(tmp),
                 script,
                 args.one_stack,
+                args.triggers,
             )
 
     result = {
@@ -330,6 +344,7 @@ def main() -> int:
             "acks": "all (202 only after the broker acknowledged every event)",
             "broker": "Tansu 0.6 (memory storage, no retention), 6 partitions for events.v1",
             "criteria": f">= 97% of offered, no errors, p99 <= {MAX_P99_MS:g} ms",
+            "trainer_triggers": args.triggers,
         },
         "scenarios": results,
         "targets": {"batched_events_per_s": 10000, "single_requests_per_s": 2000, "p99_ms": 50},
