@@ -300,13 +300,14 @@ async def replay(desc: StackDescription, sp: Split, concurrency: int) -> dict[st
     strategies: dict[str, dict[str, int]] = {m: {} for m in MODES}
     latency: list[float] = []
     sem = asyncio.Semaphore(concurrency)
-    now = time.time()
 
     async def one(http: httpx.AsyncClient, user: str, items: list[str]) -> None:
         async with sem:
             for t, item in enumerate(items[:-1]):
+                # the click's own time (a session's clicks are sequential, so in order): ingest
+                # refuses event times more than max_future_skew_s ahead of its clock
                 event = {"user_id": user, "event_type": "click", "product_id": item,
-                         "timestamp": now + t}  # fmt: skip
+                         "timestamp": time.time()}  # fmt: skip
                 started = time.perf_counter()
                 r = await http.post(f"{ingest}/v1/events", json=event)
                 r.raise_for_status()
