@@ -3,14 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
 from streamrec_client import AsyncStreamrecClient
 from streamrec_dev import synthetic
+from streamrec_shared.events import UserEvent
 
 from .polling import eventually
+
+
+def raw_view(tag: str, n: int, **fields: Any) -> UserEvent:
+    """View ``n`` of user ``<tag>-user`` (products ``<tag>-p0..2``), as a producer that bypasses
+    ingest would write it: ``fields`` may hold what ingest refuses."""
+    now = datetime.now(UTC)
+    return UserEvent(
+        event_id=f"{tag}-{n}",
+        user_id=f"{tag}-user",
+        product_id=f"{tag}-p{n % 3}",
+        event_type="view",
+        timestamp=now,
+        received_at=now,
+        **fields,
+    )
 
 
 async def archived_ids(dsn: str, event_ids: Sequence[str]) -> dict[str, int]:

@@ -86,9 +86,9 @@ async def get(client: AsyncStreamrecClient, path: str, **params: Any) -> Any:
     return await client.request("GET", "recommender", path, params=params)
 
 
-async def test_auto_starts_from_the_offline_evaluation(
-    client: AsyncStreamrecClient, served: Served
-) -> None:
+async def bandit_view(client: AsyncStreamrecClient, served: Served) -> dict[str, Any]:
+    """The bandit view of ``GET /v1/metrics/online`` once it is the fitted model's."""
+
     async def view() -> dict[str, Any] | None:
         if not await served.ensure(client):
             return None
@@ -96,7 +96,16 @@ async def test_auto_starts_from_the_offline_evaluation(
         bandit: dict[str, Any] = body["bandit"]
         return bandit if bandit["model_version"] == served.version else None
 
-    bandit = await eventually(view, timeout=30, what="the bandit view of the fitted model")
+    found: dict[str, Any] = await eventually(
+        view, timeout=30, what="the bandit view of the fitted model"
+    )
+    return found
+
+
+async def test_auto_starts_from_the_offline_evaluation(
+    client: AsyncStreamrecClient, served: Served
+) -> None:
+    bandit = await bandit_view(client, served)
     arms = bandit["by_segment"]["*"]["arms"]
     assert set(arms) == set(REGISTRY.arms)
     assert "hybrid" in arms  # evaluated offline like the trained algorithms
@@ -207,14 +216,7 @@ async def test_ease_and_the_trainers_hybrid_weights_are_served(
     assert bundle.extra["hybrid_weights"] == chosen["weights"]
     assert set(chosen["ndcg@20"]) == {"default", "searched_in_sample", "searched_cross_fitted"}
 
-    async def view() -> dict[str, Any] | None:
-        if not await served.ensure(client):
-            return None
-        body = await get(client, "/v1/metrics/online", window=3600)
-        bandit: dict[str, Any] = body["bandit"]
-        return bandit if bandit["model_version"] == served.version else None
-
-    bandit = await eventually(view, timeout=30, what="the bandit view of the fitted model")
+    bandit = await bandit_view(client, served)
     assert bandit["hybrid_weights_source"] == "model"
     assert bandit["hybrid_weights"] == pytest.approx(chosen["weights"])
     assert "ease" in bandit["by_segment"]["*"]["arms"]

@@ -12,8 +12,6 @@ archive has no row for.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -21,40 +19,28 @@ from redis.asyncio import Redis
 
 from streamrec_dev.localstack.stack import StackDescription
 from streamrec_shared import topics
-from streamrec_shared.events import UserEvent, encode
+from streamrec_shared.events import encode
 from streamrec_shared.profile import ProfileReader
 
+from ..archive import raw_view
 from ..ingest.probe import end_offsets, read_since
 from ..polling import eventually
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
 
-def _event(tag: str, n: int, **fields: Any) -> UserEvent:
-    now = datetime.now(UTC)
-    return UserEvent(
-        event_id=f"{tag}-{n}",
-        user_id=f"{tag}-user",
-        product_id=f"{tag}-p{n % 3}",
-        event_type="view",
-        timestamp=now,
-        received_at=now,
-        **fields,
-    )
-
-
 async def test_an_event_the_archive_cannot_store_is_dead_lettered_not_counted(
     stack: StackDescription,
 ) -> None:
     tag = f"nul{uuid.uuid4().hex[:8]}"
-    before = [_event(tag, n) for n in range(4)]
+    before = [raw_view(tag, n) for n in range(4)]
     bad = [
-        _event(tag, 4, session_id="s\x00nul"),
-        _event(tag, 5, rec_id="r\x00nul"),
-        _event(tag, 6, context={"page": {"q": "a\x00b"}}),
+        raw_view(tag, 4, session_id="s\x00nul"),
+        raw_view(tag, 5, rec_id="r\x00nul"),
+        raw_view(tag, 6, context={"page": {"q": "a\x00b"}}),
     ]
-    after = [_event(tag, n) for n in range(7, 10)]
-    last = _event(tag, 10).model_copy(update={"product_id": f"{tag}-last"})
+    after = [raw_view(tag, n) for n in range(7, 10)]
+    last = raw_view(tag, 10).model_copy(update={"product_id": f"{tag}-last"})
     after.append(last)
     dlq_from = await end_offsets(stack.kafka_bootstrap, topics.DEAD_LETTER)
 

@@ -11,7 +11,6 @@ bad one to ``events.dlq.v1`` with its reason and source in the headers, and coun
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -20,9 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from streamrec_dev.localstack.stack import StackDescription
 from streamrec_shared import topics
-from streamrec_shared.events import UserEvent, encode
+from streamrec_shared.events import encode
 
-from ..archive import archived_ids, wait_archived
+from ..archive import archived_ids, raw_view, wait_archived
 from ..ingest.probe import end_offsets, read_since
 from ..polling import eventually
 
@@ -45,26 +44,13 @@ async def _dead_letters(stack: StackDescription) -> float:
     return 0.0
 
 
-def _event(tag: str, n: int, **fields: str) -> UserEvent:
-    now = datetime.now(UTC)
-    return UserEvent(
-        event_id=f"{tag}-{n}",
-        user_id=f"{tag}-user",
-        product_id=f"{tag}-p{n % 3}",
-        event_type="view",
-        timestamp=now,
-        received_at=now,
-        **fields,
-    )
-
-
 async def test_a_record_postgres_rejects_is_dead_lettered_and_the_rest_archived(
     stack: StackDescription,
 ) -> None:
     tag = f"dl{uuid.uuid4().hex[:8]}"
-    before = [_event(tag, n) for n in range(5)]
-    bad = _event(tag, 5, session_id="s\x00nul")
-    after = [_event(tag, n) for n in range(6, 11)]
+    before = [raw_view(tag, n) for n in range(5)]
+    bad = raw_view(tag, 5, session_id="s\x00nul")
+    after = [raw_view(tag, n) for n in range(6, 11)]
     counted = await _dead_letters(stack)
     dlq_from = await end_offsets(stack.kafka_bootstrap, topics.DEAD_LETTER)
 
