@@ -391,13 +391,7 @@ async def test_a_resent_event_counts_once_after_many_newer_events(
 async def test_the_event_id_window_is_bounded_by_receive_time(redis_url: str, redis: Redis) -> None:
     """Ids received more than the window before the user's newest event are dropped (a re-send
     that late counts again: the documented bound)."""
-    store = RedisStore(
-        RedisSettings(url=SecretStr(redis_url)),
-        timeout_s=5.0,
-        trending_half_life_s=86_400.0,
-        event_id_window_s=3600.0,
-    )
-    await store.start()
+    store = await _bounded_store(redis_url)
     try:
         dead = DeadLetters()
         await CatalogUpdater(store, dead).apply([product_record(0, "p1", "books", T0)])
