@@ -45,14 +45,23 @@ def test_neighbour_scores_sum_weighted_similarities() -> None:
     assert r.indices.tolist()[0] == 2
 
 
-@pytest.mark.parametrize("n_recent", [2, 300])
-def test_neighbour_scores_dense_and_sorted_sums_agree(n_recent: int) -> None:
-    # 2 recent items x 4 neighbours in 1,000 items: sorted entries; 300 x 4: a dense sum
-    rng = np.random.default_rng(7)
+def _random_lists(
+    seed: int, n_recent: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """4 random neighbour lists (-1 = none) of each of 1,000 items with their similarities, and
+    ``n_recent`` distinct recent items with weights."""
+    rng = np.random.default_rng(seed)
     neighbours = rng.integers(-1, 1000, size=(1000, 4)).astype(np.int32)
     sims = rng.normal(size=(1000, 4)).astype(np.float32)
     recent = rng.choice(1000, size=n_recent, replace=False).astype(np.int64)
     weights = rng.random(n_recent).astype(np.float32)
+    return neighbours, sims, recent, weights
+
+
+@pytest.mark.parametrize("n_recent", [2, 300])
+def test_neighbour_scores_dense_and_sorted_sums_agree(n_recent: int) -> None:
+    # 2 recent items x 4 neighbours in 1,000 items: sorted entries; 300 x 4: a dense sum
+    neighbours, sims, recent, weights = _random_lists(7, n_recent)
     expected: dict[int, float] = {}
     for i, w in zip(recent.tolist(), weights.tolist(), strict=True):
         for j, s in zip(neighbours[i].tolist(), sims[i].tolist(), strict=True):
@@ -164,11 +173,7 @@ def test_products_are_the_inner_products_in_query_major_order(b: int) -> None:
 @pytest.mark.parametrize("n_recent", [2, 300])
 def test_neighbour_candidates_are_the_filtered_head_of_the_scores(n_recent: int) -> None:
     # 2 recent items: the sorted path; 300: the dense sum cut by top_candidates
-    rng = np.random.default_rng(8)
-    neighbours = rng.integers(-1, 1000, size=(1000, 4)).astype(np.int32)
-    sims = rng.normal(size=(1000, 4)).astype(np.float32)
-    recent = rng.choice(1000, size=n_recent, replace=False).astype(np.int64)
-    weights = rng.random(n_recent).astype(np.float32)
+    neighbours, sims, recent, weights = _random_lists(8, n_recent)
     blocked = np.zeros(1000, dtype=np.bool_)
     blocked[::3] = True
     flt = ItemFilter.build(blocked=blocked, exclude=recent.tolist())
