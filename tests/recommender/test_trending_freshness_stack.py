@@ -13,7 +13,7 @@ such misses depend on where in a refresh cycle or a consumer batch the events la
 try in 4 when reported); every trial's outcome is in the failure message.
 
 The second test takes the other order: the purchases are counted before the product's
-description arrives (held as undescribed meanwhile, its events counted only globally); the
+description arrives (held as undescribed meanwhile, its events counted in the held list); the
 description's 202 must make it appear in both lists within the same 1 s.
 """
 

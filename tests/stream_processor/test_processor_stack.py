@@ -168,7 +168,7 @@ async def test_event_updates_profile_trending_and_invalidates_cache(
 
     async def catalogued() -> bool:
         # catalog.v1 and events.v1 are separate streams: per-category trending needs the
-        # product's category first (an event that overtakes it counts only globally)
+        # product's category first (an event that overtakes it is held out of the lists)
         return len(await reader.get_products(PRODUCTS[:3])) == 3
 
     await eventually(catalogued, timeout=20, what="the catalog records", interval=0.02)

@@ -27,6 +27,11 @@ keys they compute, e.g. trending sets of a category)
 ``sr:trend:g``              ZSET    global trending: member product id, score = forward-decayed
                                     popularity (see *Trending*); top-k = one ``ZREVRANGE``.
 ``sr:trend:c:<category>``   ZSET    trending within one category (same scores).
+``sr:trend:held``           ZSET    the same scores for products the catalog has not described
+                                    yet (their events overtook the description, or name no
+                                    product at all): kept out of the lists readers page through,
+                                    moved into ``sr:trend:g`` and the category by the first
+                                    description.
 ``sr:trend:cats``           SET     categories that have a ``sr:trend:c:`` set.
 ``sr:trend:meta``           HASH    ``landmark`` (unix s, event time), ``tau`` (s), ``t`` (newest
                                     event time counted), ``renorms`` (how often rescaled).
@@ -132,6 +137,7 @@ PRODUCT_DICT_INDEX = f"{PREFIX}dict:p:ix"
 CATEGORY_DICT = f"{PREFIX}dict:c"
 CATEGORY_DICT_INDEX = f"{PREFIX}dict:c:ix"
 TRENDING_GLOBAL = f"{PREFIX}trend:g"
+TRENDING_HELD = f"{PREFIX}trend:held"
 TRENDING_CATEGORIES = f"{PREFIX}trend:cats"
 TRENDING_META = f"{PREFIX}trend:meta"
 TRENDING_VERSIONS = f"{PREFIX}trend:ver"

@@ -36,6 +36,7 @@ from streamrec_shared.profile import (
     RENORMALISE_AT,
     TRENDING_CATEGORIES,
     TRENDING_GLOBAL,
+    TRENDING_HELD,
     TRENDING_META,
     TRENDING_VERSIONS,
     UNAVAILABLE,
@@ -101,14 +102,17 @@ return out
 # two windows older than the newest of any user). An increment without a category (the
 # product was not described when the batch read the catalog) takes the category ``sr:catalog``
 # holds now: a description that arrived meanwhile copied the product's global score into its
-# category (``APPLY_CATALOG``), so the increment must go there too. Every list changed gets its
-# ``sr:trend:ver`` field bumped once per call. Returns one 1 (applied)
+# category (``APPLY_CATALOG``), so the increment must go there too; a product ``sr:catalog``
+# still does not describe counts in ``sr:trend:held`` instead of the global list (readers page
+# past unavailable products: ten thousand undescribed ids there cost every recommender worker a
+# scan of them per poll). Every list changed gets its ``sr:trend:ver`` field bumped once per
+# call. Returns one 1 (applied)
 # or 0 (stored prefix differs: someone else wrote, re-read) per user. The key prefixes, trending
 # key names, tau and the renormalisation limit are formatted in (``apply_profile_script``);
 # keys are computed here, so this needs a single Redis (not Redis Cluster).
 APPLY_PROFILES = """
 local global, meta, cats, catprefix = '$GLOBAL', '$META', '$CATS', '$CATPREFIX'
-local catalog, versions = '$CATALOG', '$VERSIONS'
+local catalog, versions, held = '$CATALOG', '$VERSIONS', '$HELD'
 local limit = $LIMIT
 local landmark, tau, newest
 local loaded = false
@@ -117,9 +121,10 @@ local function fmt(x) return string.format('%.17g', x) end
 local function category_of(pid)
   local c = described[pid]
   if c == nil then
-    c = ''
+    c = false
     local raw = redis.call('HGET', catalog, pid)
     if raw then
+      c = ''
       local ok, doc = pcall(cjson.decode, raw)
       if ok and type(doc['c']) == 'string' then c = doc['c'] end
     end
@@ -154,6 +159,7 @@ local function trend(incs)
     if (t - landmark) / tau > limit then
       local factor = math.exp((landmark - t) / tau)
       rescale(global, factor)
+      rescale(held, factor)
       touched['g'] = true
       for _, c in ipairs(redis.call('SMEMBERS', cats)) do
         rescale(catprefix .. c, factor)
@@ -164,13 +170,17 @@ local function trend(incs)
       redis.call('HINCRBY', meta, 'renorms', 1)
     end
     local score = fmt(w * math.exp((t - landmark) / tau))
-    redis.call('ZINCRBY', global, score, pid)
-    touched['g'] = true
     if cat == '' then cat = category_of(pid) end
-    if cat ~= '' then
-      redis.call('ZINCRBY', catprefix .. cat, score, pid)
-      redis.call('SADD', cats, cat)
-      touched['c:' .. cat] = true
+    if not cat then
+      redis.call('ZINCRBY', held, score, pid)
+    else
+      redis.call('ZINCRBY', global, score, pid)
+      touched['g'] = true
+      if cat ~= '' then
+        redis.call('ZINCRBY', catprefix .. cat, score, pid)
+        redis.call('SADD', cats, cat)
+        touched['c:' .. cat] = true
+      end
     end
     if not newest or t > newest then newest = t end
   end
@@ -224,6 +234,7 @@ def apply_profile_script(tau_s: float, event_id_window_s: float, event_id_max: i
     limits filled in."""
     return (
         APPLY_PROFILES.replace("$GLOBAL", TRENDING_GLOBAL)
+        .replace("$HELD", TRENDING_HELD)
         .replace("$IDS", EVENT_IDS_PREFIX)
         .replace("$NEWEST", EVENT_IDS_NEWEST)
         .replace("$WINDOW", repr(float(event_id_window_s)))
@@ -244,14 +255,22 @@ def apply_profile_script(tau_s: float, event_id_window_s: float, event_id_max: i
 # Many records per call, in order. KEYS: catalog hash, unavailable set, unavailable version.
 # ARGV: channel, n, then n x (product id, JSON state, updated_at, available "1"/"0",
 # tombstone "1"/"0"; a tombstone only marks the product inactive). A state older than the stored
-# one (``t``) is skipped. The first description of a product copies its global trending score
-# into its category's list: the events counted before it (they overtook the catalog record)
-# could not name the category. Returns how many records were applied.
+# one (``t``) is skipped. The first description of a product moves its score from
+# ``sr:trend:held`` into the global list and copies its global score into its category's list:
+# the events counted before it (they overtook the catalog record) could not name the category.
+# Returns how many records were applied.
 APPLY_CATALOG = (
     """
 local channel, n = ARGV[1], tonumber(ARGV[2])
 local global, cats, catprefix, versions = '$GLOBAL', '$CATS', '$CATPREFIX', '$VERSIONS'
+local held = '$HELD'
 local function first_description(pid, value)
+  local kept = redis.call('ZSCORE', held, pid)
+  if kept then
+    redis.call('ZREM', held, pid)
+    redis.call('ZINCRBY', global, kept, pid)
+    redis.call('HINCRBY', versions, 'g', 1)
+  end
   local ok, doc = pcall(cjson.decode, value)
   if not ok or type(doc['c']) ~= 'string' or doc['c'] == '' then return end
   local score = redis.call('ZSCORE', global, pid)
@@ -302,6 +321,7 @@ for i = 0, n - 1 do
 end
 return applied
 """.replace("$GLOBAL", TRENDING_GLOBAL)
+    .replace("$HELD", TRENDING_HELD)
     .replace("$CATS", TRENDING_CATEGORIES)
     .replace("$CATPREFIX", CATEGORY_TREND_PREFIX)
     .replace("$VERSIONS", TRENDING_VERSIONS)
