@@ -18,7 +18,13 @@ import pytest
 from streamrec_client import ApiError, AsyncStreamrecClient
 from streamrec_dev.localstack.stack import StackDescription
 from streamrec_shared import topics
-from streamrec_shared.events import MAX_BATCH, decode_event, decode_product, decode_user
+from streamrec_shared.events import (
+    EVENT_TYPES,
+    MAX_BATCH,
+    decode_event,
+    decode_product,
+    decode_user,
+)
 
 from .cases import BAD, GOOD
 from .probe import end_offsets, read_since
@@ -35,7 +41,7 @@ async def test_events_reach_the_topic_normalised(
 ) -> None:
     tag = _tag()
     since = await end_offsets(stack.kafka_bootstrap, topics.EVENTS)
-    types = ["view", "click", "add_to_cart", "remove_from_cart", "purchase", "rating"]
+    types = list(EVENT_TYPES)
     events: list[dict[str, Any]] = [
         {
             "user_id": f"{tag}-u{i}",

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from streamrec_ingest import intake
-from streamrec_shared.events import MAX_BATCH, decode_event
+from streamrec_shared.events import EVENT_TYPES, MAX_BATCH, decode_event
 
 from .cases import BAD, GOOD
 
@@ -117,7 +117,7 @@ def test_single_event_object_is_one_event() -> None:
 
 
 def test_every_event_type_is_accepted() -> None:
-    types = ["view", "click", "add_to_cart", "remove_from_cart", "purchase", "rating"]
+    types = list(EVENT_TYPES)
     events = [{**GOOD, "event_type": t, "value": 3} for t in types]
     assert [e.event_type for e in intake.parse_events(_body({"events": events}))] == types
 

@@ -104,6 +104,20 @@ def test_arm_stats_by_segment() -> None:
     assert stats["heavy"]["als"].hits == 3
 
 
+def test_a_counter_field_reads_back_as_written() -> None:
+    """``parse_field`` is ``field``'s inverse (as Redis returns it: str or bytes); a field of
+    another layout is None, which every reader skips."""
+    written = feedback.field("hit", "als", "heavy", "rollout7", "canary")
+    expected = feedback.Field("hit", "als", "heavy", "rollout7", "canary")
+    assert feedback.parse_field(written) == expected
+    assert feedback.parse_field(written.encode()) == expected
+    assert feedback.parse_field(feedback.field("imp", "als", "new", None, None)) == (
+        feedback.Field("imp", "als", "new", feedback.NONE, feedback.NONE)
+    )
+    assert feedback.parse_field("garbage") is None
+    assert feedback.parse_field("a|b|c|d|e|f") is None
+
+
 def test_the_processor_decodes_every_rec_id_the_recommender_makes() -> None:
     """The processor attributes with ``feedback.ALGORITHM_CODES``: it must know every code."""
     for algorithm in online.ALGORITHM_CODES:

@@ -9,6 +9,7 @@ import struct
 import numpy as np
 import pytest
 
+from streamrec_shared.events import EVENT_TYPES
 from streamrec_trainer.dataset import Catalog, Dataset, Interactions, build_matrix
 from streamrec_trainer.evaluate import temporal_holdout
 from streamrec_trainer.models.als import AlsParams, align_factors, fit_als
@@ -24,14 +25,12 @@ from streamrec_trainer.warehouse import (
 
 from .logs import DAY, T0, clustered_log
 
-TYPES = ["view", "click", "add_to_cart", "remove_from_cart", "purchase", "rating"]
-
 
 def _random_log(n: int, seed: int = 0) -> Interactions:
     rng = np.random.default_rng(seed)
     users = np.asarray([f"u{k}" for k in rng.integers(0, 40, n)])
     items = np.asarray([f"i{k}" for k in rng.integers(0, 25, n)])
-    types = np.asarray(TYPES)[rng.integers(0, len(TYPES), n)]
+    types = np.asarray(EVENT_TYPES)[rng.integers(0, len(EVENT_TYPES), n)]
     values = np.where(types == "rating", rng.integers(1, 6, n).astype(float), np.nan)
     return Interactions(users, items, types, values, T0 + rng.uniform(0, 30 * DAY, n))
 

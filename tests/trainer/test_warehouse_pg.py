@@ -9,7 +9,7 @@ import asyncpg
 import numpy as np
 import pytest
 
-from streamrec_shared.events import UserEvent
+from streamrec_shared.events import EVENT_TYPES, UserEvent
 from streamrec_trainer import warehouse
 from streamrec_trainer.archive import archive_events
 from streamrec_trainer.dataset import Interactions
@@ -18,7 +18,6 @@ from streamrec_trainer.warehouse import Window, data_window, load_interactions
 pytestmark = pytest.mark.slow
 
 T0 = datetime(2011, 1, 4, 10, 0, tzinfo=UTC)
-TYPES = ("view", "click", "add_to_cart", "remove_from_cart", "purchase", "rating")
 # ids whose byte order, code-point order and a linguistic collation disagree
 USERS = ("u1", "U2", "ü3", "u10", "Z", "a", "😀", "ab")
 PRODUCTS = ("p1", "P1", "p-2", "é", "p10")
@@ -28,7 +27,7 @@ def _events(n: int) -> list[UserEvent]:
     rng = np.random.default_rng(9)
     out = []
     for k in range(n):
-        kind = TYPES[int(rng.integers(len(TYPES)))]
+        kind = EVENT_TYPES[int(rng.integers(len(EVENT_TYPES)))]
         value = float(rng.integers(1, 6)) if kind in ("rating", "purchase") else None
         ts = T0 + timedelta(seconds=float(rng.uniform(0, 20 * 86_400)))
         out.append(

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Container
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from streamrec_shared.algorithms import REGISTRY
 
@@ -63,6 +64,23 @@ def field(
     kind: str, algorithm: str, segment: str, experiment: str | None, variant: str | None
 ) -> str:
     return f"{kind}|{algorithm}|{segment}|{experiment or NONE}|{variant or NONE}"
+
+
+class Field(NamedTuple):
+    """A counter field read back (``field``'s parts; ``-`` where there is none)."""
+
+    kind: str
+    algorithm: str
+    segment: str
+    experiment: str
+    variant: str
+
+
+def parse_field(name: str | bytes) -> Field | None:
+    """The parts of a counter field as Redis returns it; None for a field not of this layout
+    (every reader skips those)."""
+    parts = (name.decode() if isinstance(name, bytes) else name).split("|")
+    return Field(*parts) if len(parts) == 5 else None
 
 
 def shown_key(user_id: str) -> str:

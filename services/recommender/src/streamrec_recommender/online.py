@@ -30,7 +30,7 @@ from streamrec_recommender.serving.policy import ArmStats, Experiment
 from streamrec_shared.algorithms import REGISTRY
 from streamrec_shared.feedback import BUCKET_S as BUCKET_S
 from streamrec_shared.feedback import KINDS as KINDS
-from streamrec_shared.feedback import NONE
+from streamrec_shared.feedback import NONE, parse_field
 from streamrec_shared.feedback import SEGMENT_CODES as SEGMENT_CODES
 from streamrec_shared.feedback import RecTag as RecTag
 from streamrec_shared.feedback import bucket_key as bucket_key
@@ -104,10 +104,10 @@ def aggregate(
     by_segment: dict[str, dict[str, Tally]] = {}
     by_variant: dict[str, dict[str, Tally]] = {}
     for name, n in counts:
-        parts = name.split("|")
-        if len(parts) != 5:
+        parsed = parse_field(name)
+        if parsed is None:
             continue
-        kind, algorithm, segment, exp, variant = parts
+        kind, algorithm, segment, exp, variant = parsed
         total.add(kind, n)
         by_algorithm.setdefault(algorithm, Tally()).add(kind, n)
         by_segment.setdefault(segment, {}).setdefault(algorithm, Tally()).add(kind, n)
@@ -169,11 +169,11 @@ def arm_stats(counts: Iterable[tuple[str, int]]) -> dict[str, dict[str, ArmStats
     """segment -> algorithm -> ArmStats (impressions, hits) from summed counter fields."""
     acc: dict[str, dict[str, list[int]]] = {}
     for name, n in counts:
-        parts = name.split("|")
-        if len(parts) != 5 or parts[0] not in ("imp", "hit"):
+        parsed = parse_field(name)
+        if parsed is None or parsed.kind not in ("imp", "hit"):
             continue
-        slot = acc.setdefault(parts[2], {}).setdefault(parts[1], [0, 0])
-        slot[0 if parts[0] == "imp" else 1] += n
+        slot = acc.setdefault(parsed.segment, {}).setdefault(parsed.algorithm, [0, 0])
+        slot[0 if parsed.kind == "imp" else 1] += n
     return {
         seg: {alg: ArmStats(impressions=v[0], hits=v[1]) for alg, v in algs.items()}
         for seg, algs in acc.items()

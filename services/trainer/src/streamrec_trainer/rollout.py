@@ -7,8 +7,9 @@ hit rates of canary and active version decide whether it is promoted or rolled b
   ``streamrec_recommender.runtime.model_handle.in_canary``);
 * the recommender labels every answer of the rollout with the experiment ``rollout<version>``
   and the variant ``canary`` or ``control`` (the active version) in its rec id, so impressions,
-  clicks and hits are counted per version in the online counters (Redis, ``sr:on:<minute>``,
-  fields ``<kind>|<algorithm>|<segment>|<experiment>|<variant>``) without any other lookup;
+  clicks and hits are counted per version in the online counters (``streamrec_shared.feedback``:
+  Redis ``sr:on:<minute>``, fields ``<kind>|<algorithm>|<segment>|<experiment>|<variant>``)
+  without any other lookup;
 * ``check`` (every ``rollout_check_s``): once both sides have ``rollout_min_impressions``
   impressions, a one-sided two-proportion z-test of the canary's hit rate against the active
   version's: z <= -``rollout_z`` (the canary is worse) rolls it back (the active version stays),
@@ -31,15 +32,13 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 
-from streamrec_shared import metrics
+from streamrec_shared import feedback, metrics
 from streamrec_shared.errors import Conflict, NotFound
 from streamrec_trainer.registry import Registry
 from streamrec_trainer.settings import TrainingSettings
 
 logger = logging.getLogger(__name__)
 
-ONLINE_BUCKET = "sr:on:{minute}"
-"""The recommender's online counters per impression minute (``streamrec_recommender.online``)."""
 STATES = ("canary", "promoted", "rolled_back", "aborted")
 
 
@@ -197,9 +196,9 @@ class Rollouts:
         """imp/hit/clk per variant of the rollout's experiment, summed over its minutes."""
         if self.redis is None:
             return {}
-        first = int(rollout.started_at.timestamp() // 60)
-        last = int(time.time() // 60)
-        keys = [ONLINE_BUCKET.format(minute=m) for m in range(first, last + 1)][-10_080:]
+        first = int(rollout.started_at.timestamp() // feedback.BUCKET_S)
+        last = int(time.time() // feedback.BUCKET_S)
+        keys = [feedback.bucket_key(m) for m in range(first, last + 1)][-10_080:]
         exp = experiment_name(rollout.version)
         out: dict[str, dict[str, int]] = {}
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -208,12 +207,11 @@ class Rollouts:
             buckets = await pipe.execute()
         for bucket in buckets:
             for raw, n in bucket.items():
-                name = raw.decode() if isinstance(raw, bytes) else str(raw)
-                parts = name.split("|")
-                if len(parts) != 5 or parts[3] != exp:
+                parsed = feedback.parse_field(raw)
+                if parsed is None or parsed.experiment != exp:
                     continue
-                slot = out.setdefault(parts[4], {})
-                slot[parts[0]] = slot.get(parts[0], 0) + int(n)
+                slot = out.setdefault(parsed.variant, {})
+                slot[parsed.kind] = slot.get(parsed.kind, 0) + int(n)
         return out
 
     async def evidence(self, rollout: Rollout) -> dict[str, Any]:
