@@ -208,7 +208,9 @@ def _own_data_dir(user: str | None, data_dir: Path) -> None:
         data_dir.chmod(0o700)
 
 
-def start_postgres(port: int, data_dir: Path, log_dir: Path, *, db: str = "streamrec") -> Proc:
+def start_postgres(
+    port: int, data_dir: Path, log_dir: Path, *, db: str = "streamrec", nice: int = 0
+) -> Proc:
     """initdb (once), start the server on 127.0.0.1:port, create role and database ``db``.
 
     A data directory from an earlier run (``make down``, a crash, a reboot) is started again
@@ -265,6 +267,7 @@ def start_postgres(port: int, data_dir: Path, log_dir: Path, *, db: str = "strea
         ],
         log_dir=log_dir,
         user=user,
+        nice=nice,
     )  # fmt: skip
     _wait_port(proc, port, "Postgres", timeout=60)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -68,8 +69,12 @@ def spawn(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     user: str | None = None,
+    nice: int = 0,
 ) -> Proc:
-    """Start ``argv`` detached in a new session, stdout/stderr to ``log_dir/name.log``."""
+    """Start ``argv`` detached in a new session, stdout/stderr to ``log_dir/name.log``; ``nice``
+    > 0 runs it (and every thread and child it starts) at that lower CPU priority."""
+    if nice > 0:
+        argv = [shutil.which("nice") or "nice", "-n", str(nice), *argv]
     log_path = log_dir / f"{name}.log"
     log = log_path.open("ab")
     drop: dict[str, Any] = {"user": user, "group": user, "extra_groups": []} if user else {}

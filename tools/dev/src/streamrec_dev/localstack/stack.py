@@ -149,6 +149,22 @@ NO_TRIGGERS = {
 }
 """Models trained only on request and activated at once when published (the test session)."""
 
+BACKGROUND = ("stream-processor", "trainer", "postgres")
+BACKGROUND_NICE = 10
+"""CPU priority (``nice``) of what works behind the request path: the consumers (the stream
+processor and the trainer's archive and retrains catch up on a backlog) and Postgres (mostly the
+archive's writes). On one machine they yield the cores to ingest, the recommender, the broker
+and Redis whenever both want them and use the idle cores as before; measured under batched
+writes on two cores (README, ingest). ``STREAMREC_LOCAL_NICE`` overrides it (0: all equal).
+In Kubernetes each part has CPU requests and limits of its own instead."""
+
+
+def background_nice(name: str) -> int:
+    """The ``nice`` a stack part starts with (``BACKGROUND_NICE`` for ``BACKGROUND``, else 0)."""
+    if name not in BACKGROUND:
+        return 0
+    return int(os.environ.get("STREAMREC_LOCAL_NICE", BACKGROUND_NICE))
+
 
 def _port(preferred: int, fixed: bool) -> int:
     return preferred if fixed and not port_open(preferred) else free_port()
@@ -219,7 +235,12 @@ class LocalStack:
             self._record(infra.start_broker(ports["broker"], self.log_dir, self.broker_storage))
             self._record(infra.start_redis(ports["redis"], self.state_dir / "redis", self.log_dir))
             self._record(
-                infra.start_postgres(ports["postgres"], self.state_dir / "pg", self.log_dir)
+                infra.start_postgres(
+                    ports["postgres"],
+                    self.state_dir / "pg",
+                    self.log_dir,
+                    nice=background_nice("postgres"),
+                )
             )
             asyncio.run(self._prepare())
             for name in services:
@@ -257,7 +278,13 @@ class LocalStack:
             "STREAMREC_HTTP__PORT": port,
             **(extra_env or {}),
         }
-        proc = spawn(name, [sys.executable, "-m", module], log_dir=self.log_dir, env=env)
+        proc = spawn(
+            name,
+            [sys.executable, "-m", module],
+            log_dir=self.log_dir,
+            env=env,
+            nice=background_nice(name),
+        )
         self._record(proc)
         return proc
 
@@ -300,7 +327,9 @@ class LocalStack:
         """Start Postgres again on its port and data directory (after a stop or a kill)."""
         assert self.desc is not None
         port = int(self.desc.postgres_dsn.rsplit(":", 1)[1].split("/", 1)[0])
-        proc = infra.start_postgres(port, self.state_dir / "pg", self.log_dir)
+        proc = infra.start_postgres(
+            port, self.state_dir / "pg", self.log_dir, nice=background_nice("postgres")
+        )
         self._record(proc)
         return proc
 
@@ -311,7 +340,13 @@ class LocalStack:
         url = f"http://127.0.0.1:{free_port()}"
         module, _ = SERVICES[service]
         env = {**os.environ, **self.desc.env(), "STREAMREC_HTTP__PORT": url.rsplit(":", 1)[1]}
-        proc = spawn(name, [sys.executable, "-m", module], log_dir=self.log_dir, env=env)
+        proc = spawn(
+            name,
+            [sys.executable, "-m", module],
+            log_dir=self.log_dir,
+            env=env,
+            nice=background_nice(service),
+        )
         self._record(proc)
         return proc, url
 
