@@ -23,7 +23,9 @@ the achieved rate, not the latency, tells the story.
 Two scenarios: ``whole`` (broker, Redis, Postgres, ingest, trainer, processor, recommender: the
 trainer archives and the processor applies every accepted event on the same two cores, as on one
 box in production; the trainer's retraining triggers are off unless ``--triggers``: the local
-stack's demo trigger retrains after every 20k archived events, every 2 s at this load) and
+stack's demo trigger retrains after every 20k archived events, every 2 s at this load; the
+processor, the trainer and Postgres run at the local stack's lower CPU priority, see
+``streamrec_dev.localstack.stack.BACKGROUND_NICE``, ``STREAMREC_LOCAL_NICE=0`` to compare) and
 ``alone`` (the gateway with the broker, Redis and Postgres only). Each load shape of a scenario
 runs on its own fresh stack (warm-up, then its levels): the local broker (Tansu's memory store)
 keeps every record and has no retention (its DeleteRecords is unimplemented), and it answers each
@@ -57,7 +59,7 @@ import loadgen
 import psutil
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streamrec_dev.localstack.stack import SERVICES, LocalStack
+from streamrec_dev.localstack.stack import BACKGROUND, SERVICES, LocalStack, background_nice
 from streamrec_shared import topics
 
 RESULTS = Path(__file__).parent / "results" / "ingest.json"
@@ -345,6 +347,7 @@ def main() -> int:
             "broker": "Tansu 0.6 (memory storage, no retention), 6 partitions for events.v1",
             "criteria": f">= 97% of offered, no errors, p99 <= {MAX_P99_MS:g} ms",
             "trainer_triggers": args.triggers,
+            "nice": {name: background_nice(name) for name in BACKGROUND},
         },
         "scenarios": results,
         "targets": {"batched_events_per_s": 10000, "single_requests_per_s": 2000, "p99_ms": 50},
