@@ -1,0 +1,122 @@
+"""The fault matrix's broker row: the durable broker SIGKILLed under load and restarted.
+
+A private stack of its own (the fault suite's shared one keeps the fast in-memory broker, which a
+restart empties): the broker keeps its log and the consumer groups' offsets in durable storage
+(``LocalStack(durable_broker=True)``, see ``streamrec_dev.localstack.infra``), as Kafka does.
+``Load`` (tests/faults/load.py) writes through ingest and reads from the recommender throughout;
+writers retry a 503 (or no answer) with the same event ids, as a shop's client does.
+
+What it proves: ingest refuses (503) while the broker is down and acknowledges again after the
+restart, the recommender answers 200 throughout, and every event answered 202, before, during or
+after the crash, is in the archive once and counted once in its user's profile (``settled``).
+If it fails, the message names, per events partition, the broker's log end after the restart and
+the offsets the processor and the trainer had committed: a log ending below a committed offset
+is the broker having served records it then lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from streamrec_dev.localstack import demo
+from streamrec_dev.localstack.processes import kill
+from streamrec_dev.localstack.stack import SERVICES, LocalStack, StackDescription
+from streamrec_shared import topics
+
+from ..ingest.probe import end_offsets
+from ..polling import eventually, now
+from .load import Load, settled
+
+pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(600)]
+
+GROUPS = ("streamrec-stream-processor", "streamrec-trainer-archive")
+CRASHES = 3  # each a chance to kill the broker with a produce in flight
+DOWN_REFUSALS = 10  # refused attempts to see while the broker is down, before restarting it
+
+
+@dataclass
+class Durable:
+    stack: LocalStack
+    desc: StackDescription
+    products: list[str]
+
+
+@pytest.fixture(scope="module")
+def durable(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Durable]:
+    """A private stack on the durable broker with a small shop and an active model."""
+    stack = LocalStack(
+        Path(tmp_path_factory.mktemp("broker-restart")), durable_broker=True, triggers=False
+    )
+    desc = stack.start()
+    try:
+        for name in SERVICES:
+            stack.wait_ready(name, timeout=120)
+        shop = demo.load_sync(desc, n_users=60, n_products=40, events_per_user=5)
+        assert shop["job"]["status"] == "published", shop["job"]
+        yield Durable(stack, desc, [f"p{i:06d}" for i in range(40)])
+    finally:
+        stack.stop()
+
+
+async def _committed(bootstrap: str, group: str, tps: list[TopicPartition]) -> dict[int, int]:
+    """The offsets ``group`` has committed on ``tps`` (-1: none)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        return {tp.partition: (await consumer.committed(tp)) or -1 for tp in tps}
+    finally:
+        await consumer.stop()
+
+
+async def _offsets(desc: StackDescription) -> str:
+    """Per events partition: the broker's log end and each group's committed offset."""
+    ends = await end_offsets(desc.kafka_bootstrap, topics.EVENTS)
+    tps = sorted(ends, key=lambda tp: tp.partition)
+    groups = {g: await _committed(desc.kafka_bootstrap, g, tps) for g in GROUPS}
+    rows = [
+        f"p{tp.partition}: log end {ends[tp]}, "
+        + ", ".join(f"{g} {groups[g][tp.partition]}" for g in GROUPS)
+        for tp in tps
+    ]
+    return "; ".join(rows)
+
+
+def _refused(load: Load, at_least: int) -> Callable[[], bool]:
+    """Whether ingest has refused ``at_least`` of the load's attempts so far."""
+    return lambda: load.refusals.total() >= at_least
+
+
+async def test_broker_sigkill_under_load(durable: Durable) -> None:
+    """SIGKILL the broker mid-stream and restart it on the same port and storage, CRASHES times:
+    ingest refuses while it is down (clients retry), nothing acknowledged is lost or doubled, the
+    recommender never fails a read."""
+    stack = durable.stack
+    load = Load(durable.desc, f"b{uuid.uuid4().hex[:8]}", durable.products)
+    async with load.running():
+        for crash in range(CRASHES):
+            await load.progress(60, timeout=90, what=f"events acknowledged before crash {crash}")
+            await asyncio.to_thread(kill, stack.proc("broker"))
+            target = load.refusals.total() + DOWN_REFUSALS
+            await eventually(
+                now(_refused(load, target)),
+                timeout=30,
+                what=f"ingest refusing events while the broker is down ({crash})",
+            )
+            await asyncio.to_thread(stack.restart_broker)
+        await load.progress(60, timeout=90, what="events acknowledged after the last restart")
+    assert load.refusals[503] > 0, f"ingest never answered 503: {load.refusals}"
+    assert load.misses == [], load.misses
+    try:
+        await settled(load)
+    except AssertionError as exc:
+        offsets = await _offsets(durable.desc)
+        raise AssertionError(f"{exc}\noffsets after the restarts: {offsets}") from exc
