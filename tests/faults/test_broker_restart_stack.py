@@ -11,7 +11,8 @@ restart, the recommender answers 200 throughout, and every event answered 202, b
 after the crash, is in the archive once and counted once in its user's profile (``settled``).
 If it fails, the message names, per events partition, the broker's log end after the restart and
 the offsets the processor and the trainer had committed: a log ending below a committed offset
-is the broker having served records it then lost.
+is the broker having served records it then lost (by more than the size of the last record batch:
+Tansu reports a partition's end as its last batch's base offset + 1, see ``probe.read_since``).
 """
 
 from __future__ import annotations
