@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streamrec_dev.localstack import demo
 from streamrec_dev.localstack.processes import kill
@@ -121,3 +122,38 @@ async def test_broker_sigkill_under_load(durable: Durable) -> None:
     except AssertionError as exc:
         offsets = await _offsets(durable.desc)
         raise AssertionError(f"{exc}\noffsets after the restarts: {offsets}") from exc
+
+
+async def test_what_tansu_reports(durable: Durable) -> None:
+    """Two answers of the durable broker the failure message above must be read with: the end
+    offset of a partition is its last batch's base offset + 1 (one batch of 5 records: end 1, not
+    5), and a fetch above the end returns nothing, not OFFSET_OUT_OF_RANGE (the position stays).
+    Kafka would answer 5 and OFFSET_OUT_OF_RANGE; if Tansu changes, this test says so."""
+    bootstrap, topic = durable.desc.kafka_bootstrap, f"probe-{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=200)
+    await producer.start()
+    try:
+        sent = [await producer.send(topic, f"r{i}".encode()) for i in range(5)]
+        offsets = [(await s).offset for s in sent]
+    finally:
+        await producer.stop()
+    assert offsets == [0, 1, 2, 3, 4]  # one batch
+    tp = TopicPartition(topic, 0)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        assert await consumer.end_offsets([tp]) == {tp: 1}
+        consumer.assign([tp])
+        consumer.seek(tp, 50)
+        assert await consumer.getmany(timeout_ms=1000) == {}
+        assert await consumer.position(tp) == 50  # not reset to the earliest offset
+    finally:
+        await consumer.stop()
