@@ -11,8 +11,9 @@ restart, the recommender answers 200 throughout, and every event answered 202, b
 after the crash, is in the archive once and counted once in its user's profile (``settled``).
 If it fails, the message names, per events partition, the broker's log end after the restart and
 the offsets the processor and the trainer had committed: a log ending below a committed offset
-is the broker having served records it then lost (by more than the size of the last record batch:
-Tansu reports a partition's end as its last batch's base offset + 1, see ``probe.read_since``).
+is the broker having served records it then lost. (The log end is read, not taken from the
+broker: Tansu reports a partition's end as its last batch's base offset + 1, see
+``test_what_tansu_reports``.)
 """
 
 from __future__ import annotations
@@ -74,18 +75,38 @@ async def _committed(bootstrap: str, group: str, tps: list[TopicPartition]) -> d
     )
     await consumer.start()
     try:
-        return {tp.partition: (await consumer.committed(tp)) or -1 for tp in tps}
+        committed = {tp.partition: await consumer.committed(tp) for tp in tps}
+        return {p: -1 if offset is None else offset for p, offset in committed.items()}
+    finally:
+        await consumer.stop()
+
+
+async def _log_ends(bootstrap: str, reported: dict[TopicPartition, int]) -> dict[int, int]:
+    """The true end offset of each partition: Tansu ``reported`` its last batch's base + 1, so
+    read that batch (from ``reported - 1``) and take its last record's offset + 1."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(list(reported))
+        for tp, end in reported.items():
+            consumer.seek(tp, max(end - 1, 0))
+        ends = {tp.partition: end for tp, end in reported.items()}
+        for _ in range(2):
+            for tp, records in (await consumer.getmany(timeout_ms=1000)).items():
+                ends[tp.partition] = max(ends[tp.partition], records[-1].offset + 1)
+        return ends
     finally:
         await consumer.stop()
 
 
 async def _offsets(desc: StackDescription) -> str:
     """Per events partition: the broker's log end and each group's committed offset."""
-    ends = await end_offsets(desc.kafka_bootstrap, topics.EVENTS)
-    tps = sorted(ends, key=lambda tp: tp.partition)
+    reported = await end_offsets(desc.kafka_bootstrap, topics.EVENTS)
+    ends = await _log_ends(desc.kafka_bootstrap, reported)
+    tps = sorted(reported, key=lambda tp: tp.partition)
     groups = {g: await _committed(desc.kafka_bootstrap, g, tps) for g in GROUPS}
     rows = [
-        f"p{tp.partition}: log end {ends[tp]}, "
+        f"p{tp.partition}: log end {ends[tp.partition]} (reported {reported[tp]}), "
         + ", ".join(f"{g} {groups[g][tp.partition]}" for g in GROUPS)
         for tp in tps
     ]
