@@ -14,9 +14,10 @@ sums the errors. Target: flat memory (growth < 10% between the thirds), 0 errors
 Users come from a fixed pool of 5,000 ids (2,000 known), so the profiles' key count levels off
 once the pool is covered; growth after that is a leak.
 
-Run: ``python3 -m uv run --frozen python tests/bench/bench_soak.py [--minutes 30] [--scale 0.5]``
-(needs ``wrk``; ``make bench SOAK_MINUTES=5`` shortens it there). Results:
-tests/bench/results/soak.json.
+Run: ``python3 -m uv run --frozen python tests/bench/bench_soak.py [--minutes 30] [--scale 0.5]
+[--durable-broker]`` (needs ``wrk``; ``make bench SOAK_MINUTES=5`` shortens it there;
+``--durable-broker`` runs the stack on the durable local broker instead of the in-memory one).
+Results: tests/bench/results/soak.json.
 """
 
 from __future__ import annotations
@@ -226,6 +227,7 @@ def run(stack: LocalStack, args: argparse.Namespace, script: Path) -> dict[str, 
         "minutes": args.minutes,
         "sample_s": args.sample_s,
         "scale_of_rated": args.scale,
+        "broker_log": "durable (s3 on moto)" if args.durable_broker else "memory",
         "rates_rps": rates,
         "rated_rps": {kind: rated for kind, (_, rated, _) in RATED.items()},
         "users": {"pool": N_USERS, "known": N_KNOWN},
@@ -244,12 +246,17 @@ def main() -> None:
     )
     parser.add_argument("--scale", type=float, default=0.5, help="share of the rated rates")
     parser.add_argument("--sample-s", type=int, default=30)
+    parser.add_argument(
+        "--durable-broker",
+        action="store_true",
+        help="the broker's log in durable storage (LocalStack durable_broker), not in memory",
+    )
     benchout.add_args(parser, RESULTS)
     args = parser.parse_args()
     loadgen.prepare()
     # retrain by itself every 10 minutes (model swaps belong in a soak), not per event count
     os.environ.setdefault("STREAMREC_TRAINING__AFTER_EVENTS", "0")
-    with loadgen.on_stack("soak", LUA) as (stack, script):
+    with loadgen.on_stack("soak", LUA, durable_broker=args.durable_broker) as (stack, script):
         results = run(stack, args, script)
     print(json.dumps(results["report"], indent=2))
     print(f"target ({results['target']}): {'met' if results['target_met'] else 'MISSED'}")

@@ -125,14 +125,19 @@ def prepare() -> None:
 
 @contextlib.contextmanager
 def on_stack(
-    name: str, requests_lua: str, services: tuple[str, ...] = tuple(SERVICES)
+    name: str,
+    requests_lua: str,
+    services: tuple[str, ...] = tuple(SERVICES),
+    *,
+    durable_broker: bool = False,
 ) -> Iterator[tuple[LocalStack, Path]]:
     """A temporary folder holding the wrk script ``<name>.lua`` (``script(requests_lua)``) and a
-    local stack of ``services`` started in it; yields both, stops the stack at the end."""
+    local stack of ``services`` started in it (on the durable broker with ``durable_broker``);
+    yields both, stops the stack at the end."""
     with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
         path = Path(tmp) / f"{name}.lua"
         path.write_text(script(requests_lua))
-        stack = LocalStack(Path(tmp) / "stack")
+        stack = LocalStack(Path(tmp) / "stack", durable_broker=durable_broker)
         stack.start(services=services)
         try:
             yield stack, path

