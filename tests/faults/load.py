@@ -15,19 +15,51 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
 from redis.asyncio import Redis
 
-from streamrec_dev.localstack.stack import StackDescription
+from streamrec_dev.localstack import demo
+from streamrec_dev.localstack.stack import SERVICES, LocalStack, StackDescription
 from streamrec_shared.profile import ProfileReader
 
 from ..archive import archived_ids
 from ..polling import eventually, now
+
+
+@dataclass
+class ShopStack:
+    """A private stack of the fault suite, with its shop's product ids."""
+
+    stack: LocalStack
+    desc: StackDescription
+    products: list[str]
+
+
+@contextmanager
+def shop_stack(
+    root: Path, *, n_users: int, n_products: int, events_per_user: int, durable_broker: bool = False
+) -> Iterator[ShopStack]:
+    """A private stack (kills never touch the session's) with every service ready, a small
+    demo shop and an active model; stopped on exit."""
+    stack = LocalStack(root, durable_broker=durable_broker, triggers=False)
+    desc = stack.start()
+    try:
+        for name in SERVICES:
+            stack.wait_ready(name, timeout=120)
+        shop = demo.load_sync(
+            desc, n_users=n_users, n_products=n_products, events_per_user=events_per_user
+        )
+        assert shop["job"]["status"] == "published", shop["job"]
+        yield ShopStack(stack, desc, [f"p{i:06d}" for i in range(n_products)])
+    finally:
+        stack.stop()
+
 
 WRITERS = 2
 READERS = 2

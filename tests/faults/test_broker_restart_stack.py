@@ -21,21 +21,19 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from streamrec_dev.localstack import demo
 from streamrec_dev.localstack.processes import kill
-from streamrec_dev.localstack.stack import SERVICES, LocalStack, StackDescription
+from streamrec_dev.localstack.stack import StackDescription
 from streamrec_shared import topics
 
 from ..ingest.probe import end_offsets
 from ..polling import eventually, now
-from .load import Load, settled
+from .load import Load, ShopStack, settled, shop_stack
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -44,28 +42,14 @@ CRASHES = 3  # each a chance to kill the broker with a produce in flight
 DOWN_REFUSALS = 10  # refused attempts to see while the broker is down, before restarting it
 
 
-@dataclass
-class Durable:
-    stack: LocalStack
-    desc: StackDescription
-    products: list[str]
-
-
 @pytest.fixture(scope="module")
-def durable(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Durable]:
+def durable(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShopStack]:
     """A private stack on the durable broker with a small shop and an active model."""
-    stack = LocalStack(
-        Path(tmp_path_factory.mktemp("broker-restart")), durable_broker=True, triggers=False
-    )
-    desc = stack.start()
-    try:
-        for name in SERVICES:
-            stack.wait_ready(name, timeout=120)
-        shop = demo.load_sync(desc, n_users=60, n_products=40, events_per_user=5)
-        assert shop["job"]["status"] == "published", shop["job"]
-        yield Durable(stack, desc, [f"p{i:06d}" for i in range(40)])
-    finally:
-        stack.stop()
+    root = Path(tmp_path_factory.mktemp("broker-restart"))
+    with shop_stack(
+        root, n_users=60, n_products=40, events_per_user=5, durable_broker=True
+    ) as shop:
+        yield shop
 
 
 async def _committed(bootstrap: str, group: str, tps: list[TopicPartition]) -> dict[int, int]:
@@ -118,7 +102,7 @@ def _refused(load: Load, at_least: int) -> Callable[[], bool]:
     return lambda: load.refusals.total() >= at_least
 
 
-async def test_broker_sigkill_under_load(durable: Durable) -> None:
+async def test_broker_sigkill_under_load(durable: ShopStack) -> None:
     """SIGKILL the broker mid-stream and restart it on the same port and storage, CRASHES times:
     ingest refuses while it is down (clients retry), nothing acknowledged is lost or doubled, the
     recommender never fails a read."""
@@ -145,7 +129,7 @@ async def test_broker_sigkill_under_load(durable: Durable) -> None:
         raise AssertionError(f"{exc}\noffsets after the restarts: {offsets}") from exc
 
 
-async def test_what_tansu_reports(durable: Durable) -> None:
+async def test_what_tansu_reports(durable: ShopStack) -> None:
     """Two answers of the durable broker the failure message above must be read with: the end
     offset of a partition is its last batch's base offset + 1 (one batch of 5 records: end 1, not
     5), and a fetch above the end returns nothing, not OFFSET_OUT_OF_RANGE (the position stays).

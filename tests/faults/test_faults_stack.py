@@ -16,7 +16,6 @@ import asyncio
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,43 +25,28 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
-from streamrec_dev.localstack import demo
 from streamrec_dev.localstack.processes import kill, stop
-from streamrec_dev.localstack.stack import SERVICES, LocalStack, StackDescription
+from streamrec_dev.localstack.stack import LocalStack, StackDescription
 from streamrec_dev.synthetic_model import activate, next_version, write_bundle
 from streamrec_shared import topics
 from streamrec_shared.profile import ProfileReader
 
 from ..ingest.probe import end_offsets, read_since
 from ..polling import eventually
-from .load import READERS, Load, settled
+from .load import READERS, Load, ShopStack, settled, shop_stack
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(600)]
 
 
-@dataclass
-class Faults:
-    stack: LocalStack
-    desc: StackDescription
-    products: list[str]
-
-
 @pytest.fixture(scope="module")
-def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Faults]:
+def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShopStack]:
     """A private stack with a small shop and an active model."""
-    stack = LocalStack(Path(tmp_path_factory.mktemp("faults")), triggers=False)
-    desc = stack.start()
-    try:
-        for name in SERVICES:
-            stack.wait_ready(name, timeout=120)
-        shop = demo.load_sync(desc, n_users=100, n_products=60, events_per_user=10)
-        assert shop["job"]["status"] == "published", shop["job"]
-        yield Faults(stack, desc, [f"p{i:06d}" for i in range(60)])
-    finally:
-        stack.stop()
+    root = Path(tmp_path_factory.mktemp("faults"))
+    with shop_stack(root, n_users=100, n_products=60, events_per_user=10) as shop:
+        yield shop
 
 
-def _load(f: Faults) -> Load:
+def _load(f: ShopStack) -> Load:
     return Load(f.desc, f"f{uuid.uuid4().hex[:8]}", f.products)
 
 
@@ -114,7 +98,7 @@ async def _served_version(desc: StackDescription) -> int | None:
 
 
 # --- process kills --------------------------------------------------------------------------
-async def test_ingest_sigkill_under_load(faults: Faults) -> None:
+async def test_ingest_sigkill_under_load(faults: ShopStack) -> None:
     """Ingest dies: clients get no answer and retry; nothing 202'd is lost or doubled."""
     stack, load = faults.stack, _load(faults)
     async with load.running():
@@ -128,7 +112,7 @@ async def test_ingest_sigkill_under_load(faults: Faults) -> None:
     await settled(load)
 
 
-async def test_processor_sigkill_during_a_rebalance(faults: Faults) -> None:
+async def test_processor_sigkill_during_a_rebalance(faults: ShopStack) -> None:
     """A second processor joins the group; the first is killed while its partitions are being
     taken from it; the newcomer takes all of them; the first comes back, the newcomer leaves."""
     stack, load = faults.stack, _load(faults)
@@ -161,7 +145,7 @@ async def test_processor_sigkill_during_a_rebalance(faults: Faults) -> None:
     await settled(load)
 
 
-async def test_trainer_sigkill_mid_archive(faults: Faults) -> None:
+async def test_trainer_sigkill_mid_archive(faults: ShopStack) -> None:
     """The trainer dies while it archives the stream; restarted, it resumes from its committed
     offsets: every event archived once (idempotent on event_id)."""
     stack, load = faults.stack, _load(faults)
@@ -187,7 +171,7 @@ def _listening_workers(parent: psutil.Process, port: int) -> list[psutil.Process
     return [c for c in parent.children() if listens(c)]
 
 
-async def test_recommender_worker_sigkill(faults: Faults) -> None:
+async def test_recommender_worker_sigkill(faults: ShopStack) -> None:
     """One of the recommender's workers is SIGKILLed: the other worker answers every new
     connection, uvicorn's supervisor starts a replacement. Only requests the killed worker held
     at that instant (at most one per reader) get no answer; none gets a non-200 status."""
@@ -225,7 +209,7 @@ async def test_recommender_worker_sigkill(faults: Faults) -> None:
 
 
 # --- infrastructure --------------------------------------------------------------------------
-async def test_postgres_down(faults: Faults) -> None:
+async def test_postgres_down(faults: ShopStack) -> None:
     """Postgres dies and comes back: ingest keeps acknowledging events, the recommender keeps
     answering, search says 503, the trainer's archive retries and then catches up."""
     stack, desc, load = faults.stack, faults.desc, _load(faults)
@@ -264,7 +248,7 @@ POISON = [
 ]
 
 
-async def test_poison_record_on_every_topic(faults: Faults) -> None:
+async def test_poison_record_on_every_topic(faults: ShopStack) -> None:
     """Undecodable bytes and a wrong schema on events, catalog, users and models: the consumers
     dead-letter or skip them and go on (the load's events, a product and a user written after
     the poison arrive; a model announced after it is served)."""
@@ -328,7 +312,7 @@ def _listing(root: Path) -> list[str]:
 
 
 # --- disk full ---------------------------------------------------------------------------------
-async def test_artifact_write_fails(faults: Faults) -> None:
+async def test_artifact_write_fails(faults: ShopStack) -> None:
     """The trainer cannot write its artifacts (a file size limit on its process: writes fail
     with EFBIG, as they would with ENOSPC on a full disk): the job fails saying why, the active
     model stays active and served, no version directory or staging leftover is published."""

@@ -268,7 +268,6 @@ class LocalStack:
 
     def start_service(self, name: str, *, extra_env: dict[str, str] | None = None) -> Proc:
         assert self.desc is not None
-        module, _ = SERVICES[name]
         port = self.desc.urls[name].rsplit(":", 1)[1]
         defaults = (TRAINER_TRIGGERS if self.triggers else NO_TRIGGERS) if name == "trainer" else {}
         env = {
@@ -278,12 +277,17 @@ class LocalStack:
             "STREAMREC_HTTP__PORT": port,
             **(extra_env or {}),
         }
+        return self._spawn_service(name, name, env)
+
+    def _spawn_service(self, service: str, name: str, env: dict[str, str]) -> Proc:
+        """Start a process of ``service`` named ``name`` (at its ``background_nice``), recorded."""
+        module, _ = SERVICES[service]
         proc = spawn(
             name,
             [sys.executable, "-m", module],
             log_dir=self.log_dir,
             env=env,
-            nice=background_nice(name),
+            nice=background_nice(service),
         )
         self._record(proc)
         return proc
@@ -338,16 +342,8 @@ class LocalStack:
         the service's group: a rebalance); recorded, so ``stop`` stops it. Returns its URL."""
         assert self.desc is not None
         url = f"http://127.0.0.1:{free_port()}"
-        module, _ = SERVICES[service]
         env = {**os.environ, **self.desc.env(), "STREAMREC_HTTP__PORT": url.rsplit(":", 1)[1]}
-        proc = spawn(
-            name,
-            [sys.executable, "-m", module],
-            log_dir=self.log_dir,
-            env=env,
-            nice=background_nice(service),
-        )
-        self._record(proc)
+        proc = self._spawn_service(service, name, env)
         return proc, url
 
     def wait_healthy(self, services: tuple[str, ...], timeout: float = 120.0) -> None:
