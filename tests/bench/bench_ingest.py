@@ -1,9 +1,10 @@
 """Benchmark of the ingest gateway on the local stack: events/s accepted through HTTP.
 
 Two load shapes at fixed offered loads: ``POST /v1/events`` with batches of 100 events, and with
-single events. ``wrk`` (one thread, 64 connections; Debian package ``wrk``) sends on a Poisson
-schedule at the target rate (``delay()`` in the Lua script waits for the next scheduled send
-time, read from the monotonic clock), so the offered load does not shrink with the latency
+single events. ``wrk`` (one thread, 64 connections; Debian package ``wrk``) sends exactly
+rate x seconds requests at uniformly random times (a Poisson schedule conditioned on its count:
+``loadgen``; ``delay()`` in the Lua script waits for the next scheduled send time, read from the
+monotonic clock), so the offered load does not shrink with the latency
 while a connection is free; every phase is bounded in time (and so in count). Bodies
 are prepared once in Lua (64 distinct batches, 256 distinct single events, 100 users per batch,
 no client event_id: ingest generates one per event, as for a client that sends none).

@@ -3,11 +3,18 @@
 A benchmark writes the Lua that builds its requests (``init`` and ``request``); ``script`` appends
 the send schedule and the summary:
 
-- ``delay()``: one Poisson arrival schedule per wrk thread, read from the monotonic clock
-  (LuaJIT ffi). A connection that becomes free waits for the next scheduled slot; slots missed
-  while every connection was busy are sent at once (at most 1 s of backlog), so slow answers do
-  not lower the offered rate as think-time pacing would. wrk measures latency from when a
-  request is written, so at overload the achieved rate, not the latency, tells the story.
+- ``delay()``: one arrival schedule per wrk thread (the benchmarks run one), read from the
+  monotonic clock (LuaJIT ffi): exactly ``rate x seconds`` requests at independent uniformly
+  random times of the phase, i.e. a Poisson process conditioned on its count. Its gaps are those
+  of a Poisson process at ``rate`` (the same bursts), but the count does not vary: with free
+  exponential gaps a 10 s phase at 100 req/s offered 1,000 +- 32 requests (one standard
+  deviation), so a server that kept up with every request could show 96% of the offered load and
+  fail the ">= 97% served" rule by the draw alone (batched levels of 2026-12-07: 94-104%).
+  A connection that becomes free waits for the next scheduled slot; slots missed while every
+  connection was busy are sent at once (at most 1 s of backlog; older ones are dropped and so
+  missing from the achieved rate), so slow answers do not lower the offered rate as think-time
+  pacing would. wrk measures latency from when a request is written, so at overload the
+  achieved rate, not the latency, tells the story.
 - ``done()``: prints one ``RESULT {json}`` line: requests, duration, socket errors (connect,
   read, write, timeout), non-2xx/3xx answers, and latency percentiles in ms.
 
@@ -45,16 +52,36 @@ local function bench_now_ms()
   ffi.C.clock_gettime(1, bench_ts)
   return tonumber(bench_ts.tv_sec) * 1000 + tonumber(bench_ts.tv_nsec) / 1e6
 end
-local bench_rate = tonumber(os.getenv("BENCH_RATE"))
-local bench_next_at = nil
+local bench_span_ms = tonumber(os.getenv("BENCH_SECONDS")) * 1000
+local bench_left = math.floor(tonumber(os.getenv("BENCH_RATE")) * bench_span_ms / 1000 + 0.5)
+local bench_start = nil
+local bench_at = 0  -- the last slot handed out, as a fraction of the phase
+
+-- the next of bench_left uniform slots in ascending order, as a fraction of the phase: the
+-- minimum of n uniforms on (x, 1) is 1 - (1 - x) * (1 - u) ^ (1 / n)
+local function bench_next_slot()
+  bench_at = 1 - (1 - bench_at) * (1 - math.random()) ^ (1 / bench_left)
+  bench_left = bench_left - 1
+  return bench_start + bench_at * bench_span_ms
+end
 
 delay = function()
   local now = bench_now_ms()
-  if bench_next_at == nil or bench_next_at < now - 1000 then
-    bench_next_at = now
+  if bench_start == nil then
+    bench_start = now
   end
-  bench_next_at = bench_next_at - math.log(1 - math.random()) * 1000 / bench_rate
-  local wait = bench_next_at - now
+  local slot = nil
+  while bench_left > 0 do
+    slot = bench_next_slot()
+    if slot >= now - 1000 then
+      break
+    end
+    slot = nil  -- more than 1 s late: dropped
+  end
+  if slot == nil then  -- every slot handed out: idle until wrk ends the phase
+    return math.floor(bench_span_ms + 1000)
+  end
+  local wait = slot - now
   if wait < 1 then
     return 0
   end
@@ -160,7 +187,12 @@ def run(
     env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """One load level: ``rate`` requests/s offered for ``seconds``; wrk's summary plus rates."""
-    full_env = {**os.environ, **(env or {}), "BENCH_RATE": f"{rate:.3f}"}
+    full_env = {
+        **os.environ,
+        **(env or {}),
+        "BENCH_RATE": f"{rate:.3f}",
+        "BENCH_SECONDS": str(seconds),
+    }
     cmd = [
         "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", f"{timeout_s:g}s",
         "-s", str(script_path), url,
