@@ -482,7 +482,13 @@ async def run(
         if not ok:
             offline["timings_s"] = timings.report()
             await registry.finish(
-                version, status="rejected", metrics_=offline, notes=why, n_interactions=n, **span
+                version,
+                status="rejected",
+                metrics_=offline,
+                notes=why,
+                n_interactions=n,
+                params=params.to_dict(),
+                **span,
             )
             return Outcome("rejected", version, offline, why)
         fitted = await timings.run(
@@ -513,6 +519,7 @@ async def run(
             artifact_uri=uri,
             notes=why,
             n_interactions=n,
+            params=params.to_dict(),
             **span,
         )
         if rollouts is not None and active is not None and settings.canary_share > 0:
