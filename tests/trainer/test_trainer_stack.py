@@ -93,6 +93,12 @@ async def test_rejected_model_does_not_replace_active_and_rollback_is_served(
     assert models["active_version"] == second["model_version"]
     statuses = {m["version"]: m["status"] for m in models["models"]}
     assert statuses[bad["model_version"]] == "rejected"
+    # the version's params are those its run trained with: the half-lives chosen on the holdout
+    row = next(m for m in models["models"] if m["version"] == second["model_version"])
+    evidence = row["metrics"]["half_lives"]
+    assert set(evidence) == {"itemknn"}
+    chosen = {n: e["chosen"] for n, e in evidence.items() if e["chosen"] != e["default"]}
+    assert row["params"]["half_lives"] == chosen
 
     # a rejected version cannot be activated
     with pytest.raises(Exception, match="409"):

@@ -4,7 +4,10 @@
    catalogue (products with metadata) from Postgres;
 2. evaluate: fit every algorithm on the window minus its last ``holdout_fraction`` of event time
    and score them on that holdout (full catalogue, novel items, K = 5/10/20; a seeded sample of
-   ``eval_max_users`` users when the holdout has more); ``hybrid``'s member weights are searched
+   ``eval_max_users`` users when the holdout has more); the training half-life of the
+   ``half_life_algorithms`` is chosen on it from ``half_life_grid`` (``decay``:
+   ``metrics.half_lives``, the version's ``params.half_lives``, the final fit's too);
+   ``hybrid``'s member weights are searched
    on it (``models.hybrid.learn_weights``, kept when they beat the defaults out of sample:
    ``metrics.hybrid_weights``, shipped as the bundle's ``extra["hybrid_weights"]``); for the
    ``auto`` policy's priors, the standard error of each arm's per-user difference to the best
@@ -39,7 +42,7 @@ import functools
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -55,6 +58,7 @@ from streamrec_shared.settings import ArtifactSettings
 from streamrec_trainer import champion as champion_eval
 from streamrec_trainer import repeats, warehouse
 from streamrec_trainer.dataset import Dataset, temporal_split
+from streamrec_trainer.decay import choose_half_lives
 from streamrec_trainer.evaluate import (
     evaluate,
     evaluate_users,
@@ -139,6 +143,9 @@ def evaluate_fitted(
     seed: int = 0,
     champion: ModelBundle | None = None,
     paired: tuple[str, int] | None = None,
+    half_life_algorithms: Sequence[str] = (),
+    half_life_grid: Sequence[float | None] = (),
+    half_life_z: float = 1.645,
 ) -> tuple[dict[str, Any], FittedModels | None]:
     """Fit every algorithm on the window minus the holdout and score it on the holdout (on a
     random sample of ``max_users`` of its users when there are more).
@@ -146,10 +153,13 @@ def evaluate_fitted(
     ``champion``: the active version's bundle, scored on the same holdout through its own
     artifacts (``champion.evaluate_bundle``; under ``"champion"`` in the result); ``paired``
     (algorithm, K): also the paired per-user NDCG@K test of that algorithm
-    (``champion.paired_ndcg``, under ``champion.paired``).
+    (``champion.paired_ndcg``, under ``champion.paired``). ``half_life_algorithms`` with a
+    ``half_life_grid``: their training half-lives are chosen on the holdout first
+    (``decay.choose_half_lives``, under ``half_lives``; not at all when either is empty).
 
     Returns (offline metrics, the models fitted on the training part or None when the holdout
-    has no user to evaluate); the models can warm-start the fit of the whole window.
+    has no user to evaluate); the models can warm-start the fit of the whole window, their
+    ``params`` carry the chosen half-lives.
     """
     train, test, cutoff = temporal_split(dataset.interactions, holdout_fraction)
     holdout = make_holdout(train, test, cutoff, max_users=max_users, seed=seed)
@@ -172,6 +182,18 @@ def evaluate_fitted(
     )
     x = holdout.matrix(params.half_life_days).matrix  # built once, before threads share it
     k = paired[1] if paired is not None else 20
+    half_lives: dict[str, Any] | None = None
+    if half_life_algorithms and half_life_grid:
+        fitted, half_lives = choose_half_lives(
+            fitted,
+            Dataset(holdout.train, dataset.catalog),
+            holdout,
+            half_life_algorithms,
+            half_life_grid,
+            scoring_half_life=params.half_life_days,
+            k=k,
+            z_min=half_life_z,
+        )
     learned: dict[str, Any] | None = None
     if "hybrid" in REGISTRY.served:  # its member weights, chosen on this holdout
         users = holdout.users
@@ -198,6 +220,8 @@ def evaluate_fitted(
     metric = f"ndcg@{k}"
     offline["paired_se"] = {metric: paired_se(arms)}
     offline["segments"] = segment_figures(arms, user_event_counts(holdout), metric)
+    if half_lives is not None:
+        offline["half_lives"] = half_lives
     if learned is not None:
         offline["hybrid_weights"] = learned
     if champion is not None:
@@ -425,8 +449,13 @@ async def run(
                 seed=settings.random_state,
                 champion=champion,
                 paired=_paired(settings),
+                half_life_algorithms=settings.half_life_algorithms,
+                half_life_grid=settings.half_life_grid,
+                half_life_z=settings.half_life_z,
             ),
         )
+        if evaluated is not None:  # the training half-lives chosen on the holdout
+            params = evaluated.params
         champion = None
         with timings.stage("repeats"):
             measured = await asyncio.to_thread(
@@ -453,7 +482,13 @@ async def run(
         if not ok:
             offline["timings_s"] = timings.report()
             await registry.finish(
-                version, status="rejected", metrics_=offline, notes=why, n_interactions=n, **span
+                version,
+                status="rejected",
+                metrics_=offline,
+                notes=why,
+                n_interactions=n,
+                params=params.to_dict(),
+                **span,
             )
             return Outcome("rejected", version, offline, why)
         fitted = await timings.run(
@@ -484,6 +519,7 @@ async def run(
             artifact_uri=uri,
             notes=why,
             n_interactions=n,
+            params=params.to_dict(),
             **span,
         )
         if rollouts is not None and active is not None and settings.canary_share > 0:

@@ -121,14 +121,17 @@ class Registry:
         data_end: datetime | None = None,
         n_interactions: int | None = None,
         notes: str | None = None,
+        params: dict[str, Any] | None = None,
     ) -> None:
-        """Record the outcome of a training run (published, rejected or failed)."""
+        """Record the outcome of a training run (published, rejected or failed); ``params``
+        replace those ``begin`` recorded (settings the run chose on its holdout)."""
         await self.pool.execute(
             """UPDATE model_versions SET status = $2, metrics = $3, artifact_uri = $4,
-               data_start = $5, data_end = $6, n_interactions = $7, notes = $8
+               data_start = $5, data_end = $6, n_interactions = $7, notes = $8,
+               params = coalesce($9::jsonb, params)
                WHERE version = $1""",
             version, status, json.dumps(metrics_), artifact_uri, data_start, data_end,
-            n_interactions, notes,
+            n_interactions, notes, None if params is None else json.dumps(params),
         )  # fmt: skip
 
     async def activate(self, version: int) -> Version:

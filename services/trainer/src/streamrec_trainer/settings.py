@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Annotated
 
 from pydantic import BaseModel, Field, SecretStr
 
@@ -87,6 +88,16 @@ class TrainingSettings(BaseModel):
     # implicit's OpenMP threads for ALS and kNN (BLAS stays single-threaded: OPENBLAS_NUM_THREADS=1)
     threads: int = Field(default=2, ge=0)
     half_life_days: float = Field(default=90.0, gt=0)
+    # the training half-life of these algorithms is chosen per retrain on the holdout from
+    # half_life_grid (days, null = no decay), replacing half_life_days for their fit only when
+    # the best beats it by a paired z >= half_life_z (streamrec_trainer.decay); an empty list
+    # or grid turns the choice off
+    half_life_algorithms: list[str] = Field(default_factory=lambda: ["itemknn"])
+    # a week to a year, the default 90 d among them
+    half_life_grid: list[Annotated[float, Field(gt=0)] | None] = Field(
+        default_factory=lambda: [7.0, 14.0, 30.0, 60.0, 90.0, 180.0, 365.0, None]
+    )
+    half_life_z: float = Field(default=1.645, ge=0)
 
 
 class ExportSettings(BaseModel):

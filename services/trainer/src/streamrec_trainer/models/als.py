@@ -150,7 +150,7 @@ def align_factors(
 # --- registration (streamrec_trainer.models.registry) ------------------------------------------
 def _fit(fitting: registry.Fitting, params: AlsParams) -> AlsModel:
     return fit_als(
-        fitting.x,
+        fitting.x_for("als"),
         params,
         init=fitting.init,
         iterations=fitting.iterations if fitting.init is not None else None,

@@ -113,7 +113,7 @@ def _fit(fitting: registry.Fitting, params: EaseParams) -> EaseModel | None:
     if n_items > params.max_items:
         logger.info("EASE skipped: %d items > max_items %d", n_items, params.max_items)
         return None
-    return fit_ease(fitting.x, params)
+    return fit_ease(fitting.x_for("ease"), params)
 
 
 def _bundle(model: EaseModel, fitted: FittedModels) -> dict[str, NDArray[Any]]:

@@ -41,12 +41,15 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class TrainParams:
     """Everything ``fit_all`` needs. ``half_life_days`` decays event weights relative to the end
-    of the data window (None = no decay). ``ease`` None skips EASE (it skips itself when the
+    of the data window (None = no decay); ``half_lives`` gives an algorithm (by name) a training
+    half-life of its own (chosen on the holdout: ``streamrec_trainer.decay``; the users'
+    histories it scores are decayed as before). ``ease`` None skips EASE (it skips itself when the
     catalogue exceeds its ``max_items``).
     ``topn_algorithm`` names the fitted algorithm whose lists go into topn.npz (e.g. "als")
     for users active within ``topn_active_days`` of the window end."""
 
     half_life_days: float | None = None
+    half_lives: Mapping[str, float | None] = field(default_factory=dict)
     als: AlsParams = field(default_factory=AlsParams)
     itemknn: ItemKnnParams = field(default_factory=ItemKnnParams)
     content: ContentParams = field(default_factory=ContentParams)

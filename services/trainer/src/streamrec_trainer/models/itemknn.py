@@ -110,7 +110,7 @@ def fit_itemknn(weights: sp.csr_matrix, params: ItemKnnParams) -> ItemKnnModel:
 
 # --- registration (streamrec_trainer.models.registry) ------------------------------------------
 def _fit(fitting: registry.Fitting, params: ItemKnnParams) -> ItemKnnModel:
-    return fit_itemknn(fitting.x, params)
+    return fit_itemknn(fitting.x_for("itemknn"), params)
 
 
 def _bundle(model: ItemKnnModel, fitted: FittedModels) -> ItemKnnArrays:

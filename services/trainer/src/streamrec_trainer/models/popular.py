@@ -95,7 +95,7 @@ def fit_popular(
 # --- registration (streamrec_trainer.models.registry) ------------------------------------------
 def _fit(fitting: registry.Fitting, params: PopularParams) -> PopularModel:
     categories = fitting.dataset.catalog.reindex(fitting.matrix.item_ids).categories
-    return fit_popular(fitting.x, params, categories)
+    return fit_popular(fitting.x_for("popular"), params, categories)
 
 
 def _bundle(model: PopularModel, fitted: FittedModels) -> PopularArrays:

@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from streamrec_shared.algorithms import REGISTRY, Plugins
-from streamrec_trainer.dataset import Catalog, Dataset, InteractionMatrix
+from streamrec_trainer.dataset import Catalog, Dataset, InteractionMatrix, build_matrix
 from streamrec_trainer.models.base import Scorer
 
 if TYPE_CHECKING:
@@ -49,11 +49,31 @@ class Fitting:
     init: Any = None
     iterations: int | None = None
     exact_rows: NDArray[np.int64] | None = None
+    _decayed: dict[float | None, sp.csr_matrix] = field(default_factory=dict, repr=False)
 
     @property
     def x(self) -> sp.csr_matrix:
         """csr_matrix (n_users, n_items) float32 decayed weights."""
         return self.matrix.matrix
+
+    def x_for(self, name: str) -> sp.csr_matrix:
+        """What algorithm ``name`` is fitted on: ``x``, or, when ``params.half_lives`` gives it
+        a training half-life of its own, the same events on the same rows and columns decayed
+        with that one (csr_matrix (n_users, n_items) float32; built once per half-life)."""
+        if name not in self.params.half_lives:
+            return self.x
+        half_life = self.params.half_lives[name]
+        if half_life == self.matrix.half_life_days:
+            return self.x
+        if half_life not in self._decayed:
+            self._decayed[half_life] = build_matrix(
+                self.dataset.interactions,
+                half_life_days=half_life,
+                reference_ts=self.matrix.reference_ts,
+                user_ids=self.matrix.user_ids,
+                item_ids=self.matrix.item_ids,
+            ).matrix
+        return self._decayed[half_life]
 
 
 @dataclass
