@@ -165,11 +165,12 @@ def test_online_hits_overturn_the_offline_ranking() -> None:
 
 
 def _z_share(metrics: dict[str, object], draws: int = 4000) -> float:
-    """Share of Thompson draws that pick ``als`` over ``hybrid``."""
+    """Share of Thompson draws that pick ``als`` over ``hybrid`` (``p_best``: what the bandit
+    draws once the segment has feedback)."""
     priors = offline_priors(OfflineEvidence.from_metrics(metrics), ("als", "hybrid"), {}, "heavy")
     bandit = ThompsonBandit(("als", "hybrid"))
     rng = np.random.default_rng(2)
-    return sum(bandit.choose({}, rng, priors=priors) == "als" for _ in range(draws)) / draws
+    return bandit.win_probabilities({}, rng, draws=draws, priors=priors)["als"]
 
 
 @pytest.mark.parametrize(("se", "expected"), [(0.0035, 0.023), (0.014, 0.309)])
@@ -202,3 +203,30 @@ def test_segment_standard_errors_are_read() -> None:
     assert new["sknn"].source == "offline:new:ndcg@20=0.0700 se=0.0000"
     fixed = offline_priors(evidence, ARMS, {}, "heavy", strength=5000)
     assert fixed["als"].a + fixed["als"].b == pytest.approx(5000)
+
+
+def test_before_the_first_hit_the_leader_serves_and_exploration_waits() -> None:
+    # als could be the better arm (holdout: 0.007 below hybrid, +-0.014), but until the segment
+    # has a hit a draw of als could not be learned from: hybrid answers every request
+    metrics = {
+        "algorithms": {"als": {"ndcg@20": 0.103}, "hybrid": {"ndcg@20": 0.110}},
+        "paired_se": {"ndcg@20": {"als": 0.014, "hybrid": 0.0}},
+    }
+    arms = ("als", "itemknn", "hybrid")  # itemknn: no offline figure (flat prior)
+    bandit = ThompsonBandit(arms)
+    rng = np.random.default_rng(3)
+    no_hit = {"hybrid": ArmStats(impressions=500, hits=0), "als": ArmStats(impressions=50)}
+    priors = offline_priors(OfflineEvidence.from_metrics(metrics), arms, no_hit, "heavy")
+    assert {bandit.choose(no_hit, rng, priors=priors) for _ in range(300)} == {"hybrid"}
+    assert bandit.view(no_hit, rng, priors=priors)["serves"] == "best_prior"
+    # the view still shows what Thompson sampling would draw (P(z < -0.007 / 0.014) ~ 0.31)
+    pair = ThompsonBandit(("als", "hybrid"))
+    view = pair.view(no_hit, rng, priors=priors)
+    assert view["arms"]["als"]["p_best"] == pytest.approx(0.31, abs=0.05)
+    # hits: Thompson sampling explores, als included
+    hit = {"hybrid": ArmStats(impressions=1000, hits=110), "als": ArmStats(1000, hits=103)}
+    priors = offline_priors(OfflineEvidence.from_metrics(metrics), arms, hit, "heavy")
+    picks = Counter(pair.choose(hit, rng, priors=priors) for _ in range(300))
+    assert picks["als"] > 10, picks
+    assert picks["hybrid"] > 10, picks
+    assert pair.view(hit, rng, priors=priors)["serves"] == "thompson"

@@ -40,6 +40,16 @@ Priors from the trainer (``offline_priors``)
     information about which arm is better, only that hits are not reported: impressions alone
     would push every served arm below the arms it was preferred to, so they are not counted
     there and the priors decide.
+
+    Exploration waits for feedback: while a segment has offline priors and no hit at all, a
+    request gets the arm with the best prior mean (of the arms with an offline figure), not a
+    Thompson draw. A draw of another arm
+    serves a list the holdout ranked lower in order to learn from its hits, and there is
+    nothing to learn from until the shop's feedback arrives: in a shop that sends none, every
+    such draw would be lost (on the Online Retail replay, 22% of light users drawn item-kNN,
+    0.1047 against hybrid's 0.1097). With feedback, the leader's own impressions bring the
+    segment's first hit soon, and from then on Thompson sampling explores as the evidence
+    allows. ``p_best`` (the metrics view) is Thompson's probability either way.
 """
 
 from __future__ import annotations
@@ -346,7 +356,8 @@ class ThompsonBandit:
         available: Sequence[str] | None = None,
         priors: Mapping[str, Prior] | None = None,
     ) -> str:
-        """Draw from each arm's posterior and return the arm with the largest draw.
+        """Draw from each arm's posterior and return the arm with the largest draw; before
+        the segment's first hit (with offline priors) the arm with the best prior mean.
 
         stats: arm -> ArmStats for the user's segment (missing arms have no data yet).
         available: arms the current model can serve (default: all).
@@ -354,6 +365,9 @@ class ThompsonBandit:
         """
         arms = [a for a in self.arms if available is None or a in available] or list(self.arms)
         feedback = has_feedback(stats, priors)
+        if not feedback:  # nothing to learn from a draw yet: the leader (module docstring)
+            rated = [arm for arm in arms if self.prior(arm, priors) is not FLAT] or arms
+            return max(rated, key=lambda arm: self.prior(arm, priors).mean)  # first of equals
         best, best_draw = arms[0], -1.0
         for arm in arms:
             a, b = posterior(self.prior(arm, priors), stats.get(arm), feedback=feedback)
@@ -405,4 +419,8 @@ class ThompsonBandit:
                 "posterior": {"a": round(a, 3), "b": round(b, 3), "mean": round(a / (a + b), 6)},
                 "p_best": wins[arm],
             }  # fmt: skip
-        return {"online_evidence_counted": feedback, "arms": arms}
+        return {
+            "online_evidence_counted": feedback,
+            "serves": "thompson" if feedback else "best_prior",
+            "arms": arms,
+        }
