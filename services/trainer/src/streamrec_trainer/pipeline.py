@@ -478,18 +478,20 @@ async def run(
             active_interactions=active.n_interactions if active else None,
         )
         offline["gate"] = {"passed": ok, "reason": why, **evidence}
-        span: dict[str, Any] = {"data_start": window.start, "data_end": window.end}
+        # the version's row, rejected or published: what it was trained on and with, the figures
+        finish = functools.partial(
+            registry.finish,
+            version,
+            metrics_=offline,
+            notes=why,
+            n_interactions=n,
+            params=params.to_dict(),
+            data_start=window.start,
+            data_end=window.end,
+        )
         if not ok:
             offline["timings_s"] = timings.report()
-            await registry.finish(
-                version,
-                status="rejected",
-                metrics_=offline,
-                notes=why,
-                n_interactions=n,
-                params=params.to_dict(),
-                **span,
-            )
+            await finish(status="rejected")
             return Outcome("rejected", version, offline, why)
         fitted = await timings.run(
             "fit",
@@ -512,16 +514,7 @@ async def run(
         )
         uri = await timings.run("publish", functools.partial(store.save, bundle))
         offline["timings_s"] = timings.report()
-        await registry.finish(
-            version,
-            status="published",
-            metrics_=offline,
-            artifact_uri=uri,
-            notes=why,
-            n_interactions=n,
-            params=params.to_dict(),
-            **span,
-        )
+        await finish(status="published", artifact_uri=uri)
         if rollouts is not None and active is not None and settings.canary_share > 0:
             # a canary first: the online comparison promotes or rolls it back (rollout.py)
             await rollouts.start(version, active.version, settings.canary_share)
