@@ -40,7 +40,13 @@ from numpy.typing import NDArray
 
 from streamrec_shared.artifacts import ModelBundle
 from streamrec_shared.factors import confidence, fold_in, gram
-from streamrec_trainer.evaluate import DEFAULT_KS, Holdout, evaluate, user_ndcg
+from streamrec_trainer.evaluate import (
+    DEFAULT_KS,
+    Holdout,
+    evaluate,
+    paired_difference,
+    user_ndcg,
+)
 from streamrec_trainer.models.base import Scorer
 
 logger = logging.getLogger(__name__)
@@ -247,9 +253,7 @@ def paired_ndcg(
         return None
     a = user_ndcg(candidate, holdout, k, half_life_days=half_life_days)
     b = user_ndcg(scorer, holdout, k, half_life_days=half_life_days)
-    d = a - b
-    se = float(np.std(d, ddof=1) / np.sqrt(d.size))
-    mean = float(d.mean())
+    d, mean, se = paired_difference(a, b)
     z = mean / se if se > 0 else (0.0 if mean == 0 else float(np.sign(mean)) * 1e9)
     return {
         "algorithm": algorithm,

@@ -36,7 +36,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from streamrec_trainer.dataset import Dataset
-from streamrec_trainer.evaluate import Holdout, evaluate_users
+from streamrec_trainer.evaluate import Holdout, evaluate_users, paired_difference
 from streamrec_trainer.models.fit import FittedModels
 from streamrec_trainer.models.registry import Fitting, trained
 
@@ -49,11 +49,9 @@ def label(half_life: float | None) -> str:
 def paired_z(a: NDArray[np.float64], b: NDArray[np.float64]) -> float:
     """Mean of ``a - b`` (per user, same users) over its standard error: 0 with fewer than two
     users; +-inf when every user gains (loses) exactly the same, 0 when none does."""
-    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    d, mean, se = paired_difference(a, b)
     if d.size < 2:
         return 0.0
-    mean = float(d.mean())
-    se = float(np.std(d, ddof=1)) / math.sqrt(d.size)
     if se > 0:
         return mean / se
     return math.copysign(math.inf, mean) if mean != 0 else 0.0

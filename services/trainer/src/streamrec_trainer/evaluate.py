@@ -314,17 +314,24 @@ MIN_SEGMENT_USERS = 20
 is itself too uncertain)."""
 
 
+def paired_difference(
+    a: NDArray[np.float64], b: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], float, float]:
+    """The per-user differences ``a - b`` (the same users in the same order), their mean and
+    its standard error (0 with fewer than two users; mean 0 with none)."""
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    mean = float(d.mean()) if d.size else 0.0
+    se = float(np.std(d, ddof=1) / np.sqrt(d.size)) if d.size > 1 else 0.0
+    return d, mean, se
+
+
 def paired_se(per_user: Mapping[str, NDArray[np.float64]]) -> dict[str, float]:
     """Standard error of each algorithm's mean per-user metric minus the best algorithm's on
     the same users (0 for the best): how surely the holdout ranks it below the best."""
     if not per_user:
         return {}
     best = max(per_user, key=lambda name: float(per_user[name].mean()))
-    out: dict[str, float] = {}
-    for name, values in per_user.items():
-        d = values - per_user[best]
-        out[name] = float(np.std(d, ddof=1) / np.sqrt(d.size)) if d.size > 1 else 0.0
-    return out
+    return {name: paired_difference(v, per_user[best])[2] for name, v in per_user.items()}
 
 
 def segment_figures(
