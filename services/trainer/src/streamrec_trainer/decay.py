@@ -93,21 +93,22 @@ def choose_half_lives(
         base_hl = half_lives.get(name, default)
         base = evaluate_users(models[name], holdout, half_life_days=scoring_half_life, k=k)[1]
         per_user: dict[float | None, NDArray[np.float64]] = {base_hl: base}
-        fits: dict[float | None, Any] = {base_hl: models[name]}
+        algorithm = next(a for a in order if a.name == name)
+        # only the best fit so far is kept (a catalogue's worth of neighbour lists each)
+        best, best_model = base_hl, models[name]
         for candidate in grid:
             if candidate in per_user:
                 continue
             trial = dataclasses.replace(params, half_lives={**half_lives, name: candidate})
             fitting = Fitting(dataset, fitted.matrix, trial, models=dict(models))
-            algorithm = next(a for a in order if a.name == name)
             model = algorithm.fit(fitting, trial.params_for(name))
             if model is None:
                 continue
-            fits[candidate] = model
             per_user[candidate] = evaluate_users(
                 model, holdout, half_life_days=scoring_half_life, k=k
             )[1]
-        best = max(per_user, key=lambda hl: float(per_user[hl].mean()))
+            if float(per_user[candidate].mean()) > float(per_user[best].mean()):
+                best, best_model = candidate, model
         z = paired_z(per_user[best], base)
         chosen = best if best != base_hl and z >= z_min else base_hl
         report[name] = {
@@ -120,7 +121,7 @@ def choose_half_lives(
         if chosen == base_hl:
             continue
         half_lives[name] = chosen
-        models[name] = fits[chosen]
+        models[name] = best_model
         # what was fitted from the replaced model is fitted again from the chosen one
         trial = dataclasses.replace(params, half_lives=dict(half_lives))
         stale = {name}
