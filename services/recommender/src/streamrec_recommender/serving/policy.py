@@ -43,13 +43,13 @@ Priors from the trainer (``offline_priors``)
 
     Exploration waits for feedback: while a segment has offline priors and no hit at all, a
     request gets the arm with the best prior mean (of the arms with an offline figure), not a
-    Thompson draw. A draw of another arm
-    serves a list the holdout ranked lower in order to learn from its hits, and there is
-    nothing to learn from until the shop's feedback arrives: in a shop that sends none, every
-    such draw would be lost (on the Online Retail replay, 22% of light users drawn item-kNN,
-    0.1047 against hybrid's 0.1097). With feedback, the leader's own impressions bring the
-    segment's first hit soon, and from then on Thompson sampling explores as the evidence
-    allows. ``p_best`` (the metrics view) is Thompson's probability either way.
+    Thompson draw. A draw of another arm serves a list the holdout ranked lower in order to
+    learn from its hits, and there is nothing to learn from until the shop's feedback arrives:
+    in a shop that sends none, every such draw would be lost (on the Online Retail replay, 22%
+    of light users drawn item-kNN, 0.1047 against hybrid's 0.1097). With feedback, the
+    leader's own impressions bring the segment's first hit soon, and from then on Thompson
+    sampling explores as the evidence allows. ``p_best`` (the metrics view) is Thompson's
+    probability either way.
 """
 
 from __future__ import annotations
