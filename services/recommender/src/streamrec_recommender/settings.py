@@ -10,6 +10,7 @@ from functools import lru_cache
 
 from pydantic import Field
 
+from streamrec_recommender.runtime.index import AnnParams
 from streamrec_shared.algorithms import REGISTRY
 from streamrec_shared.settings import (
     AttributionTimes,
@@ -26,17 +27,8 @@ class ServingSettings(AttributionTimes):
     # --- scoring ---
     exact_max_items: int = Field(default=200_000, ge=1)
     """Catalogues up to this many items are scored exactly; larger ones use the ANN index."""
-    ann_connectivity: int = Field(default=16, ge=4)
-    ann_expansion_add: int = Field(default=64, ge=8)
-    ann_expansion_search: int = Field(default=128, ge=8)
-    ann_max_expansion_search: int = Field(default=1024, ge=8)
-    ann_dtype: str = "f16"
-    """usearch scalar type of the stored vectors (f32, f16; i8 clips unnormalised factors);
-    candidates are re-ranked exactly in f32."""
-    ann_target_recall: float = Field(default=0.97, gt=0, le=1)
-    """Build-time recall@20 the index's search expansion is raised to reach (if it can)."""
-    ann_recall_queries: int = Field(default=200, ge=10)
-    ann_threads: int = Field(default=2, ge=1)
+    ann: AnnParams = AnnParams()
+    """The ANN index's knobs (``STREAMREC_RECOMMENDER__ANN__CONNECTIVITY=16`` and so on)."""
     content_scan_min_items: int = Field(default=50_000, ge=1)
     """From this many content vectors on, ``content`` scores a query against an int8 copy of
     them first and re-scores only the rows that can reach the top in float32 (exact results,

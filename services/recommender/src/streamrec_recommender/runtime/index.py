@@ -1,7 +1,7 @@
 """Approximate maximum-inner-product search over item factors (usearch HNSW).
 
 Used above ``exact_max_items`` items. The graph stores the item factors quantised
-(``ann_dtype``, f16 by default: half the memory of f32); every search takes a few times
+(``ann.dtype``, f16 by default: half the memory of f32); every search takes a few times
 more candidates than asked and re-ranks them exactly in float32 against the model's own
 factors, so the returned scores are exact inner products.
 
@@ -20,12 +20,12 @@ import hashlib
 import logging
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict, Field
 
 from streamrec_recommender.serving.ranking import Ranked
 
@@ -37,17 +37,25 @@ logger = logging.getLogger(__name__)
 RECALL_K = 20
 
 
-@dataclass(frozen=True)
-class AnnParams:
-    connectivity: int = 16
-    expansion_add: int = 64
-    expansion_search: int = 128
-    max_expansion_search: int = 1024
+class AnnParams(BaseModel):
+    """The index's knobs; also the recommender's ``ann`` settings group
+    (``STREAMREC_RECOMMENDER__ANN__TARGET_RECALL=0.97`` and so on)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    connectivity: int = Field(default=16, ge=4)
+    expansion_add: int = Field(default=64, ge=8)
+    expansion_search: int = Field(default=128, ge=8)
+    max_expansion_search: int = Field(default=1024, ge=8)
     dtype: str = "f16"
-    target_recall: float = 0.97
-    recall_queries: int = 200
-    threads: int = 2
-    oversample: int = 3
+    """usearch scalar type of the stored vectors (f32, f16; i8 clips unnormalised factors);
+    candidates are re-ranked exactly in f32."""
+    target_recall: float = Field(default=0.97, gt=0, le=1)
+    """Build-time recall@20 the search expansion is raised to reach (if it can)."""
+    recall_queries: int = Field(default=200, ge=10)
+    threads: int = Field(default=2, ge=1)
+    oversample: int = Field(default=3, ge=1)
+    """Candidates taken per asked result before the exact re-rank (bounded by the expansion)."""
 
 
 def factors_digest(item_factors: NDArray[np.float32]) -> str:

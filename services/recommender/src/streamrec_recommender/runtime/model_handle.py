@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from streamrec_recommender.runtime.index import AnnIndex, AnnParams
+from streamrec_recommender.runtime.index import AnnIndex
 from streamrec_recommender.serving.model import SeenRule, ServingModel
 from streamrec_recommender.serving.newitems import ContentMap
 from streamrec_recommender.serving.quantised import QuantisedScan
@@ -96,20 +96,11 @@ def prepare(bundle: ModelBundle, settings: ServingSettings) -> ServingModel:
             settings.exact_max_items,
         )
     elif n > settings.exact_max_items:
-        params = AnnParams(
-            connectivity=settings.ann_connectivity,
-            expansion_add=settings.ann_expansion_add,
-            expansion_search=settings.ann_expansion_search,
-            max_expansion_search=settings.ann_max_expansion_search,
-            dtype=settings.ann_dtype,
-            target_recall=settings.ann_target_recall,
-            recall_queries=settings.ann_recall_queries,
-            threads=settings.ann_threads,
-        )
+        params = settings.ann
         rng = np.random.default_rng(bundle.version)
         sample: NDArray[np.float32] | None = None
         if bundle.n_users:
-            rows = rng.integers(0, bundle.n_users, size=settings.ann_recall_queries)
+            rows = rng.integers(0, bundle.n_users, size=params.recall_queries)
             sample = als.user_factors[rows]
         cache = Path(settings.index_cache_dir) if settings.index_cache_dir else None
         ann = AnnIndex.build(
