@@ -1,6 +1,6 @@
 """The stream processor: one ``StreamConsumer``, Redis state, and a small HTTP server.
 
-One consumer-group member per process (group ``ProcessorTuning.app_id``) reads ``catalog.v1``
+One consumer-group member per process (group ``ProcessorConsumer.group_id``) reads ``catalog.v1``
 -> ``CatalogUpdater``, ``users.v1`` -> ``UserUpdater`` and ``events.v1`` -> ``EventUpdater``
 (profiles, trending, cache invalidation) then ``Attributor`` (click / conversion counters), in
 that order within a batch, and commits a batch's offsets only after those Redis writes
@@ -176,7 +176,7 @@ def build(settings: ProcessorSettings | None = None) -> Processor:
 
     consumer = StreamConsumer(
         settings.kafka,
-        tuning.consumer(),
+        tuning.consumer,
         # catalog and user attributes first: an event sees its product's category if both
         # arrived in the same batch
         {topics.CATALOG: catalog.apply, topics.USERS: users.apply, topics.EVENTS: on_events},

@@ -1,6 +1,6 @@
 """Settings of the stream processor: the shared groups plus ``processor`` tuning.
 
-Environment: ``STREAMREC_PROCESSOR__BATCH_MAX=500``, ``STREAMREC_HTTP__PORT=8003``, ...
+Environment: ``STREAMREC_PROCESSOR__CONSUMER__MAX_BATCH=500``, ``STREAMREC_HTTP__PORT=8003``, ...
 """
 
 from __future__ import annotations
@@ -18,18 +18,18 @@ from streamrec_shared.settings import (
 )
 
 
-class ProcessorTuning(AttributionTimes):
-    """How the processor consumes and what it keeps (with the ``AttributionTimes`` the
-    recommender also has).
+class ProcessorConsumer(ConsumerSettings):
+    """The processor's one ``StreamConsumer`` (``streamrec_shared.consumer``) with the
+    processor's defaults: ``STREAMREC_PROCESSOR__CONSUMER__FETCH_MIN_BYTES=4096`` and so on.
 
-    ``app_id`` is the Kafka consumer group: workers with the same id split the partitions of
+    ``group_id`` is the Kafka consumer group: workers with the same id split the partitions of
     ``events.v1``, ``catalog.v1`` and ``users.v1``.
     """
 
-    app_id: str = "streamrec-stream-processor"
-    # A batch is what the consumer has fetched when the previous one is done, up to batch_max
+    group_id: str | None = "streamrec-stream-processor"
+    # A batch is what the consumer has fetched when the previous one is done, up to max_batch
     # records: no lingering for more, so an event waits only for its fetch and the batch ahead.
-    batch_max: int = Field(default=500, ge=1, le=10000)
+    max_batch: int = Field(default=500, ge=1, le=10000)
     # Longest a fetch waits at the broker for data. The local broker (Tansu) answers a fetch
     # short of fetch_min_bytes only when this wait expires, so it bounds an event's wait for
     # its fetch, and each expired fetch costs the broker a read of the partitions. Measured
@@ -56,6 +56,13 @@ class ProcessorTuning(AttributionTimes):
     # Offsets are committed at most this often (always after the effects they cover, and at
     # every rebalance and stop): a crash replays at most this much, which is idempotent.
     commit_interval_s: float = Field(default=1.0, ge=0)
+
+
+class ProcessorTuning(AttributionTimes):
+    """How the processor consumes and what it keeps (with the ``AttributionTimes`` the
+    recommender also has)."""
+
+    consumer: ProcessorConsumer = ProcessorConsumer()
     # Trending forward decay (see streamrec_shared.profile).
     trending_half_life_hours: float = Field(default=24.0, gt=0)
     # Trending counts an event at its event time, but at most this long after its receive time
@@ -76,23 +83,9 @@ class ProcessorTuning(AttributionTimes):
     # after more newer events of the same user than this, within the window, counts again.
     event_id_max: int = Field(default=1000, ge=16, le=1_000_000)
     redis_timeout_s: float = Field(default=5.0, gt=0)
-    lag_interval_s: float = Field(default=5.0, gt=0)
     model_poll_interval_s: float = Field(default=5.0, gt=0)
     # Attribution of clicks and conversions (streamrec_stream_processor.attribution).
     attribution: bool = True
-
-    def consumer(self) -> ConsumerSettings:
-        """The settings of the processor's one ``StreamConsumer``."""
-        return ConsumerSettings(
-            group_id=self.app_id,
-            max_batch=self.batch_max,
-            poll_timeout_ms=200,
-            linger_ms=0,
-            fetch_min_bytes=self.fetch_min_bytes,
-            fetch_max_wait_ms=self.fetch_max_wait_ms,
-            commit_interval_s=self.commit_interval_s,
-            lag_interval_s=self.lag_interval_s,
-        )
 
 
 class ProcessorSettings(ServiceSettings):
