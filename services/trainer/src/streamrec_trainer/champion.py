@@ -44,8 +44,8 @@ from streamrec_trainer.evaluate import (
     DEFAULT_KS,
     Holdout,
     evaluate,
+    evaluate_users,
     paired_difference,
-    user_ndcg,
 )
 from streamrec_trainer.models.base import Scorer
 
@@ -251,8 +251,8 @@ def paired_ndcg(
     )
     if scorer is None or holdout.users.size < 2:
         return None
-    a = user_ndcg(candidate, holdout, k, half_life_days=half_life_days)
-    b = user_ndcg(scorer, holdout, k, half_life_days=half_life_days)
+    a = evaluate_users(candidate, holdout, half_life_days=half_life_days, ks=(k,), k=k)[1]
+    b = evaluate_users(scorer, holdout, half_life_days=half_life_days, ks=(k,), k=k)[1]
     d, mean, se = paired_difference(a, b)
     z = mean / se if se > 0 else (0.0 if mean == 0 else float(np.sign(mean)) * 1e9)
     return {

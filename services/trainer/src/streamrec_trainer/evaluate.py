@@ -279,25 +279,12 @@ def evaluate_users(
     batch_size: int = 1024,
 ) -> tuple[dict[str, float], NDArray[np.float64]]:
     """``evaluate``'s metrics and the NDCG@k (m,) float64 of every evaluated user (in
-    ``holdout.users`` order) from the same ranking."""
+    ``holdout.users`` order) from the same ranking: the paired samples a champion/challenger
+    test compares (same users, same targets)."""
     ranked = _ranked(scorer, holdout, max(*ks, k), half_life_days, batch_size)
     metrics = rank_metrics(ranked, holdout.targets, int(holdout.item_ids.size), ks)
     metrics["n_users"] = float(holdout.users.size)
     return metrics, ndcg_per_user(ranked, holdout.targets, k)
-
-
-def user_ndcg(
-    scorer: Scorer,
-    holdout: Holdout,
-    k: int,
-    *,
-    half_life_days: float | None = None,
-    batch_size: int = 1024,
-) -> NDArray[np.float64]:
-    """NDCG@k of every evaluated user (m,) float64, in ``holdout.users`` order: the paired
-    samples a champion/challenger test compares (same users, same targets)."""
-    ranked = _ranked(scorer, holdout, k, half_life_days, batch_size)
-    return ndcg_per_user(ranked, holdout.targets, k)
 
 
 def user_event_counts(holdout: Holdout) -> NDArray[np.int64]:
