@@ -281,11 +281,7 @@ async def test_poison_message_goes_to_dead_letter_topic(
 
 
 async def test_sigkill_mid_stream_counts_every_event_once(
-    local_stack: LocalStack,
-    stack: StackDescription,
-    client: AsyncStreamrecClient,
-    redis: Redis,
-    processor_ready: str,
+    local_stack: LocalStack, client: AsyncStreamrecClient, redis: Redis, processor_ready: str
 ) -> None:
     prefix = f"sp-kill-{uuid.uuid4().hex[:6]}"
     n_users = 40
@@ -330,20 +326,16 @@ async def test_sigkill_mid_stream_counts_every_event_once(
     await eventually(complete, timeout=120, what="all events counted", interval=0.5)
     # the restarted worker re-read events the killed one had applied (uncommitted offsets) or
     # resent ids: they were recognised as duplicates, and stay so
-    text = await scrape(stack.urls["stream-processor"])
+    text = await scrape(processor_ready)
     assert metric_sum(text, "streamrec_processor_events_total", outcome="duplicate") > 0
     await asyncio.sleep(2.0)
     assert await counts_in_redis(redis, users) == want
 
 
 async def test_two_workers_split_partitions_and_totals_are_exact(
-    local_stack: LocalStack,
-    stack: StackDescription,
-    client: AsyncStreamrecClient,
-    redis: Redis,
-    processor_ready: str,
+    local_stack: LocalStack, client: AsyncStreamrecClient, redis: Redis, processor_ready: str
 ) -> None:
-    first = stack.urls["stream-processor"]
+    first = processor_ready
     proc, second = spawn_worker(local_stack, "stream-processor-2")
     try:
 
