@@ -71,6 +71,7 @@ from streamrec_trainer.models.als import AlsParams
 from streamrec_trainer.models.fit import FittedModels, TrainParams, fit_all
 from streamrec_trainer.models.hybrid import learn_weights
 from streamrec_trainer.models.itemknn import ItemKnnParams
+from streamrec_trainer.models.registry import trained
 from streamrec_trainer.registry import Registry, Version
 from streamrec_trainer.rollout import Rollouts
 from streamrec_trainer.settings import TrainingSettings
@@ -85,6 +86,25 @@ class Outcome:
     version: int | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     reason: str | None = None
+
+
+def check_algorithms(settings: TrainingSettings) -> None:
+    """Refuse settings that name an algorithm the trainer does not have (at startup, once the
+    plug-ins are loaded: a typo would otherwise silently gate on no figure, or learn no
+    half-life). Raises ``ValueError`` naming the setting and the known names."""
+    known = sorted(REGISTRY.names())
+    if settings.served_algorithm not in known:
+        raise ValueError(
+            f"training.served_algorithm: {settings.served_algorithm!r} is not an algorithm "
+            f"(known: {', '.join(known)})"
+        )
+    fitted = {a.name for a in trained()}
+    unknown = [name for name in settings.half_life_algorithms if name not in fitted]
+    if unknown:
+        raise ValueError(
+            f"training.half_life_algorithms: {', '.join(map(repr, unknown))} not trained "
+            f"(trained: {', '.join(sorted(fitted))})"
+        )
 
 
 def train_params(settings: TrainingSettings) -> TrainParams:
