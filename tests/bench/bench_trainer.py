@@ -55,13 +55,16 @@ import psutil
 from numpy.typing import NDArray
 
 from streamrec_dev.localstack.stack import LocalStack, StackDescription
+from streamrec_shared.events import EVENT_TYPES
 
 RESULTS = Path(__file__).parent / "results" / "trainer.json"
 TARGET_TOTAL_S = {1_000_000: 30.0, 10_000_000: 240.0}  # full retrain, wall seconds
 TARGET_PEAK_RSS_GB = 6.0
 
-EVENT_TYPES = ("view", "click", "add_to_cart", "remove_from_cart", "purchase", "rating")
 TYPE_SHARE = np.asarray([0.55, 0.22, 0.12, 0.02, 0.08, 0.01])
+assert len(TYPE_SHARE) == len(EVENT_TYPES)
+"""Share of each of ``EVENT_TYPES`` (view, click, add_to_cart, remove_from_cart, purchase,
+rating)."""
 N_CATEGORIES, N_CLUSTERS = 24, 8
 START = 1_735_689_600.0  # 2025-01-01 UTC
 DAYS = 180.0
