@@ -50,10 +50,10 @@ from typing import Protocol
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from prometheus_client import Counter, Gauge
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from streamrec_shared import kafka, topics
-from streamrec_shared.settings import KafkaSettings
+from streamrec_shared.settings import Group, KafkaSettings
 from streamrec_shared.tasks import cancel
 
 logger = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ GUARD_IDLE_S = 1.0
 """How often an idle consumer asks its guard (a busy one asks before every batch)."""
 
 
-class ConsumerSettings(BaseModel):
+class ConsumerSettings(Group):
     """Knobs of one ``StreamConsumer`` (each service sets its own defaults)."""
 
     # None: a tail reader, not a group member: every process reads every partition from

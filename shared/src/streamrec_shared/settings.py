@@ -2,7 +2,7 @@
 
 Every service reads the environment with prefix ``STREAMREC_`` and nested delimiter ``__``,
 e.g. ``STREAMREC_KAFKA__BOOTSTRAP_SERVERS=kafka:9092``. Groups are plain ``BaseModel``s so a
-service (or a test) can build them directly.
+service (or a test) can build them directly; each refuses keys it does not have (``Group``).
 """
 
 from __future__ import annotations
@@ -14,8 +14,19 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Group(BaseModel):
+    """Base of every settings group: a key the group does not have (a misspelt or renamed
+    ``STREAMREC_<GROUP>__<KEY>``) stops the service at startup with a message naming it, where
+    it would otherwise be ignored and the default silently apply (an API key list under the
+    wrong name would leave the write endpoints open). Unknown groups are still ignored: one
+    environment may carry every service's groups."""
+
+    model_config = ConfigDict(extra="forbid")
+
 
 Scope = Literal["events:write", "catalog:write", "import", "profiles:read", "admin", "publishable"]
 """``profiles:read``: personal data (``GET /v1/users/{id}/profile``). ``import``: history loads
@@ -24,7 +35,7 @@ events and orders only, rate-limited per client address; recommendations and sea
 reads. ``admin`` covers every scope."""
 
 
-class KafkaSettings(BaseModel):
+class KafkaSettings(Group):
     bootstrap_servers: str = "127.0.0.1:9092"
     client_id: str = "streamrec"
     # Real Kafka: idempotent producer on. The local Tansu broker rejects it: the stack turns it off.
@@ -59,7 +70,7 @@ class KafkaSettings(BaseModel):
         return self
 
 
-class RedisSettings(BaseModel):
+class RedisSettings(Group):
     """Where Redis is and who the services are to it.
 
     ``username`` / ``password``: an ACL user (prod: ``streamrec``, its password from a Secret as
@@ -89,7 +100,7 @@ class RedisSettings(BaseModel):
         return self
 
 
-class PostgresSettings(BaseModel):
+class PostgresSettings(Group):
     dsn: SecretStr = SecretStr("postgresql://streamrec@127.0.0.1:5432/streamrec")
     min_size: int = 1
     max_size: int = 10
@@ -97,7 +108,7 @@ class PostgresSettings(BaseModel):
     migrate: bool = True
 
 
-class HttpSettings(BaseModel):
+class HttpSettings(Group):
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
@@ -105,7 +116,7 @@ class HttpSettings(BaseModel):
     max_body_bytes: int = 2 * 1024 * 1024
 
 
-class ApiKey(BaseModel):
+class ApiKey(Group):
     """One API key. ``sha256`` is the hex SHA-256 of the key; the key itself is never stored."""
 
     name: str
@@ -115,7 +126,7 @@ class ApiKey(BaseModel):
     burst: float = 4000.0
 
 
-class AuthSettings(BaseModel):
+class AuthSettings(Group):
     """API keys. With no keys configured, write and admin endpoints are open (local dev only)."""
 
     api_keys: list[ApiKey] = Field(default_factory=list)
@@ -136,7 +147,7 @@ def _default_artifact_cache() -> Path:
     return Path(tempfile.gettempdir()) / "streamrec-artifacts"
 
 
-class ArtifactSettings(BaseModel):
+class ArtifactSettings(Group):
     """Where model artifacts live: ``file:///dir`` (default) or an S3-compatible ``s3://`` URL.
 
     ``s3://``: credentials the standard AWS way (env, profile, web identity, instance role);
@@ -163,12 +174,12 @@ def artifact_settings_from_env() -> ArtifactSettings:
     return _ArtifactEnvironment().artifacts
 
 
-class LogSettings(BaseModel):
+class LogSettings(Group):
     level: str = "INFO"
     json_format: bool = True
 
 
-class ProfileSettings(BaseModel):
+class ProfileSettings(Group):
     """How events become a user's weighted items (shared by processor, trainer, recommender)."""
 
     half_life_days: float = Field(default=30.0, gt=0)
@@ -176,7 +187,7 @@ class ProfileSettings(BaseModel):
     max_history: int = Field(default=50, ge=1)
 
 
-class FeedbackSettings(BaseModel):
+class FeedbackSettings(Group):
     """The key that signs rec ids (``streamrec_shared.rec_ids``): the recommender signs, the
     stream processor verifies, so both need the same ``STREAMREC_FEEDBACK__REC_ID_KEY`` (at
     least 32 characters, from a Secret). Unset: nothing is credited (a warning at start)."""
@@ -187,7 +198,7 @@ class FeedbackSettings(BaseModel):
         return None if self.rec_id_key is None else self.rec_id_key.get_secret_value().encode()
 
 
-class AttributionTimes(BaseModel):
+class AttributionTimes(Group):
     """The attribution times the recommender and the stream processor share (each has them in
     its own group: ``STREAMREC_RECOMMENDER__...`` and ``STREAMREC_PROCESSOR__...``; set both
     alike)."""

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from streamrec_shared.settings import HttpSettings, ServiceSettings
+from streamrec_shared.settings import Group, HttpSettings, ServiceSettings
 
 
-class IngestOptions(BaseModel):
+class IngestOptions(Group):
     """How the gateway publishes and how long it waits for the broker."""
 
     publish_timeout_s: float = Field(

@@ -5,10 +5,10 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Annotated
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import Field, SecretStr
 
 from streamrec_shared.consumer import ConsumerSettings
-from streamrec_shared.settings import HttpSettings, ServiceSettings
+from streamrec_shared.settings import Group, HttpSettings, ServiceSettings
 
 
 class ArchiveSettings(ConsumerSettings):
@@ -30,7 +30,7 @@ class ArchiveSettings(ConsumerSettings):
     lag_interval_s: float = Field(default=5.0, gt=0, description="consumer-lag metric refresh")
 
 
-class TrainingSettings(BaseModel):
+class TrainingSettings(Group):
     """When to retrain and on what window; hyper-parameters of every algorithm."""
 
     interval_s: float = Field(default=0.0, ge=0, description="0 turns the schedule off")
@@ -100,7 +100,7 @@ class TrainingSettings(BaseModel):
     half_life_z: float = Field(default=1.645, ge=0)
 
 
-class ExportSettings(BaseModel):
+class ExportSettings(Group):
     """``streamrec export|import|convert``: the HMAC-SHA256 key that signs pickle exports.
 
     Without a key (``STREAMREC_EXPORTS__HMAC_KEY``, at least 32 characters) pickle is neither

@@ -25,9 +25,10 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from streamrec_recommender.serving.ranking import Ranked
+from streamrec_shared.settings import Group
 
 if TYPE_CHECKING:
     from usearch.index import Index
@@ -37,11 +38,11 @@ logger = logging.getLogger(__name__)
 RECALL_K = 20
 
 
-class AnnParams(BaseModel):
+class AnnParams(Group):
     """The index's knobs; also the recommender's ``ann`` settings group
     (``STREAMREC_RECOMMENDER__ANN__TARGET_RECALL=0.97`` and so on)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True)
 
     connectivity: int = Field(default=16, ge=4)
     expansion_add: int = Field(default=64, ge=8)
