@@ -1,10 +1,13 @@
 """Settings from the environment: a key a group does not have (a misspelt or renamed
 ``STREAMREC_<GROUP>__<KEY>``) stops the service naming it instead of being ignored; groups other
-services own, and ``STREAMREC_`` variables that are not settings, are still ignored."""
+services own, and ``STREAMREC_`` variables that are not settings, are still ignored; every such
+variable the docs, manifests and the local stack name is a setting of some service."""
 
 from __future__ import annotations
 
+import re
 import typing
+from pathlib import Path
 
 import pytest
 from pydantic import BaseModel, ValidationError
@@ -86,3 +89,68 @@ def test_every_group_refuses_unknown_keys(settings: type[ServiceSettings]) -> No
     assert len(groups) >= 9  # kafka, redis, postgres, auth (+ its keys), http, ...
     assert not [g for g in groups if issubclass(g, BaseSettings)]
     assert [g.__name__ for g in groups if not issubclass(g, Group)] == []
+
+
+ROOT = Path(__file__).resolve().parents[2]
+NAMED_IN = [
+    "README.md",
+    "Makefile",
+    "docker-compose.yml",
+    "docs",
+    "deploy",
+    "services",
+    "tools/dev",
+]
+RENAMED = {"STREAMREC_PROCESSOR__FETCH_MIN_BYTES"}
+"""Old names the README mentions as such (they must stay unknown)."""
+
+
+def _resolves(model: type[BaseModel], path: list[str]) -> bool:
+    """Whether ``path`` (lower-case keys) names a field of ``model`` or of a group in it."""
+    info = model.model_fields.get(path[0])
+    if info is None:
+        return False
+    if len(path) == 1:
+        return True
+    stack = [info.annotation]
+    while stack:
+        t = stack.pop()
+        if isinstance(t, type) and issubclass(t, BaseModel):
+            if _resolves(t, path[1:]):
+                return True
+        else:
+            stack.extend(typing.get_args(t))
+    return False
+
+
+def _named_variables() -> dict[str, set[str]]:
+    """``STREAMREC_<GROUP>__...`` names in docs, manifests, Dockerfiles and dev tooling -> where."""
+    found: dict[str, set[str]] = {}
+    for entry in NAMED_IN:
+        top = ROOT / entry
+        for path in [top] if top.is_file() else sorted(top.rglob("*")):
+            if not path.is_file() or {"node_modules", "dist", "results"} & set(path.parts):
+                continue
+            try:
+                text = path.read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                continue
+            for name in re.findall(r"STREAMREC_[A-Z0-9_]+?__[A-Z0-9_]*[A-Z0-9]", text):
+                found.setdefault(name, set()).add(str(path.relative_to(ROOT)))
+    return found
+
+
+def test_every_variable_the_docs_and_manifests_name_is_a_setting() -> None:
+    named = _named_variables()
+    assert "STREAMREC_KAFKA__BOOTSTRAP_SERVERS" in named  # the scan reads what it should
+    unknown = {
+        name: sorted(where)
+        for name, where in named.items()
+        if name not in RENAMED
+        and not any(_resolves(s, name[len("STREAMREC_") :].lower().split("__")) for s in SERVICES)
+    }
+    assert unknown == {}
+    for name in RENAMED:
+        assert not any(
+            _resolves(s, name[len("STREAMREC_") :].lower().split("__")) for s in SERVICES
+        )
