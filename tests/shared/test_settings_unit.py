@@ -58,8 +58,12 @@ def test_the_right_names_are_read_and_other_services_groups_ignored(
     monkeypatch.setenv("STREAMREC_RECOMMENDER__ANN__TARGET_RECALL", "0.9")
     monkeypatch.setenv("STREAMREC_AUTH__API_KEYS", "[]")
     monkeypatch.setenv("STREAMREC_REDIS_BIN", "/usr/bin/redis-server")  # not a setting
-    assert ProcessorSettings().processor.consumer.fetch_min_bytes == 2048
-    assert RecommenderSettings().recommender.ann.target_recall == 0.9
+    consumer = ProcessorSettings().processor.consumer
+    # a group built from the environment starts from its class's defaults: the processor's
+    assert (consumer.fetch_min_bytes, consumer.fetch_max_wait_ms) == (2048, 50)
+    assert consumer.group_id == "streamrec-stream-processor"
+    ann = RecommenderSettings().recommender.ann
+    assert (ann.target_recall, ann.connectivity) == (0.9, 16)
     # each service ignores the other's group (one environment may serve every service)
     assert TrainerSettings().auth.api_keys == []
     assert IngestSettings().auth.api_keys == []
