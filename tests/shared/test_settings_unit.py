@@ -69,6 +69,21 @@ def test_the_right_names_are_read_and_other_services_groups_ignored(
     assert IngestSettings().auth.api_keys == []
 
 
+def test_a_variable_keeps_the_rest_of_the_group_the_service_declares(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the trainer's and the processor's http groups are HttpSettings(port=...): setting
+    # another key of it once moved them to the class's port 8000 (ingest's)
+    monkeypatch.setenv("STREAMREC_HTTP__WORKERS", "3")
+    ports = {s.__name__: (s().http.port, s().http.workers) for s in SERVICES}
+    assert ports == {
+        "IngestSettings": (8000, 3),
+        "ProcessorSettings": (8003, 3),
+        "RecommenderSettings": (8001, 3),
+        "TrainerSettings": (8002, 3),
+    }
+
+
 def _groups(model: type[BaseModel]) -> set[type[BaseModel]]:
     """Every model class a settings model nests, at any depth (lists and optionals too)."""
     found: set[type[BaseModel]] = set()

@@ -211,10 +211,17 @@ class AttributionTimes(Group):
 
 
 class ServiceSettings(BaseSettings):
-    """Base for each service's settings: env prefix ``STREAMREC_``, nested with ``__``."""
+    """Base for each service's settings: env prefix ``STREAMREC_``, nested with ``__``.
+
+    A variable sets one key of a group and keeps the rest of the group's default as the
+    service declares it (``http: HttpSettings = HttpSettings(port=8002)``: setting
+    ``STREAMREC_HTTP__WORKERS`` leaves the trainer on 8002), not the group class's defaults."""
 
     model_config = SettingsConfigDict(
-        env_prefix="STREAMREC_", env_nested_delimiter="__", extra="ignore"
+        env_prefix="STREAMREC_",
+        env_nested_delimiter="__",
+        extra="ignore",
+        nested_model_default_partial_update=True,
     )
 
     kafka: KafkaSettings = KafkaSettings()
