@@ -1,8 +1,9 @@
 """The environment each Deployment gets is read by its service's settings.
 
-pydantic-settings ignores unknown variables (``extra="ignore"``), so a misspelt
-``STREAMREC_...`` name in a ConfigMap would silently do nothing: every name must map to a field
-of the service's settings class, and the values (with dev's Secrets) must validate.
+A misspelt ``STREAMREC_<GROUP>__<KEY>`` stops a service at start (``streamrec_shared.settings.
+Group``), but a misspelt group (``STREAMREC_TRAINNG__...``) is ignored like another service's:
+every name in a rendered overlay must map to a field of the service's settings class, and the
+values (with dev's Secrets) must validate, before anything is deployed.
 """
 
 from __future__ import annotations
