@@ -14,9 +14,10 @@ import os
 from typing import Any, cast
 
 import pytest
-from pydantic import BaseModel
 
 from streamrec_shared.settings import ServiceSettings
+
+from ..settings_paths import is_setting
 
 Manifest = dict[str, Any]
 OVERLAYS = ("dev", "prod", "prod-keda")
@@ -73,20 +74,6 @@ def environment(objects: list[Manifest], service: str) -> dict[str, str | None]:
     return env
 
 
-def field_path_exists(model: type[BaseModel], parts: list[str]) -> bool:
-    field = model.model_fields.get(parts[0])
-    if field is None:
-        return False
-    if len(parts) == 1:
-        return True
-    annotation = field.annotation
-    return (
-        isinstance(annotation, type)
-        and issubclass(annotation, BaseModel)
-        and field_path_exists(annotation, parts[1:])
-    )
-
-
 @pytest.mark.parametrize("service", PACKAGES)
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_variable_is_a_setting(
@@ -98,7 +85,7 @@ def test_every_variable_is_a_setting(
         if name in OTHER_VARIABLES:
             continue
         assert name.startswith("STREAMREC_"), name
-        if not field_path_exists(cls, name.removeprefix("STREAMREC_").lower().split("__")):
+        if not is_setting(cls, name):
             unknown.append(name)
     assert not unknown, f"{cls.__name__} has no setting for {unknown}"
 

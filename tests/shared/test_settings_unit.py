@@ -19,6 +19,8 @@ from streamrec_shared.settings import Group, ServiceSettings
 from streamrec_stream_processor.settings import ProcessorSettings
 from streamrec_trainer.settings import TrainerSettings
 
+from ..settings_paths import is_setting
+
 SERVICES: list[type[ServiceSettings]] = [
     IngestSettings,
     ProcessorSettings,
@@ -124,24 +126,6 @@ RENAMED = {"STREAMREC_PROCESSOR__FETCH_MIN_BYTES"}
 """Old names the README mentions as such (they must stay unknown)."""
 
 
-def _resolves(model: type[BaseModel], path: list[str]) -> bool:
-    """Whether ``path`` (lower-case keys) names a field of ``model`` or of a group in it."""
-    info = model.model_fields.get(path[0])
-    if info is None:
-        return False
-    if len(path) == 1:
-        return True
-    stack = [info.annotation]
-    while stack:
-        t = stack.pop()
-        if isinstance(t, type) and issubclass(t, BaseModel):
-            if _resolves(t, path[1:]):
-                return True
-        else:
-            stack.extend(typing.get_args(t))
-    return False
-
-
 def _named_variables() -> dict[str, set[str]]:
     """``STREAMREC_<GROUP>__...`` names in docs, manifests, Dockerfiles and dev tooling -> where."""
     found: dict[str, set[str]] = {}
@@ -165,11 +149,8 @@ def test_every_variable_the_docs_and_manifests_name_is_a_setting() -> None:
     unknown = {
         name: sorted(where)
         for name, where in named.items()
-        if name not in RENAMED
-        and not any(_resolves(s, name[len("STREAMREC_") :].lower().split("__")) for s in SERVICES)
+        if name not in RENAMED and not any(is_setting(s, name) for s in SERVICES)
     }
     assert unknown == {}
     for name in RENAMED:
-        assert not any(
-            _resolves(s, name[len("STREAMREC_") :].lower().split("__")) for s in SERVICES
-        )
+        assert not any(is_setting(s, name) for s in SERVICES)
