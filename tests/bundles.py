@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import numpy as np
 
 from streamrec_client import AsyncStreamrecClient
@@ -72,6 +73,13 @@ async def activate_new(
     return directory, version
 
 
+FRESH_PROBES = 12
+"""Fresh connections that must all see the version. The recommender runs several workers (one
+port, SO_REUSEPORT spreads connections among them) and each loads an announced model on its
+own; a kept-alive connection stays with one worker, so one answer does not say the others have
+the model yet. Twelve fresh connections all missing one of two workers: p = 2^-12."""
+
+
 async def wait_served(
     client: AsyncStreamrecClient,
     version: int | None = None,
@@ -80,12 +88,20 @@ async def wait_served(
     timeout: float = 60,
 ) -> int:
     """Wait until the recommender answers ``u0000001`` from model ``version`` (from any model
-    when None, with ``algorithm`` when given); returns the version that serves."""
+    when None, with ``algorithm`` when given) on every worker; returns the version that serves."""
+    params: dict[str, str | int] = (
+        {"k": 5} if algorithm is None else {"k": 5, "algorithm": algorithm}
+    )
+    url = f"{client.urls['recommender']}/v1/recommendations/u0000001"
+
+    async def fresh_answer() -> int | None:
+        async with httpx.AsyncClient(headers=client.headers, timeout=10) as fresh:
+            response = await fresh.get(url, params=params)
+        return response.json()["model_version"] if response.status_code == 200 else None
 
     async def serving() -> int | None:
-        extra = {} if algorithm is None else {"algorithm": algorithm}
-        rec = await client.recommendations("u0000001", k=5, **extra)
-        served: int | None = rec["model_version"]
+        seen = {await fresh_answer() for _ in range(FRESH_PROBES)}
+        served = seen.pop() if len(seen) == 1 else None
         return served if version is None or served == version else None
 
     served = await eventually(serving, timeout=timeout, what=f"model {version or 'any'} to serve")
