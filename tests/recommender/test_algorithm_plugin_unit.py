@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from streamrec_recommender import online
 from streamrec_recommender.api.app import create_app, with_fast_path
@@ -31,7 +32,7 @@ from streamrec_recommender.serving.policy import (
     validate_experiment,
 )
 from streamrec_recommender.serving.scorers import SCORERS
-from streamrec_recommender.settings import RecommenderSettings
+from streamrec_recommender.settings import RecommenderSettings, ServingSettings
 from streamrec_shared import algorithms, rec_ids
 from streamrec_shared.artifacts import ModelBundle
 from streamrec_trainer import offline
@@ -146,6 +147,10 @@ async def test_the_recommender_serves_algorithm_toy(
 def test_the_policy_sees_toy(model: ServingModel) -> None:
     arms = RecommenderSettings().recommender.bandit_arms
     assert "toy" in arms
+    # a registered plug-in may be listed as an arm; a name nothing serves stops the settings
+    assert ServingSettings(bandit_arms=["toy", "als"]).bandit_arms == ["toy", "als"]
+    with pytest.raises(ValidationError, match="'toyz' not served"):
+        ServingSettings(bandit_arms=["toy", "toyz"])
     engine = Engine(Settings(), ThompsonBandit(arms), np.random.default_rng(0))
     assert "toy" in engine.available(model)
     stats = {"new": {a: ArmStats(1000, 1) for a in arms} | {"toy": ArmStats(1000, 900)}}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from streamrec_recommender.runtime.index import AnnParams
 from streamrec_shared.algorithms import REGISTRY
@@ -58,6 +58,21 @@ class ServingSettings(AttributionTimes):
     bandit_refresh_s: float = Field(default=5.0, gt=0)
     bandit_arms: list[str] = Field(default_factory=lambda: list(REGISTRY.arms))
     """Default: every served algorithm marked as an arm in ``streamrec_shared.algorithms``."""
+
+    @field_validator("bandit_arms")
+    @classmethod
+    def _served_arms(cls, arms: list[str]) -> list[str]:
+        """Only algorithms the recommender serves (registered before the settings are made, as
+        the default assumes): a misspelt arm would never be drawn, silently."""
+        unknown = [arm for arm in arms if arm not in REGISTRY.served]
+        if unknown:
+            raise ValueError(
+                f"{', '.join(map(repr, unknown))} not served (served: {', '.join(REGISTRY.served)})"
+            )
+        if not arms:
+            raise ValueError("at least one arm")
+        return arms
+
     bandit_prior_strength: float = Field(default=5000.0, ge=0)
     """Pseudo-impressions of each arm's prior from the model's offline evaluation when the
     model carries no paired standard errors (older bundles; with them the evidence sets each
