@@ -18,7 +18,7 @@ from streamrec_trainer.evaluate import temporal_holdout
 from streamrec_trainer.models.als import AlsParams
 from streamrec_trainer.models.fit import TrainParams, fit_all
 from streamrec_trainer.models.registry import Fitting
-from streamrec_trainer.pipeline import check_algorithms, evaluate_fitted, fit_window
+from streamrec_trainer.pipeline import check_settings, evaluate_fitted, fit_window
 from streamrec_trainer.settings import TrainerSettings, TrainingSettings
 
 from .logs import DAY, T0
@@ -178,15 +178,23 @@ def test_settings_name_a_bad_half_life_grid() -> None:
         TrainingSettings(half_life_grid=[30.0, 0.0])
 
 
-def test_the_trainer_refuses_to_start_with_an_algorithm_it_does_not_have() -> None:
-    check_algorithms(TrainingSettings())  # the defaults name real algorithms
-    check_algorithms(
-        TrainingSettings(half_life_algorithms=["itemknn", "als"], served_algorithm="ease")
+def test_the_trainer_refuses_to_start_with_an_algorithm_or_metric_it_does_not_have() -> None:
+    check_settings(TrainingSettings())  # the defaults name real algorithms and metrics
+    check_settings(
+        TrainingSettings(
+            half_life_algorithms=["itemknn", "als"], served_algorithm="ease", main_metric="hr@10"
+        )
     )
     with pytest.raises(ValueError, match=r"training\.half_life_algorithms: 'itemnn' not trained"):
         create_app(TrainerSettings(training=TrainingSettings(half_life_algorithms=["itemnn"])))
     # hybrid is served and evaluated, but not fitted with a half-life of its own
     with pytest.raises(ValueError, match=r"half_life_algorithms: 'hybrid' not trained"):
-        check_algorithms(TrainingSettings(half_life_algorithms=["hybrid"]))
+        check_settings(TrainingSettings(half_life_algorithms=["hybrid"]))
     with pytest.raises(ValueError, match=r"training\.served_algorithm: 'alss' is not an algorithm"):
         create_app(TrainerSettings(training=TrainingSettings(served_algorithm="alss")))
+    # a metric the holdout does not report gated on no figure ("insufficient evidence")
+    for metric in ("ndcg20", "ndcg@50", "auc@20"):
+        with pytest.raises(
+            ValueError, match=rf"training\.main_metric: '{metric}' is not evaluated"
+        ):
+            check_settings(TrainingSettings(main_metric=metric))

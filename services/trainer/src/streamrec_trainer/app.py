@@ -31,7 +31,7 @@ from streamrec_shared.settings import ApiKey
 from streamrec_shared.tasks import cancel_all
 from streamrec_trainer.archive import Archiver
 from streamrec_trainer.jobs import JobRunner
-from streamrec_trainer.pipeline import check_algorithms
+from streamrec_trainer.pipeline import check_settings
 from streamrec_trainer.registry import Registry
 from streamrec_trainer.rollout import Rollouts
 from streamrec_trainer.settings import TrainerSettings, get_settings
@@ -172,7 +172,7 @@ def _end_rollout(
 
 def create_app(settings: TrainerSettings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    check_algorithms(settings.training)
+    check_settings(settings.training)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -221,6 +221,12 @@ def rank_metrics(
     return out
 
 
+def reported_metrics(ks: Sequence[int] = DEFAULT_KS) -> frozenset[str]:
+    """Every metric key ``rank_metrics`` reports at ``ks`` (``"ndcg@20"``, ...), read from it."""
+    empty = np.full((1, max(ks)), -1, dtype=np.int32)
+    return frozenset(rank_metrics(empty, sp.csr_matrix((1, 1), dtype=np.float32), 1, ks))
+
+
 def _ranked(
     scorer: Scorer, holdout: Holdout, n: int, half_life_days: float | None, batch_size: int
 ) -> NDArray[np.int32]:

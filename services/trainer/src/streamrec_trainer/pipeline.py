@@ -64,6 +64,7 @@ from streamrec_trainer.evaluate import (
     evaluate_users,
     make_holdout,
     paired_se,
+    reported_metrics,
     segment_figures,
     user_event_counts,
 )
@@ -88,10 +89,17 @@ class Outcome:
     reason: str | None = None
 
 
-def check_algorithms(settings: TrainingSettings) -> None:
-    """Refuse settings that name an algorithm the trainer does not have (at startup, once the
-    plug-ins are loaded: a typo would otherwise silently gate on no figure, or learn no
-    half-life). Raises ``ValueError`` naming the setting and the known names."""
+def check_settings(settings: TrainingSettings) -> None:
+    """Refuse settings that name an algorithm or a metric the trainer does not have (at
+    startup, once the plug-ins are loaded: a typo would otherwise gate on no figure, reported
+    as "insufficient evidence", or learn no half-life). Raises ``ValueError`` naming the
+    setting and the known names."""
+    metrics_known = reported_metrics()
+    if settings.main_metric not in metrics_known:
+        raise ValueError(
+            f"training.main_metric: {settings.main_metric!r} is not evaluated "
+            f"(evaluated: {', '.join(sorted(metrics_known))})"
+        )
     known = sorted(REGISTRY.names())
     if settings.served_algorithm not in known:
         raise ValueError(
