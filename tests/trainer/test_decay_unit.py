@@ -1,7 +1,6 @@
 """The training half-life chosen on the holdout (``streamrec_trainer.decay``): a shop whose
 co-purchases changed gets a short one for item-kNN, the choice reaches the final fit and the
-version's params, a choice the holdout cannot back keeps the default, and settings naming an
-algorithm the trainer does not have stop it at startup."""
+version's params, and a choice the holdout cannot back keeps the default."""
 
 from __future__ import annotations
 
@@ -11,15 +10,14 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from streamrec_trainer.app import create_app
 from streamrec_trainer.dataset import Catalog, Dataset, Interactions, build_matrix
 from streamrec_trainer.decay import choose_half_lives, label, paired_z
 from streamrec_trainer.evaluate import temporal_holdout
 from streamrec_trainer.models.als import AlsParams
 from streamrec_trainer.models.fit import TrainParams, fit_all
 from streamrec_trainer.models.registry import Fitting
-from streamrec_trainer.pipeline import check_settings, evaluate_fitted, fit_window
-from streamrec_trainer.settings import TrainerSettings, TrainingSettings
+from streamrec_trainer.pipeline import evaluate_fitted, fit_window
+from streamrec_trainer.settings import TrainingSettings
 
 from .logs import DAY, T0
 
@@ -176,25 +174,3 @@ def test_settings_name_a_bad_half_life_grid() -> None:
     assert 90.0 in TrainingSettings().half_life_grid
     with pytest.raises(ValidationError, match="half_life_grid"):
         TrainingSettings(half_life_grid=[30.0, 0.0])
-
-
-def test_the_trainer_refuses_to_start_with_an_algorithm_or_metric_it_does_not_have() -> None:
-    check_settings(TrainingSettings())  # the defaults name real algorithms and metrics
-    check_settings(
-        TrainingSettings(
-            half_life_algorithms=["itemknn", "als"], served_algorithm="ease", main_metric="hr@10"
-        )
-    )
-    with pytest.raises(ValueError, match=r"training\.half_life_algorithms: 'itemnn' not trained"):
-        create_app(TrainerSettings(training=TrainingSettings(half_life_algorithms=["itemnn"])))
-    # hybrid is served and evaluated, but not fitted with a half-life of its own
-    with pytest.raises(ValueError, match=r"half_life_algorithms: 'hybrid' not trained"):
-        check_settings(TrainingSettings(half_life_algorithms=["hybrid"]))
-    with pytest.raises(ValueError, match=r"training\.served_algorithm: 'alss' is not an algorithm"):
-        create_app(TrainerSettings(training=TrainingSettings(served_algorithm="alss")))
-    # a metric the holdout does not report gated on no figure ("insufficient evidence")
-    for metric in ("ndcg20", "ndcg@50", "auc@20"):
-        with pytest.raises(
-            ValueError, match=rf"training\.main_metric: '{metric}' is not evaluated"
-        ):
-            check_settings(TrainingSettings(main_metric=metric))
