@@ -23,10 +23,11 @@ class ProcessorConsumer(ConsumerSettings):
     processor's defaults: ``STREAMREC_PROCESSOR__CONSUMER__FETCH_MIN_BYTES=4096`` and so on.
 
     ``group_id`` is the Kafka consumer group: workers with the same id split the partitions of
-    ``events.v1``, ``catalog.v1`` and ``users.v1``.
+    ``events.v1``, ``catalog.v1`` and ``users.v1`` (never None here: a tail reader would have
+    every worker apply every event).
     """
 
-    group_id: str | None = "streamrec-stream-processor"
+    group_id: str = Field(default="streamrec-stream-processor", min_length=1)
     # A batch is what the consumer has fetched when the previous one is done, up to max_batch
     # records: no lingering for more, so an event waits only for its fetch and the batch ahead.
     max_batch: int = Field(default=500, ge=1, le=10000)
