@@ -1,4 +1,5 @@
-"""The publishable (browser) key: events and orders only, rate-limited per client address."""
+"""The publishable (browser) key: events and orders only, rate-limited per client address; and
+a process without keys, whose endpoints are open, says so."""
 
 from __future__ import annotations
 
@@ -46,3 +47,16 @@ def test_other_keys_keep_one_bucket_per_key() -> None:
     ring.authorize("ak", "admin", "10.0.0.1")
     ring.authorize("ak", "admin", "10.0.0.2")
     assert set(ring.limiter.buckets) == {"admin"}
+
+
+def test_a_process_without_keys_says_its_endpoints_are_open(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level("WARNING", logger="streamrec_shared.http"):
+        _ring()
+        assert not caplog.records
+        ring = KeyRing(AuthSettings())
+    assert ring.open
+    assert ring.authorize(None, "admin") is None  # anyone may
+    (record,) = caplog.records
+    assert "no API keys configured (STREAMREC_AUTH__API_KEYS)" in record.getMessage()

@@ -378,6 +378,13 @@ class KeyRing:
     # presented value -> its key, for values that matched one: at most one per configured key
     verified: dict[str, ApiKey] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if self.open:
+            logger.warning(
+                "no API keys configured (STREAMREC_AUTH__API_KEYS): write, admin and "
+                "personal-data endpoints are open to anyone (local development only)"
+            )
+
     @property
     def open(self) -> bool:
         return not self.settings.api_keys
