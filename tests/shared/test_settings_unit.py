@@ -6,11 +6,10 @@ variable the docs, manifests and the local stack name is a setting of some servi
 from __future__ import annotations
 
 import re
-import typing
 from pathlib import Path
 
 import pytest
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
 from streamrec_ingest.settings import IngestSettings
@@ -19,7 +18,7 @@ from streamrec_shared.settings import Group, ServiceSettings
 from streamrec_stream_processor.settings import ProcessorSettings
 from streamrec_trainer.settings import TrainerSettings
 
-from ..settings_paths import is_setting
+from ..settings_paths import is_setting, nested_models
 
 SERVICES: list[type[ServiceSettings]] = [
     IngestSettings,
@@ -77,7 +76,7 @@ def test_a_variable_keeps_the_rest_of_the_group_the_service_declares(
     # the trainer's and the processor's http groups are HttpSettings(port=...): setting
     # another key of it once moved them to the class's port 8000 (ingest's)
     monkeypatch.setenv("STREAMREC_HTTP__WORKERS", "3")
-    ports = {s.__name__: (s().http.port, s().http.workers) for s in SERVICES}
+    ports = {s.__name__: (http.port, http.workers) for s in SERVICES for http in [s().http]}
     assert ports == {
         "IngestSettings": (8000, 3),
         "ProcessorSettings": (8003, 3),
@@ -86,27 +85,9 @@ def test_a_variable_keeps_the_rest_of_the_group_the_service_declares(
     }
 
 
-def _groups(model: type[BaseModel]) -> set[type[BaseModel]]:
-    """Every model class a settings model nests, at any depth (lists and optionals too)."""
-    found: set[type[BaseModel]] = set()
-    pending = [model]
-    while pending:
-        for info in pending.pop().model_fields.values():
-            stack = [info.annotation]
-            while stack:
-                t = stack.pop()
-                if isinstance(t, type) and issubclass(t, BaseModel):
-                    if t not in found:
-                        found.add(t)
-                        pending.append(t)
-                else:
-                    stack.extend(typing.get_args(t))
-    return found
-
-
 @pytest.mark.parametrize("settings", SERVICES, ids=lambda s: s.__name__)
 def test_every_group_refuses_unknown_keys(settings: type[ServiceSettings]) -> None:
-    groups = _groups(settings)
+    groups = nested_models(settings)
     assert len(groups) >= 9  # kafka, redis, postgres, auth (+ its keys), http, ...
     assert not [g for g in groups if issubclass(g, BaseSettings)]
     assert [g.__name__ for g in groups if not issubclass(g, Group)] == []
